@@ -1,0 +1,5 @@
+"""X-ray fluorescence modality for multimodal_ip."""
+
+__all__ = ["FluorescenceMap", "full_grid_positions"]
+
+from .fluorescence_map import FluorescenceMap, full_grid_positions

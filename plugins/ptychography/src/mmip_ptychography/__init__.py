@@ -1,0 +1,9 @@
+"""Far-field ptychography modality for multimodal_ip."""
+
+__all__ = ["FarField", "fresnel_zone_plate_probe", "raster_positions", "fermat_spiral_positions",
+           "ptychography_operator", "wavelength_m"]
+
+from .far_field import FarField
+from .plugin import ptychography_operator
+from .probe import fresnel_zone_plate_probe, wavelength_m
+from .scan import fermat_spiral_positions, raster_positions

@@ -1,0 +1,77 @@
+"""Registers the ``ptychography`` modality."""
+
+import numpy as np
+from multimodal_ip import DataTerm, hookimpl
+from multimodal_ip.errors import ConfigError, DataError
+from multimodal_ip.losses import Amplitude, Poisson
+from multimodal_ip.operators import ComplexCoupling, Linear, compose
+from multimodal_ip.errors import ShapeError
+
+from .far_field import FarField
+from .probe import fresnel_zone_plate_probe
+from .scan import raster_positions
+
+
+def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="float64", coefficients=None):
+    r"""The paper's ptychography model on the packed real ``[x; w]``: :math:`\Psi = F(P S_j (x + i\sum_e w_e))`."""
+    cdtype = np.result_type(dtype, np.complex64)
+    coupling = ComplexCoupling(object_shape, n_elements, coefficients=coefficients, dtype=dtype)
+    return compose(Linear(FarField(probe, positions_px, object_shape, dtype=cdtype), name="FarField"),
+                   Linear(coupling, name="ComplexCoupling"))
+
+
+class Ptychography:
+    """The ``ptychography`` modality: builds the term from ``/terms/<name>`` (data, probe, positions)."""
+
+    inputs = ("x", "w")
+
+    def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, **options):
+        if options:
+            msg = f"{td.where()}: unknown ptychography option(s) {sorted(options)}; known: loss, dtype"
+            raise ConfigError(msg)
+        for v in self.inputs:
+            if v not in space:
+                msg = f"{td.where()}: ptychography needs variables {self.inputs}; the file declares {space.names}"
+                raise DataError(msg)
+        n_shape = space["x"].shape
+        ne = space["w"].shape[0]
+        if space["w"].shape[1:] != n_shape:
+            msg = f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}), got {space['w'].shape}"
+            raise DataError(msg)
+        data = td.array("data", ndim=3, dtype_kind="f")
+        if np.any(data < 0):
+            msg = f"{td.where('data')}: intensities must be non-negative (min {data.min():.3g})"
+            raise DataError(msg)
+        npx = data.shape[1:]
+        probe = td.array("probe", shape=npx, dtype_kind="cf")
+        positions = td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
+        dtype = np.dtype(dtype or space.dtype)
+        xp = xp or np
+        try:
+            op = ptychography_operator(xp.asarray(probe), positions, n_shape, ne, dtype=dtype)
+        except ShapeError as exc:
+            raise DataError(f"{td.where('positions')}: {exc}") from None
+        j = data.shape[0]
+        if loss == "amplitude":
+            lossfn = Amplitude(scale=1.0 / j)
+        elif loss == "poisson":
+            lossfn = Poisson(photons_per_unit=td.attr("photons_per_unit", 1.0), scale=1.0 / j)
+        else:
+            msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
+            raise ConfigError(msg)
+        return DataTerm(op, xp.asarray(data.astype(dtype)), lossfn, 1.0, self.inputs, td.name)
+
+    def conformance_cases(self, rng):
+        for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):
+            probe = rng.standard_normal((npx, npx)) + 1j * rng.standard_normal((npx, npx))
+            pos = raster_positions(n, npx, step_px=step)
+            op = ptychography_operator(probe, pos, (n, n), ne)
+            yield f"n{n}-Np{npx}-Ne{ne}", op, 1 + rng.random(n * n * (1 + ne))
+        probe = fresnel_zone_plate_probe(16)
+        yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \
+            1 + rng.random(24 * 24 * 2)
+
+
+@hookimpl
+def mmip_register_modalities(register):
+    register("ptychography", Ptychography())

@@ -1,0 +1,108 @@
+"""Array-backend helpers shared by numpy and cupy code paths.
+
+Everything here dispatches on the array module of its argument
+(``pylops.utils.backend.get_array_module``), so one code path serves both.
+"""
+
+__all__ = [
+    "get_array_module",
+    "to_numpy",
+    "asarray_like",
+    "real_dtype",
+    "complex_dtype",
+    "fft2c",
+    "ifft2c",
+    "scatter_add",
+    "fftconvolve",
+    "vdot_real",
+]
+
+import numpy as np
+from pylops.utils.backend import get_array_module
+
+try:  # pragma: no cover - exercised only on GPU machines
+    import cupy as _cupy
+except Exception:  # noqa: BLE001 - any import failure means "no GPU backend"
+    _cupy = None
+
+
+def to_numpy(a):
+    """Return ``a`` as a numpy array (copies from the GPU when ``a`` is a cupy array)."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):  # pragma: no cover
+        return _cupy.asnumpy(a)
+    return np.asarray(a)
+
+
+def asarray_like(a, like):
+    """Move ``a`` to the backend of ``like`` (no copy when already there)."""
+    return get_array_module(like).asarray(a)
+
+
+def real_dtype(dtype) -> np.dtype:
+    """The real dtype matching ``dtype`` (``complex64`` -> ``float32``)."""
+    return np.ones(1, dtype=dtype).real.dtype
+
+
+def complex_dtype(dtype) -> np.dtype:
+    """The complex dtype matching ``dtype`` (``float32`` -> ``complex64``)."""
+    return np.result_type(np.dtype(dtype), np.complex64)
+
+
+def _fft_module(ncp):
+    if ncp is np:
+        import scipy.fft
+
+        return scipy.fft, {"workers": -1}
+    return ncp.fft, {}  # pragma: no cover
+
+
+def fft2c(a):
+    """Centred orthonormal 2-D FFT over the last two axes: ``fftshift(fft2(a, norm="ortho"))``."""
+    ncp = get_array_module(a)
+    fft, kw = _fft_module(ncp)
+    return ncp.fft.fftshift(fft.fft2(a, axes=(-2, -1), norm="ortho", **kw), axes=(-2, -1))
+
+
+def ifft2c(a):
+    """Adjoint (and inverse) of :func:`fft2c`."""
+    ncp = get_array_module(a)
+    fft, kw = _fft_module(ncp)
+    return fft.ifft2(ncp.fft.ifftshift(a, axes=(-2, -1)), axes=(-2, -1), norm="ortho", **kw)
+
+
+def scatter_add(flat_index, values, size):
+    """Sum ``values`` into a zero vector of length ``size`` at ``flat_index`` (repeats accumulate).
+
+    Uses ``numpy.bincount`` (several times faster than ``np.add.at``) and
+    ``cupyx.scatter_add`` on the GPU. Complex values are summed part by part.
+    """
+    ncp = get_array_module(values)
+    flat_index = flat_index.ravel()
+    values = values.ravel()
+    if ncp is np:
+        if np.iscomplexobj(values):
+            out = np.bincount(flat_index, weights=values.real, minlength=size).astype(values.dtype)
+            out.imag = np.bincount(flat_index, weights=values.imag, minlength=size)
+            return out
+        return np.bincount(flat_index, weights=values, minlength=size).astype(values.dtype)
+    import cupyx  # pragma: no cover
+
+    out = ncp.zeros(size, dtype=values.dtype)  # pragma: no cover
+    cupyx.scatter_add(out, flat_index, values)  # pragma: no cover
+    return out  # pragma: no cover
+
+
+def fftconvolve(a, k, mode, axes=(-2, -1)):
+    """``scipy.signal.fftconvolve`` on numpy, ``cupyx.scipy.signal.fftconvolve`` on cupy."""
+    ncp = get_array_module(a)
+    if ncp is np:
+        from scipy.signal import fftconvolve as conv
+    else:  # pragma: no cover
+        from cupyx.scipy.signal import fftconvolve as conv
+    return conv(a, k, mode=mode, axes=axes)
+
+
+def vdot_real(a, b) -> float:
+    """Real inner product ``Re <a, b>`` of two arrays of any shape, as a Python float."""
+    ncp = get_array_module(a)
+    return float(ncp.real(ncp.vdot(a.ravel(), b.ravel())))

@@ -1,0 +1,144 @@
+r"""Misfits between a prediction :math:`y` and data :math:`d`: value and gradient in :math:`y`.
+
+Gradients are with respect to the real inner product, so for a complex
+prediction the gradient is the complex array :math:`g` with
+:math:`\delta L = \Re\langle g, \delta y\rangle`.
+"""
+
+__all__ = ["Loss", "LeastSquares", "Amplitude", "Poisson", "get_loss", "LOSSES"]
+
+from .backend import get_array_module
+from .errors import ConfigError
+
+
+class Loss:
+    """Base class: ``value(y, d)``, ``gradient(y, d)`` and ``value_and_gradient(y, d)``.
+
+    ``scale`` multiplies value and gradient (e.g. ``1/J`` to average over scan positions).
+    """
+
+    #: name used in configuration files and the CLI
+    name = "loss"
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = float(scale)
+
+    def value(self, y, d) -> float:
+        return self.value_and_gradient(y, d)[0]
+
+    def gradient(self, y, d):
+        return self.value_and_gradient(y, d)[1]
+
+    def value_and_gradient(self, y, d):
+        raise NotImplementedError
+
+    def curvature_sqrt(self, y, d):
+        r"""Return :math:`M^{1/2}` as a function, where the Gauss-Newton Hessian in prediction space is
+        :math:`M` (so that :math:`H_{GN} = J^H M J`). Default: :math:`\sqrt{s}\,I`."""
+        root = self.scale**0.5
+        return lambda delta: root * delta
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(scale={self.scale:g})"
+
+
+class LeastSquares(Loss):
+    r""":math:`L = \tfrac{s}{2}\|y - d\|^2`, :math:`\nabla L = s(y - d)`."""
+
+    name = "least-squares"
+
+    def value_and_gradient(self, y, d):
+        r = y - d
+        ncp = get_array_module(r)
+        return 0.5 * self.scale * float(ncp.vdot(r, r).real), self.scale * r
+
+
+class Amplitude(Loss):
+    r"""Gaussian misfit on amplitudes: :math:`L = \tfrac{s}{2}\| |y| - \sqrt{d} \|^2`.
+
+    :math:`\nabla L = s(|y| - \sqrt d)\, y/|y|` (0 where :math:`y = 0`). ``y`` may be the
+    complex exit wave (its modulus is taken here) or a non-negative amplitude.
+    """
+
+    name = "amplitude"
+
+    def value_and_gradient(self, y, d):
+        ncp = get_array_module(y)
+        a = ncp.abs(y)
+        r = a - ncp.sqrt(ncp.maximum(d, 0))
+        safe = ncp.where(a > 0, a, 1)
+        g = ncp.where(a > 0, r / safe, 0) * y
+        return 0.5 * self.scale * float(ncp.vdot(r, r).real), self.scale * g
+
+    def curvature_sqrt(self, y, d):
+        # GN of | |y| - a |^2: projection onto the phase direction u = y/|y| (idempotent, so M^1/2 = M)
+        return _phase_projection(y, self.scale**0.5)
+
+
+class Poisson(Loss):
+    r"""Poisson negative log-likelihood of counts :math:`N = p\,d` given intensity :math:`\mu = |y|^2`
+    (or :math:`\mu = y` for a real, non-negative prediction with ``intensity=True``):
+
+    .. math:: L = s\, p \sum \big(\mu - d \log(\mu + \epsilon)\big) + \text{const}
+
+    Parameters
+    ----------
+    photons_per_unit : :obj:`float`
+        Photon scale :math:`p` of the data (counts = ``p * d``).
+    intensity : :obj:`bool`, optional
+        ``True``: the prediction is the intensity itself; ``False`` (default): the
+        prediction is an amplitude/exit wave and :math:`\mu = |y|^2`.
+    eps : :obj:`float`, optional
+        Floor that keeps :math:`\log` finite where the model is dark.
+    """
+
+    name = "poisson"
+
+    def __init__(self, photons_per_unit: float = 1.0, intensity: bool = False, eps: float = 1e-9, scale=1.0):
+        super().__init__(scale)
+        self.photons_per_unit = float(photons_per_unit)
+        self.intensity = bool(intensity)
+        self.eps = float(eps)
+
+    def value_and_gradient(self, y, d):
+        ncp = get_array_module(y)
+        mu = y if self.intensity else (y.real**2 + y.imag**2 if ncp.iscomplexobj(y) else y * y)
+        mu_eps = ncp.maximum(mu, 0) + self.eps
+        s = self.scale * self.photons_per_unit
+        val = s * float(ncp.sum(mu - d * ncp.log(mu_eps)))
+        dmu = s * (1 - d / mu_eps)
+        g = dmu if self.intensity else 2 * dmu * y
+        return val, g
+
+    def curvature_sqrt(self, y, d):
+        ncp = get_array_module(y)
+        s = self.scale * self.photons_per_unit
+        if self.intensity:  # Fisher information p/mu
+            root = ncp.sqrt(s / (ncp.maximum(y, 0) + self.eps))
+            return lambda delta: root * delta
+        # mu = |y|^2: Fisher information in y is 4 p along the phase direction (variance-stabilised)
+        return _phase_projection(y, 2 * s**0.5)
+
+    def __repr__(self) -> str:
+        return f"Poisson(photons_per_unit={self.photons_per_unit:g}, scale={self.scale:g})"
+
+
+def _phase_projection(y, factor):
+    ncp = get_array_module(y)
+    if not ncp.iscomplexobj(y):
+        return lambda delta: factor * delta
+    a = ncp.abs(y)
+    u = ncp.where(a > 0, y / ncp.where(a > 0, a, 1), 0)
+    return lambda delta: factor * u * (u.conj() * delta).real
+
+
+LOSSES = {cls.name: cls for cls in (LeastSquares, Amplitude, Poisson)}
+
+
+def get_loss(name: str, **kwargs) -> Loss:
+    """Build a loss by name (``least-squares``, ``amplitude``, ``poisson``)."""
+    try:
+        return LOSSES[name](**kwargs)
+    except KeyError:
+        msg = f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}"
+        raise ConfigError(msg) from None

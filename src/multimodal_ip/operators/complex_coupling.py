@@ -1,0 +1,62 @@
+__all__ = ["ComplexCoupling"]
+
+import numpy as np
+from pylops import LinearOperator
+
+from ..backend import complex_dtype, get_array_module
+
+
+class ComplexCoupling(LinearOperator):
+    r"""Real unknowns to one complex array: :math:`z = x + i \sum_e a_e w_e`.
+
+    The input is the packed real vector ``[x.ravel(); w.ravel()]`` (the packing of
+    a :class:`~multimodal_ip.VariableSpace` holding ``x`` of shape ``shape`` and
+    ``w`` of shape ``(ne, *shape)``), the output the complex array of shape ``shape``.
+
+    Parameters
+    ----------
+    shape : :obj:`tuple`
+        Shape of ``x`` and of each ``w_e``.
+    ne : :obj:`int`
+        Number of imaginary-part maps ``w_e``.
+    coefficients : array-like, optional
+        Per-map weights :math:`a_e` (default all ones: the paper's coupling).
+    dtype : :obj:`str`, optional
+        Real input dtype; the output is the matching complex dtype.
+
+    Notes
+    -----
+    Only :math:`\mathbb{R}`-linear (``clinear=False``). Adjoint with respect to
+    :math:`\Re\langle\cdot,\cdot\rangle`: :math:`\bar x = \Re r`,
+    :math:`\bar w_e = a_e \Im r`.
+    """
+
+    def __init__(self, shape, ne, coefficients=None, dtype="float64", name="ComplexCoupling"):
+        shape = tuple(int(s) for s in shape)
+        self.ne = int(ne)
+        self.npix = int(np.prod(shape))
+        coef = np.ones(self.ne) if coefficients is None else np.asarray(coefficients, dtype=float).ravel()
+        if coef.shape != (self.ne,):
+            msg = f"ComplexCoupling: need {self.ne} coefficients, got {coef.shape[0]}"
+            raise ValueError(msg)
+        self.coefficients = coef.astype(dtype)
+        self.dtype_in = np.dtype(dtype)
+        super().__init__(
+            dtype=complex_dtype(dtype),
+            dims=(self.npix * (1 + self.ne),),
+            dimsd=shape,
+            clinear=False,
+            name=name,
+        )
+
+    def _matvec(self, v):
+        ncp = get_array_module(v)
+        x = v[: self.npix]
+        w = v[self.npix :].reshape(self.ne, self.npix)
+        coef = ncp.asarray(self.coefficients, dtype=v.dtype)
+        return x + 1j * (coef @ w)
+
+    def _rmatvec(self, r):
+        ncp = get_array_module(r)
+        coef = ncp.asarray(self.coefficients, dtype=r.real.dtype)
+        return ncp.concatenate([r.real, (coef[:, None] * r.imag[None, :]).ravel()])

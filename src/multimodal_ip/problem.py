@@ -1,0 +1,356 @@
+__all__ = ["DataTerm", "JointProblem", "Linearization", "balanced_weights"]
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pylops import LinearOperator
+
+from .backend import get_array_module, real_dtype
+from .errors import DtypeError, ShapeError, UnknownVariableError
+from .losses import LeastSquares, Loss
+from .operators import NonlinearOperator
+from .variables import VariableSpace
+
+
+@dataclass
+class DataTerm:
+    r"""One measurement: :math:`w \cdot L(A(v_{\text{inputs}}), d)`.
+
+    Parameters
+    ----------
+    operator : :class:`~multimodal_ip.operators.NonlinearOperator`
+        Forward model. With one input it reads that variable's array; with several,
+        the packed real vector of those variables (compose a linear coupling such as
+        :class:`~multimodal_ip.operators.ComplexCoupling` in front).
+    data : array
+        Measurements, shape ``operator.dimsd``.
+    loss : :class:`~multimodal_ip.losses.Loss`, optional
+        Misfit (default least squares).
+    weight : :obj:`float`, optional
+        Multiplier of the term in the joint objective.
+    inputs : sequence of :obj:`str`
+        Names of the variables the operator reads.
+    name : :obj:`str`, optional
+        Term name (history columns ``objective_<name>``); defaults to the operator's name.
+    """
+
+    operator: NonlinearOperator
+    data: object
+    loss: Loss = field(default_factory=LeastSquares)
+    weight: float = 1.0
+    inputs: Sequence[str] = ("x",)
+    name: str | None = None
+
+    def __post_init__(self):
+        self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
+        self.name = self.name or self.operator.name
+        if tuple(self.data.shape) != self.operator.dimsd:
+            msg = f"term {self.name!r}: data must have shape {self.operator.dimsd}; got {tuple(self.data.shape)}"
+            raise ShapeError(msg)
+        self.weight = float(self.weight)
+
+
+class _Restriction(LinearOperator):
+    """Packed joint vector -> a term's input (one variable's array, or the packed sub-vector)."""
+
+    def __init__(self, space: VariableSpace, names, dtype):
+        self.space, self.names = space, tuple(names)
+        single = space[names[0]] if len(names) == 1 else None
+        self.complex_single = single is not None and single.is_complex
+        nout = space.subspace(names).size
+        self.cdtype = np.result_type(dtype, np.complex64)
+        dimsd = single.shape if single is not None else (nout,)
+        super().__init__(dtype=self.cdtype if self.complex_single else dtype, dims=(space.size,), dimsd=dimsd)
+        self.slices = [space.slice(n) for n in self.names]
+
+    def _matvec(self, v):
+        ncp = get_array_module(v)
+        out = ncp.concatenate([v[s] for s in self.slices]) if len(self.slices) > 1 else v[self.slices[0]]
+        if self.complex_single:
+            out = ncp.ascontiguousarray(out).view(self.cdtype)
+        return out
+
+    def _rmatvec(self, u):
+        ncp = get_array_module(u)
+        if self.complex_single:
+            u = ncp.ascontiguousarray(u.astype(self.cdtype, copy=False)).view(real_dtype(self.cdtype))
+        out = ncp.zeros(self.space.size, dtype=u.real.dtype)
+        start = 0
+        for s in self.slices:
+            n = s.stop - s.start
+            out[s] = u[start : start + n].real
+            start += n
+        return out
+
+
+@dataclass
+class Linearization:
+    """Everything a solver needs at one point: values, gradient, and a lazy Gauss-Newton operator."""
+
+    objective: float
+    objectives: dict
+    gradient: object
+    point: object
+    _problem: "JointProblem"
+    _parts: list
+
+    def jacobian(self) -> LinearOperator:
+        """Stacked weighted Jacobian :math:`[\\sqrt{w_t} M_t^{1/2} J_t R_t]_t` (real in, real out)."""
+        return _StackedJacobian(self._problem, self._parts)
+
+    def gauss_newton(self, damping: float = 0.0) -> LinearOperator:
+        r""":math:`H_{GN} + \lambda I` on the packed space (real symmetric)."""
+        jac = self.jacobian()
+        return _GaussNewton(jac, self._problem, self.point, damping)
+
+
+class _StackedJacobian(LinearOperator):
+    def __init__(self, problem, parts):
+        self.parts = parts  # list of (term, restriction, J, Msqrt, sqrt_w, is_complex_out, n_real_out)
+        n_out = sum(p[-1] for p in parts)
+        super().__init__(dtype=problem.space.dtype, shape=(n_out, problem.space.size))
+
+    def _matvec(self, v):
+        ncp = get_array_module(v)
+        outs = []
+        for term, restr, jac, msqrt, sw, cplx, _ in self.parts:
+            y = sw * msqrt(jac.matvec(restr.matvec(v)))
+            outs.append(ncp.ascontiguousarray(y).view(real_dtype(y.dtype)) if cplx else y.real)
+        return ncp.concatenate(outs)
+
+    def _rmatvec(self, r):
+        ncp = get_array_module(r)
+        out = ncp.zeros(self.shape[1], dtype=r.dtype)
+        start = 0
+        for term, restr, jac, msqrt, sw, cplx, n in self.parts:
+            block = r[start : start + n]
+            start += n
+            if cplx:
+                block = ncp.ascontiguousarray(block).view(np.result_type(block.dtype, np.complex64))
+            out += restr.rmatvec(jac.rmatvec(sw * msqrt(block))).real
+        return out
+
+
+class _GaussNewton(LinearOperator):
+    def __init__(self, jac, problem, point, damping):
+        self.jac, self.problem, self.point, self.damping = jac, problem, point, float(damping)
+        super().__init__(dtype=jac.dtype, shape=(jac.shape[1], jac.shape[1]))
+
+    def _matvec(self, v):
+        out = self.jac.rmatvec(self.jac.matvec(v))
+        for reg in self.problem.regularizers:
+            if reg.is_smooth:
+                out = out + self.problem._reg_hvp(reg, self.point, v)
+        return out + self.damping * v
+
+    _rmatvec = _matvec
+
+
+class JointProblem:
+    r"""Weighted sum of data terms and regularizers over shared named variables.
+
+    .. math:: \Phi(v) = \sum_t w_t L_t(A_t(R_t v), d_t) + \sum_r \rho_r(v)
+
+    where :math:`R_t` picks the variables term :math:`t` reads. Solvers see the
+    packed real vector of :class:`~multimodal_ip.VariableSpace`.
+
+    Parameters
+    ----------
+    space : :class:`~multimodal_ip.VariableSpace`
+        The unknowns.
+    terms : sequence of :class:`DataTerm`
+        Data terms; their ``inputs`` must name variables of ``space``.
+    regularizers : sequence of :class:`~multimodal_ip.regularizers.Regularizer`, optional
+    truth : mapping, optional
+        Ground-truth arrays by variable name (simulations), used for error columns in histories.
+    """
+
+    def __init__(self, space: VariableSpace, terms, regularizers=(), truth: Mapping | None = None):
+        self.space = space
+        self.terms = tuple(terms)
+        self.regularizers = tuple(regularizers)
+        names = [t.name for t in self.terms]
+        if len(set(names)) != len(names):
+            msg = f"data term names must be unique; got {names}"
+            raise ValueError(msg)
+        self._restrictions = []
+        for t in self.terms:
+            for n in t.inputs:
+                if n not in space:
+                    msg = f"term {t.name!r} reads unknown variable {n!r}; the space has: {', '.join(space.names)}"
+                    raise UnknownVariableError(msg)
+            restr = _Restriction(space, t.inputs, space.dtype)
+            if tuple(restr.dimsd) != t.operator.dims:
+                msg = (
+                    f"term {t.name!r}: operator {t.operator.name} expects input shape {t.operator.dims}, "
+                    f"but its inputs {list(t.inputs)} give shape {tuple(restr.dimsd)}"
+                )
+                raise ShapeError(msg)
+            if t.operator.dtype.kind == "f" and restr.complex_single:
+                msg = f"term {t.name!r}: operator {t.operator.name} takes real input but {t.inputs[0]!r} is complex"
+                raise DtypeError(msg)
+            self._restrictions.append(restr)
+        for r in self.regularizers:
+            for n in r.variables:
+                space[n]
+        self.truth = None
+        if truth is not None:
+            self.truth = {k: v for k, v in truth.items() if k in space}
+
+    # ---- construction helpers --------------------------------------------------
+    def with_terms(self, names) -> "JointProblem":
+        """The problem restricted to the data terms ``names`` (same space, regularizers, truth)."""
+        keep = [t for t in self.terms if t.name in names]
+        missing = set(names) - {t.name for t in keep}
+        if missing:
+            msg = f"unknown term(s) {sorted(missing)}; this problem has: {', '.join(self.term_names)}"
+            raise UnknownVariableError(msg)
+        return JointProblem(self.space, keep, self.regularizers, self.truth)
+
+    def with_weights(self, weights: Mapping) -> "JointProblem":
+        """A copy whose term weights are replaced by ``weights`` (by term name)."""
+        from dataclasses import replace
+
+        terms = [replace(t, weight=weights.get(t.name, t.weight)) for t in self.terms]
+        return JointProblem(self.space, terms, self.regularizers, self.truth)
+
+    def with_regularizers(self, regularizers) -> "JointProblem":
+        return JointProblem(self.space, self.terms, regularizers, self.truth)
+
+    @property
+    def xp(self):
+        """Array module of the data (numpy or cupy)."""
+        return get_array_module(self.terms[0].data) if self.terms else np
+
+    @property
+    def term_names(self) -> tuple:
+        return tuple(t.name for t in self.terms)
+
+    @property
+    def weights(self) -> dict:
+        return {t.name: t.weight for t in self.terms}
+
+    def __repr__(self) -> str:
+        terms = ", ".join(f"{t.name}*{t.weight:.3g}" for t in self.terms)
+        return f"JointProblem({self.space!r}, terms=[{terms}], regularizers={list(self.regularizers)})"
+
+    # ---- evaluation ------------------------------------------------------------
+    def _term_input(self, i, v):
+        return self._restrictions[i].matvec(v).reshape(self.terms[i].operator.dims)
+
+    def objectives(self, v) -> dict:
+        """Weighted value of each data term and regularizer, by name."""
+        out = {}
+        for i, t in enumerate(self.terms):
+            y = t.operator.forward(self._term_input(i, v))
+            out[t.name] = t.weight * t.loss.value(y, t.data)
+        arrays = self.space.unpack(v) if self.regularizers else None
+        for r in self.regularizers:
+            if not r.is_constraint:
+                out[r.name] = r.value(arrays)
+        return out
+
+    def value(self, v) -> float:
+        return float(sum(self.objectives(v).values()))
+
+    __call__ = value
+
+    def linearize(self, v) -> Linearization:
+        """Objective, per-term objectives and gradient at ``v``, with a lazy Jacobian/GN operator."""
+        ncp = get_array_module(v)
+        grad = ncp.zeros_like(v)
+        objectives, parts = {}, []
+        for i, t in enumerate(self.terms):
+            restr = self._restrictions[i]
+            y, jac = t.operator.linearize(self._term_input(i, v))
+            val, gy = t.loss.value_and_gradient(y, t.data)
+            objectives[t.name] = t.weight * val
+            grad += t.weight * restr.rmatvec(jac.rmatvec(gy.ravel())).real
+            cplx = ncp.iscomplexobj(y)
+            n_out = y.size * (2 if cplx else 1)
+            parts.append((t, restr, jac, _flat(t.loss.curvature_sqrt(y.ravel(), t.data.ravel())),
+                          t.weight**0.5, cplx, n_out))
+        if self.regularizers:
+            arrays = self.space.unpack(v)
+            for r in self.regularizers:
+                if r.is_constraint:
+                    continue
+                if not r.is_smooth:
+                    objectives[r.name] = r.value(arrays)
+                    continue
+                val, g = r.value_and_gradient(arrays)
+                objectives[r.name] = val
+                for name, gi in g.items():
+                    gpart = grad[self.space.slice(name)]
+                    if self.space[name].is_complex:
+                        gpart[0::2] += gi.real.ravel()
+                        gpart[1::2] += gi.imag.ravel()
+                    else:
+                        gpart += gi.ravel()
+        return Linearization(float(sum(objectives.values())), objectives, grad, v, self, parts)
+
+    def value_and_gradient(self, v):
+        lin = self.linearize(v)
+        return lin.objective, lin.gradient
+
+    def gradient(self, v):
+        return self.linearize(v).gradient
+
+    def term_gradients(self, v) -> dict:
+        """Gradient of each weighted data term alone (packed), by name."""
+        out = {}
+        for t in self.terms:
+            out[t.name] = self.with_terms([t.name]).with_regularizers(()).gradient(v)
+        return out
+
+    def _reg_hvp(self, reg, v, dv):
+        arrays = self.space.unpack(v)
+        darrays = self.space.unpack(dv)
+        hv = reg.hessian_vector(arrays, darrays)
+        out = get_array_module(v).zeros_like(v)
+        for name, h in hv.items():
+            out[self.space.slice(name)] += h.ravel()
+        return out
+
+    # ---- errors vs truth ---------------------------------------------------------
+    def relative_errors(self, v) -> dict:
+        r"""``{"total": ||v - v*|| / ||v*||, <var>: per variable}`` over the variables with a truth."""
+        if not self.truth:
+            return {}
+        ncp = get_array_module(v)
+        arrays = self.space.unpack(v)
+        num = den = 0.0
+        out = {}
+        for name, t in self.truth.items():
+            t = ncp.asarray(t)
+            e = float(ncp.linalg.norm((arrays[name] - t).ravel()))
+            n = float(ncp.linalg.norm(t.ravel()))
+            out[name] = e / n if n else e
+            num, den = num + e**2, den + n**2
+        out["total"] = (num / den) ** 0.5 if den else num**0.5
+        return out
+
+
+def _flat(fn):
+    return lambda d: fn(d).ravel()
+
+
+def balanced_weights(problem: JointProblem, v0, reference: str, c: float) -> dict:
+    r"""The paper's gradient-norm balancing, fixed at the initial point :math:`v_0`.
+
+    Every term but ``reference`` gets weight
+    :math:`c\,\|\nabla f_{\text{ref}}(v_0)\| / \|\nabla f_t(v_0)\|` (the reference keeps weight 1).
+    """
+    if reference not in problem.term_names:
+        msg = f"reference term {reference!r} not in problem; terms: {', '.join(problem.term_names)}"
+        raise UnknownVariableError(msg)
+    unit = problem.with_weights(dict.fromkeys(problem.term_names, 1.0))
+    grads = unit.term_gradients(v0)
+    ncp = get_array_module(v0)
+    gref = float(ncp.linalg.norm(grads[reference]))
+    out = {}
+    for name, g in grads.items():
+        gn = float(ncp.linalg.norm(g))
+        out[name] = 1.0 if name == reference else (c * gref / gn if gn > 0 else 1.0)
+    return out

@@ -1,0 +1,210 @@
+__all__ = ["Solver", "Result", "History", "SolverState"]
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import get_array_module, to_numpy
+from ..errors import SolverError
+
+log = logging.getLogger("multimodal_ip.solvers")
+
+
+class History:
+    """One row per iteration; columns ``iteration, time_s, objective, objective_<term>, grad_norm, error_<var>``."""
+
+    def __init__(self, rows=None):
+        self.rows = list(rows or [])
+
+    def append(self, row: dict) -> None:
+        self.rows.append(dict(row))
+
+    @property
+    def columns(self) -> list:
+        cols = []
+        for r in self.rows:
+            cols.extend(k for k in r if k not in cols)
+        return cols
+
+    def __getitem__(self, column) -> np.ndarray:
+        return np.array([r.get(column, np.nan) for r in self.rows], dtype=float)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def as_arrays(self) -> dict:
+        return {c: self[c] for c in self.columns}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "History":
+        n = len(next(iter(arrays.values()))) if arrays else 0
+        return cls([{k: float(v[i]) for k, v in arrays.items()} for i in range(n)])
+
+    def last(self) -> dict:
+        return self.rows[-1] if self.rows else {}
+
+
+@dataclass
+class Result:
+    """What a solver returns: the packed solution, the history and why it stopped."""
+
+    x: object
+    history: History
+    status: str
+    message: str
+    arrays: dict = field(default_factory=dict)
+
+
+@dataclass
+class SolverState:
+    """What a callback sees, and what a checkpoint stores."""
+
+    iteration: int
+    x: object
+    history: History
+    solver: "Solver"
+
+
+class Solver:
+    r"""Base class: owns the loop, timer, stopping rules, history, NaN checks and checkpoints.
+
+    A subclass implements :meth:`setup` (state at ``x0``) and :meth:`step` (one
+    iteration; updates ``self.x`` and ``self.lin``), and lists its extra array
+    state in :meth:`_state_variable_names` so that a run can be saved and resumed.
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+    maxiter : :obj:`int`, optional
+        Maximum number of iterations.
+    gtol : :obj:`float`, optional
+        Stop when the gradient norm falls below ``gtol``.
+    ftol : :obj:`float`, optional
+        Stop when the relative objective change of one iteration falls below ``ftol``.
+    max_time_s : :obj:`float`, optional
+        Stop after this much solver time (callbacks excluded).
+    callback : callable, optional
+        ``callback(state)`` after every iteration (:class:`SolverState`); the timer pauses meanwhile.
+    """
+
+    name = "solver"
+    #: state attributes that are lists of arrays (stored stacked)
+    _list_states = ()
+
+    def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None):
+        self.problem = problem
+        self.maxiter = int(maxiter)
+        self.gtol = float(gtol)
+        self.ftol = float(ftol)
+        self.max_time_s = max_time_s
+        self.callback = callback
+        self.history = History()
+        self.iteration = 0
+        self.elapsed = 0.0
+
+    # ---- subclasses ------------------------------------------------------------
+    def setup(self, x0) -> None:
+        self.x = x0
+        self.lin = self.problem.linearize(x0)
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def _state_variable_names(self) -> tuple:
+        """Names of array attributes (besides ``x``) needed to resume exactly."""
+        return ()
+
+    def _state_scalars(self) -> dict:
+        return {}
+
+    def _load_scalars(self, scalars: dict) -> None:
+        pass
+
+    # ---- loop ------------------------------------------------------------------
+    def record(self) -> dict:
+        ncp = get_array_module(self.x)
+        row = {"iteration": self.iteration, "time_s": self.elapsed, "objective": self.lin.objective}
+        for k, v in self.lin.objectives.items():
+            row[f"objective_{k}"] = v
+        row["grad_norm"] = float(ncp.linalg.norm(self.lin.gradient))
+        for k, v in self.problem.relative_errors(self.x).items():
+            row[f"error_{k}"] = v
+        self.history.append(row)
+        return row
+
+    def solve(self, x0=None, resume_state=None) -> Result:
+        """Run from ``x0``, or continue from a state saved by :meth:`state_dict`."""
+        t0 = time.perf_counter()
+        if resume_state is not None:
+            self.load_state_dict(resume_state)
+        else:
+            self.setup(x0)
+            self.elapsed = time.perf_counter() - t0
+            self.record()
+        status, message = "maxiter", f"reached maxiter={self.maxiter}"
+        while self.iteration < self.maxiter:
+            if not np.isfinite(self.lin.objective):
+                status, message = "error", f"objective is not finite at iteration {self.iteration}"
+                break
+            t0 = time.perf_counter()
+            stop = self.step()
+            self.iteration += 1
+            self.elapsed += time.perf_counter() - t0
+            prev = self.history.last()["objective"]
+            row = self.record()
+            if self.callback is not None:
+                self.callback(SolverState(self.iteration, self.x, self.history, self))
+            if stop:
+                status, message = "converged", str(stop)
+                break
+            if not np.isfinite(row["objective"]):
+                status, message = "error", f"objective became {row['objective']} at iteration {self.iteration}"
+                break
+            if row["grad_norm"] <= self.gtol:
+                status, message = "converged", f"gradient norm {row['grad_norm']:.3g} <= gtol={self.gtol:g}"
+                break
+            if self.ftol > 0 and abs(prev - row["objective"]) <= self.ftol * max(abs(prev), 1e-300):
+                status, message = "converged", f"relative objective change <= ftol={self.ftol:g}"
+                break
+            if self.max_time_s is not None and self.elapsed >= self.max_time_s:
+                status, message = "time", f"reached max_time_s={self.max_time_s:g}"
+                break
+        if status == "error":
+            log.warning("%s stopped: %s", self.name, message)
+        return Result(self.x, self.history, status, message, self.problem.space.unpack(self.x))
+
+    # ---- save / resume ---------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Arrays (numpy) and scalars to resume this run exactly; the class by *name*, never pickled."""
+        arrays = {"x": to_numpy(self.x)}
+        for n in self._state_variable_names():
+            val = getattr(self, n)
+            if isinstance(val, list):
+                arrays[n] = np.stack([to_numpy(v) for v in val]) if val else np.zeros((0, self.x.size))
+            else:
+                arrays[n] = to_numpy(val)
+        return {
+            "solver": self.name,
+            "iteration": self.iteration,
+            "elapsed": self.elapsed,
+            "arrays": arrays,
+            "scalars": self._state_scalars(),
+            "history": self.history.as_arrays(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["solver"] != self.name:
+            msg = f"checkpoint was written by solver {state['solver']!r}, not {self.name!r}"
+            raise SolverError(msg)
+        self.iteration = int(state["iteration"])
+        self.elapsed = float(state["elapsed"])
+        self.history = History.from_arrays(state["history"])
+        xp = self.problem.xp
+        self.x = xp.asarray(state["arrays"]["x"])
+        for n in self._state_variable_names():
+            a = state["arrays"][n]
+            setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
+        self._load_scalars(state["scalars"])
+        self.lin = self.problem.linearize(self.x)

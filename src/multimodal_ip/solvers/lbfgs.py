@@ -1,0 +1,214 @@
+__all__ = ["LBFGS", "ScipyLBFGSB", "solve_lbfgs", "mmip_register_solvers"]
+
+import numpy as np
+import scipy.optimize
+
+from ..backend import get_array_module, to_numpy
+from ..errors import SolverError
+from ..hookspecs import hookimpl
+from .base import Result, Solver
+
+
+class _Cache:
+    """Remembers the last linearization so value and gradient at one point cost one evaluation."""
+
+    def __init__(self, problem):
+        self.problem, self.lin = problem, None
+
+    def __call__(self, x):
+        if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
+            self.lin = self.problem.linearize(x.copy())
+        return self.lin
+
+
+def _same(a, b) -> bool:
+    return a.shape == b.shape and bool(get_array_module(a).array_equal(a, b))
+
+
+def _check_smooth(problem, name, allow_constraints=False):
+    for r in problem.regularizers:
+        if r.is_constraint and allow_constraints:
+            continue
+        if not r.is_smooth:
+            hint = "use method='scipy' (bounds) or the 'admm' solver" if r.is_constraint else "use the 'admm' solver"
+            msg = f"solver {name!r} needs smooth regularizers; {r!r} is not ({hint})"
+            raise SolverError(msg)
+
+
+class LBFGS(Solver):
+    r"""Backend-agnostic L-BFGS: two-loop recursion and a strong-Wolfe line search.
+
+    Runs on numpy and cupy arrays alike (only scalars cross to the host). Its
+    state (iterate and memory pairs) is saved in checkpoints, so a resumed run
+    continues exactly.
+
+    Parameters
+    ----------
+    memory : :obj:`int`, optional
+        Number of stored correction pairs.
+    c1, c2 : :obj:`float`, optional
+        Wolfe constants.
+    """
+
+    name = "lbfgs"
+    _list_states = ("s_list", "y_list")
+
+    def __init__(self, problem, memory=10, c1=1e-4, c2=0.9, **kw):
+        super().__init__(problem, **kw)
+        _check_smooth(problem, self.name)
+        self.memory, self.c1, self.c2 = int(memory), float(c1), float(c2)
+        self.s_list, self.y_list = [], []
+        self.cache = _Cache(problem)
+
+    def _state_variable_names(self):
+        return ("s_list", "y_list")
+
+    def setup(self, x0):
+        self.x = x0
+        self.lin = self.cache(x0)
+
+    def _direction(self, g):
+        ncp = get_array_module(g)
+        q = g.copy()
+        alphas = []
+        for s, y in zip(reversed(self.s_list), reversed(self.y_list)):
+            rho = 1.0 / float(ncp.vdot(y, s))
+            a = rho * float(ncp.vdot(s, q))
+            q -= a * y
+            alphas.append((a, rho))
+        if self.s_list:
+            s, y = self.s_list[-1], self.y_list[-1]
+            q *= float(ncp.vdot(s, y)) / float(ncp.vdot(y, y))
+        else:
+            q *= 1.0 / max(float(ncp.linalg.norm(g)), 1e-300)
+        for (s, y), (a, rho) in zip(zip(self.s_list, self.y_list), reversed(alphas)):
+            b = rho * float(ncp.vdot(y, q))
+            q += (a - b) * s
+        return -q
+
+    def step(self):
+        ncp = get_array_module(self.x)
+        g = self.lin.gradient
+        p = self._direction(g)
+        if float(ncp.vdot(p, g)) >= 0:  # not a descent direction: reset memory
+            self.s_list, self.y_list = [], []
+            p = self._direction(g)
+
+        def f(x):
+            return self.cache(x).objective
+
+        def fprime(x):
+            return self.cache(x).gradient
+
+        alpha, *_ = scipy.optimize.line_search(
+            f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
+        )
+        if alpha is None:  # line search failed: a small steepest-descent step, then restart memory
+            self.s_list, self.y_list = [], []
+            return "line search found no acceptable step"
+        x_new = self.x + alpha * p
+        lin_new = self.cache(x_new)
+        s, y = x_new - self.x, lin_new.gradient - g
+        if float(ncp.vdot(s, y)) > 1e-12 * float(ncp.vdot(y, y)):
+            self.s_list.append(s)
+            self.y_list.append(y)
+            if len(self.s_list) > self.memory:
+                self.s_list.pop(0)
+                self.y_list.pop(0)
+        self.x, self.lin = x_new, lin_new
+        return None
+
+
+class ScipyLBFGSB(Solver):
+    """scipy's L-BFGS-B (numpy only), with bounds from the variable space and :class:`Box` regularizers.
+
+    scipy owns its loop, so :meth:`solve` drives it and records history from its
+    callback; a resumed run restarts the L-BFGS memory from the saved iterate.
+    """
+
+    name = "lbfgs-b"
+
+    def __init__(self, problem, memory=10, **kw):
+        super().__init__(problem, **kw)
+        _check_smooth(problem, self.name, allow_constraints=True)
+        self.memory = int(memory)
+        self.cache = _Cache(problem)
+
+    def _bounds(self):
+        space = self.problem.space
+        b = space.bounds()
+        lo, hi = b if b is not None else (np.full(space.size, -np.inf), np.full(space.size, np.inf))
+        for r in self.problem.regularizers:
+            if r.is_constraint:
+                for n in r.variables:
+                    sl = space.slice(n)
+                    lo[sl] = np.maximum(lo[sl], r.lower)
+                    hi[sl] = np.minimum(hi[sl], r.upper)
+        if np.all(np.isinf(lo)) and np.all(np.isinf(hi)):
+            return None
+        return scipy.optimize.Bounds(lo, hi)
+
+    def solve(self, x0=None, resume_state=None) -> Result:
+        import time
+
+        if resume_state is not None:
+            self.load_state_dict(resume_state)
+        else:
+            if get_array_module(x0) is not np:
+                msg = "lbfgs-b runs on numpy arrays only; use method='native' for cupy"
+                raise SolverError(msg)
+            self.x = np.asarray(x0, dtype=np.float64)
+            t0 = time.perf_counter()
+            self.lin = self.cache(self.x)
+            self.elapsed = time.perf_counter() - t0
+            self.record()
+        remaining = self.maxiter - self.iteration
+        if remaining <= 0:
+            return Result(self.x, self.history, "maxiter", "nothing to do", self.problem.space.unpack(self.x))
+        t_start = [time.perf_counter()]
+
+        def fun(x):
+            lin = self.cache(x)
+            return lin.objective, to_numpy(lin.gradient)
+
+        def callback(intermediate_result):
+            self.elapsed += time.perf_counter() - t_start[0]
+            self.iteration += 1
+            self.x = intermediate_result.x.copy()
+            self.lin = self.cache(self.x)
+            row = self.record()
+            if self.callback is not None:
+                from .base import SolverState
+
+                self.callback(SolverState(self.iteration, self.x, self.history, self))
+            t_start[0] = time.perf_counter()
+            if self.max_time_s is not None and self.elapsed >= self.max_time_s:
+                raise StopIteration
+            return row
+
+        res = scipy.optimize.minimize(
+            fun, self.x, jac=True, method="L-BFGS-B", bounds=self._bounds(), callback=callback,
+            options={"maxiter": remaining, "maxcor": self.memory, "gtol": self.gtol,
+                     "ftol": self.ftol if self.ftol > 0 else 1e3 * np.finfo(float).eps, "maxfun": 20 * remaining},
+        )
+        status = "converged" if res.success else ("maxiter" if self.iteration >= self.maxiter else "stopped")
+        return Result(self.x, self.history, status, str(res.message), self.problem.space.unpack(self.x))
+
+
+def solve_lbfgs(problem, x0, method="auto", resume_state=None, **options) -> Result:
+    """L-BFGS. ``method``: ``native`` (backend-agnostic, exact resume), ``scipy`` (L-BFGS-B with bounds),
+    or ``auto`` (scipy when the problem has bounds or box constraints on numpy, else native)."""
+    if method not in ("auto", "native", "scipy"):
+        msg = f"lbfgs method must be 'auto', 'native' or 'scipy'; got {method!r}"
+        raise SolverError(msg)
+    if method == "auto":
+        constrained = problem.space.bounds() is not None or any(r.is_constraint for r in problem.regularizers)
+        xp = problem.xp if x0 is None else get_array_module(x0)
+        method = "scipy" if constrained and xp is np else "native"
+    cls = ScipyLBFGSB if method == "scipy" else LBFGS
+    return cls(problem, **options).solve(x0, resume_state=resume_state)
+
+
+@hookimpl
+def mmip_register_solvers(register):
+    register("lbfgs", solve_lbfgs)

@@ -1,0 +1,147 @@
+r"""Conformance checks: dot test, Taylor test for Jacobians and for problem gradients.
+
+Every check raises :class:`~multimodal_ip.errors.ConformanceError` (an ``AssertionError``)
+naming the operator and the observed error, and returns the measured quantity.
+"""
+
+__all__ = ["check_adjoint", "check_jacobian", "check_gradient", "random_like_dtype", "adjoint_tolerance"]
+
+import numpy as np
+
+from ..backend import get_array_module, real_dtype
+from ..errors import ConformanceError
+
+
+def random_like_dtype(rng, shape, dtype, xp=np):
+    """Standard normal array of ``shape``; complex dtypes get independent real and imaginary parts."""
+    dtype = np.dtype(dtype)
+    a = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        a = a + 1j * rng.standard_normal(shape)
+    return xp.asarray(a.astype(dtype))
+
+
+def adjoint_tolerance(dtype) -> float:
+    """Relative dot-test tolerance for a dtype: about 1000 ulps of its real precision."""
+    return 1e3 * float(np.finfo(real_dtype(dtype)).eps)
+
+
+def _name(op) -> str:
+    return getattr(op, "name", None) or type(op).__name__
+
+
+def check_adjoint(op, dtype=None, rng=None, rtol=None, xp=np, name=None) -> float:
+    r"""Dot test :math:`\Re\langle Au, v\rangle = \Re\langle u, A^H v\rangle` on random inputs.
+
+    Parameters
+    ----------
+    op : :class:`pylops.LinearOperator`
+        The operator (e.g. a Jacobian).
+    dtype : dtype, optional
+        Domain dtype; defaults to ``op.dtype_in`` if present, else ``op.dtype``. The range
+        dtype is that of ``op @ u``.
+    rtol : :obj:`float`, optional
+        Tolerance on the error normalised by :math:`\max(\|Au\|\|v\|, \|u\|\|A^Hv\|)`;
+        default from the dtype (:func:`adjoint_tolerance`).
+
+    Returns
+    -------
+    error : :obj:`float`
+        The normalised error.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    dtype = np.dtype(dtype or getattr(op, "dtype_in", None) or op.dtype)
+    u = random_like_dtype(rng, op.shape[1], dtype, xp)
+    au = op.matvec(u)
+    v = random_like_dtype(rng, op.shape[0], au.dtype if au.dtype.kind in "fc" else dtype, xp)
+    ahv = op.rmatvec(v)
+    lhs = float(xp.real(xp.vdot(au, v)))
+    rhs = float(xp.real(xp.vdot(u, ahv)))
+    scale = max(float(xp.linalg.norm(au)) * float(xp.linalg.norm(v)),
+                float(xp.linalg.norm(u)) * float(xp.linalg.norm(ahv)), 1e-300)
+    err = abs(lhs - rhs) / scale
+    tol = rtol if rtol is not None else adjoint_tolerance(np.result_type(dtype, au.dtype))
+    if not err <= tol:
+        msg = (
+            f"adjoint check failed for {name or _name(op)} (shape {op.shape}, dtype {dtype}): "
+            f"Re<Au,v>={lhs:.6g}, Re<u,A^H v>={rhs:.6g}, relative error {err:.3g} > tol {tol:.1g}"
+        )
+        raise ConformanceError(msg)
+    return err
+
+
+def _taylor_slope(h, r, floor):
+    """Least-squares slope of log r vs log h over points clearly above the round-off floor."""
+    ok = r > 100 * floor
+    # only the leading, asymptotic part: drop the largest steps until slope estimates are stable
+    hs, rs = np.log(h[ok]), np.log(r[ok])
+    if hs.size < 3:
+        return None
+    take = slice(min(3, hs.size - 3), None)
+    return float(np.polyfit(hs[take], rs[take], 1)[0])
+
+
+def check_jacobian(op, x, rng=None, direction=None, min_slope=1.8, name=None) -> float | None:
+    r"""Taylor test: :math:`r(h) = \|F(x+hd) - F(x) - hJ(x)d\|` must fall as :math:`O(h^2)`.
+
+    Computed for :math:`h = 2^{-1}, \dots, 2^{-20}` in the input's precision (use float64 for
+    a clear slope). The slope of :math:`\log r` against :math:`\log h` above the
+    round-off floor must be at least ``min_slope`` (a wrong Jacobian gives about 1).
+
+    Returns
+    -------
+    slope : :obj:`float` or ``None``
+        Observed order; ``None`` when :math:`r(h)` stays at round-off (a linear operator).
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    xp = get_array_module(x)
+    d = direction if direction is not None else random_like_dtype(rng, x.shape, x.dtype, xp)
+    d = d * (float(xp.linalg.norm(x)) / max(float(xp.linalg.norm(d)), 1e-300) if float(xp.linalg.norm(x)) else 1.0)
+    fx, jac = op.linearize(x)
+    jd = jac.matvec(d.ravel()).reshape(fx.shape)
+    h = 2.0 ** -np.arange(1, 21)
+    r = np.array([float(xp.linalg.norm((op.forward(x + hi * d) - fx - hi * jd).ravel())) for hi in h])
+    eps = float(np.finfo(real_dtype(x.dtype)).eps)
+    floor = eps * (float(xp.linalg.norm(fx)) + float(xp.linalg.norm(jd)))
+    slope = _taylor_slope(h, r, floor)
+    if slope is None:
+        # remainder at round-off for every h: fine only if the linear term itself is right
+        if r[0] > 1e3 * floor:
+            msg = f"Taylor test inconclusive for {name or _name(op)}: remainders {r[:3]}"
+            raise ConformanceError(msg)
+        return None
+    if slope < min_slope:
+        msg = (
+            f"Jacobian check failed for {name or _name(op)} (dims {getattr(op, 'dims', '?')}): Taylor remainder "
+            f"falls as h^{slope:.2f}, expected h^2 (remainders {r[0]:.3g} at h=1/2 .. {r[-1]:.3g} at h=2^-20)"
+        )
+        raise ConformanceError(msg)
+    return slope
+
+
+def check_gradient(problem, v, rng=None, direction=None, min_slope=1.8) -> float | None:
+    r"""Taylor test of a problem's gradient: :math:`|\Phi(v+hd) - \Phi(v) - h\langle g, d\rangle| = O(h^2)`."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    xp = get_array_module(v)
+    d = direction if direction is not None else random_like_dtype(rng, v.shape, v.dtype, xp)
+    d = d * (float(xp.linalg.norm(v)) / float(xp.linalg.norm(d)) if float(xp.linalg.norm(v)) else 1.0)
+    f0, g = problem.value_and_gradient(v)
+    gd = float(xp.vdot(g, d))
+    h = 2.0 ** -np.arange(1, 25)
+    r = np.array([abs(problem.value(v + hi * d) - f0 - hi * gd) for hi in h])
+    floor = float(np.finfo(v.dtype).eps) * (abs(f0) + abs(gd))
+    slope = _taylor_slope(h, r, floor)
+    if slope is None:
+        if r[0] > 1e3 * floor:
+            msg = f"gradient Taylor test inconclusive for {problem!r}: remainders {r[:3]}"
+            raise ConformanceError(msg)
+        return None
+    if slope < min_slope:
+        msg = (
+            f"gradient check failed for {problem!r}: Taylor remainder falls as h^{slope:.2f}, expected h^2 "
+            f"(<g,d>={gd:.6g})"
+        )
+        raise ConformanceError(msg)
+    return slope
+
+
