@@ -1,0 +1,96 @@
+"""The simulated cases of the paper (DESIGN section 3) as :class:`~multimodal_ip.io.Dataset` objects."""
+
+__all__ = ["CASES", "simulate", "poisson_noise"]
+
+import numpy as np
+from mmip_fluorescence import FluorescenceMap, full_grid_positions
+from mmip_ptychography import FarField, fresnel_zone_plate_probe, raster_positions
+from multimodal_ip.errors import ConfigError
+from multimodal_ip.io import Dataset, TermData
+from multimodal_ip.variables import Variable
+
+from .phantoms import natural_image, random_ellipses, scale_to_range, shepp_logan
+
+#: case -> object size n, probe size Np, raster step, element count, balance c, object kind
+CASES = {
+    "phantom": {"n": 334, "probe_size": 64, "step": 30, "n_elements": 1, "balance_c": 0.01, "objects": "phantom"},
+    "phantom-large": {"n": 650, "probe_size": 100, "step": 50, "n_elements": 1, "balance_c": 0.01,
+                      "objects": "phantom"},
+    "cameraman": {"n": 244, "probe_size": 64, "step": 20, "n_elements": 1, "balance_c": 0.05, "objects": "natural"},
+    "multi-element": {"n": 334, "probe_size": 64, "step": 30, "n_elements": 3, "balance_c": 0.01,
+                      "objects": "phantom"},
+    "hessian": {"n": 62, "probe_size": 16, "step": 8, "n_elements": 1, "balance_c": 0.01, "objects": "phantom"},
+}
+
+
+def poisson_noise(model, level, rng):
+    r"""``(noisy, photons_per_unit)``: counts :math:`\sim \mathrm{Poisson}(p\,I)`, returned as counts / p, with
+    :math:`p = \sum I / (\text{level}^2 \sum I^2)` so that :math:`E\|I_{noisy}-I\|^2 = \text{level}^2\|I\|^2`."""
+    if level <= 0:
+        return model.copy(), float("inf")
+    p = float(model.sum() / (level**2 * (model**2).sum()))
+    return rng.poisson(model * p) / p, p
+
+
+def _objects(kind, n, ne):
+    if kind == "natural":
+        x = scale_to_range(natural_image("cameraman", n))
+        w = [scale_to_range(natural_image("astronaut", n))]
+        w += [scale_to_range(random_ellipses(n, seed=100 + e)) for e in range(1, ne)]
+    else:
+        x = scale_to_range(shepp_logan(n))
+        w = [scale_to_range(random_ellipses(n, seed=100 + e)) for e in range(ne)]
+    return x, np.stack(w)
+
+
+def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elements=None, xrf_grid="full"):
+    """Simulate one case of the paper; every parameter of the DESIGN table can be overridden.
+
+    Parameters
+    ----------
+    case : :obj:`str`
+        One of :data:`CASES`.
+    seed : :obj:`int`
+        Seed of the noise (the phantoms do not depend on it).
+    noise : :obj:`float`
+        Relative Poisson noise level (0.03 for 3 %).
+    xrf_grid : :obj:`str`
+        ``"full"`` (XRF at every object pixel, the paper's setting) or ``"scan"`` (at the scan positions).
+    """
+    if case not in CASES:
+        msg = f"unknown case {case!r}; choose one of: {', '.join(CASES)}"
+        raise ConfigError(msg)
+    p = dict(CASES[case])
+    p.update({k: v for k, v in {"n": n, "probe_size": probe_size, "step": step, "n_elements": n_elements}.items()
+              if v is not None})
+    n, npx, ne = int(p["n"]), int(p["probe_size"]), int(p["n_elements"])
+    if npx > n:
+        msg = f"probe size {npx} exceeds object size {n}"
+        raise ConfigError(msg)
+    if not 0 <= float(noise) < 1:
+        msg = f"noise level must be in [0, 1); got {noise}"
+        raise ConfigError(msg)
+    rng = np.random.default_rng(seed)
+    x, w = _objects(p["objects"], n, ne)
+    probe = fresnel_zone_plate_probe(npx)
+    positions = raster_positions(n, npx, step_px=p["step"])
+    intens = np.abs(FarField(probe, positions, (n, n)) @ (x + 1j * w.sum(0))) ** 2
+    kernel = np.abs(probe) ** 2
+    xrf_pos = full_grid_positions((n, n), kernel.shape) if xrf_grid == "full" else positions
+    xrf = (FluorescenceMap(kernel, xrf_pos, (n, n), ne) @ w)
+    intens_noisy, p_ptycho = poisson_noise(intens, noise, rng)
+    xrf_noisy, p_xrf = poisson_noise(xrf, noise, rng)
+    terms = {
+        "ptychography": TermData("ptychography", "ptychography",
+                                 {"data": intens_noisy, "probe": probe, "positions": positions},
+                                 {"photons_per_unit": p_ptycho}),
+        "fluorescence": TermData("fluorescence", "fluorescence",
+                                 {"data": xrf_noisy, "kernel": kernel, "positions": xrf_pos},
+                                 {"photons_per_unit": p_xrf, "elements": [f"E{e}" for e in range(ne)],
+                                  **({"grid_shape": np.array([n, n])} if xrf_grid == "full" else
+                                     {"grid_shape": np.array([int(np.sqrt(len(positions)))] * 2)})}),
+    }
+    variables = [Variable("x", (n, n)), Variable("w", (ne, n, n))]
+    attrs = {"case": case, "noise_level": float(noise), "seed": int(seed), "balance_c": float(p["balance_c"]),
+             "reference_term": "ptychography", "step_px": int(p["step"])}
+    return Dataset(variables, terms, {"x": x, "w": w}, attrs)

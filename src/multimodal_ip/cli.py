@@ -1,0 +1,374 @@
+"""The ``mmip`` command: plugins, simulate, reconstruct, compare, report, hessian.
+
+Every error of the library becomes one line on stderr and exit status 2.
+"""
+
+__all__ = ["main"]
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import ConfigError, MultimodalIPError
+
+RUN_KEYS = {
+    "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
+    "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
+}
+DEFAULTS = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
+            "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64"}
+
+
+def _parse_value(text: str):
+    """A flag value as bool/int/float/str: parsed, never evaluated."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_toml(path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except FileNotFoundError:
+        msg = f"{path}: no such run file"
+        raise ConfigError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: invalid TOML ({exc})"
+        raise ConfigError(msg) from None
+    return cfg
+
+
+def _check_config(cfg: dict, where: str) -> dict:
+    for k, v in cfg.items():
+        if k not in RUN_KEYS:
+            msg = f"{where}: unknown setting {k!r}; known: {', '.join(sorted(RUN_KEYS))}"
+            raise ConfigError(msg)
+        want = RUN_KEYS[k]
+        if v is not None and not (isinstance(v, want) or (want is float and isinstance(v, int))) or \
+                (want is int and isinstance(v, bool)):
+            msg = f"{where}: setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
+            raise ConfigError(msg)
+    if cfg.get("iterations", 1) is not None and cfg.get("iterations", 1) < 0:
+        msg = f"{where}: iterations must be >= 0"
+        raise ConfigError(msg)
+    if cfg.get("backend", "numpy") not in ("numpy", "cupy"):
+        msg = f"{where}: backend must be 'numpy' or 'cupy', got {cfg['backend']!r}"
+        raise ConfigError(msg)
+    if cfg.get("dtype", "float64") not in ("float32", "float64"):
+        msg = f"{where}: dtype must be 'float32' or 'float64', got {cfg['dtype']!r}"
+        raise ConfigError(msg)
+    return cfg
+
+
+def run_config(args) -> dict:
+    """Defaults <- TOML run file <- command-line flags."""
+    cfg = dict(DEFAULTS)
+    if getattr(args, "config", None):
+        cfg.update(_check_config(_read_toml(args.config), str(args.config)))
+    flags = {}
+    for k in ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype"):
+        if getattr(args, k, None) is not None:
+            flags[k] = getattr(args, k)
+    if getattr(args, "terms", None):
+        flags["terms"] = [t.strip() for t in args.terms.split(",") if t.strip()]
+    if getattr(args, "solver_option", None):
+        opts = dict(cfg["solver_options"])
+        for item in args.solver_option:
+            if "=" not in item:
+                msg = f"--solver-option expects key=value, got {item!r}"
+                raise ConfigError(msg)
+            k, v = item.split("=", 1)
+            opts[k.strip()] = _parse_value(v)
+        flags["solver_options"] = opts
+    cfg.update(_check_config(flags, "command line"))
+    return cfg
+
+
+def _xp(backend):
+    if backend == "numpy":
+        return np
+    try:
+        import cupy
+
+        cupy.zeros(1)
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable GPU
+        msg = f"backend 'cupy' is not available here ({type(exc).__name__}: {exc}); use --backend numpy"
+        raise ConfigError(msg) from None
+    return cupy
+
+
+def _progress(total, initial, desc):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=initial, desc=desc, unit="it", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty() and None)
+
+
+def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None):
+    from .solvers import solve
+
+    bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc)
+
+    def callback(state):
+        if bar is not None:
+            row = state.history.last()
+            bar.set_postfix({k.removeprefix("objective_"): f"{v:.3g}" for k, v in row.items()
+                             if k.startswith("objective_")}, refresh=False)
+            bar.update(1)
+        if on_iteration is not None:
+            on_iteration(state)
+
+    opts = dict(cfg["solver_options"])
+    try:
+        return solve(problem, problem.space.full(1.0, xp=problem.xp), solver=cfg["solver"], maxiter=cfg["iterations"],
+                     callback=callback, resume_state=resume_state, **opts)
+    except TypeError as exc:
+        msg = f"invalid option for solver {cfg['solver']!r}: {exc}"
+        raise ConfigError(msg) from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _build(args_data, cfg, terms=None):
+    from .io import build_problem, load_dataset
+
+    ds = load_dataset(args_data, terms=terms if terms is not None else cfg["terms"])
+    xp = _xp(cfg["backend"])
+    opts = {t: dict(cfg["term_options"].get(t, {}), dtype=cfg["dtype"]) for t in ds.terms}
+    return ds, build_problem(ds, balance_c=cfg["balance_c"], term_options=opts, xp=xp)
+
+
+# ---- subcommands -------------------------------------------------------------------
+def cmd_plugins(args) -> int:
+    from .plugins import get_registry
+
+    rows = get_registry().rows()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    header = ("kind", "name", "dist", "version", "status")
+    table = [header] + [(r.kind, r.name, r.dist, r.version, r.status + (f": {r.error}" if r.error else ""))
+                        for r in rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .io import save_dataset
+    from .plugins import get_registry
+
+    simulate = get_registry().get("simulation", args.case)
+    overrides = {k: getattr(args, k) for k in ("n", "probe_size", "step", "n_elements") if getattr(args, k) is not None}
+    ds = simulate(seed=args.seed, noise=args.noise, xrf_grid=args.xrf_grid, **overrides)
+    save_dataset(args.output, ds)
+    v = ds.space
+    print(f"wrote {args.output}: case {args.case}, noise {args.noise:g}, seed {args.seed}, variables "
+          + ", ".join(f"{x.name}{list(x.shape)}" for x in v.variables) + ", terms " + ", ".join(ds.terms))
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .backend import to_numpy
+    from .io import save_result
+    from .io.results import load_checkpoint, save_checkpoint
+
+    cfg = run_config(args)
+    out = Path(args.output)
+    if out.resolve() == Path(args.data).resolve():
+        msg = f"refusing to write the result over the input {args.data}; choose another -o"
+        raise ConfigError(msg)
+    ckpt = out.with_name(out.name + ".ckpt.h5")
+    _, problem = _build(args.data, cfg)
+    resume_state = None
+    if args.resume:
+        if not ckpt.exists():
+            msg = f"--resume: no checkpoint {ckpt} (was the run started with this -o?)"
+            raise ConfigError(msg)
+        resume_state, saved = load_checkpoint(ckpt)
+        for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c"):
+            if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
+                msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
+                raise ConfigError(msg)
+    every = max(int(cfg["checkpoint_every"]), 0)
+
+    def on_iteration(state):
+        if every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
+            save_checkpoint(ckpt, state.solver.state_dict(), cfg)
+
+    res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration)
+    arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
+    save_result(out, arrays, res.history, dict(cfg, data=str(args.data)), res.status, res.message)
+    if ckpt.exists():
+        ckpt.unlink()
+    last = res.history.last()
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("objective", "error")))
+    print(f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s); {summary}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .backend import to_numpy
+    from .report import error_table, markdown_table, plot_histories, plot_reconstructions
+
+    cfg = run_config(args)
+    ds, joint = _build(args.data, cfg, terms=None)
+    methods = {"joint": joint}
+    for t in joint.term_names:
+        methods[f"{t} alone"] = joint.with_terms([t])
+    results = {}
+    for name, problem in methods.items():
+        results[name] = _solve_with_progress(problem, cfg, name)
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    truth = ds.truth if {"x", "w"} <= set(ds.truth) else None
+    rows = error_table(results, truth) if truth else []
+    header = ["method", "error x", "error w", "error total", "error z (best phase)", "time (s)"]
+    fmt = [[r[0]] + [f"{v:.4f}" for v in r[1:5]] + [f"{r[5]:.1f}"] for r in rows]
+    table = markdown_table(header, fmt)
+    print(table)
+    plot_histories({k: r.history for k, r in results.items()}, outdir / "convergence.png")
+    plot_reconstructions({k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}, truth,
+                         outdir / "reconstructions.png")
+    report = [f"# mmip compare: {args.data}", "",
+              f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
+              "![convergence](convergence.png)", "", "![reconstructions](reconstructions.png)", ""]
+    (outdir / "report.md").write_text("\n".join(report))
+    with open(outdir / "errors.json", "w") as fh:
+        json.dump({r[0]: dict(zip(["error_x", "error_w", "error_total", "error_z_phase", "time_s"], r[1:]))
+                   for r in rows}, fh, indent=2)
+    print(f"wrote {outdir}/report.md, convergence.png, reconstructions.png, errors.json")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .io import load_result
+    from .report import plot_reconstructions
+    from .solvers import History
+
+    res = load_result(args.result)
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    hist = History.from_arrays(res["history"])
+    from .report import plot_histories
+
+    plot_histories({"run": hist}, outdir / "convergence.png")
+    if {"x", "w"} <= set(res["variables"]):
+        plot_reconstructions({"result": res["variables"]}, None, outdir / "reconstructions.png")
+    last = hist.last()
+    lines = [f"# mmip report: {args.result}", "", f"status: {res['status']} ({res['message']})", "",
+             "| quantity | final value |", "|---|---|"]
+    lines += [f"| {k} | {v:.6g} |" for k, v in last.items()]
+    lines += ["", "configuration: `" + json.dumps(res["config"]) + "`", "", "![convergence](convergence.png)"]
+    (outdir / "report.md").write_text("\n".join(lines))
+    print("\n".join(lines[4:4 + 2 + len(last)]))
+    print(f"wrote {outdir}/report.md")
+    return 0
+
+
+def cmd_hessian(args) -> int:
+    from .hessian import hessian_study
+
+    cfg = run_config(args)
+    ds, joint = _build(args.data, cfg)
+    summary = hessian_study(ds, joint, Path(args.output), dense_max=args.dense_max, k=args.k,
+                            grid=args.grid, reference=str(ds.attrs.get("reference_term", joint.term_names[0])))
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmip", description="Joint inverse problems over modalities sharing unknowns.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("plugins", help="list installed plugins (kind, name, dist, version, status)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_plugins)
+
+    s = sub.add_parser("simulate", help="simulate a case of the paper into a dataset file")
+    s.add_argument("case")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--noise", type=float, default=0.0, help="relative Poisson noise level (0.03 = 3%%)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=int, help="object size (pixels)")
+    s.add_argument("--probe-size", type=int)
+    s.add_argument("--step", type=int, help="raster step (pixels)")
+    s.add_argument("--n-elements", type=int)
+    s.add_argument("--xrf-grid", choices=("full", "scan"), default="full")
+    s.set_defaults(func=cmd_simulate)
+
+    def run_flags(s):
+        s.add_argument("--solver")
+        s.add_argument("--terms", help="comma-separated data terms (default: all)")
+        s.add_argument("--iterations", type=int)
+        s.add_argument("--config", help="TOML run file (keys mirror the flags)")
+        s.add_argument("--backend", choices=("numpy", "cupy"))
+        s.add_argument("--dtype", choices=("float32", "float64"))
+        s.add_argument("--balance-c", dest="balance_c", type=float)
+        s.add_argument("--solver-option", action="append", metavar="KEY=VALUE")
+
+    s = sub.add_parser("reconstruct", help="reconstruct a dataset; writes a result file")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    run_flags(s)
+    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    s.add_argument("--resume", action="store_true", help="continue from <output>.ckpt.h5")
+    s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("compare", help="joint versus each modality alone: error table, figures, report")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    run_flags(s)
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("report", help="figures and a summary from a result file")
+    s.add_argument("result")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("hessian", help="Hessian eigenvalues and loss landscapes at the true point")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    run_flags(s)
+    s.add_argument("--dense-max", type=int, default=9000, help="largest size for a dense Hessian")
+    s.add_argument("--k", type=int, default=40, help="eigenvalues at each end with Lanczos (large problems)")
+    s.add_argument("--grid", type=int, default=21, help="landscape grid points per axis")
+    s.set_defaults(func=cmd_hessian)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MultimodalIPError as exc:
+        print(f"mmip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmip {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
