@@ -39,14 +39,14 @@ class Composition(NonlinearOperator):
         super().__init__(right.dims, left.dimsd, dtype=right.dtype, dtyped=left.dtyped, name=name or "Composition")
 
     def _forward(self, x):
-        return self.left.forward(self.right.forward(x))
+        return self.left.forward(self.right.forward(x).reshape(self.left.dims))
 
     def _jacobian(self, x):
         return self._linearize(x)[1]
 
     def _linearize(self, x):
         y, jr = self.right.linearize(x)
-        z, jl = self.left.linearize(y)
+        z, jl = self.left.linearize(y.reshape(self.left.dims))
         return z, jl @ jr
 
     def __repr__(self) -> str:

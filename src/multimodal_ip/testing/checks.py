@@ -103,11 +103,14 @@ def check_jacobian(op, x, rng=None, direction=None, min_slope=1.8, name=None) ->
     r = np.array([float(xp.linalg.norm((op.forward(x + hi * d) - fx - hi * jd).ravel())) for hi in h])
     eps = float(np.finfo(real_dtype(x.dtype)).eps)
     floor = eps * (float(xp.linalg.norm(fx)) + float(xp.linalg.norm(jd)))
+    if np.all(r[7:] <= 100 * floor):
+        # the remainder vanishes for small h: the map is (piecewise) linear along d and J d is exact
+        # (a wrong Jacobian leaves r(h) ~ h |J d - J_true d|, far above round-off)
+        return None
     slope = _taylor_slope(h, r, floor)
     if slope is None:
-        # remainder at round-off for every h: fine only if the linear term itself is right
-        if r[0] > 1e3 * floor:
-            msg = f"Taylor test inconclusive for {name or _name(op)}: remainders {r[:3]}"
+        if np.any(r[-5:] > 100 * floor):
+            msg = f"Taylor test inconclusive for {name or _name(op)}: remainders {r[-5:]}"
             raise ConformanceError(msg)
         return None
     if slope < min_slope:
@@ -132,8 +135,8 @@ def check_gradient(problem, v, rng=None, direction=None, min_slope=1.8) -> float
     floor = float(np.finfo(v.dtype).eps) * (abs(f0) + abs(gd))
     slope = _taylor_slope(h, r, floor)
     if slope is None:
-        if r[0] > 1e3 * floor:
-            msg = f"gradient Taylor test inconclusive for {problem!r}: remainders {r[:3]}"
+        if np.any(r[-5:] > 100 * floor):
+            msg = f"gradient Taylor test inconclusive for {problem!r}: remainders {r[-5:]}"
             raise ConformanceError(msg)
         return None
     if slope < min_slope:
