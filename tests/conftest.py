@@ -26,7 +26,7 @@ def rng():
 
 @pytest.fixture(scope="session")
 def tiny_dataset():
-    """A small joint ptychography + XRF dataset (n=32, Np=16, step 8, 3 % noise)."""
+    """A small joint ptychography + XRF dataset (n=48, Np=16, step 8, 3 % noise)."""
     from mmip_paper import simulate
 
-    return simulate("phantom", seed=1, noise=0.03, n=32, probe_size=16, step=8)
+    return simulate("phantom", seed=1, noise=0.03, n=48, probe_size=16, step=8)

@@ -49,8 +49,8 @@ class TermData:
             msg = f"{self.where(key)}: expected {ndim}-D array, got shape {a.shape}"
             raise DataError(msg)
         if shape is not None and any(s is not None and s != g for s, g in zip(shape, a.shape)):
-            exp = tuple("*" if s is None else s for s in shape)
-            msg = f"{self.where(key)}: expected shape {exp}, got {a.shape}"
+            exp = ", ".join("*" if s is None else str(s) for s in shape)
+            msg = f"{self.where(key)}: expected shape ({exp}), got {a.shape}"
             raise DataError(msg)
         if dtype_kind is not None and a.dtype.kind not in dtype_kind:
             names = {"f": "float", "c": "complex", "i": "integer", "u": "unsigned"}

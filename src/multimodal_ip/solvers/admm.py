@@ -101,8 +101,8 @@ class ADMMSolver(Solver):
     Parameters
     ----------
     tau : :obj:`float`, optional
-        ADMM step (penalty :math:`1/\tau`); ``None`` picks
-        :math:`\tau = 10/\|\nabla f(x_0)\|`-scaled automatically.
+        ADMM step (penalty :math:`1/\tau`); ``None`` picks :math:`\tau = 100/c` with :math:`c` the
+        Gauss-Newton curvature of :math:`f` along :math:`\nabla f(x_0)`.
     inner : :obj:`str`, optional
         ``"lbfgs"`` or ``"gauss-newton"``.
     inner_iterations : :obj:`int`, optional
@@ -147,10 +147,11 @@ class ADMMSolver(Solver):
 
     def setup(self, x0):
         ncp = get_array_module(x0)
-        if self.tau is None:
+        if self.tau is None:  # 100 / (Gauss-Newton curvature along the gradient): a mild proximity pull
             lin = self.smooth_problem.linearize(x0)
-            gn = float(ncp.linalg.norm(lin.gradient))
-            self.tau = float(ncp.linalg.norm(x0)) / gn if gn > 0 else 1.0
+            g = lin.gradient
+            curv = float(ncp.vdot(g, lin.gauss_newton(0.0).matvec(g))) / max(float(ncp.vdot(g, g)), 1e-300)
+            self.tau = 100.0 / curv if curv > 0 else 1.0
         _, self.z = self.admm.setup(self.proxf, self.proxg, x0, self.tau, z0=self.proxg.prox(x0, self.tau))
         self.u = self.admm.u
         self.x = self.z

@@ -1,7 +1,10 @@
 __all__ = ["LBFGS", "ScipyLBFGSB", "solve_lbfgs", "mmip_register_solvers"]
 
+import warnings
+
 import numpy as np
 import scipy.optimize
+from scipy.optimize._linesearch import LineSearchWarning
 
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
@@ -100,9 +103,11 @@ class LBFGS(Solver):
         def fprime(x):
             return self.cache(x).gradient
 
-        alpha, *_ = scipy.optimize.line_search(
-            f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
-        )
+        with warnings.catch_warnings():  # a failed search is handled below, not warned about
+            warnings.simplefilter("ignore", LineSearchWarning)
+            alpha, *_ = scipy.optimize.line_search(
+                f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
+            )
         if alpha is None:  # line search failed: a small steepest-descent step, then restart memory
             self.s_list, self.y_list = [], []
             return "line search found no acceptable step"

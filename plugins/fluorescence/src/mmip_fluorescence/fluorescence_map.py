@@ -56,7 +56,7 @@ class FluorescenceMap(LinearOperator):
         bad = (ipos[:, 0] < -(kh - 1)) | (ipos[:, 0] > n0 - 1) | (ipos[:, 1] < -(kw - 1)) | (ipos[:, 1] > n1 - 1)
         if np.any(bad):
             j = int(np.flatnonzero(bad)[0])
-            msg = f"positions[{j}] = {tuple(ipos[j])}: the {kh}x{kw} window does not touch the {n0}x{n1} object"
+            msg = f"positions[{j}] = {tuple(int(v) for v in ipos[j])}: the {kh}x{kw} window does not touch the {n0}x{n1} object"
             raise ShapeError(msg)
         j_count = len(ipos)
         # index into the 'full' correlation / padded object, of shape (n0 + kh - 1, n1 + kw - 1)

@@ -2,10 +2,9 @@
 
 import numpy as np
 from multimodal_ip import DataTerm, hookimpl
-from multimodal_ip.errors import ConfigError, DataError
+from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import Amplitude, Poisson
-from multimodal_ip.operators import ComplexCoupling, Linear, compose
-from multimodal_ip.errors import ShapeError
+from multimodal_ip.operators import ComplexCoupling, Linear, Modulus, compose
 
 from .far_field import FarField
 from .probe import fresnel_zone_plate_probe
@@ -67,6 +66,9 @@ class Ptychography:
             pos = raster_positions(n, npx, step_px=step)
             op = ptychography_operator(probe, pos, (n, n), ne)
             yield f"n{n}-Np{npx}-Ne{ne}", op, 1 + rng.random(n * n * (1 + ne))
+        probe = rng.standard_normal((4, 4)) + 1j * rng.standard_normal((4, 4))
+        op = ptychography_operator(probe, raster_positions(10, 4, step_px=2), (10, 10), 2)
+        yield "amplitude", compose(Modulus(op.dimsd, dtype="complex128"), op), 1 + rng.random(300)
         probe = fresnel_zone_plate_probe(16)
         yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \
             1 + rng.random(24 * 24 * 2)

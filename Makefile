@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - venv + install, simulate the paper's phantom case, joint vs separate, table + figures
+#   make test   - venv + install (core, plugins/*, examples/custom_modality, test extras), run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: install demo test test-all clean
+
+$(BIN)/mmip: pyproject.toml plugins/*/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]" -e plugins/ptychography -e plugins/fluorescence -e plugins/paper \
+		-e examples/custom_modality
+	touch $(BIN)/mmip
+
+install: $(BIN)/mmip
+
+demo: install
+	$(BIN)/mmip simulate phantom --noise 0.03 --seed 0 -o $(OUT)/phantom.h5
+	$(BIN)/mmip compare $(OUT)/phantom.h5 -o $(OUT)/compare --iterations 100
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q --runslow
+
+clean:
+	rm -rf $(VENV) $(OUT)

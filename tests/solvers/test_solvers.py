@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+from multimodal_ip import solve
+from multimodal_ip.errors import SolverError, UnknownPluginError
+from multimodal_ip.io import build_problem
+from multimodal_ip.regularizers import NonNegative, Tikhonov, TotalVariation
+from multimodal_ip.solvers.gauss_newton import GaussNewton
+from multimodal_ip.solvers.lbfgs import LBFGS
+
+
+@pytest.fixture(scope="module")
+def xrf_convex(tiny_dataset):
+    """Fluorescence alone + Tikhonov on w: strictly convex (w only)."""
+    problem = build_problem(tiny_dataset, terms=["fluorescence"])
+    from multimodal_ip import VariableSpace
+    from multimodal_ip.problem import JointProblem
+
+    space = VariableSpace([problem.space["w"]])
+    return JointProblem(space, problem.terms, [Tikhonov("w", 0.1)], {"w": tiny_dataset.truth["w"]})
+
+
+def test_three_solvers_agree_on_convex_problem(xrf_convex):
+    x0 = xrf_convex.space.full(1.0)
+    reference = solve(xrf_convex, x0, "gauss-newton", maxiter=60, inner_iterations=100, inner_rtol=1e-10, gtol=1e-12)
+    lb = solve(xrf_convex, x0, "lbfgs", maxiter=800, gtol=1e-12)
+    # ADMM: the Tikhonov term goes to the proximal side, the data term to the smooth side
+    ad = solve(xrf_convex, x0, "admm", maxiter=100, inner_iterations=20)
+    scale = np.linalg.norm(reference.x)
+    assert np.linalg.norm(lb.x - reference.x) / scale < 1e-5
+    assert np.linalg.norm(ad.x - reference.x) / scale < 1e-3
+    assert reference.history["grad_norm"][-1] < 1e-6 * reference.history["grad_norm"][0]
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "gauss-newton"])
+def test_joint_beats_ptychography_alone(tiny_dataset, solver):
+    joint = build_problem(tiny_dataset)
+    x0 = joint.space.full(1.0)
+    r_joint = solve(joint, x0, solver, maxiter=40)
+    r_ptycho = solve(joint.with_terms(["ptychography"]), x0, solver, maxiter=40)
+    assert r_joint.history["error_total"][-1] < r_ptycho.history["error_total"][-1]
+    cols = r_joint.history.columns
+    for c in ("iteration", "time_s", "objective", "objective_ptychography", "objective_fluorescence", "grad_norm",
+              "error_x", "error_w", "error_total"):
+        assert c in cols
+    assert np.all(np.diff(r_joint.history["objective"]) <= 1e-12)  # monotone decrease
+
+
+def test_truncated_newton_mode_and_lbfgs_scipy(tiny_dataset):
+    joint = build_problem(tiny_dataset)
+    x0 = joint.space.full(1.0)
+    newton = solve(joint, x0, "gauss-newton", maxiter=10, mode="newton")
+    scipy_run = solve(joint, x0, "lbfgs", maxiter=30, method="scipy")
+    for res in (newton, scipy_run):
+        assert res.history["objective"][-1] < 0.5 * res.history["objective"][0]
+
+
+def test_admm_with_tv_and_nonnegativity(tiny_dataset):
+    joint = build_problem(tiny_dataset).with_regularizers([TotalVariation("w", 1e-4), NonNegative("x")])
+    res = solve(joint, joint.space.full(1.0), "admm", maxiter=8, inner_iterations=5)
+    assert res.arrays["x"].min() >= 0
+    assert res.history["error_total"][-1] < res.history["error_total"][0]
+
+
+def test_lbfgs_b_respects_box(tiny_dataset):
+    from multimodal_ip.regularizers import Box
+
+    joint = build_problem(tiny_dataset).with_regularizers([Box("x", 1.0, 1.5)])
+    res = solve(joint, joint.space.full(1.0), "lbfgs", maxiter=20)
+    assert res.arrays["x"].min() >= 1.0 and res.arrays["x"].max() <= 1.5
+    gn = solve(joint, joint.space.full(1.0), "gauss-newton", maxiter=5)
+    assert gn.arrays["x"].max() <= 1.5
+
+
+@pytest.mark.parametrize("cls", [LBFGS, GaussNewton])
+def test_save_and_resume_is_exact(tiny_dataset, cls):
+    joint = build_problem(tiny_dataset)
+    x0 = joint.space.full(1.0)
+    full = cls(joint, maxiter=12).solve(x0)
+    saved = {}
+
+    def grab(state):
+        if state.iteration == 5:
+            saved.update(state.solver.state_dict())
+
+    cls(joint, maxiter=5, callback=grab).solve(x0)
+    resumed = cls(joint, maxiter=12).solve(resume_state=saved)
+    np.testing.assert_array_equal(resumed.x, full.x)
+    assert len(resumed.history) == len(full.history) == 13
+
+
+def test_stopping_rules(tiny_dataset):
+    joint = build_problem(tiny_dataset)
+    x0 = joint.space.full(1.0)
+    assert solve(joint, x0, "lbfgs", maxiter=50, gtol=1e9).status == "converged"
+    assert solve(joint, x0, "lbfgs", maxiter=50, ftol=0.5).status == "converged"
+    assert solve(joint, x0, "lbfgs", maxiter=50, max_time_s=0.0).status == "time"
+    seen = []
+    solve(joint, x0, "lbfgs", maxiter=3, callback=lambda s: seen.append(s.iteration))
+    assert seen == [1, 2, 3]
+
+
+def test_solver_errors(tiny_dataset):
+    joint = build_problem(tiny_dataset)
+    x0 = joint.space.full(1.0)
+    with pytest.raises(UnknownPluginError, match="no solver 'lbgfs'"):
+        solve(joint, x0, "lbgfs")
+    with pytest.raises(SolverError, match="needs at least one regularizer"):
+        solve(joint, x0, "admm")
+    with pytest.raises(SolverError, match="use method='scipy'"):
+        solve(joint.with_regularizers([NonNegative("x")]), x0, "lbfgs", method="native")
+    with pytest.raises(SolverError, match="mode must be"):
+        solve(joint, x0, "gauss-newton", mode="magic")
