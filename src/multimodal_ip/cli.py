@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .distributed import mpi_world_size
 from .errors import ConfigError, MultimodalIPError
 
 RUN_KEYS = {
@@ -121,10 +122,10 @@ def _progress(total, initial, desc):
                 disable=not sys.stderr.isatty() and None)
 
 
-def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None):
+def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True):
     from .solvers import solve
 
-    bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc)
+    bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc) if show else None
 
     def callback(state):
         if bar is not None:
@@ -147,11 +148,19 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
             bar.close()
 
 
-def _build(args_data, cfg, terms=None):
+def _build(args_data, cfg, terms=None, comm=None):
     from .io import build_problem, load_dataset
 
-    ds = load_dataset(args_data, terms=terms if terms is not None else cfg["terms"])
+    terms = terms if terms is not None else cfg["terms"]
     xp = _xp(cfg["backend"])
+    if comm is not None:
+        from .distributed import build_distributed_problem
+
+        names = terms or list(load_dataset(args_data).terms)
+        opts = {t: dict(cfg["term_options"].get(t, {}), dtype=cfg["dtype"]) for t in names}
+        return build_distributed_problem(args_data, comm, terms=terms, balance_c=cfg["balance_c"],
+                                         term_options=opts, xp=xp)
+    ds = load_dataset(args_data, terms=terms)
     opts = {t: dict(cfg["term_options"].get(t, {}), dtype=cfg["dtype"]) for t in ds.terms}
     return ds, build_problem(ds, balance_c=cfg["balance_c"], term_options=opts, xp=xp)
 
@@ -198,7 +207,13 @@ def cmd_reconstruct(args) -> int:
         msg = f"refusing to write the result over the input {args.data}; choose another -o"
         raise ConfigError(msg)
     ckpt = out.with_name(out.name + ".ckpt.h5")
-    _, problem = _build(args.data, cfg)
+    comm = None
+    if args.mpi or mpi_world_size() > 1:
+        from .distributed import get_comm
+
+        comm = get_comm()
+    lead = comm is None or comm.Get_rank() == 0
+    _, problem = _build(args.data, cfg, comm=comm)
     resume_state = None
     if args.resume:
         if not ckpt.exists():
@@ -212,12 +227,15 @@ def cmd_reconstruct(args) -> int:
     every = max(int(cfg["checkpoint_every"]), 0)
 
     def on_iteration(state):
-        if every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
+        if lead and every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
             save_checkpoint(ckpt, state.solver.state_dict(), cfg)
 
-    res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration)
+    res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead)
+    if not lead:
+        return 0
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
-    save_result(out, arrays, res.history, dict(cfg, data=str(args.data)), res.status, res.message)
+    ranks = 1 if comm is None else comm.Get_size()
+    save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status, res.message)
     if ckpt.exists():
         ckpt.unlink()
     last = res.history.last()
@@ -333,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_flags(s)
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     s.add_argument("--resume", action="store_true", help="continue from <output>.ckpt.h5")
+    s.add_argument("--mpi", action="store_true",
+                   help="partition scan positions over MPI ranks (automatic under mpiexec with more than one rank)")
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("compare", help="joint versus each modality alone: error table, figures, report")

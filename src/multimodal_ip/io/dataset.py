@@ -164,8 +164,20 @@ def _attrs(obj) -> dict:
     return out
 
 
-def load_dataset(path, terms=None) -> Dataset:
+def _read(d, axis_slice):
+    if axis_slice is None:
+        return d[()]
+    axis, sl = axis_slice
+    index = [slice(None)] * d.ndim
+    index[axis] = sl
+    return d[tuple(index)]
+
+
+def load_dataset(path, terms=None, part=None) -> Dataset:
     """Read and check a dataset file (opened read-only). ``terms`` keeps only the named terms.
+
+    ``part = (rank, size)`` reads only this rank's contiguous share of every term's scan positions
+    (the datasets a modality lists in ``position_axes``); the attribute ``positions_total`` keeps J.
 
     Raises
     ------
@@ -223,12 +235,25 @@ def load_dataset(path, terms=None) -> Dataset:
             if "modality" not in g.attrs:
                 msg = f"{path}:/terms/{name}: missing attribute 'modality'"
                 raise DataError(msg)
+            axes, sl = {}, None
+            if part is not None:
+                from ..plugins import get_registry
+
+                axes = getattr(get_registry().get("modality", _str(g.attrs["modality"])), "position_axes", {})
+                if "positions" in g:
+                    total = g["positions"].shape[0]
+                    rank, size = part
+                    sl = slice(rank * total // size, (rank + 1) * total // size)
             try:
-                arrays = {k: d[()] for k, d in g.items() if isinstance(d, h5py.Dataset)}
+                arrays = {k: _read(d, (axes[k], sl) if k in axes and sl is not None else None)
+                          for k, d in g.items() if isinstance(d, h5py.Dataset)}
             except OSError as exc:
                 msg = f"{path}:/terms/{name}: cannot read data ({exc}); the file may be truncated"
                 raise DataError(msg) from None
-            term_data[name] = TermData(name, _str(g.attrs["modality"]), arrays, _attrs(g), str(path))
+            attrs = _attrs(g)
+            if sl is not None:
+                attrs["positions_total"] = int(g["positions"].shape[0])
+            term_data[name] = TermData(name, _str(g.attrs["modality"]), arrays, attrs, str(path))
         if terms is not None:
             missing = set(terms) - set(term_data)
             if missing:

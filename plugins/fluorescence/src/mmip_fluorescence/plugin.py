@@ -13,6 +13,8 @@ class Fluorescence:
     """The ``fluorescence`` modality: ``/terms/<name>`` holds data (Ne, J), kernel (Kh, Kw), positions (J, 2)."""
 
     inputs = ("w",)
+    #: per-position axis of each dataset (MPI ranks read only their share)
+    position_axes = {"data": 1, "positions": 0}
 
     def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, method="auto", **options):
         if options:

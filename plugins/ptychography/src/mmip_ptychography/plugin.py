@@ -23,6 +23,8 @@ class Ptychography:
     """The ``ptychography`` modality: builds the term from ``/terms/<name>`` (data, probe, positions)."""
 
     inputs = ("x", "w")
+    #: per-position axis of each dataset (MPI ranks read only their share)
+    position_axes = {"data": 0, "positions": 0}
 
     def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, **options):
         if options:
@@ -50,7 +52,7 @@ class Ptychography:
             op = ptychography_operator(xp.asarray(probe), positions, n_shape, ne, dtype=dtype)
         except ShapeError as exc:
             raise DataError(f"{td.where('positions')}: {exc}") from None
-        j = data.shape[0]
+        j = int(td.attrs.get("positions_total", data.shape[0]))  # f_P averages over all J, also on one MPI rank
         if loss == "amplitude":
             lossfn = Amplitude(scale=1.0 / j)
         elif loss == "poisson":

@@ -1,0 +1,155 @@
+r"""Scan positions partitioned across MPI ranks; shared variables replicated.
+
+Each rank builds the data terms from its own share of the positions (reading only that
+slice of the HDF5 file); objective values, gradients and Gauss-Newton products are summed
+over ranks (reduce to rank 0, then broadcast, so every rank holds bit-identical numbers and
+the solvers run unchanged and in lockstep). Regularizers are evaluated once, on rank 0.
+"""
+
+__all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size"]
+
+import os
+
+import numpy as np
+from pylops import LinearOperator
+
+from .backend import get_array_module, to_numpy
+from .problem import JointProblem, balanced_weights
+
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+
+
+def mpi_world_size() -> int:
+    """Number of ranks announced by the MPI launcher's environment (1 when not under ``mpiexec``)."""
+    for var in _SIZE_VARS[:2]:
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return 1
+
+
+def get_comm():
+    """``mpi4py.MPI.COMM_WORLD``, with a clear error where mpi4py is missing."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        from .errors import ConfigError
+
+        msg = "MPI runs need mpi4py: pip install mpich mpi4py (or 'multimodal_ip[mpi]')"
+        raise ConfigError(msg) from exc
+    return MPI.COMM_WORLD
+
+
+class DistributedProblem:
+    r"""A :class:`~multimodal_ip.JointProblem` whose data terms are split across ranks.
+
+    Parameters
+    ----------
+    local : :class:`~multimodal_ip.JointProblem`
+        This rank's terms (its share of the positions) over the full, replicated variables.
+    comm : ``mpi4py.MPI.Comm``
+    """
+
+    def __init__(self, local: JointProblem, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.local = local if self.rank == 0 else local.with_regularizers(())
+        self.regularizers = local.regularizers
+        self.space, self.truth, self.xp = local.space, local.truth, local.xp
+
+    # ---- reductions --------------------------------------------------------------
+    def _sum_array(self, a):
+        host = np.ascontiguousarray(to_numpy(a), dtype=np.float64)
+        out = np.empty_like(host)
+        from mpi4py import MPI
+
+        self.comm.Reduce(host, out, op=MPI.SUM, root=0)
+        self.comm.Bcast(out, root=0)
+        return get_array_module(a).asarray(out).astype(a.dtype, copy=False)
+
+    def _sum_dict(self, d: dict) -> dict:
+        keys = sorted(d)
+        vals = self._sum_array(np.array([d[k] for k in keys], dtype=np.float64))
+        return {k: float(v) for k, v in zip(keys, vals)}
+
+    # ---- the JointProblem interface the solvers use -------------------------------
+    @property
+    def terms(self):
+        return self.local.terms
+
+    @property
+    def term_names(self):
+        return self.local.term_names
+
+    @property
+    def weights(self):
+        return self.local.weights
+
+    def objectives(self, v) -> dict:
+        return self._sum_dict(self.local.objectives(v))
+
+    def value(self, v) -> float:
+        return float(sum(self.objectives(v).values()))
+
+    __call__ = value
+
+    def linearize(self, v):
+        lin = self.local.linearize(v)
+        lin.objectives = self._sum_dict(lin.objectives)
+        lin.objective = float(sum(lin.objectives.values()))
+        lin.gradient = self._sum_array(lin.gradient)
+        local_gn = lin.gauss_newton
+        lin.gauss_newton = lambda damping=0.0: _SummedOperator(self, local_gn(0.0), damping)
+        return lin
+
+    def value_and_gradient(self, v):
+        lin = self.linearize(v)
+        return lin.objective, lin.gradient
+
+    def gradient(self, v):
+        return self.linearize(v).gradient
+
+    def term_gradients(self, v) -> dict:
+        return {n: self._sum_array(g) for n, g in self.local.term_gradients(v).items()}
+
+    def relative_errors(self, v) -> dict:
+        return self.local.relative_errors(v)
+
+    def with_terms(self, names):
+        return DistributedProblem(self.local.with_terms(names).with_regularizers(self.regularizers), self.comm)
+
+    def with_weights(self, weights):
+        return DistributedProblem(self.local.with_weights(weights).with_regularizers(self.regularizers), self.comm)
+
+    def with_regularizers(self, regularizers):
+        return DistributedProblem(self.local.with_regularizers(regularizers), self.comm)
+
+    def __repr__(self) -> str:
+        return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
+
+
+class _SummedOperator(LinearOperator):
+    def __init__(self, problem, local_op, damping):
+        self.problem, self.local_op, self.damping = problem, local_op, float(damping)
+        super().__init__(dtype=local_op.dtype, shape=local_op.shape)
+
+    def _matvec(self, v):
+        return self.problem._sum_array(self.local_op.matvec(v)) + self.damping * v
+
+    _rmatvec = _matvec
+
+
+def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None):
+    """Each rank loads its share of the positions of ``path`` and builds its local terms; the paper's
+    balancing is computed on the whole (reduced) problem, so it equals the single-process weights."""
+    from .io import build_problem, load_dataset
+
+    ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()))
+    local = build_problem(ds, balance=False, term_options=term_options, xp=xp)
+    problem = DistributedProblem(local, comm)
+    if balance and len(problem.term_names) > 1:
+        names = list(problem.term_names)
+        ref = str(ds.attrs.get("reference_term", names[0]))
+        ref = ref if ref in names else names[0]
+        c = float(balance_c if balance_c is not None else ds.attrs.get("balance_c", 0.01))
+        problem = problem.with_weights(balanced_weights(problem, problem.space.full(1.0, xp=xp or np), ref, c))
+    return ds, problem
