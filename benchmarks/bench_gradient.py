@@ -13,11 +13,11 @@ import time
 import numpy as np
 import scipy.fft
 from mmip_fluorescence import FluorescenceMap, full_grid_positions
-from mmip_ptychography import FarField, fresnel_zone_plate_probe, raster_positions
+from mmip_ptychography import FarField, fresnel_zone_plate_probe, ptychography_operator, raster_positions
+
 from multimodal_ip import DataTerm, JointProblem, Variable, VariableSpace, balanced_weights
 from multimodal_ip.losses import Amplitude, LeastSquares
 from multimodal_ip.operators import Linear
-from mmip_ptychography import ptychography_operator
 
 SIZES = {  # n, Np, J (square raster)
     "small": (334, 64, 100),
@@ -75,12 +75,13 @@ def main():
             scipy.fft.ifft2(scipy.fft.fft2(b, workers=-1, norm="ortho"), workers=-1, norm="ortho")
 
         t_floor = best(floor, a.repeat)
-        t_grad = best(lambda: problem.value_and_gradient(v0), a.repeat)
-        t_ptycho = best(lambda: problem.with_terms(["ptychography"]).value_and_gradient(v0), a.repeat)
+        ptycho = problem.with_terms(["ptychography"])
+        t_grad = best(lambda p=problem, v=v0: p.value_and_gradient(v), a.repeat)
+        t_ptycho = best(lambda p=ptycho, v=v0: p.value_and_gradient(v), a.repeat)
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         rows.append((size, n, npx, j, a.dtype, t_floor, t_ptycho, t_grad, t_grad / t_floor, xrf_method, peak_gb))
-    print(f"| case | n | Np | J | dtype | FFT floor (s) | ptycho obj+grad (s) | joint obj+grad (s) | joint / floor "
-          f"| XRF method | peak RSS so far (GB) |")
+    print("| case | n | Np | J | dtype | FFT floor (s) | ptycho obj+grad (s) | joint obj+grad (s) | joint / floor "
+          "| XRF method | peak RSS so far (GB) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]:.4f} | {r[6]:.4f} | {r[7]:.4f} | {r[8]:.2f} "

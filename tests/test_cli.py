@@ -8,6 +8,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+
 from multimodal_ip.cli import main
 from multimodal_ip.io import load_result
 

@@ -1,6 +1,7 @@
 import h5py
 import numpy as np
 import pytest
+
 from multimodal_ip.errors import DataError
 from multimodal_ip.io import build_problem, load_dataset, save_dataset
 

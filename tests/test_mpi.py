@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from multimodal_ip.cli import main
 from multimodal_ip.io import load_result
 

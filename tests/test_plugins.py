@@ -1,6 +1,7 @@
 import types
 
 import pytest
+
 from multimodal_ip import hookimpl
 from multimodal_ip.errors import PluginLoadError, UnknownPluginError
 from multimodal_ip.plugins import Registry, build_plugin_manager
@@ -26,7 +27,7 @@ def test_unknown_plugin_error_lists_alternatives():
 
 def test_third_party_solver_is_selectable(tiny_dataset):
     from multimodal_ip.io import build_problem
-    from multimodal_ip.solvers import Result, History
+    from multimodal_ip.solvers import History, Result
 
     calls = []
 

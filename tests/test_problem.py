@@ -3,6 +3,7 @@ import pylops
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from multimodal_ip import DataTerm, JointProblem, Variable, VariableSpace, balanced_weights
 from multimodal_ip.errors import ShapeError, UnknownVariableError
 from multimodal_ip.losses import Amplitude, LeastSquares, Poisson, get_loss

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from hypothesis import given
+
 from multimodal_ip import Variable, VariableSpace
 from multimodal_ip.errors import DtypeError, ShapeError, UnknownVariableError
 from multimodal_ip.testing import strategies as mmst

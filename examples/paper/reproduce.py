@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from mmip_paper import simulate
+
 from multimodal_ip import solve
 from multimodal_ip.io import build_problem
 from multimodal_ip.report import markdown_table, phase_corrected_error, plot_histories

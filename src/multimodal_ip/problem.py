@@ -114,7 +114,7 @@ class _StackedJacobian(LinearOperator):
     def _matvec(self, v):
         ncp = get_array_module(v)
         outs = []
-        for term, restr, jac, msqrt, sw, cplx, _ in self.parts:
+        for _term, restr, jac, msqrt, sw, cplx, _ in self.parts:
             y = sw * msqrt(jac.matvec(restr.matvec(v)))
             outs.append(ncp.ascontiguousarray(y).view(real_dtype(y.dtype)) if cplx else y.real)
         return ncp.concatenate(outs)
@@ -123,7 +123,7 @@ class _StackedJacobian(LinearOperator):
         ncp = get_array_module(r)
         out = ncp.zeros(self.shape[1], dtype=r.dtype)
         start = 0
-        for term, restr, jac, msqrt, sw, cplx, n in self.parts:
+        for _term, restr, jac, msqrt, sw, cplx, n in self.parts:
             block = r[start : start + n]
             start += n
             if cplx:

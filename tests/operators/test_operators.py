@@ -3,6 +3,7 @@ import pylops
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from multimodal_ip.errors import ConformanceError, DtypeError, ShapeError
 from multimodal_ip.operators import ComplexCoupling, Exp, Linear, Modulus, Square, compose
 from multimodal_ip.testing import check_adjoint, check_jacobian

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mmip_fluorescence import FluorescenceMap, full_grid_positions
+
 from multimodal_ip.errors import ShapeError
 from multimodal_ip.testing import check_adjoint
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from mmip_paper import CASES, simulate
 from mmip_paper.phantoms import natural_image, shepp_logan
+
 from multimodal_ip.errors import ConfigError
 from multimodal_ip.io import build_problem, load_dataset, save_dataset
 

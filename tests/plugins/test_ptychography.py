@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mmip_ptychography import (FarField, fermat_spiral_positions, fresnel_zone_plate_probe, ptychography_operator,
-                               raster_positions)
+from mmip_ptychography import (
+    FarField,
+    fermat_spiral_positions,
+    fresnel_zone_plate_probe,
+    ptychography_operator,
+    raster_positions,
+)
+
 from multimodal_ip.errors import ShapeError
 from multimodal_ip.operators import Modulus, compose
 from multimodal_ip.testing import check_adjoint, check_jacobian

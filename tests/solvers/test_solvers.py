@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from multimodal_ip import solve
 from multimodal_ip.errors import SolverError, UnknownPluginError
 from multimodal_ip.io import build_problem

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pylops
+
 from multimodal_ip import DataTerm, hookimpl
 from multimodal_ip.errors import DataError
 from multimodal_ip.losses import LeastSquares
@@ -20,7 +21,8 @@ class Toy:
         data = td.array("data", ndim=1, dtype_kind="f", shape=(matrix.shape[0],))
         var = str(td.attrs.get("variable", "x"))
         if var not in space or space[var].size != matrix.shape[1]:
-            raise DataError(f"{td.where('matrix')}: needs a variable {var!r} of size {matrix.shape[1]}")
+            msg = f"{td.where('matrix')}: needs a variable {var!r} of size {matrix.shape[1]}"
+            raise DataError(msg)
         op = toy_operator(matrix, matrix.shape[1])
         if space[var].shape != (matrix.shape[1],):
             op = compose(op, Linear(pylops.Reshape(space[var].shape, (matrix.shape[1],))))

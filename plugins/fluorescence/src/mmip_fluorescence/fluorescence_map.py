@@ -1,10 +1,11 @@
 __all__ = ["FluorescenceMap", "full_grid_positions"]
 
 import numpy as np
-from multimodal_ip.backend import fftconvolve, get_array_module, scatter_add, to_numpy
-from multimodal_ip.errors import ShapeError
 from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
+
+from multimodal_ip.backend import fftconvolve, get_array_module, scatter_add, to_numpy
+from multimodal_ip.errors import ShapeError
 
 
 def full_grid_positions(object_shape, kernel_shape):

@@ -1,6 +1,7 @@
 """Registers the ``fluorescence`` modality."""
 
 import numpy as np
+
 from multimodal_ip import DataTerm, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
@@ -35,7 +36,8 @@ class Fluorescence:
         try:
             op = FluorescenceMap(xp.asarray(kernel), positions, (n0, n1), ne, dtype=dtype, method=method)
         except ShapeError as exc:
-            raise DataError(f"{td.where('positions')}: {exc}") from None
+            msg = f"{td.where('positions')}: {exc}"
+            raise DataError(msg) from None
         if loss == "least-squares":
             lossfn = LeastSquares()
         elif loss == "poisson":

@@ -5,6 +5,7 @@ __all__ = ["CASES", "simulate", "poisson_noise"]
 import numpy as np
 from mmip_fluorescence import FluorescenceMap, full_grid_positions
 from mmip_ptychography import FarField, fresnel_zone_plate_probe, raster_positions
+
 from multimodal_ip.errors import ConfigError
 from multimodal_ip.io import Dataset, TermData
 from multimodal_ip.variables import Variable

@@ -1,10 +1,11 @@
 __all__ = ["FarField", "extract_patches", "validate_positions"]
 
 import numpy as np
-from multimodal_ip.backend import complex_dtype, fft2c, get_array_module, ifft2c, scatter_add
-from multimodal_ip.errors import ShapeError
 from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
+
+from multimodal_ip.backend import complex_dtype, fft2c, get_array_module, ifft2c, scatter_add
+from multimodal_ip.errors import ShapeError
 
 
 def validate_positions(positions_px, object_shape, window_shape, allow_outside=False, what="positions"):

@@ -1,6 +1,7 @@
 """Registers the ``ptychography`` modality."""
 
 import numpy as np
+
 from multimodal_ip import DataTerm, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import Amplitude, Poisson
@@ -51,7 +52,8 @@ class Ptychography:
         try:
             op = ptychography_operator(xp.asarray(probe), positions, n_shape, ne, dtype=dtype)
         except ShapeError as exc:
-            raise DataError(f"{td.where('positions')}: {exc}") from None
+            msg = f"{td.where('positions')}: {exc}"
+            raise DataError(msg) from None
         j = int(td.attrs.get("positions_total", data.shape[0]))  # f_P averages over all J, also on one MPI rank
         if loss == "amplitude":
             lossfn = Amplitude(scale=1.0 / j)
