@@ -22,6 +22,8 @@ from mmip_paper import simulate
 
 from multimodal_ip import solve
 from multimodal_ip.io import build_problem
+from multimodal_ip.cli import _parse_value
+from multimodal_ip.regularizers import TotalVariation
 from multimodal_ip.report import markdown_table, phase_corrected_error, plot_histories
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -30,8 +32,11 @@ parser.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.03, 0.10])
 parser.add_argument("--seeds", type=int, default=5)
 parser.add_argument("--solver", default="lbfgs")
 parser.add_argument("--iterations", type=int, default=100)
+parser.add_argument("--tv", type=float, default=0.0, help="isotropic TV weight on x and w (needed by admm)")
+parser.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE")
 parser.add_argument("-o", "--output", default="out/paper")
 args = parser.parse_args()
+solver_options = {k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.solver_option)}
 outdir = Path(args.output)
 outdir.mkdir(parents=True, exist_ok=True)
 
@@ -43,11 +48,11 @@ for case in args.cases:
         histories = {}
         for seed in range(args.seeds):
             ds = simulate(case, seed=seed, noise=level)
-            joint = build_problem(ds)
+            joint = build_problem(ds, regularizers=[TotalVariation(["x", "w"], args.tv)] if args.tv else ())
             methods = {"joint": joint, **{f"{t} alone": joint.with_terms([t]) for t in joint.term_names}}
             for method, problem in methods.items():
                 t0 = time.perf_counter()
-                res = solve(problem, problem.space.full(1.0), args.solver, maxiter=args.iterations)
+                res = solve(problem, problem.space.full(1.0), args.solver, maxiter=args.iterations, **solver_options)
                 h = res.history
                 records.append({
                     "case": case, "noise": level, "seed": seed, "method": method, "wall_s": time.perf_counter() - t0,
@@ -78,5 +83,5 @@ table = markdown_table(["case", "noise", "method", "error total (mean ± std)", 
                        rows)
 print(table)
 (outdir / "results.md").write_text(
-    f"solver {args.solver}, {args.iterations} iterations, {args.seeds} seeds\n\n{table}\n")
+    f"solver {args.solver} {solver_options}, {args.iterations} iterations, TV {args.tv:g}, {args.seeds} seeds\n\n{table}\n")
 (outdir / "results.json").write_text(json.dumps(records, indent=1))

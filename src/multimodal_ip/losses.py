@@ -7,6 +7,8 @@ prediction the gradient is the complex array :math:`g` with
 
 __all__ = ["Loss", "LeastSquares", "Amplitude", "Poisson", "get_loss", "LOSSES"]
 
+import numpy as np
+
 from .backend import get_array_module
 from .errors import ConfigError
 
@@ -62,13 +64,24 @@ class Amplitude(Loss):
 
     name = "amplitude"
 
+    def __init__(self, scale: float = 1.0):
+        super().__init__(scale)
+        self._data = self._sqrt_data = None
+
+    def _sqrt(self, d):
+        if self._data is not d:  # the data of a term never change: take the square root once
+            self._data, self._sqrt_data = d, get_array_module(d).sqrt(get_array_module(d).maximum(d, 0))
+        return self._sqrt_data
+
     def value_and_gradient(self, y, d):
         ncp = get_array_module(y)
         a = ncp.abs(y)
-        r = a - ncp.sqrt(ncp.maximum(d, 0))
-        safe = ncp.where(a > 0, a, 1)
-        g = ncp.where(a > 0, r / safe, 0) * y
-        return 0.5 * self.scale * float(ncp.vdot(r, r).real), self.scale * g
+        r = a - self._sqrt(d)
+        val = 0.5 * self.scale * float(ncp.vdot(r, r).real)
+        ratio = ncp.divide(r, a, out=ncp.zeros_like(a), where=a > 0) if ncp is np else \
+            ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0)
+        ratio *= self.scale
+        return val, ratio * y
 
     def curvature_sqrt(self, y, d):
         # GN of | |y| - a |^2: projection onto the phase direction u = y/|y| (idempotent, so M^1/2 = M)

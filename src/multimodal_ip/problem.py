@@ -269,8 +269,7 @@ class JointProblem:
             grad += t.weight * restr.rmatvec(jac.rmatvec(gy.ravel())).real
             cplx = ncp.iscomplexobj(y)
             n_out = y.size * (2 if cplx else 1)
-            parts.append((t, restr, jac, _flat(t.loss.curvature_sqrt(y.ravel(), t.data.ravel())),
-                          t.weight**0.5, cplx, n_out))
+            parts.append((t, restr, jac, _LazyCurvature(t.loss, y, t.data), t.weight**0.5, cplx, n_out))
         if self.regularizers:
             arrays = self.space.unpack(v)
             for r in self.regularizers:
@@ -332,8 +331,16 @@ class JointProblem:
         return out
 
 
-def _flat(fn):
-    return lambda d: fn(d).ravel()
+class _LazyCurvature:
+    """:math:`M^{1/2}` of a loss at ``y``, built on first use (a gradient alone never needs it)."""
+
+    def __init__(self, loss, y, data):
+        self.loss, self.y, self.data, self.fn = loss, y, data, None
+
+    def __call__(self, delta):
+        if self.fn is None:
+            self.fn = self.loss.curvature_sqrt(self.y.ravel(), self.data.ravel())
+        return self.fn(delta).ravel()
 
 
 def balanced_weights(problem: JointProblem, v0, reference: str, c: float) -> dict:

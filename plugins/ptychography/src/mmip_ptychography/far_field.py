@@ -4,7 +4,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
 
-from multimodal_ip.backend import complex_dtype, fft2c, get_array_module, ifft2c, scatter_add
+from multimodal_ip.backend import (complex_dtype, fft2, fft2c, get_array_module, ifft2, ifft2c, interleaved_index,
+                                   scatter_add)
 from multimodal_ip.errors import ShapeError
 
 
@@ -76,18 +77,29 @@ class FarField(LinearOperator):
         rows = self.positions[:, 0, None, None] + ncp.arange(self.window[0])[None, :, None]
         cols = self.positions[:, 1, None, None] + ncp.arange(self.window[1])[None, None, :]
         # flat object index of every patch pixel: int32 when it fits (half the memory of int64)
-        idx_dtype = np.int32 if np.prod(self.object_shape) < 2**31 else np.int64
-        self.flat_index = (rows * self.object_shape[1] + cols).astype(idx_dtype)
+        flat_index = rows * self.object_shape[1] + cols
+        # numpy: one bincount over interleaved (re, im) pairs; cupy: cupyx.scatter_add on the plain index
+        self.scatter_index = interleaved_index(flat_index) if ncp is np else flat_index
+        # for even windows fftshift(fft2(a)) = fft2(a * (-1)^(r+c)) and ifft2(ifftshift(b)) = (-1)^(r+c) ifft2(b):
+        # fold the checkerboard into the probe and skip both shifts (two full copies of the batch)
+        self.even = self.window[0] % 2 == 0 and self.window[1] % 2 == 0
+        if self.even:
+            checker = (-1.0) ** (ncp.arange(self.window[0])[:, None] + ncp.arange(self.window[1])[None, :])
+            self.probe_fft = (self.probe * checker).astype(dtype)
+        else:
+            self.probe_fft = self.probe
         super().__init__(dtype=dtype, dims=self.object_shape, dimsd=(len(pos), *self.window), name=name)
 
     def _matvec(self, z):
         z = z.reshape(self.object_shape)
-        return fft2c(self.probe * extract_patches(z, self.positions, self.window)).ravel()
+        exit_waves = self.probe_fft * extract_patches(z, self.positions, self.window)
+        return (fft2(exit_waves) if self.even else fft2c(exit_waves)).ravel()
 
     def _rmatvec(self, psi):
         psi = psi.reshape(self.dimsd)
-        back = self.probe.conj() * ifft2c(psi)
-        return scatter_add(self.flat_index, back, int(np.prod(self.object_shape)))
+        back = ifft2(psi) if self.even else ifft2c(psi)
+        back *= self.probe_fft.conj()
+        return scatter_add(self.scatter_index, back, int(np.prod(self.object_shape)))
 
 
 def _host(a):
