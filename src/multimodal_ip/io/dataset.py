@@ -164,6 +164,19 @@ def _attrs(obj) -> dict:
     return out
 
 
+def open_h5(path) -> h5py.File:
+    """Open ``path`` read-only; a missing or unreadable file is a :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"{path}: no such file"
+        raise DataError(msg)
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        msg = f"{path}: not a readable HDF5 file ({exc})"
+        raise DataError(msg) from None
+
+
 def _read(d, axis_slice):
     if axis_slice is None:
         return d[()]
@@ -185,15 +198,7 @@ def load_dataset(path, terms=None, part=None) -> Dataset:
         Missing or unreadable file, wrong format, missing groups, bad variable specs or truth.
     """
     path = Path(path)
-    if not path.exists():
-        msg = f"{path}: no such file"
-        raise DataError(msg)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        msg = f"{path}: not a readable HDF5 file ({exc})"
-        raise DataError(msg) from None
-    with f:
+    with open_h5(path) as f:
         if _str(f.attrs.get("format", "")) != FORMAT:
             msg = f"{path}: not a multimodal_ip file (root attribute format={f.attrs.get('format')!r})"
             raise DataError(msg)

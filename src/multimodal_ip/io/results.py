@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import DataError
-from .dataset import FORMAT, _str, atomic_h5
+from .dataset import FORMAT, _str, atomic_h5, open_h5
 
 
 def versions() -> dict:
@@ -46,15 +46,7 @@ def save_result(path, arrays: dict, history, config: dict, status="", message=""
 def load_result(path) -> dict:
     """Read a result file: ``{"variables", "history", "config", "versions", "status", "message"}``."""
     path = Path(path)
-    if not path.exists():
-        msg = f"{path}: no such file"
-        raise DataError(msg)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        msg = f"{path}: not a readable HDF5 file ({exc})"
-        raise DataError(msg) from None
-    with f:
+    with open_h5(path) as f:
         if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f:
             msg = f"{path}: not a multimodal_ip result file (no /results group)"
             raise DataError(msg)
