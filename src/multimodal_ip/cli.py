@@ -303,6 +303,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from .io import Dataset, save_dataset
+    from .plugins import get_registry
+    from .variables import Variable
+
+    registry = get_registry()
+    context = {"xrf_axis_unit_m": args.xrf_axis_unit}
+    terms = {}
+    for name, path in (("cxi", args.ptycho), ("maps", args.xrf)):
+        if path:
+            term = registry.get("importer", name)(path, context)
+            terms[term.name] = term
+    if not terms:
+        msg = "nothing to import: give --ptycho FILE.cxi and/or --xrf FILE.h5"
+        raise ConfigError(msg)
+    n0, n1 = context["frame"].object_shape
+    ne = terms["fluorescence"].arrays["data"].shape[0] if "fluorescence" in terms else 1
+    variables = [Variable("x", (n0, n1)), Variable("w", (ne, n0, n1))]
+    attrs = {"reference_term": "ptychography", "balance_c": args.balance_c,
+             "pixel_size_m": context["frame"].pixel_size_m, "origin_m": list(context["frame"].origin_m)}
+    save_dataset(args.output, Dataset(variables, terms, {}, attrs))
+    print(f"wrote {args.output}: object {n0}x{n1} px of {context['frame'].pixel_size_m:.4g} m, "
+          + ", ".join(f"{k} ({v.arrays['data'].shape})" for k, v in terms.items()))
+    return 0
+
+
 def cmd_hessian(args) -> int:
     from .hessian import hessian_study
 
@@ -365,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("result")
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("import", help="facility files (CXI ptychography, MAPS XRF) -> one dataset file")
+    s.add_argument("--ptycho", help="CXI file (/entry_1/data_1/data, geometry_1/translation, ...)")
+    s.add_argument("--xrf", help="MAPS-style HDF5 (/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec, x_axis, y_axis)")
+    s.add_argument("--xrf-axis-unit", type=float, default=1e-6, help="metres per unit of the MAPS axes (um)")
+    s.add_argument("--balance-c", type=float, default=0.01)
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("hessian", help="Hessian eigenvalues and loss landscapes at the true point")
     s.add_argument("data")

@@ -60,3 +60,18 @@ def test_joint_problem_from_file_is_balanced(tmp_path, tiny_dataset):
     grads = problem.term_gradients(problem.space.full(1.0))
     ratio = np.linalg.norm(grads["fluorescence"]) / np.linalg.norm(grads["ptychography"])
     assert ratio == pytest.approx(0.01)
+
+
+def test_float32_path_agrees_with_float64(tiny_dataset):
+    from multimodal_ip import solve
+
+    p64 = build_problem(tiny_dataset)
+    p32 = build_problem(tiny_dataset, term_options={t: {"dtype": "float32"} for t in tiny_dataset.terms})
+    v = p64.space.full(1.0) + 0.1 * np.random.default_rng(0).random(p64.space.size)
+    f64, g64 = p64.value_and_gradient(v)
+    f32, g32 = p32.value_and_gradient(v.astype(np.float32))
+    assert g32.dtype == np.float32 and p32.terms[0].data.dtype == np.float32
+    assert abs(f32 - f64) / f64 < 2e-3 and np.linalg.norm(g32 - g64) / np.linalg.norm(g64) < 2e-3
+    e64 = solve(p64, p64.space.full(1.0), "lbfgs", maxiter=15).history["error_total"][-1]
+    e32 = solve(p32, p32.space.full(1.0).astype(np.float32), "lbfgs", maxiter=15).history["error_total"][-1]
+    assert abs(e32 - e64) < 0.01 * e64

@@ -48,7 +48,7 @@ class TermData:
         if ndim is not None and a.ndim != ndim:
             msg = f"{self.where(key)}: expected {ndim}-D array, got shape {a.shape}"
             raise DataError(msg)
-        if shape is not None and any(s is not None and s != g for s, g in zip(shape, a.shape)):
+        if shape is not None and (a.ndim != len(shape) or any(s is not None and s != g for s, g in zip(shape, a.shape))):
             exp = ", ".join("*" if s is None else str(s) for s in shape)
             msg = f"{self.where(key)}: expected shape ({exp}), got {a.shape}"
             raise DataError(msg)

@@ -59,3 +59,19 @@ class Fluorescence:
 @hookimpl
 def mmip_register_modalities(register):
     register("fluorescence", Fluorescence())
+
+
+def _maps_importer(path, context):
+    """``mmip import --xrf``: MAPS fitted maps placed on the ptychography frame, kernel = |probe|^2."""
+    from .maps import import_maps
+
+    if "frame" not in context:
+        msg = "importing XRF needs the ptychography scan first (its frame and probe): give --ptycho too"
+        raise ConfigError(msg)
+    return import_maps(path, context["frame"], np.abs(context["probe"]) ** 2,
+                       axis_unit_m=context.get("xrf_axis_unit_m", 1e-6))
+
+
+@hookimpl
+def mmip_register_importers(register):
+    register("maps", _maps_importer)

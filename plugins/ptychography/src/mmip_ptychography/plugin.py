@@ -81,3 +81,17 @@ class Ptychography:
 @hookimpl
 def mmip_register_modalities(register):
     register("ptychography", Ptychography())
+
+
+def _cxi_importer(path, context):
+    """``mmip import --ptycho``: a CXI file; sets the object frame and probe for the other importers."""
+    from .cxi import import_cxi
+
+    term, frame = import_cxi(path)
+    context.update(frame=frame, probe=term.arrays["probe"])
+    return term
+
+
+@hookimpl
+def mmip_register_importers(register):
+    register("cxi", _cxi_importer)
