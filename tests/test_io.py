@@ -73,3 +73,23 @@ def test_failed_write_keeps_previous_file(tmp_path, tiny_dataset, dataset_file):
         save_dataset(dataset_file, bad)
     assert dataset_file.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["data.h5"]  # no temporary file left behind
+
+
+def test_write_error_leaves_no_partial_file(tmp_path, tiny_dataset, monkeypatch):
+    import h5py as h5
+
+    from multimodal_ip.io import dataset as dsmod
+
+    real_file = h5.File
+
+    def failing_file(path, mode="r", *a, **k):
+        f = real_file(path, mode, *a, **k)
+        if mode == "w":
+            f.close()
+            raise OSError(28, "No space left on device")
+        return f
+
+    monkeypatch.setattr(dsmod.h5py, "File", failing_file)
+    with pytest.raises(DataError, match="No space left on device"):
+        save_dataset(tmp_path / "out.h5", tiny_dataset)
+    assert list(tmp_path.iterdir()) == []

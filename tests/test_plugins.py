@@ -71,3 +71,21 @@ def test_blocking_by_environment(monkeypatch):
     reg = registry()
     assert "fluorescence" not in reg.names("modality") and "admm" not in reg.names("solver")
     assert any(r.status == "blocked" and r.name == "fluorescence" for r in reg.rows())
+
+
+def test_entry_point_that_fails_to_import_is_isolated(monkeypatch):
+    import importlib.metadata
+
+    class BrokenEntryPoint:
+        name, dist = "broken", None
+
+        def load(self):
+            raise ImportError("No module named 'missing_dependency'")
+
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [*real(group=group), BrokenEntryPoint()])
+    reg = registry()
+    broken = [r for r in reg.rows() if r.name == "broken"]
+    assert broken and broken[0].status == "error" and "missing_dependency" in broken[0].error
+    assert {"ptychography", "fluorescence"} <= set(reg.names("modality"))
