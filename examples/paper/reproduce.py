@@ -49,7 +49,7 @@ for case in args.cases:
         for seed in range(args.seeds):
             ds = simulate(case, seed=seed, noise=level)
             joint = build_problem(ds, regularizers=[TotalVariation(["x", "w"], args.tv)] if args.tv else ())
-            methods = {"joint": joint, **{f"{t} alone": joint.with_terms([t]) for t in joint.term_names}}
+            methods = {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
             for method, problem in methods.items():
                 t0 = time.perf_counter()
                 res = solve(problem, problem.space.full(1.0), args.solver, maxiter=args.iterations, **solver_options)

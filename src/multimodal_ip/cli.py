@@ -252,7 +252,7 @@ def cmd_compare(args) -> int:
     ds, joint = _build(args.data, cfg, terms=None)
     methods = {"joint": joint}
     for t in joint.term_names:
-        methods[f"{t} alone"] = joint.with_terms([t])
+        methods[f"{t} alone"] = joint.alone(t)
     results = {}
     for name, problem in methods.items():
         results[name] = _solve_with_progress(problem, cfg, name)

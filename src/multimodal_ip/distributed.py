@@ -117,6 +117,9 @@ class DistributedProblem:
     def with_terms(self, names):
         return DistributedProblem(self.local.with_terms(names).with_regularizers(self.regularizers), self.comm)
 
+    def alone(self, name):
+        return self.with_terms([name]).with_weights({name: 1.0})
+
     def with_weights(self, weights):
         return DistributedProblem(self.local.with_weights(weights).with_regularizers(self.regularizers), self.comm)
 

@@ -50,7 +50,7 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
 
     outdir.mkdir(parents=True, exist_ok=True)
     v = joint.space.pack(dataset.truth)
-    problems = {f"{reference} alone": joint.with_terms([reference]), "joint": joint}
+    problems = {f"{reference} alone": joint.alone(reference), "joint": joint}
     spectra, summary = {}, {}
     for name, prob in problems.items():
         vals, vecs = hessian_spectrum(prob, v, dense_max, k)

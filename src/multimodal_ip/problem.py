@@ -208,6 +208,10 @@ class JointProblem:
             raise UnknownVariableError(msg)
         return JointProblem(self.space, keep, self.regularizers, self.truth)
 
+    def alone(self, name) -> "JointProblem":
+        """The separate inversion of one data term: that term alone, weight 1, same regularizers and truth."""
+        return self.with_terms([name]).with_weights({name: 1.0})
+
     def with_weights(self, weights: Mapping) -> "JointProblem":
         """A copy whose term weights are replaced by ``weights`` (by term name)."""
         from dataclasses import replace
