@@ -136,3 +136,17 @@ def test_kill_after_checkpoint_then_resume_matches_uninterrupted(tmp_path, data)
     np.testing.assert_array_equal(resumed["history"]["objective"], full["history"]["objective"])
 
 
+
+
+def test_hessian_lanczos_path_matches_dense_extremes(tmp_path):
+    from mmip_paper import simulate
+    from multimodal_ip.hessian import hessian_spectrum
+    from multimodal_ip.io import build_problem
+
+    ds = simulate("hessian", n=20, probe_size=16, step=4)
+    problem = build_problem(ds)
+    v = problem.space.pack(ds.truth)
+    dense, _ = hessian_spectrum(problem, v, dense_max=10_000)
+    lanczos, vecs = hessian_spectrum(problem, v, dense_max=10, k=4)
+    assert lanczos.size == 8 and vecs.shape == (800, 8)
+    np.testing.assert_allclose(lanczos[-4:], dense[-4:], rtol=1e-6)
