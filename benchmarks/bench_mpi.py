@@ -7,6 +7,7 @@ over one rank, and the largest difference of the variables from the one-rank res
 """
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,10 @@ def main():
         rows, ref = [], None
         for k in a.ranks:
             out = Path(tmp) / f"r{k}.h5"
+            # one FFT thread per core: K ranks on this machine share its cores
+            env = dict(os.environ, MMIP_FFT_WORKERS=str(max(1, (os.cpu_count() or 1) // k)), OMP_NUM_THREADS="1")
             subprocess.run([mpiexec, "-n", str(k), *cli, "reconstruct", str(data), "-o", str(out), "--iterations",
-                            str(a.iterations), "--solver", a.solver], check=True, capture_output=True)
+                            str(a.iterations), "--solver", a.solver], check=True, capture_output=True, env=env)
             res = load_result(out)
             t = float(res["history"]["time_s"][-1])
             ref = ref or (t, res["variables"]["x"])

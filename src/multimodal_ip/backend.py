@@ -20,6 +20,8 @@ __all__ = [
     "vdot_real",
 ]
 
+import os
+
 import numpy as np
 from pylops.utils.backend import get_array_module
 
@@ -51,11 +53,23 @@ def complex_dtype(dtype) -> np.dtype:
     return np.result_type(np.dtype(dtype), np.complex64)
 
 
+def fft_workers() -> int:
+    """Threads for scipy.fft: ``MMIP_FFT_WORKERS`` if set, else all cores (``-1``).
+
+    Under MPI with several ranks per node, set it to cores / ranks to avoid oversubscription.
+    """
+    value = os.environ.get("MMIP_FFT_WORKERS", "-1")
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
 def _fft_module(ncp):
     if ncp is np:
         import scipy.fft
 
-        return scipy.fft, {"workers": -1}
+        return scipy.fft, {"workers": fft_workers()}
     return ncp.fft, {}  # pragma: no cover
 
 
