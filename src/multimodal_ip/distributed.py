@@ -39,7 +39,7 @@ def get_comm():
     return MPI.COMM_WORLD
 
 
-class DistributedProblem:
+class DistributedProblem(JointProblem):
     r"""A :class:`~multimodal_ip.JointProblem` whose data terms are split across ranks.
 
     Parameters
@@ -52,16 +52,15 @@ class DistributedProblem:
     def __init__(self, local: JointProblem, comm):
         self.comm = comm
         self.rank = comm.Get_rank()
+        super().__init__(local.space, local.terms, local.regularizers, local.truth)
         self.local = local if self.rank == 0 else local.with_regularizers(())
-        self.regularizers = local.regularizers
-        self.space, self.truth, self.xp = local.space, local.truth, local.xp
 
     # ---- reductions --------------------------------------------------------------
     def _sum_array(self, a):
-        host = np.ascontiguousarray(to_numpy(a), dtype=np.float64)
-        out = np.empty_like(host)
         from mpi4py import MPI
 
+        host = np.ascontiguousarray(to_numpy(a), dtype=np.float64)
+        out = np.empty_like(host)
         self.comm.Reduce(host, out, op=MPI.SUM, root=0)
         self.comm.Bcast(out, root=0)
         return get_array_module(a).asarray(out).astype(a.dtype, copy=False)
@@ -71,26 +70,9 @@ class DistributedProblem:
         vals = self._sum_array(np.array([d[k] for k in keys], dtype=np.float64))
         return {k: float(v) for k, v in zip(keys, vals)}
 
-    # ---- the JointProblem interface the solvers use -------------------------------
-    @property
-    def terms(self):
-        return self.local.terms
-
-    @property
-    def term_names(self):
-        return self.local.term_names
-
-    @property
-    def weights(self):
-        return self.local.weights
-
+    # ---- what differs from one process: every sum over positions is reduced -------
     def objectives(self, v) -> dict:
         return self._sum_dict(self.local.objectives(v))
-
-    def value(self, v) -> float:
-        return float(sum(self.objectives(v).values()))
-
-    __call__ = value
 
     def linearize(self, v):
         lin = self.local.linearize(v)
@@ -101,24 +83,11 @@ class DistributedProblem:
         lin.gauss_newton = lambda damping=0.0: _SummedOperator(self, local_gn(0.0), damping)
         return lin
 
-    def value_and_gradient(self, v):
-        lin = self.linearize(v)
-        return lin.objective, lin.gradient
-
-    def gradient(self, v):
-        return self.linearize(v).gradient
-
     def term_gradients(self, v) -> dict:
         return {n: self._sum_array(g) for n, g in self.local.term_gradients(v).items()}
 
-    def relative_errors(self, v) -> dict:
-        return self.local.relative_errors(v)
-
     def with_terms(self, names):
         return DistributedProblem(self.local.with_terms(names).with_regularizers(self.regularizers), self.comm)
-
-    def alone(self, name):
-        return self.with_terms([name]).with_weights({name: 1.0})
 
     def with_weights(self, weights):
         return DistributedProblem(self.local.with_weights(weights).with_regularizers(self.regularizers), self.comm)
