@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from multimodal_ip.cli import main
 from multimodal_ip.io import save_dataset
 

@@ -21,8 +21,8 @@ import numpy as np
 from mmip_paper import simulate
 
 from multimodal_ip import solve
-from multimodal_ip.io import build_problem
 from multimodal_ip.cli import _parse_value
+from multimodal_ip.io import build_problem
 from multimodal_ip.regularizers import TotalVariation
 from multimodal_ip.report import markdown_table, phase_corrected_error, plot_histories
 

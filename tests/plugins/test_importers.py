@@ -4,6 +4,7 @@ import pytest
 from mmip_fluorescence.maps import export_maps
 from mmip_paper import simulate
 from mmip_ptychography.cxi import Frame, export_cxi
+
 from multimodal_ip import solve
 from multimodal_ip.cli import main
 from multimodal_ip.io import build_problem, load_dataset

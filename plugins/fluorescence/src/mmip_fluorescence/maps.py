@@ -4,6 +4,7 @@ __all__ = ["import_maps", "export_maps"]
 
 import h5py
 import numpy as np
+
 from multimodal_ip.errors import DataError
 from multimodal_ip.io import TermData
 from multimodal_ip.io.dataset import open_h5

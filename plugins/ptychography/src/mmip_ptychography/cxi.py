@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
+
 from multimodal_ip.errors import DataError
 from multimodal_ip.io import TermData
 from multimodal_ip.io.dataset import open_h5

@@ -4,8 +4,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
 
-from multimodal_ip.backend import (complex_dtype, fft2, fft2c, get_array_module, ifft2, ifft2c, interleaved_index,
-                                   scatter_add)
+from multimodal_ip.backend import (
+    complex_dtype,
+    fft2,
+    fft2c,
+    get_array_module,
+    ifft2,
+    ifft2c,
+    interleaved_index,
+    scatter_add,
+)
 from multimodal_ip.errors import ShapeError
 
 
