@@ -114,6 +114,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path, data, capsys, args, message):
     assert data.read_bytes() == before
 
 
+def test_cupy_backend_without_gpu_is_a_clear_error(tmp_path, data, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("cupy is installed here: tests/test_gpu.py covers the backend")
+    assert main(["reconstruct", str(data), "-o", str(tmp_path / "r.h5"), "--backend", "cupy"]) == 2
+    assert "backend 'cupy' is not available here" in capsys.readouterr().err
+
+
 def test_kill_after_checkpoint_then_resume_matches_uninterrupted(tmp_path, data):
     mmip = [sys.executable, "-m", "multimodal_ip.cli"]
     common = ["reconstruct", str(data), "--iterations", "40", "--checkpoint-every", "2"]

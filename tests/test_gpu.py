@@ -1,0 +1,32 @@
+"""cupy backend: the same code paths as the numpy suite, on the GPU. Skipped where cupy or a GPU is absent."""
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy", reason="cupy is not installed (GPU tests run only on a machine with a GPU)")
+try:
+    HAVE_GPU = cupy.cuda.runtime.getDeviceCount() > 0
+except Exception:  # noqa: BLE001 - no driver, no device
+    HAVE_GPU = False
+pytestmark = pytest.mark.skipif(not HAVE_GPU, reason="cupy is installed but no GPU is visible")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gradient_and_lbfgs_match_numpy(tiny_dataset, dtype):
+    from multimodal_ip import solve
+    from multimodal_ip.io import build_problem
+
+    opts = {t: {"dtype": dtype} for t in tiny_dataset.terms}
+    cpu = build_problem(tiny_dataset, term_options=opts)
+    gpu = build_problem(tiny_dataset, term_options=opts, xp=cupy)
+    v = cpu.space.full(1.0).astype(dtype) + 0.1
+    f_cpu, g_cpu = cpu.value_and_gradient(v)
+    f_gpu, g_gpu = gpu.value_and_gradient(cupy.asarray(v))
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    assert abs(f_gpu - f_cpu) <= tol * abs(f_cpu)
+    assert np.linalg.norm(cupy.asnumpy(g_gpu) - g_cpu) <= tol * np.linalg.norm(g_cpu)
+    for solver in ("lbfgs", "gauss-newton"):
+        r_cpu = solve(cpu, cpu.space.full(1.0).astype(dtype), solver, maxiter=5)
+        r_gpu = solve(gpu, cupy.asarray(cpu.space.full(1.0).astype(dtype)), solver, maxiter=5)
+        assert isinstance(r_gpu.x, cupy.ndarray)
+        np.testing.assert_allclose(r_gpu.history["objective"], r_cpu.history["objective"], rtol=100 * tol)
