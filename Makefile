@@ -13,7 +13,7 @@ $(BIN)/mmip: pyproject.toml plugins/*/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]" -e plugins/ptychography -e plugins/fluorescence -e plugins/paper \
 		-e examples/custom_modality
-	$(BIN)/python -m pip install -q mpich mpi4py || echo "MPI wheels unavailable: the MPI tests will be skipped"
+	$(BIN)/python -m pip install -q mpich mpi4py pylops-mpi || echo "MPI wheels unavailable: the MPI tests will be skipped"
 	touch $(BIN)/mmip
 
 install: $(BIN)/mmip

@@ -12,6 +12,7 @@ from multimodal_ip.cli import main
 from multimodal_ip.io import load_result
 
 pytest.importorskip("mpi4py", reason="MPI needs mpi4py (make test installs mpich + mpi4py from wheels)")
+pytest.importorskip("pylops_mpi", reason="MPI runs need pylops-mpi (make test installs it)")
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (pip install mpich)")
 

@@ -2,8 +2,9 @@ r"""Scan positions partitioned across MPI ranks; shared variables replicated.
 
 Each rank builds the data terms from its own share of the positions (reading only that
 slice of the HDF5 file); objective values, gradients and Gauss-Newton products are summed
-over ranks (reduce to rank 0, then broadcast, so every rank holds bit-identical numbers and
-the solvers run unchanged and in lockstep). Regularizers are evaluated once, on rank 0.
+over ranks through pylops-mpi (the adjoint of an ``MPIVStack`` over a ``SCATTER``
+``DistributedArray``), so every rank holds the same numbers and the solvers run unchanged,
+in lockstep. Regularizers are evaluated once, on rank 0.
 """
 
 __all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size"]
@@ -13,7 +14,7 @@ import os
 import numpy as np
 from pylops import LinearOperator
 
-from .backend import get_array_module, to_numpy
+from .backend import get_array_module
 from .problem import JointProblem, balanced_weights
 
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
@@ -30,11 +31,12 @@ def mpi_world_size() -> int:
 def get_comm():
     """``mpi4py.MPI.COMM_WORLD``, with a clear error where mpi4py is missing."""
     try:
+        import pylops_mpi  # noqa: F401 - the reductions use it
         from mpi4py import MPI
     except ImportError as exc:
         from .errors import ConfigError
 
-        msg = "MPI runs need mpi4py: pip install mpich mpi4py (or 'multimodal_ip[mpi]')"
+        msg = f"MPI runs need mpi4py and pylops-mpi: pip install mpich mpi4py pylops-mpi ({exc})"
         raise ConfigError(msg) from exc
     return MPI.COMM_WORLD
 
@@ -57,13 +59,20 @@ class DistributedProblem(JointProblem):
 
     # ---- reductions --------------------------------------------------------------
     def _sum_array(self, a):
-        from mpi4py import MPI
+        """Sum of every rank's ``a``: the adjoint of pylops-mpi's ``MPIVStack`` of identities applied to a
+        ``SCATTER`` ``DistributedArray`` holding one copy per rank (an allreduce; MPI sums commute, so every
+        rank gets the same bits and the solvers stay in lockstep)."""
+        import pylops
+        import pylops_mpi
 
-        host = np.ascontiguousarray(to_numpy(a), dtype=np.float64)
-        out = np.empty_like(host)
-        self.comm.Reduce(host, out, op=MPI.SUM, root=0)
-        self.comm.Bcast(out, root=0)
-        return get_array_module(a).asarray(out).astype(a.dtype, copy=False)
+        n, size = a.size, self.comm.Get_size()
+        engine = "numpy" if get_array_module(a) is np else "cupy"
+        stacked = pylops_mpi.DistributedArray(global_shape=n * size, local_shapes=[(n,)] * size,
+                                              partition=pylops_mpi.Partition.SCATTER, base_comm=self.comm,
+                                              engine=engine, dtype=a.dtype)
+        stacked[:] = a.ravel()
+        total = pylops_mpi.MPIVStack([pylops.Identity(n, dtype=a.dtype)], base_comm=self.comm).H @ stacked
+        return total.local_array.reshape(a.shape)
 
     def _sum_dict(self, d: dict) -> dict:
         keys = sorted(d)
