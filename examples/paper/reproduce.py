@@ -21,7 +21,7 @@ import numpy as np
 from mmip_paper import simulate
 
 from multimodal_ip import solve
-from multimodal_ip.cli import _parse_value
+from multimodal_ip.config import parse_value
 from multimodal_ip.io import build_problem
 from multimodal_ip.regularizers import TotalVariation
 from multimodal_ip.report import markdown_table, phase_corrected_error, plot_histories
@@ -36,7 +36,7 @@ parser.add_argument("--tv", type=float, default=0.0, help="isotropic TV weight o
 parser.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE")
 parser.add_argument("-o", "--output", default="out/paper")
 args = parser.parse_args()
-solver_options = {k: _parse_value(v) for k, v in (o.split("=", 1) for o in args.solver_option)}
+solver_options = {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.solver_option)}
 outdir = Path(args.output)
 outdir.mkdir(parents=True, exist_ok=True)
 

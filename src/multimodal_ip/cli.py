@@ -13,91 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .config import run_config
 from .distributed import mpi_world_size
 from .errors import ConfigError, MultimodalIPError
-
-RUN_KEYS = {
-    "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
-    "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
-}
-DEFAULTS = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
-            "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64"}
-
-
-def _parse_value(text: str):
-    """A flag value as bool/int/float/str: parsed, never evaluated."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _read_toml(path) -> dict:
-    try:
-        import tomllib
-    except ImportError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except FileNotFoundError:
-        msg = f"{path}: no such run file"
-        raise ConfigError(msg) from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"{path}: invalid TOML ({exc})"
-        raise ConfigError(msg) from None
-    return cfg
-
-
-def _check_config(cfg: dict, where: str) -> dict:
-    for k, v in cfg.items():
-        if k not in RUN_KEYS:
-            msg = f"{where}: unknown setting {k!r}; known: {', '.join(sorted(RUN_KEYS))}"
-            raise ConfigError(msg)
-        want = RUN_KEYS[k]
-        if v is not None and not (isinstance(v, want) or (want is float and isinstance(v, int))) or \
-                (want is int and isinstance(v, bool)):
-            msg = f"{where}: setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
-            raise ConfigError(msg)
-    if cfg.get("iterations", 1) is not None and cfg.get("iterations", 1) < 0:
-        msg = f"{where}: iterations must be >= 0"
-        raise ConfigError(msg)
-    if cfg.get("backend", "numpy") not in ("numpy", "cupy"):
-        msg = f"{where}: backend must be 'numpy' or 'cupy', got {cfg['backend']!r}"
-        raise ConfigError(msg)
-    if cfg.get("dtype", "float64") not in ("float32", "float64"):
-        msg = f"{where}: dtype must be 'float32' or 'float64', got {cfg['dtype']!r}"
-        raise ConfigError(msg)
-    return cfg
-
-
-def run_config(args) -> dict:
-    """Defaults <- TOML run file <- command-line flags."""
-    cfg = dict(DEFAULTS)
-    if getattr(args, "config", None):
-        cfg.update(_check_config(_read_toml(args.config), str(args.config)))
-    flags = {}
-    for k in ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype"):
-        if getattr(args, k, None) is not None:
-            flags[k] = getattr(args, k)
-    if getattr(args, "terms", None):
-        flags["terms"] = [t.strip() for t in args.terms.split(",") if t.strip()]
-    if getattr(args, "solver_option", None):
-        opts = dict(cfg["solver_options"])
-        for item in args.solver_option:
-            if "=" not in item:
-                msg = f"--solver-option expects key=value, got {item!r}"
-                raise ConfigError(msg)
-            k, v = item.split("=", 1)
-            opts[k.strip()] = _parse_value(v)
-        flags["solver_options"] = opts
-    cfg.update(_check_config(flags, "command line"))
-    return cfg
 
 
 def _xp(backend):
