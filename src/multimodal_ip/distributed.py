@@ -12,7 +12,6 @@ __all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_w
 import os
 
 import numpy as np
-from pylops import LinearOperator
 
 from .backend import get_array_module
 from .problem import JointProblem, balanced_weights
@@ -88,8 +87,7 @@ class DistributedProblem(JointProblem):
         lin.objectives = self._sum_dict(lin.objectives)
         lin.objective = float(sum(lin.objectives.values()))
         lin.gradient = self._sum_array(lin.gradient)
-        local_gn = lin.gauss_newton
-        lin.gauss_newton = lambda damping=0.0: _SummedOperator(self, local_gn(0.0), damping)
+        lin.reduce = self._sum_array
         return lin
 
     def term_gradients(self, v) -> dict:
@@ -106,17 +104,6 @@ class DistributedProblem(JointProblem):
 
     def __repr__(self) -> str:
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
-
-
-class _SummedOperator(LinearOperator):
-    def __init__(self, problem, local_op, damping):
-        self.problem, self.local_op, self.damping = problem, local_op, float(damping)
-        super().__init__(dtype=local_op.dtype, shape=local_op.shape)
-
-    def _matvec(self, v):
-        return self.problem._sum_array(self.local_op.matvec(v)) + self.damping * v
-
-    _rmatvec = _matvec
 
 
 def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None):

@@ -1,6 +1,6 @@
 __all__ = ["DataTerm", "JointProblem", "Linearization", "balanced_weights"]
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +94,10 @@ class Linearization:
     point: object
     _problem: "JointProblem"
     _parts: list
+    #: added to every damping: a proximity term ``||x - v||^2 / (2 tau)`` contributes ``1 / tau``
+    extra_damping: float = 0.0
+    #: applied to every Gauss-Newton product before damping (the MPI sum over ranks)
+    reduce: Callable | None = None
 
     def jacobian(self) -> LinearOperator:
         """Stacked weighted Jacobian :math:`[\\sqrt{w_t} M_t^{1/2} J_t R_t]_t` (real in, real out)."""
@@ -101,8 +105,7 @@ class Linearization:
 
     def gauss_newton(self, damping: float = 0.0) -> LinearOperator:
         r""":math:`H_{GN} + \lambda I` on the packed space (real symmetric)."""
-        jac = self.jacobian()
-        return _GaussNewton(jac, self._problem, self.point, damping)
+        return _GaussNewton(self.jacobian(), self._problem, self.point, damping + self.extra_damping, self.reduce)
 
 
 class _StackedJacobian(LinearOperator):
@@ -133,8 +136,9 @@ class _StackedJacobian(LinearOperator):
 
 
 class _GaussNewton(LinearOperator):
-    def __init__(self, jac, problem, point, damping):
+    def __init__(self, jac, problem, point, damping, reduce=None):
         self.jac, self.problem, self.point, self.damping = jac, problem, point, float(damping)
+        self.reduce = reduce
         super().__init__(dtype=jac.dtype, shape=(jac.shape[1], jac.shape[1]))
 
     def _matvec(self, v):
@@ -142,6 +146,8 @@ class _GaussNewton(LinearOperator):
         for reg in self.problem.regularizers:
             if reg.is_smooth:
                 out = out + self.problem._reg_hvp(reg, self.point, v)
+        if self.reduce is not None:
+            out = self.reduce(out)
         return out + self.damping * v
 
     _rmatvec = _matvec

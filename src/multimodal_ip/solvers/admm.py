@@ -52,8 +52,7 @@ class _ProxProblem:
         lin.objectives = dict(lin.objectives, proximity=prox_val)
         lin.objective += prox_val
         lin.gradient = lin.gradient + d / self.tau
-        base_gn = lin.gauss_newton
-        lin.gauss_newton = lambda damping=0.0: base_gn(damping + 1.0 / self.tau)
+        lin.extra_damping += 1.0 / self.tau
         return lin
 
     def gradient(self, x):
