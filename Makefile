@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test clean
 
 $(BIN)/mmip: pyproject.toml plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,6 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
-
-test-all: install
-	$(BIN)/python -m pytest -q --runslow
 
 clean:
 	rm -rf $(VENV) $(OUT)
