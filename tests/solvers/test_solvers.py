@@ -5,6 +5,7 @@ from multimodal_ip import solve
 from multimodal_ip.errors import SolverError, UnknownPluginError
 from multimodal_ip.io import build_problem
 from multimodal_ip.regularizers import NonNegative, Tikhonov, TotalVariation
+from multimodal_ip.solvers.admm import ADMMSolver
 from multimodal_ip.solvers.gauss_newton import GaussNewton
 from multimodal_ip.solvers.lbfgs import LBFGS
 
@@ -72,9 +73,11 @@ def test_lbfgs_b_respects_box(tiny_dataset):
     assert gn.arrays["x"].max() <= 1.5
 
 
-@pytest.mark.parametrize("cls", [LBFGS, GaussNewton])
+@pytest.mark.parametrize("cls", [LBFGS, GaussNewton, ADMMSolver])
 def test_save_and_resume_is_exact(tiny_dataset, cls):
     joint = build_problem(tiny_dataset)
+    if cls is ADMMSolver:
+        joint = joint.with_regularizers([TotalVariation("w", 1e-4), NonNegative("x")])
     x0 = joint.space.full(1.0)
     full = cls(joint, maxiter=12).solve(x0)
     saved = {}
