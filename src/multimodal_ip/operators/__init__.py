@@ -2,6 +2,8 @@ __all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "
 
 from .complex_coupling import ComplexCoupling
 from .composition import Composition, compose
-from .elementwise import Exp, Modulus, Square
+from .exp import Exp
 from .linear import Linear
+from .modulus import Modulus
 from .nonlinear_operator import NonlinearOperator
+from .square import Square

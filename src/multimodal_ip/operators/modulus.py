@@ -1,6 +1,4 @@
-"""Elementwise nonlinearities. Their Jacobians are diagonal pylops operators."""
-
-__all__ = ["Modulus", "Square", "Exp"]
+__all__ = ["Modulus"]
 
 from pylops import Diagonal, Real
 
@@ -39,35 +37,3 @@ class Modulus(NonlinearOperator):
         if self.dtype.kind == "f":
             return Diagonal(u.ravel(), dtype=x.dtype)
         return Real(x.size, dtype=x.dtype) @ Diagonal(u.conj().ravel(), dtype=x.dtype)
-
-
-class Square(NonlinearOperator):
-    r"""Elementwise square :math:`y = x^2`, :math:`J(x) = \mathrm{diag}(2x)` (complex-analytic)."""
-
-    def __init__(self, dims, dtype="float64", name="Square"):
-        super().__init__(dims, dims, dtype=dtype, name=name)
-
-    def _forward(self, x):
-        return x * x
-
-    def _jacobian(self, x):
-        return Diagonal((2 * x).ravel(), dtype=x.dtype)
-
-
-class Exp(NonlinearOperator):
-    r"""Elementwise exponential :math:`y = e^x`, :math:`J(x) = \mathrm{diag}(e^x)` (complex-analytic)."""
-
-    def __init__(self, dims, dtype="float64", name="Exp"):
-        super().__init__(dims, dims, dtype=dtype, name=name)
-
-    def _forward(self, x):
-        return get_array_module(x).exp(x)
-
-    def _linearize(self, x):
-        y = get_array_module(x).exp(x)
-        return y, Diagonal(y.ravel(), dtype=x.dtype)
-
-    def _jacobian(self, x):
-        return self._linearize(x)[1]
-
-
