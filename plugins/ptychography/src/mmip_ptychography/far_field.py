@@ -101,7 +101,7 @@ class FarField(LinearOperator):
     def _matvec(self, z):
         z = z.reshape(self.object_shape)
         exit_waves = self.probe_fft * extract_patches(z, self.positions, self.window)
-        return (fft2(exit_waves) if self.even else fft2c(exit_waves)).ravel()
+        return (fft2(exit_waves, overwrite_x=True) if self.even else fft2c(exit_waves)).ravel()
 
     def _rmatvec(self, psi):
         psi = psi.reshape(self.dimsd)
