@@ -37,7 +37,7 @@ def _progress(total, initial, desc):
     except ImportError:  # pragma: no cover
         return None
     return tqdm(total=total, initial=initial, desc=desc, unit="it", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty() and None)
+                disable=None)  # None: tqdm hides itself when stderr is not a terminal
 
 
 def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True):

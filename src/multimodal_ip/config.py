@@ -48,8 +48,9 @@ def _check_config(cfg: dict, where: str) -> dict:
             msg = f"{where}: unknown setting {k!r}; known: {', '.join(sorted(RUN_KEYS))}"
             raise ConfigError(msg)
         want = RUN_KEYS[k]
-        if v is not None and not (isinstance(v, want) or (want is float and isinstance(v, int))) or \
-                (want is int and isinstance(v, bool)):
+        accepted = (int, float) if want is float else want  # an integer is a valid float setting
+        is_bool_for_number = isinstance(v, bool) and want in (int, float)
+        if v is not None and (not isinstance(v, accepted) or is_bool_for_number):
             msg = f"{where}: setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
             raise ConfigError(msg)
     if cfg.get("iterations", 1) is not None and cfg.get("iterations", 1) < 0:
