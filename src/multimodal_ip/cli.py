@@ -70,17 +70,14 @@ def _build(args_data, cfg, terms=None, comm=None):
     from .io import build_problem, load_dataset
 
     terms = terms if terms is not None else cfg["terms"]
-    xp = _xp(cfg["backend"])
-    if comm is not None:
+    options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
+               "dtype": cfg["dtype"]}
+    if comm is not None:  # each rank reads only its share of the positions
         from .distributed import build_distributed_problem
 
-        names = terms or list(load_dataset(args_data).terms)
-        opts = {t: dict(cfg["term_options"].get(t, {}), dtype=cfg["dtype"]) for t in names}
-        return build_distributed_problem(args_data, comm, terms=terms, balance_c=cfg["balance_c"],
-                                         term_options=opts, xp=xp)
+        return build_distributed_problem(args_data, comm, terms=terms, **options)
     ds = load_dataset(args_data, terms=terms)
-    opts = {t: dict(cfg["term_options"].get(t, {}), dtype=cfg["dtype"]) for t in ds.terms}
-    return ds, build_problem(ds, balance_c=cfg["balance_c"], term_options=opts, xp=xp)
+    return ds, build_problem(ds, **options)
 
 
 # ---- subcommands -------------------------------------------------------------------

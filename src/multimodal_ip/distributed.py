@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from .backend import get_array_module
-from .problem import JointProblem, balanced_weights
+from .problem import JointProblem
 
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
@@ -106,18 +106,14 @@ class DistributedProblem(JointProblem):
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
 
 
-def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None):
+def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None,
+                              dtype=None):
     """Each rank loads its share of the positions of ``path`` and builds its local terms; the paper's
     balancing is computed on the whole (reduced) problem, so it equals the single-process weights."""
     from .io import build_problem, load_dataset
+    from .io.problem_builder import apply_balance
 
     ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()))
-    local = build_problem(ds, balance=False, term_options=term_options, xp=xp)
+    local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype)
     problem = DistributedProblem(local, comm)
-    if balance and len(problem.term_names) > 1:
-        names = list(problem.term_names)
-        ref = str(ds.attrs.get("reference_term", names[0]))
-        ref = ref if ref in names else names[0]
-        c = float(balance_c if balance_c is not None else ds.attrs.get("balance_c", 0.01))
-        problem = problem.with_weights(balanced_weights(problem, problem.space.full(1.0, xp=xp or np), ref, c))
-    return ds, problem
+    return ds, apply_balance(problem, ds, balance_c, xp=xp) if balance else problem

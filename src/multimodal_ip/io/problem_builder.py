@@ -1,4 +1,6 @@
-__all__ = ["build_problem"]
+__all__ = ["build_problem", "apply_balance"]
+
+import numpy as np
 
 from ..errors import ConfigError
 from ..plugins import get_registry
@@ -6,7 +8,7 @@ from ..problem import JointProblem, balanced_weights
 
 
 def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=None, registry=None,
-                  term_options=None, regularizers=(), xp=None):
+                  term_options=None, regularizers=(), xp=None, dtype=None):
     r"""Assemble a :class:`~multimodal_ip.JointProblem` from a :class:`Dataset` through the modality plugins.
 
     Parameters
@@ -24,6 +26,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         ``{term: {option: value}}`` passed to each modality's ``build_term`` (e.g. ``loss``).
     xp : module, optional
         Array module for the data (``numpy`` or ``cupy``).
+    dtype : :obj:`str`, optional
+        Compute dtype given to every term (overrides a ``dtype`` in ``term_options``).
     """
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
@@ -37,16 +41,24 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     for n in names:
         td = dataset.terms[n]
         modality = registry.get("modality", td.modality)
-        built.append(modality.build_term(td, space, xp=xp, **term_options.get(n, {})))
+        options = dict(term_options.get(n, {}), **({"dtype": dtype} if dtype is not None else {}))
+        built.append(modality.build_term(td, space, xp=xp, **options))
     truth = dataset.truth
     if xp is not None and truth:
         truth = {k: xp.asarray(v) for k, v in truth.items()}
     problem = JointProblem(space, built, regularizers, truth or None)
-    if balance and len(built) > 1:
-        ref = reference or str(dataset.attrs.get("reference_term", names[0]))
-        if ref not in names:
-            ref = names[0]
-        c = float(balance_c if balance_c is not None else dataset.attrs.get("balance_c", 0.01))
-        x0 = space.full(1.0, xp=xp or __import__("numpy"))
-        problem = problem.with_weights(balanced_weights(problem, x0, ref, c))
-    return problem
+    return apply_balance(problem, dataset, balance_c, reference, xp) if balance else problem
+
+
+def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None):
+    """The paper's weights at the all-ones point (see :func:`~multimodal_ip.balanced_weights`), with ``c`` and
+    the reference term from the arguments, else from the dataset's attributes; one term is left as it is."""
+    names = list(problem.term_names)
+    if len(names) < 2:
+        return problem
+    ref = reference or str(dataset.attrs.get("reference_term", names[0]))
+    if ref not in names:
+        ref = names[0]
+    c = float(balance_c if balance_c is not None else dataset.attrs.get("balance_c", 0.01))
+    x0 = problem.space.full(1.0, xp=xp or np)
+    return problem.with_weights(balanced_weights(problem, x0, ref, c))

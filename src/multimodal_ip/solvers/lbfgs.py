@@ -108,7 +108,7 @@ class LBFGS(Solver):
             alpha, *_ = scipy.optimize.line_search(
                 f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
             )
-        if alpha is None:  # line search failed: a small steepest-descent step, then restart memory
+        if alpha is None:  # no acceptable step along this direction: stop here, with the memory cleared
             self.s_list, self.y_list = [], []
             return "line search found no acceptable step"
         x_new = self.x + alpha * p
