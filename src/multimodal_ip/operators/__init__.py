@@ -1,4 +1,5 @@
-__all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "Square", "Exp", "ComplexCoupling"]
+__all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "Square", "Exp", "ComplexCoupling",
+           "CalibrationLayout", "SubpixelShift", "split_positions", "REFINABLE"]
 
 from .complex_coupling import ComplexCoupling
 from .composition import Composition, compose
@@ -7,3 +8,4 @@ from .linear import Linear
 from .modulus import Modulus
 from .nonlinear_operator import NonlinearOperator
 from .square import Square
+from .windows import REFINABLE, CalibrationLayout, SubpixelShift, split_positions

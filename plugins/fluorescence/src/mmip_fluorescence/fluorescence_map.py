@@ -1,5 +1,7 @@
 __all__ = ["FluorescenceMap", "full_grid_positions"]
 
+import copy
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
@@ -27,8 +29,8 @@ class FluorescenceMap(LinearOperator):
 
     Parameters
     ----------
-    kernel : array, shape ``(Kh, Kw)``
-        Beam footprint :math:`K = |P|^2`.
+    kernel : array, shape ``(Kh, Kw)`` or ``(J, Kh, Kw)``
+        Beam footprint :math:`K = |P|^2`, or one per position (sub-pixel shifted footprints; gather only).
     positions_px : array, shape ``(J, 2)``
     object_shape : :obj:`tuple`
     n_elements : :obj:`int`
@@ -42,7 +44,7 @@ class FluorescenceMap(LinearOperator):
                  name="FluorescenceMap"):
         ncp = get_array_module(kernel)
         self.kernel = ncp.asarray(kernel, dtype=dtype)
-        kh, kw = self.kernel.shape
+        kh, kw = self.kernel.shape[-2:]
         self.object_shape = tuple(int(s) for s in object_shape)
         self.ne = int(n_elements)
         pos = np.asarray(to_numpy(positions_px))
@@ -60,12 +62,19 @@ class FluorescenceMap(LinearOperator):
             msg = f"positions[{j}] = {tuple(int(v) for v in ipos[j])}: the {kh}x{kw} window does not touch the {n0}x{n1} object"
             raise ShapeError(msg)
         j_count = len(ipos)
+        self.stacked = self.kernel.ndim == 3
+        if self.stacked and self.kernel.shape[0] != j_count:
+            msg = f"a stack of kernels needs one per position: {j_count}; got {self.kernel.shape[0]}"
+            raise ShapeError(msg)
         # index into the 'full' correlation / padded object, of shape (n0 + kh - 1, n1 + kw - 1)
         self.full_shape = (n0 + kh - 1, n1 + kw - 1)
         self.full_index = ncp.asarray((ipos[:, 0] + kh - 1) * self.full_shape[1] + (ipos[:, 1] + kw - 1))
         if method == "auto":
             fft_cost = 6.0 * np.prod(self.full_shape) * np.log2(np.prod(self.full_shape))
-            method = "gather" if j_count * kh * kw < fft_cost else "fft"
+            method = "gather" if j_count * kh * kw < fft_cost or self.stacked else "fft"
+        if method == "fft" and self.stacked:
+            msg = "one kernel per position needs method='gather'"
+            raise ValueError(msg)
         if method not in ("fft", "gather"):
             msg = f"method must be 'auto', 'fft' or 'gather'; got {method!r}"
             raise ValueError(msg)
@@ -74,7 +83,7 @@ class FluorescenceMap(LinearOperator):
         super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
 
     def _padded(self, w):
-        kh, kw = self.kernel.shape
+        kh, kw = self.kernel.shape[-2:]
         return get_array_module(w).pad(w, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
 
     def _matvec(self, w):
@@ -83,12 +92,40 @@ class FluorescenceMap(LinearOperator):
         if self.method == "fft":
             full = fftconvolve(w, self.kernel[None, ::-1, ::-1], mode="full")
             return full.reshape(self.ne, -1)[:, self.full_index].ravel()
-        kh, kw = self.kernel.shape
-        view = (sliding_window_view if ncp is np else ncp.lib.stride_tricks.sliding_window_view)(
-            self._padded(w), (kh, kw), axis=(1, 2))
-        p = self.positions + ncp.asarray([kh - 1, kw - 1])
-        windows = view[:, p[:, 0], p[:, 1]]  # (Ne, J, kh, kw)
+        windows = self._windows(w)  # (Ne, J, kh, kw)
+        if self.stacked:
+            return ncp.einsum("ejab,jab->ej", windows, self.kernel).ravel()
         return ncp.tensordot(windows, self.kernel, axes=([2, 3], [0, 1])).ravel()
+
+    def _windows(self, w):
+        ncp = get_array_module(w)
+        kh, kw = self.kernel.shape[-2:]
+        view = (sliding_window_view if ncp is np else ncp.lib.stride_tricks.sliding_window_view)(
+            self._padded(w.reshape(self.dims)), (kh, kw), axis=(1, 2))
+        p = self.positions + ncp.asarray([kh - 1, kw - 1])
+        return view[:, p[:, 0], p[:, 1]]
+
+    def with_kernel(self, kernel):
+        """The same positions and method with another kernel (same shape as this one's)."""
+        other = copy.copy(self)
+        other.kernel = get_array_module(kernel).asarray(kernel, dtype=self.dtype)
+        if other.kernel.shape != self.kernel.shape:
+            msg = f"kernel must have shape {self.kernel.shape}; got {other.kernel.shape}"
+            raise ShapeError(msg)
+        return other
+
+    def kernel_adjoint(self, w, d):
+        r"""Adjoint of the map kernel -> data at fixed ``w``: :math:`\bar K = \sum_{e,j} d_{ej} \tilde S_j w_e`
+        (one ``(Kh, Kw)`` array, or ``(J, Kh, Kw)`` for a kernel stack)."""
+        ncp = get_array_module(d)
+        d = d.reshape(self.dimsd)
+        if self.method == "gather":
+            windows = self._windows(w)
+            return ncp.einsum("ej,ejab->jab" if self.stacked else "ej,ejab->ab", d, windows)
+        size = int(np.prod(self.full_shape))
+        offsets = ncp.arange(self.ne)[:, None] * size
+        g = scatter_add(offsets + self.full_index[None, :], d, self.ne * size).reshape(self.ne, *self.full_shape)
+        return fftconvolve(self._padded(w.reshape(self.dims)), g[:, ::-1, ::-1], mode="valid").sum(axis=0)
 
     def _rmatvec(self, d):
         d = d.reshape(self.dimsd)
@@ -98,13 +135,13 @@ class FluorescenceMap(LinearOperator):
             offsets = ncp.arange(self.ne)[:, None] * size
             g = scatter_add(offsets + self.full_index[None, :], d, self.ne * size).reshape(self.ne, *self.full_shape)
             return fftconvolve(g, self.kernel[None], mode="valid").ravel()
-        kh, kw = self.kernel.shape
+        kh, kw = self.kernel.shape[-2:]
         n0, n1 = self.object_shape
         pshape = (n0 + 2 * (kh - 1), n1 + 2 * (kw - 1))
         rows = self.positions[:, 0, None, None] + (kh - 1) + ncp.arange(kh)[None, :, None]
         cols = self.positions[:, 1, None, None] + (kw - 1) + ncp.arange(kw)[None, None, :]
         idx = rows * pshape[1] + cols  # (J, kh, kw)
         offsets = (ncp.arange(self.ne) * pshape[0] * pshape[1])[:, None, None, None]
-        vals = d[:, :, None, None] * self.kernel[None, None]
+        vals = d[:, :, None, None] * (self.kernel[None] if self.stacked else self.kernel[None, None])
         padded = scatter_add(offsets + idx[None], vals, self.ne * pshape[0] * pshape[1]).reshape(self.ne, *pshape)
         return padded[:, kh - 1 : kh - 1 + n0, kw - 1 : kw - 1 + n1].ravel()
