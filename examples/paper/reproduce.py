@@ -52,7 +52,7 @@ for case in args.cases:
             methods = {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
             for method, problem in methods.items():
                 t0 = time.perf_counter()
-                res = solve(problem, problem.space.full(1.0), args.solver, maxiter=args.iterations, **solver_options)
+                res = solve(problem, problem.start(), args.solver, maxiter=args.iterations, **solver_options)
                 h = res.history
                 records.append({
                     "case": case, "noise": level, "seed": seed, "method": method, "wall_s": time.perf_counter() - t0,

@@ -40,8 +40,13 @@ def _progress(total, initial, desc):
                 disable=None)  # None: tqdm hides itself when stderr is not a terminal
 
 
+def refine_after(cfg) -> int:
+    """Iterations before the calibration unknowns move: the run's setting, else a third of the iterations."""
+    return cfg["refine_after"] if cfg["refine_after"] is not None else cfg["iterations"] // 3
+
+
 def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True):
-    from .solvers import solve
+    from .solvers import solve, solve_staged
 
     bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc) if show else None
 
@@ -56,7 +61,10 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
 
     opts = dict(cfg["solver_options"])
     try:
-        return solve(problem, problem.space.full(1.0, xp=problem.xp), solver=cfg["solver"], maxiter=cfg["iterations"],
+        if problem.calibration and resume_state is None:
+            return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
+                                refine_after=refine_after(cfg), callback=callback, **opts)
+        return solve(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
                      callback=callback, resume_state=resume_state, **opts)
     except TypeError as exc:
         msg = f"invalid option for solver {cfg['solver']!r}: {exc}"
@@ -71,7 +79,8 @@ def _build(args_data, cfg, terms=None, comm=None):
 
     terms = terms if terms is not None else cfg["terms"]
     options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
-               "dtype": cfg["dtype"]}
+               "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
+               "coupling": cfg["coupling"]}
     if comm is not None:  # each rank reads only its share of the positions
         from .distributed import build_distributed_problem
 
@@ -102,7 +111,8 @@ def cmd_simulate(args) -> int:
     from .plugins import get_registry
 
     simulate = get_registry().get("simulation", args.case)
-    overrides = {k: getattr(args, k) for k in ("n", "probe_size", "step", "n_elements") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("n", "probe_size", "step", "n_elements", "probe_error",
+                                                "position_jitter_px") if getattr(args, k) is not None}
     ds = simulate(seed=args.seed, noise=args.noise, xrf_grid=args.xrf_grid, **overrides)
     save_dataset(args.output, ds)
     v = ds.space
@@ -135,11 +145,19 @@ def cmd_reconstruct(args) -> int:
             msg = f"--resume: no checkpoint {ckpt} (was the run started with this -o?)"
             raise ConfigError(msg)
         resume_state, saved = load_checkpoint(ckpt)
-        for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c"):
+        for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine",
+                  "likelihood", "coupling"):
             if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
     every = max(int(cfg["checkpoint_every"]), 0)
+    if problem.calibration and refine_after(cfg) > 0:
+        if args.resume:
+            msg = "--resume: a run that refines calibration in two stages cannot be resumed; use --refine-after 0"
+            raise ConfigError(msg)
+        if every and lead:
+            print("note: no checkpoints in a two-stage refinement run (--refine-after 0 keeps them)", file=sys.stderr)
+        every = 0
 
     def on_iteration(state):
         if lead and every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
@@ -274,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step", type=int, help="raster step (pixels)")
     s.add_argument("--n-elements", type=int)
     s.add_argument("--xrf-grid", choices=("full", "scan"), default="full")
+    s.add_argument("--probe-error", type=float, help="write a probe whose defocus is off by this fraction (0.2)")
+    s.add_argument("--position-jitter", dest="position_jitter_px", type=float,
+                   help="true positions = raster + uniform jitter of +-this many pixels; the file keeps the raster")
     s.set_defaults(func=cmd_simulate)
 
     def run_flags(s):
@@ -285,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--dtype", choices=("float32", "float64"))
         s.add_argument("--balance-c", dest="balance_c", type=float)
         s.add_argument("--solver-option", action="append", metavar="KEY=VALUE")
+        s.add_argument("--refine", help="calibration unknowns refined with the object: probe, positions (comma-separated)")
+        s.add_argument("--refine-after", dest="refine_after", type=int,
+                       help="iterations with the calibration fixed before it is refined (default: a third)")
+        s.add_argument("--likelihood", choices=("balanced", "poisson"),
+                       help="balanced: the paper's losses and weights (default); poisson: photon-count likelihoods, "
+                            "weights from photons_per_unit (no beta)")
+        s.add_argument("--coupling", help="w -> Im z coupling: ones (default), a0,a1,... or xraylib:<keV>[:El0,El1,...]")
 
     s = sub.add_parser("reconstruct", help="reconstruct a dataset; writes a result file")
     s.add_argument("data")

@@ -7,9 +7,11 @@ from .errors import ConfigError
 RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
+    "refine": list, "refine_after": int, "likelihood": str, "coupling": str,
 }
 DEFAULTS = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
-            "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64"}
+            "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
+            "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None}
 
 
 def parse_value(text: str):
@@ -53,14 +55,22 @@ def _check_config(cfg: dict, where: str) -> dict:
         if v is not None and (not isinstance(v, accepted) or is_bool_for_number):
             msg = f"{where}: setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
             raise ConfigError(msg)
-    if cfg.get("iterations", 1) is not None and cfg.get("iterations", 1) < 0:
-        msg = f"{where}: iterations must be >= 0"
-        raise ConfigError(msg)
+    for k in ("iterations", "refine_after"):
+        if cfg.get(k) is not None and cfg[k] < 0:
+            msg = f"{where}: {k} must be >= 0"
+            raise ConfigError(msg)
     if cfg.get("backend", "numpy") not in ("numpy", "cupy"):
         msg = f"{where}: backend must be 'numpy' or 'cupy', got {cfg['backend']!r}"
         raise ConfigError(msg)
     if cfg.get("dtype", "float64") not in ("float32", "float64"):
         msg = f"{where}: dtype must be 'float32' or 'float64', got {cfg['dtype']!r}"
+        raise ConfigError(msg)
+    if cfg.get("likelihood", "balanced") not in ("balanced", "poisson"):
+        msg = f"{where}: likelihood must be 'balanced' or 'poisson', got {cfg['likelihood']!r}"
+        raise ConfigError(msg)
+    bad = [r for r in cfg.get("refine", []) if r not in ("probe", "positions")]
+    if bad:
+        msg = f"{where}: refine takes 'probe' and/or 'positions'; got {bad}"
         raise ConfigError(msg)
     return cfg
 
@@ -71,11 +81,13 @@ def run_config(args) -> dict:
     if getattr(args, "config", None):
         cfg.update(_check_config(_read_toml(args.config), str(args.config)))
     flags = {}
-    for k in ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype"):
+    for k in ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype", "likelihood", "coupling",
+              "refine_after"):
         if getattr(args, k, None) is not None:
             flags[k] = getattr(args, k)
-    if getattr(args, "terms", None):
-        flags["terms"] = [t.strip() for t in args.terms.split(",") if t.strip()]
+    for k in ("terms", "refine"):
+        if getattr(args, k, None):
+            flags[k] = [t.strip() for t in getattr(args, k).split(",") if t.strip()]
     if getattr(args, "solver_option", None):
         opts = dict(cfg["solver_options"])
         for item in args.solver_option:

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from .backend import get_array_module
+from .errors import ConfigError
 from .problem import JointProblem
 
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
@@ -53,7 +54,7 @@ class DistributedProblem(JointProblem):
     def __init__(self, local: JointProblem, comm):
         self.comm = comm
         self.rank = comm.Get_rank()
-        super().__init__(local.space, local.terms, local.regularizers, local.truth)
+        super().__init__(local.space, local.terms, local.regularizers, local.truth, local.calibration)
         self.local = local if self.rank == 0 else local.with_regularizers(())
 
     # ---- reductions --------------------------------------------------------------
@@ -99,6 +100,9 @@ class DistributedProblem(JointProblem):
     def with_weights(self, weights):
         return DistributedProblem(self.local.with_weights(weights).with_regularizers(self.regularizers), self.comm)
 
+    def with_frozen(self, names):
+        return DistributedProblem(self.local.with_frozen(names), self.comm)
+
     def with_regularizers(self, regularizers):
         return DistributedProblem(self.local.with_regularizers(regularizers), self.comm)
 
@@ -107,13 +111,19 @@ class DistributedProblem(JointProblem):
 
 
 def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None,
-                              dtype=None):
+                              dtype=None, refine=(), likelihood="balanced", coupling=None):
     """Each rank loads its share of the positions of ``path`` and builds its local terms; the paper's
-    balancing is computed on the whole (reduced) problem, so it equals the single-process weights."""
+    balancing is computed on the whole (reduced) problem, so it equals the single-process weights.
+    The probe may be refined (one shared unknown, gradients summed over ranks); positions may not (each
+    rank holds only its share of them)."""
     from .io import build_problem, load_dataset
     from .io.problem_builder import apply_balance
 
+    if "positions" in (refine or ()):
+        msg = "position refinement is not available with MPI (each rank holds only its share of the positions)"
+        raise ConfigError(msg)
     ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()))
-    local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype)
+    local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
+                          likelihood=likelihood, coupling=coupling)
     problem = DistributedProblem(local, comm)
-    return ds, apply_balance(problem, ds, balance_c, xp=xp) if balance else problem
+    return ds, apply_balance(problem, ds, balance_c, xp=xp) if balance and likelihood == "balanced" else problem

@@ -111,11 +111,14 @@ class Linearization:
 class _StackedJacobian(LinearOperator):
     def __init__(self, problem, parts):
         self.parts = parts  # list of (term, restriction, J, Msqrt, sqrt_w, is_complex_out, n_real_out)
+        self.problem = problem
         n_out = sum(p[-1] for p in parts)
         super().__init__(dtype=problem.space.dtype, shape=(n_out, problem.space.size))
 
     def _matvec(self, v):
         ncp = get_array_module(v)
+        if self.problem.frozen:
+            v = self.problem._freeze(v.copy())
         outs = []
         for _term, restr, jac, msqrt, sw, cplx, _ in self.parts:
             y = sw * msqrt(jac.matvec(restr.matvec(v)))
@@ -132,7 +135,7 @@ class _StackedJacobian(LinearOperator):
             if cplx:
                 block = ncp.ascontiguousarray(block).view(np.result_type(block.dtype, np.complex64))
             out += restr.rmatvec(jac.rmatvec(sw * msqrt(block))).real
-        return out
+        return self.problem._freeze(out)
 
 
 class _GaussNewton(LinearOperator):
@@ -170,10 +173,18 @@ class JointProblem:
     regularizers : sequence of :class:`~multimodal_ip.regularizers.Regularizer`, optional
     truth : mapping, optional
         Ground-truth arrays by variable name (simulations), used for error columns in histories.
+    calibration : mapping, optional
+        Start values of calibration unknowns (e.g. a refined ``probe`` and scan ``positions``) by variable name:
+        :meth:`start` puts them there, and the ``total`` of :meth:`relative_errors` leaves them out.
     """
 
-    def __init__(self, space: VariableSpace, terms, regularizers=(), truth: Mapping | None = None):
+    def __init__(self, space: VariableSpace, terms, regularizers=(), truth: Mapping | None = None,
+                 calibration: Mapping | None = None, frozen=()):
         self.space = space
+        self.calibration = dict(calibration or {})
+        self.frozen = tuple(frozen)
+        for name in (*self.calibration, *self.frozen):
+            space[name]
         self.terms = tuple(terms)
         self.regularizers = tuple(regularizers)
         names = [t.name for t in self.terms]
@@ -212,7 +223,7 @@ class JointProblem:
         if missing:
             msg = f"unknown term(s) {sorted(missing)}; this problem has: {', '.join(self.term_names)}"
             raise UnknownVariableError(msg)
-        return JointProblem(self.space, keep, self.regularizers, self.truth)
+        return JointProblem(self.space, keep, self.regularizers, self.truth, self.calibration, self.frozen)
 
     def alone(self, name) -> "JointProblem":
         """The separate inversion of one data term: that term alone, weight 1, same regularizers and truth."""
@@ -223,10 +234,34 @@ class JointProblem:
         from dataclasses import replace
 
         terms = [replace(t, weight=weights.get(t.name, t.weight)) for t in self.terms]
-        return JointProblem(self.space, terms, self.regularizers, self.truth)
+        return JointProblem(self.space, terms, self.regularizers, self.truth, self.calibration, self.frozen)
 
     def with_regularizers(self, regularizers) -> "JointProblem":
-        return JointProblem(self.space, self.terms, regularizers, self.truth)
+        return JointProblem(self.space, self.terms, regularizers, self.truth, self.calibration, self.frozen)
+
+    def with_frozen(self, names) -> "JointProblem":
+        """A copy in which the variables ``names`` do not move: their gradient is zero and the Gauss-Newton
+        operator acts on the others only (e.g. the calibration unknowns during the first iterations)."""
+        return JointProblem(self.space, self.terms, self.regularizers, self.truth, self.calibration, tuple(names))
+
+    def _freeze(self, g):
+        for name in self.frozen:
+            g[self.space.slice(name)] = 0
+        return g
+
+    def start(self, fill_value=1.0, xp=None):
+        """The start point: ``fill_value`` in every variable (the paper's all-ones), calibration unknowns at
+        their start values."""
+        xp = xp or self.xp
+        v = self.space.full(fill_value, xp=xp)
+        for name, value in self.calibration.items():
+            part = v[self.space.slice(name)]
+            value = xp.asarray(value)
+            if self.space[name].is_complex:
+                part[0::2], part[1::2] = value.real.ravel(), value.imag.ravel()
+            else:
+                part[...] = value.ravel()
+        return v
 
     @property
     def xp(self):
@@ -297,7 +332,7 @@ class JointProblem:
                         gpart[1::2] += gi.imag.ravel()
                     else:
                         gpart += gi.ravel()
-        return Linearization(float(sum(objectives.values())), objectives, grad, v, self, parts)
+        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, parts)
 
     def value_and_gradient(self, v):
         lin = self.linearize(v)
@@ -324,7 +359,8 @@ class JointProblem:
 
     # ---- errors vs truth ---------------------------------------------------------
     def relative_errors(self, v) -> dict:
-        r"""``{"total": ||v - v*|| / ||v*||, <var>: per variable}`` over the variables with a truth."""
+        r"""``{"total": ||v - v*|| / ||v*||, <var>: per variable}`` over the variables with a truth (the total
+        leaves calibration unknowns out: their units differ)."""
         if not self.truth:
             return {}
         ncp = get_array_module(v)
@@ -336,7 +372,8 @@ class JointProblem:
             e = float(ncp.linalg.norm((arrays[name] - t).ravel()))
             n = float(ncp.linalg.norm(t.ravel()))
             out[name] = e / n if n else e
-            num, den = num + e**2, den + n**2
+            if name not in self.calibration:
+                num, den = num + e**2, den + n**2
         out["total"] = (num / den) ** 0.5 if den else num**0.5
         return out
 

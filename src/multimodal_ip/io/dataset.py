@@ -74,7 +74,8 @@ class TermData:
         try:
             return cast(self.attrs[key])
         except (TypeError, ValueError):
-            msg = f"{self.where()}: attribute {key!r} = {self.attrs[key]!r} is not a valid {cast.__name__}"
+            shown = " ".join(repr(self.attrs[key]).split())[:80]  # one line, however the value prints
+            msg = f"{self.where()}: attribute {key!r} = {shown} is not a valid {cast.__name__}"
             raise DataError(msg) from None
 
 
@@ -226,9 +227,10 @@ def load_dataset(path, terms=None, part=None) -> Dataset:
         truth = {}
         if "truth" in f:
             for name, d in f["truth"].items():
-                if name not in space:
-                    continue
                 a = d[()]
+                if name not in space:  # e.g. the true probe or positions: checked when they are refined
+                    truth[name] = a
+                    continue
                 if a.shape != space[name].shape:
                     msg = f"{path}:/truth/{name}: expected shape {space[name].shape}, got {a.shape}"
                     raise DataError(msg)

@@ -1,25 +1,41 @@
 """Registers the ``fluorescence`` modality."""
 
+import warnings
+
 import numpy as np
 
 from multimodal_ip import DataTerm, hookimpl
+from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
-from multimodal_ip.operators import Linear
+from multimodal_ip.operators import REFINABLE, Linear, SubpixelShift, split_positions
 
 from .fluorescence_map import FluorescenceMap, full_grid_positions
+from .fluorescence_model import FluorescenceModel
 
 
 class Fluorescence:
-    """The ``fluorescence`` modality: ``/terms/<name>`` holds data (Ne, J), kernel (Kh, Kw), positions (J, 2)."""
+    """The ``fluorescence`` modality: ``/terms/<name>`` holds data (Ne, J), kernel (Kh, Kw), positions (J, 2).
+
+    Options of :meth:`build_term`: ``loss`` (``"least-squares"``, the paper's, or ``"poisson"``), ``method``
+    (:class:`FluorescenceMap`), ``refine`` (``"probe"``: the footprint becomes :math:`c|P|^2` of the shared
+    probe unknown, :math:`c` = sum(kernel) / sum(|P_0|^2); ``"positions"``: shared with the scan when the XRF
+    was measured at the same positions), ``calibration`` (start values offered by other terms),
+    ``photon_weighted`` (Poisson likelihood in counts from ``photons_per_unit``), ``dtype``.
+    """
 
     inputs = ("w",)
+    refinable = REFINABLE
+    #: keyword options of :meth:`build_term`
+    options = ("loss", "dtype", "method", "refine", "calibration", "photon_weighted")
     #: per-position axis of each dataset (MPI ranks read only their share)
     position_axes = {"data": 1, "positions": 0}
 
-    def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, method="auto", **options):
+    def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, method="auto", refine=(),
+                   calibration=None, photon_weighted=False, **options):
         if options:
-            msg = f"{td.where()}: unknown fluorescence option(s) {sorted(options)}; known: loss, dtype, method"
+            msg = (f"{td.where()}: unknown fluorescence option(s) {sorted(options)}; known: loss, dtype, method, "
+                   "refine, calibration, photon_weighted")
             raise ConfigError(msg)
         if "w" not in space:
             msg = f"{td.where()}: fluorescence needs variable 'w'; the file declares {space.names}"
@@ -27,26 +43,37 @@ class Fluorescence:
         ne, n0, n1 = space["w"].shape
         data = td.array("data", ndim=2, dtype_kind="f", shape=(ne, None))
         kernel = td.array("kernel", ndim=2, dtype_kind="f")
-        positions = td.array("positions", shape=(data.shape[1], 2), dtype_kind="fiu")
+        positions = td.array("positions", shape=(data.shape[1], 2), dtype_kind="fiu").astype(float)
         if np.any(data < 0) or np.any(kernel < 0):
             msg = f"{td.where()}: fluorescence data and kernel must be non-negative"
             raise DataError(msg)
         dtype = np.dtype(dtype or space.dtype)
         xp = xp or np
+        refine = _shared_refinement(td, refine, calibration or {}, positions)
         try:
-            op = FluorescenceMap(xp.asarray(kernel), positions, (n0, n1), ne, dtype=dtype, method=method)
+            if refine:
+                probe = np.asarray(calibration["probe"])
+                if probe.shape != kernel.shape:
+                    msg = f"{td.where('kernel')}: shape {kernel.shape} differs from the probe's {probe.shape}"
+                    raise DataError(msg)
+                scale = float(kernel.sum() / max(float(np.sum(np.abs(probe) ** 2)), 1e-300))
+                op = FluorescenceModel(xp.asarray(probe), positions, (n0, n1), ne, kernel_scale=scale, refine=refine,
+                                       dtype=dtype, method=method)
+            else:
+                op = Linear(_fixed_map(xp.asarray(kernel), positions, (n0, n1), ne, dtype, method),
+                            name="FluorescenceMap")
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
-        if loss == "least-squares":
+        photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
+        if photon_weighted or loss == "poisson":
+            lossfn = Poisson(photons_per_unit=photons, intensity=True)
+        elif loss == "least-squares":
             lossfn = LeastSquares()
-        elif loss == "poisson":
-            lossfn = Poisson(photons_per_unit=td.attr("photons_per_unit", 1.0), intensity=True)
         else:
             msg = f"fluorescence loss must be 'least-squares' or 'poisson'; got {loss!r}"
             raise ConfigError(msg)
-        return DataTerm(Linear(op, name="FluorescenceMap"), xp.asarray(data.astype(dtype)), lossfn, 1.0,
-                        self.inputs, td.name)
+        return DataTerm(op, xp.asarray(data.astype(dtype)), lossfn, 1.0, (*self.inputs, *refine), td.name)
 
     def conformance_cases(self, rng):
         for n, k, ne, method in ((7, 3, 1, "gather"), (9, 4, 2, "fft"), (6, 5, 3, "auto")):
@@ -54,6 +81,40 @@ class Fluorescence:
             pos = full_grid_positions((n, n), (k, k))
             op = Linear(FluorescenceMap(kernel, pos, (n, n), ne, method=method), name=f"FluorescenceMap[{method}]")
             yield f"n{n}-K{k}-Ne{ne}-{method}", op, rng.random((ne, n, n))
+        n, k = 10, 4
+        probe = rng.standard_normal((k, k)) + 1j * rng.standard_normal((k, k))
+        scan = np.clip(full_grid_positions((n, n), (k, k))[::7] + rng.uniform(-0.2, 0.2, (15, 2)), -2.7, n - 1.3)
+        for refine, pos in (((), scan), (("probe",), full_grid_positions((n, n), (k, k))), (("positions",), scan),
+                            (("probe", "positions"), scan)):
+            op = FluorescenceModel(probe, pos, (n, n), 2, kernel_scale=0.5, refine=refine)
+            v = [rng.random(2 * n * n)] + [probe.view(float).ravel()] * ("probe" in refine) \
+                + [pos.ravel()] * ("positions" in refine)
+            yield "probe-footprint-" + "-".join(refine or ("none",)), op, np.concatenate(v)
+
+
+def _shared_refinement(td, refine, calibration, positions):
+    """The calibration unknowns this term can read: the probe, and the positions only when the XRF was
+    measured at the scan positions (a separate XRF grid keeps its own, fixed positions)."""
+    refine = tuple(refine)
+    if refine and "probe" not in calibration:
+        msg = f"{td.where()}: refining {list(refine)} needs a probe offered by another term (e.g. ptychography)"
+        raise ConfigError(msg)
+    if "positions" in refine:
+        scan = np.asarray(calibration.get("positions", np.empty((0, 2))))
+        if scan.shape != positions.shape or not np.allclose(scan, positions):
+            warnings.warn(f"{td.where('positions')}: the XRF positions are not the scan positions; they stay fixed "
+                          "(only the probe is shared)", stacklevel=3)
+            refine = tuple(r for r in refine if r != "positions")
+    return refine
+
+
+def _fixed_map(kernel, positions, object_shape, ne, dtype, method):
+    """:class:`FluorescenceMap` at whole-pixel corners; fractional positions get a Fourier-shifted footprint each."""
+    corners, fractions = split_positions(positions, object_shape, kernel.shape, allow_outside=True)
+    if np.any(fractions != 0):
+        kernel = SubpixelShift(fractions, kernel.shape, xp=get_array_module(kernel), dtype=dtype)(kernel).real
+        method = "gather"
+    return FluorescenceMap(kernel, corners, object_shape, ne, dtype=dtype, method=method)
 
 
 @hookimpl

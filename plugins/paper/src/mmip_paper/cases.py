@@ -3,8 +3,8 @@
 __all__ = ["CASES", "simulate", "poisson_noise"]
 
 import numpy as np
-from mmip_fluorescence import FluorescenceMap, full_grid_positions
-from mmip_ptychography import FarField, fresnel_zone_plate_probe, raster_positions
+from mmip_fluorescence import FluorescenceModel, full_grid_positions
+from mmip_ptychography import PtychographyModel, fresnel_zone_plate_probe, raster_positions
 
 from multimodal_ip.errors import ConfigError
 from multimodal_ip.io import Dataset, TermData
@@ -44,7 +44,8 @@ def _objects(kind, n, ne):
     return x, np.stack(w)
 
 
-def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elements=None, xrf_grid="full"):
+def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elements=None, xrf_grid="full",
+             probe_error=0.0, position_jitter_px=0.0):
     """Simulate one case of the paper; every parameter of the DESIGN table can be overridden.
 
     Parameters
@@ -57,6 +58,12 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
         Relative Poisson noise level (0.03 for 3 %).
     xrf_grid : :obj:`str`
         ``"full"`` (XRF at every object pixel, the paper's setting) or ``"scan"`` (at the scan positions).
+    probe_error : :obj:`float`
+        Calibration error of the probe written to the file: its defocus is off by this fraction (0.2: 20 %)
+        while the data are made with the true probe (kept in ``/truth/probe``).
+    position_jitter_px : :obj:`float`
+        The true scan positions are the nominal raster plus uniform jitter in [-j, j] px (kept in
+        ``/truth/positions``); the file holds the nominal raster. The jitter is drawn from ``seed`` too.
     """
     if case not in CASES:
         msg = f"unknown case {case!r}; choose one of: {', '.join(CASES)}"
@@ -71,22 +78,38 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     if not 0 <= float(noise) < 1:
         msg = f"noise level must be in [0, 1); got {noise}"
         raise ConfigError(msg)
+    if probe_error <= -1 or position_jitter_px < 0:
+        msg = f"probe_error must be > -1 and position_jitter_px >= 0; got {probe_error}, {position_jitter_px}"
+        raise ConfigError(msg)
     rng = np.random.default_rng(seed)
     x, w = _objects(p["objects"], n, ne)
     probe = fresnel_zone_plate_probe(npx)
     positions = raster_positions(n, npx, step_px=p["step"])
-    intens = np.abs(FarField(probe, positions, (n, n)) @ (x + 1j * w.sum(0))) ** 2
+    true_pos = positions
+    if position_jitter_px > 0:
+        jitter = np.random.default_rng([seed, 1]).uniform(-position_jitter_px, position_jitter_px, positions.shape)
+        true_pos = np.clip(positions + jitter, 0, n - npx)
+    intens = np.abs(PtychographyModel(probe, true_pos, (n, n), ne).forward(np.concatenate([x.ravel(), w.ravel()])))**2
     kernel = np.abs(probe) ** 2
-    xrf_pos = full_grid_positions((n, n), kernel.shape) if xrf_grid == "full" else positions
-    xrf = (FluorescenceMap(kernel, xrf_pos, (n, n), ne) @ w)
+    xrf_pos = full_grid_positions((n, n), kernel.shape) if xrf_grid == "full" else true_pos
+    xrf = FluorescenceModel(probe, xrf_pos, (n, n), ne).forward(w.ravel())
     intens_noisy, p_ptycho = poisson_noise(intens, noise, rng)
     xrf_noisy, p_xrf = poisson_noise(xrf, noise, rng)
+    truth = {"x": x, "w": w}
+    file_probe, file_kernel = probe, kernel
+    if probe_error:
+        file_probe = fresnel_zone_plate_probe(npx, defocus_m=(1 + probe_error) * npx * 1e-6)
+        file_kernel = np.abs(file_probe) ** 2
+        truth["probe"] = probe
+    if position_jitter_px > 0:
+        truth["positions"] = true_pos
+        xrf_pos = xrf_pos if xrf_grid == "full" else positions
     terms = {
         "ptychography": TermData("ptychography", "ptychography",
-                                 {"data": intens_noisy, "probe": probe, "positions": positions},
+                                 {"data": intens_noisy, "probe": file_probe, "positions": positions},
                                  {"photons_per_unit": p_ptycho}),
         "fluorescence": TermData("fluorescence", "fluorescence",
-                                 {"data": xrf_noisy, "kernel": kernel, "positions": xrf_pos},
+                                 {"data": xrf_noisy, "kernel": file_kernel, "positions": xrf_pos},
                                  {"photons_per_unit": p_xrf, "elements": [f"E{e}" for e in range(ne)],
                                   **({"grid_shape": np.array([n, n])} if xrf_grid == "full" else
                                      {"grid_shape": np.array([int(np.sqrt(len(positions)))] * 2)})}),
@@ -94,4 +117,5 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     variables = [Variable("x", (n, n)), Variable("w", (ne, n, n))]
     attrs = {"case": case, "noise_level": float(noise), "seed": int(seed), "balance_c": float(p["balance_c"]),
              "reference_term": "ptychography", "step_px": int(p["step"])}
-    return Dataset(variables, terms, {"x": x, "w": w}, attrs)
+    attrs.update(probe_error=float(probe_error), position_jitter_px=float(position_jitter_px))
+    return Dataset(variables, terms, truth, attrs)

@@ -5,10 +5,12 @@ import numpy as np
 from multimodal_ip import DataTerm, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import Amplitude, Poisson
-from multimodal_ip.operators import ComplexCoupling, Linear, Modulus, compose
+from multimodal_ip.operators import REFINABLE, ComplexCoupling, Linear, Modulus, compose
 
+from .coupling import parse_coupling
 from .far_field import FarField
 from .probe import fresnel_zone_plate_probe
+from .ptychography_model import PtychographyModel
 from .scan import raster_positions
 
 
@@ -21,17 +23,34 @@ def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="
 
 
 class Ptychography:
-    """The ``ptychography`` modality: builds the term from ``/terms/<name>`` (data, probe, positions)."""
+    """The ``ptychography`` modality: builds the term from ``/terms/<name>`` (data, probe, positions).
+
+    Options of :meth:`build_term`: ``loss`` (``"amplitude"``, the paper's, or ``"poisson"``), ``refine``
+    (``"probe"``, ``"positions"``: calibration unknowns read besides ``x`` and ``w``), ``coupling`` (see
+    :func:`~mmip_ptychography.coupling.parse_coupling`; default the term's ``coupling`` attribute, else ones),
+    ``photon_weighted`` (the loss in photon counts, from ``photons_per_unit``: amplitude gets weight
+    :math:`4p`, the variance-stabilised Poisson likelihood; Poisson is the exact one), ``dtype``.
+    """
 
     inputs = ("x", "w")
+    refinable = REFINABLE
+    #: keyword options of :meth:`build_term`
+    options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted")
     #: per-position axis of each dataset (MPI ranks read only their share)
     position_axes = {"data": 0, "positions": 0}
 
-    def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, **options):
+    def calibration(self, td):
+        """Start values this term offers for refinement: its probe and scan positions."""
+        return {"probe": td.array("probe", ndim=2, dtype_kind="cf"),
+                "positions": td.array("positions", ndim=2, dtype_kind="fiu").astype(float)}
+
+    def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, refine=(), calibration=None,
+                   coupling=None, photon_weighted=False, **options):
         if options:
-            msg = f"{td.where()}: unknown ptychography option(s) {sorted(options)}; known: loss, dtype"
+            msg = (f"{td.where()}: unknown ptychography option(s) {sorted(options)}; known: loss, dtype, refine, "
+                   "coupling, photon_weighted")
             raise ConfigError(msg)
-        for v in self.inputs:
+        for v in (*self.inputs, *refine):
             if v not in space:
                 msg = f"{td.where()}: ptychography needs variables {self.inputs}; the file declares {space.names}"
                 raise DataError(msg)
@@ -49,20 +68,28 @@ class Ptychography:
         positions = td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
         dtype = np.dtype(dtype or space.dtype)
         xp = xp or np
+        coef = parse_coupling(coupling if coupling is not None else td.attrs.get("coupling"), ne,
+                              td.attrs.get("elements"))
         try:
-            op = ptychography_operator(xp.asarray(probe), positions, n_shape, ne, dtype=dtype)
+            if refine or np.any(positions != np.rint(positions)):
+                op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,
+                                       dtype=dtype)
+            else:
+                op = ptychography_operator(xp.asarray(probe), positions, n_shape, ne, dtype=dtype, coefficients=coef)
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
         j = int(td.attrs.get("positions_total", data.shape[0]))  # f_P averages over all J, also on one MPI rank
+        photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
         if loss == "amplitude":
-            lossfn = Amplitude(scale=1.0 / j)
+            lossfn = Amplitude(scale=4.0 * photons if photon_weighted else 1.0 / j)
         elif loss == "poisson":
-            lossfn = Poisson(photons_per_unit=td.attr("photons_per_unit", 1.0), scale=1.0 / j)
+            lossfn = Poisson(photons_per_unit=photons)
         else:
             msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
             raise ConfigError(msg)
-        return DataTerm(op, xp.asarray(data.astype(dtype)), lossfn, 1.0, self.inputs, td.name)
+        inputs = (*self.inputs, *getattr(op, "refine", ()))
+        return DataTerm(op, xp.asarray(data.astype(dtype)), lossfn, 1.0, inputs, td.name)
 
     def conformance_cases(self, rng):
         for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):
@@ -73,6 +100,14 @@ class Ptychography:
         probe = rng.standard_normal((4, 4)) + 1j * rng.standard_normal((4, 4))
         op = ptychography_operator(probe, raster_positions(10, 4, step_px=2), (10, 10), 2)
         yield "amplitude", compose(Modulus(op.dimsd, dtype="complex128"), op), 1 + rng.random(300)
+        for refine in ((), ("probe",), ("positions",), ("probe", "positions")):
+            probe = rng.standard_normal((6, 6)) + 1j * rng.standard_normal((6, 6))
+            pos = raster_positions(14, 6, step_px=4) + rng.uniform(-0.2, 0.2, (9, 2))
+            pos = np.clip(pos, 0.3, 14 - 6 - 0.3)
+            op = PtychographyModel(probe, pos, (14, 14), 2, refine=refine, coefficients=[1.0, 0.4])
+            v = [1 + rng.random(14 * 14 * 3)] + [probe.view(float).ravel()] * ("probe" in refine) \
+                + [pos.ravel()] * ("positions" in refine)
+            yield "subpixel-refine-" + "-".join(refine or ("none",)), op, np.concatenate(v)
         probe = fresnel_zone_plate_probe(16)
         yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \
             1 + rng.random(24 * 24 * 2)

@@ -4,7 +4,13 @@ import numpy as np
 from pylops import LinearOperator
 
 from multimodal_ip.backend import fft2c, get_array_module, ifft2c, interleaved_index, scatter_add, to_numpy
-from multimodal_ip.operators import CalibrationLayout, ComplexCoupling, NonlinearOperator, SubpixelShift, split_positions
+from multimodal_ip.operators import (
+    CalibrationLayout,
+    ComplexCoupling,
+    NonlinearOperator,
+    SubpixelShift,
+    split_positions,
+)
 
 from .far_field import extract_patches
 

@@ -1,0 +1,75 @@
+"""Physical coupling of element maps to the object's imaginary part (absorption), optionally via xraylib."""
+
+__all__ = ["absorption_coupling", "parse_coupling"]
+
+import numpy as np
+
+from multimodal_ip.errors import ConfigError
+
+
+def absorption_coupling(elements, energy_kev, normalize=True):
+    r"""Per-element coefficients :math:`a_e` of :math:`\Im z = \sum_e a_e w_e` from X-ray attenuation.
+
+    With :math:`w_e` the areal mass density of element :math:`e`, the amplitude attenuation exponent is
+    :math:`\sum_e \tfrac12 (\mu/\rho)_e(E)\, w_e`; :math:`(\mu/\rho)_e` is xraylib's total cross section
+    ``CS_Total`` (cm^2/g) at the beam energy.
+
+    Parameters
+    ----------
+    elements : sequence of :obj:`str`
+        Element symbols (``"Fe"``) or atomic numbers.
+    energy_kev : :obj:`float`
+        Beam energy in keV (the paper: 8.8).
+    normalize : :obj:`bool`, optional
+        Divide by the first element's coefficient (``a_0 = 1``: the first map keeps the paper's units and
+        the others are scaled by their attenuation relative to it). ``False``: :math:`\tfrac12(\mu/\rho)_e` in cm^2/g.
+    """
+    try:
+        import xraylib
+    except ImportError:
+        msg = "physical coupling needs xraylib: pip install xraylib (or mmip-ptychography[xraylib])"
+        raise ConfigError(msg) from None
+    energy = float(energy_kev)
+    if not 0 < energy < 1000:
+        msg = f"beam energy must be in keV, in (0, 1000); got {energy_kev}"
+        raise ConfigError(msg)
+    coef = []
+    for el in elements:
+        try:
+            z = int(el) if str(el).isdigit() else xraylib.SymbolToAtomicNumber(str(el).strip())
+            coef.append(0.5 * xraylib.CS_Total(z, energy))
+        except ValueError as exc:
+            msg = f"element {el!r}: {exc} (give symbols such as Fe, Zn, or atomic numbers)"
+            raise ConfigError(msg) from None
+    coef = np.asarray(coef, dtype=float)
+    return coef / coef[0] if normalize else coef
+
+
+def parse_coupling(spec, n_elements, elements=None):
+    """Coefficients from a coupling spec: ``None``/``"ones"`` (the paper), a sequence or ``"a0,a1,..."`` of
+    numbers, or ``"xraylib:<keV>[:El0,El1,...]"`` (element names default to ``elements``)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "ones"):
+        return None
+    if isinstance(spec, str) and spec.strip().lower().startswith("xraylib:"):
+        parts = spec.strip().split(":")
+        names = [e.strip() for e in parts[2].split(",")] if len(parts) > 2 and parts[2] else list(elements or [])
+        if len(names) != n_elements:
+            msg = (f"coupling {spec!r}: need {n_elements} element name(s) for w (give xraylib:<keV>:El0,El1,...); "
+                   f"got {names}")
+            raise ConfigError(msg)
+        try:
+            energy = float(parts[1])
+        except ValueError:
+            msg = f"coupling {spec!r}: the energy after 'xraylib:' must be a number in keV"
+            raise ConfigError(msg) from None
+        return absorption_coupling(names, energy)
+    values = spec.split(",") if isinstance(spec, str) else spec
+    try:
+        coef = np.asarray([float(v) for v in np.atleast_1d(values)], dtype=float)
+    except (TypeError, ValueError):
+        msg = f"coupling must be 'ones', numbers 'a0,a1,...' or 'xraylib:<keV>'; got {spec!r}"
+        raise ConfigError(msg) from None
+    if coef.shape != (n_elements,) or not np.all(np.isfinite(coef)):
+        msg = f"coupling needs {n_elements} finite coefficient(s) (one per element map); got {list(coef)}"
+        raise ConfigError(msg)
+    return coef
