@@ -8,6 +8,7 @@ __all__ = ["main"]
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -358,7 +359,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda message, *_a, **_k: print(f"mmip {args.command}: warning: {message}",
+                                                                 file=sys.stderr)
+            return args.func(args)
     except MultimodalIPError as exc:
         print(f"mmip {args.command}: error: {exc}", file=sys.stderr)
         return 2
