@@ -20,3 +20,32 @@ def test_paper_driver_small(tmp_path):
     assert len(records) == 2 * 3 and {r["method"] for r in records} == {"joint", "ptychography alone",
                                                                         "fluorescence alone"}
     assert (tmp_path / "convergence_hessian_0.03.png").stat().st_size > 1000
+
+
+def _run(script, *flags):
+    proc = subprocess.run([sys.executable, str(ROOT / script), *flags], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_refinement_example_small(tmp_path):
+    out = _run("examples/beyond_paper/refine.py", "--n", "48", "--probe-size", "16", "--step", "8", "--seeds", "2",
+               "--iterations", "12", "--refine-after", "4", "-o", str(tmp_path))
+    for method in ("joint, fixed", "joint, refined", "ptychography alone, fixed", "ptychography alone, refined"):
+        assert f"| {method} |" in out
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert len(records) == 8
+    fixed = [r for r in records if r["method"] == "joint, fixed"]
+    refined = [r for r in records if r["method"] == "joint, refined"]
+    assert all(r["positions_rms_px"] > 0 for r in fixed)
+    assert [r["positions_rms_px"] for r in refined] != [r["positions_rms_px"] for r in fixed]  # positions moved
+    assert (tmp_path / "refinement.png").stat().st_size > 1000
+
+
+def test_likelihood_example_small(tmp_path):
+    out = _run("examples/beyond_paper/likelihood.py", "--n", "48", "--probe-size", "16", "--step", "8", "--seeds",
+               "2", "--iterations", "5", "-o", str(tmp_path))
+    assert "| photon-weighted (poisson): joint |" in out and "| balanced least squares (paper): joint |" in out
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert {tuple(sorted(r["weights"].values())) for r in records if r["method"] == "photon-weighted (poisson): joint"} \
+        == {(1.0, 1.0)}
