@@ -113,14 +113,17 @@ if plt is not None:
     true_probe, true_pos, start_probe = truth0
     fig, ax = plt.subplots(1, 4, figsize=(16, 4))
     nominal = first["joint, fixed"][1]
-    ax[0].scatter(true_pos[:, 1], true_pos[:, 0], marker="+", s=60, label="true")
-    ax[0].scatter(nominal[:, 1], nominal[:, 0], marker="x", s=20, label="file (nominal)")
-    for method, marker in (("joint, refined", "o"), ("ptychography alone, refined", ".")):
-        pos = first[method][1]
-        ax[0].scatter(pos[:, 1], pos[:, 0], marker=marker, s=12, facecolors="none" if marker == "o" else None,
-                      label=method)
-    ax[0].invert_yaxis()
-    ax[0].set_title("scan positions (px)")
+    for label, pos, marker in (("file (nominal)", nominal, "x"), ("joint, refined", first["joint, refined"][1], "o"),
+                               ("ptychography alone, refined", first["ptychography alone, refined"][1], ".")):
+        err = pos - true_pos
+        ax[0].scatter(err[:, 1], err[:, 0], marker=marker, s=18,
+                      label=f"{label}: rms {np.sqrt(np.mean(err ** 2)):.2f} px")
+    ax[0].axhline(0, color="k", lw=0.5)
+    ax[0].axvline(0, color="k", lw=0.5)
+    ax[0].set_aspect("equal")
+    ax[0].set_xlabel("column error (px)")
+    ax[0].set_ylabel("row error (px)")
+    ax[0].set_title("position - true position")
     ax[0].legend(fontsize=7)
     for i, (title, p) in enumerate((("true probe", true_probe), ("file probe", start_probe),
                                     ("joint, refined", first["joint, refined"][0]))):

@@ -64,3 +64,30 @@ def test_xrf_units_and_extent_are_checked(exported, tmp_path, capsys):
     assert main(["import", "--xrf", str(tmp / "xrf.h5"), "-o", str(tmp_path / "o.h5")]) == 2
     assert "needs the ptychography scan first" in capsys.readouterr().err
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_subpixel_cxi_positions_are_kept(tmp_path):
+    """Sub-pixel translations import as fractional positions; the term then uses Fourier-shifted probes."""
+    from dataclasses import replace
+
+    from mmip_ptychography import PtychographyModel
+    from mmip_ptychography.cxi import import_cxi
+
+    ds = simulate("phantom", seed=0, n=48, probe_size=16, step=8, position_jitter_px=1.0)
+    td = replace(ds.terms["ptychography"], arrays={**ds.terms["ptychography"].arrays,
+                                                   "positions": ds.truth["positions"]})
+    export_cxi(tmp_path / "s.cxi", td, PIXEL)
+    term, _ = import_cxi(tmp_path / "s.cxi")
+    pos = term.arrays["positions"]
+    assert np.any(pos != np.rint(pos))
+    # same positions up to the importer's margin/origin shift
+    shift = pos - ds.truth["positions"]
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-6)
+    problem = build_problem(load_dataset_from_term(ds, term))
+    assert isinstance(problem.terms[0].operator, PtychographyModel)
+
+
+def load_dataset_from_term(ds, term):
+    from dataclasses import replace
+
+    return replace(ds, terms={"ptychography": term})

@@ -50,7 +50,8 @@ class FluorescenceModel(NonlinearOperator):
         self.dtype_real = np.dtype(dtype)
         self.probe = get_array_module(probe).asarray(probe, dtype=np.result_type(dtype, np.complex64))
         self.positions = np.asarray(to_numpy(positions_px), dtype=float)
-        split_positions(self.positions, self.object_shape, self.window, allow_outside=True)
+        # refined positions keep these corners (see PtychographyModel)
+        self.corners = split_positions(self.positions, self.object_shape, self.window, allow_outside=True)[0]
         self.kernel_scale = float(kernel_scale)
         self.method = method
         n_main = self.ne * int(np.prod(self.object_shape))
@@ -65,8 +66,10 @@ class FluorescenceModel(NonlinearOperator):
         w, probe, positions = self.layout.split(v)
         probe = self.probe if probe is None else probe
         positions = self.positions if positions is None else to_numpy(positions)
-        corners, fractions = split_positions(positions, self.object_shape, self.window, allow_outside=True,
-                                             strict=False)
+        if "positions" in self.refine:
+            corners, fractions = self.corners, np.asarray(positions, dtype=float) - self.corners
+        else:
+            corners, fractions = split_positions(positions, self.object_shape, self.window, allow_outside=True)
         shift = None
         if "positions" in self.refine or np.any(fractions != 0):
             shift = SubpixelShift(fractions, self.window, xp=ncp, dtype=self.probe.dtype)

@@ -86,11 +86,10 @@ def import_cxi(path, probe=None, margin_px=0):
     pixel_m = wavelength * distance / (npx * pix)
     yx = trans[:, [1, 0]]  # CXI translation is (x, y, z)
     origin = yx.min(axis=0) - margin_px * pixel_m
-    pos = np.rint((yx - origin) / pixel_m)
-    if np.any(np.abs((yx - origin) / pixel_m - pos) > 0.05):
-        msg = f"{path}:/{TRANSLATION}: positions are not on whole object pixels ({pixel_m:.4g} m); sub-pixel shifts are not supported"
-        raise DataError(msg)
-    n = int(pos.max() + npx + margin_px)
+    pos = (yx - origin) / pixel_m
+    whole = np.rint(pos)
+    pos = np.where(np.abs(pos - whole) < 1e-6, whole, pos)  # sub-pixel positions are kept (Fourier-shifted probe)
+    n = int(np.ceil(pos.max()) + npx + margin_px)
     frame = Frame(pixel_m, tuple(origin), (n, n))
     term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe.astype(complex),
                                                      "positions": pos}, {"photons_per_unit": 1.0}, str(path))

@@ -60,7 +60,10 @@ class PtychographyModel(NonlinearOperator):
         cdtype = self.coupling.dtype
         self.probe = ncp.asarray(probe, dtype=cdtype)
         self.positions = np.asarray(to_numpy(positions_px), dtype=float)
-        split_positions(self.positions, self.object_shape, self.window)  # validate now: errors before any solve
+        # validated now (errors before any solve); refined positions keep these corners and move by the
+        # Fourier shift alone, so the model is smooth in them (a corner that flipped at half pixels would
+        # make the objective jump by the probe's wrapped edge)
+        self.corners = split_positions(self.positions, self.object_shape, self.window)[0]
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype)
         self.refine = self.layout.refine
         label = "+".join(("object", *self.refine))
@@ -72,7 +75,10 @@ class PtychographyModel(NonlinearOperator):
         main, probe, positions = self.layout.split(v)
         probe = self.probe if probe is None else probe
         positions = self.positions if positions is None else to_numpy(positions)
-        corners, fractions = split_positions(positions, self.object_shape, self.window, strict=False)
+        if "positions" in self.refine:
+            corners, fractions = self.corners, np.asarray(positions, dtype=float) - self.corners
+        else:
+            corners, fractions = split_positions(positions, self.object_shape, self.window)
         shift = None
         if "positions" in self.refine or np.any(fractions != 0):
             shift = SubpixelShift(fractions, self.window, xp=ncp, dtype=self.dtyped)
