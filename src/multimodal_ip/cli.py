@@ -307,13 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--dtype", choices=("float32", "float64"))
         s.add_argument("--balance-c", dest="balance_c", type=float)
         s.add_argument("--solver-option", action="append", metavar="KEY=VALUE")
-        s.add_argument("--refine", help="calibration unknowns refined with the object: probe, positions (comma-separated)")
+        s.add_argument("--refine",
+                       help="calibration unknowns refined with the object: probe, positions (comma-separated)")
         s.add_argument("--refine-after", dest="refine_after", type=int,
                        help="iterations with the calibration fixed before it is refined (default: a third)")
         s.add_argument("--likelihood", choices=("balanced", "poisson"),
                        help="balanced: the paper's losses and weights (default); poisson: photon-count likelihoods, "
                             "weights from photons_per_unit (no beta)")
-        s.add_argument("--coupling", help="w -> Im z coupling: ones (default), a0,a1,... or xraylib:<keV>[:El0,El1,...]")
+        s.add_argument("--coupling",
+                       help="w -> Im z coupling: ones (default), a0,a1,... or xraylib:<keV>[:El0,El1,...]")
 
     s = sub.add_parser("reconstruct", help="reconstruct a dataset; writes a result file")
     s.add_argument("data")
