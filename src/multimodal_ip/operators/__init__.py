@@ -1,5 +1,5 @@
 __all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "Square", "Exp", "ComplexCoupling",
-           "CalibrationLayout", "SubpixelShift", "split_positions", "REFINABLE"]
+           "CalibrationLayout", "SubpixelShift", "as_positions", "split_positions", "REFINABLE"]
 
 from .complex_coupling import ComplexCoupling
 from .composition import Composition, compose
@@ -8,4 +8,4 @@ from .linear import Linear
 from .modulus import Modulus
 from .nonlinear_operator import NonlinearOperator
 from .square import Square
-from .windows import REFINABLE, CalibrationLayout, SubpixelShift, split_positions
+from .windows import REFINABLE, CalibrationLayout, SubpixelShift, as_positions, split_positions

@@ -1,4 +1,4 @@
-__all__ = ["CalibrationLayout", "SubpixelShift", "split_positions", "REFINABLE"]
+__all__ = ["CalibrationLayout", "SubpixelShift", "as_positions", "split_positions", "REFINABLE"]
 
 import numpy as np
 
@@ -7,6 +7,19 @@ from ..errors import ConfigError, ShapeError
 
 #: calibration unknowns a window-based model may refine, in packing order
 REFINABLE = ("probe", "positions")
+
+
+def as_positions(positions_px, what="positions"):
+    """``positions_px`` as a (J, 2) float array on the host; :class:`~multimodal_ip.errors.ShapeError` when it is
+    not (J, 2) with J >= 1 or holds NaN/Inf."""
+    pos = np.asarray(to_numpy(positions_px), dtype=float)
+    if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:
+        msg = f"{what} must have shape (J, 2) with J >= 1; got {pos.shape}"
+        raise ShapeError(msg)
+    if not np.all(np.isfinite(pos)):
+        msg = f"{what} contain NaN or Inf"
+        raise ShapeError(msg)
+    return pos
 
 
 def split_positions(positions_px, object_shape, window, allow_outside=False, what="positions", strict=True):
@@ -22,13 +35,7 @@ def split_positions(positions_px, object_shape, window, allow_outside=False, wha
     windows must touch the object; otherwise lie inside it). ``strict=False`` only clips (positions being
     refined may wander).
     """
-    pos = np.asarray(to_numpy(positions_px), dtype=float)
-    if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:
-        msg = f"{what} must have shape (J, 2) with J >= 1; got {pos.shape}"
-        raise ShapeError(msg)
-    if not np.all(np.isfinite(pos)):
-        msg = f"{what} contain NaN or Inf"
-        raise ShapeError(msg)
+    pos = as_positions(positions_px, what)
     corners = np.rint(pos)
     if allow_outside:
         lo = np.array([-(window[0] - 1), -(window[1] - 1)])
@@ -135,3 +142,19 @@ class CalibrationLayout:
         if "positions" in self.bounds:
             parts.append(positions.ravel().astype(self.dtype, copy=False))
         return ncp.concatenate(parts)
+
+    def probes(self, v, probe, corners, fractions, dtype):
+        """``(main, probe, probes, shift)`` at the packed input ``v``: the current probe (the fixed ``probe``
+        unless refined), and the probe shifted to every position (``probes``, ``(J, Np0, Np1)``, with its
+        :class:`SubpixelShift`) or, when every position is a whole pixel and none is refined, the probe itself
+        and ``shift=None``. Refined positions keep the whole-pixel ``corners`` and move by the shift alone,
+        so the model is smooth in them (a corner flipping at half pixels would make it jump by the window's
+        wrapped edge)."""
+        main, current, positions = self.split(v)
+        probe = probe if current is None else current
+        if positions is not None:
+            fractions = to_numpy(positions) - corners
+        if positions is None and not np.any(fractions != 0):
+            return main, probe, probe, None
+        shift = SubpixelShift(fractions, self.window, xp=get_array_module(v), dtype=dtype)
+        return main, probe, shift(probe), shift

@@ -4,7 +4,7 @@ import numpy as np
 from pylops import LinearOperator
 
 from multimodal_ip.backend import get_array_module, to_numpy
-from multimodal_ip.operators import CalibrationLayout, NonlinearOperator, SubpixelShift, split_positions
+from multimodal_ip.operators import CalibrationLayout, NonlinearOperator, split_positions
 
 from .fluorescence_map import FluorescenceMap
 
@@ -50,8 +50,8 @@ class FluorescenceModel(NonlinearOperator):
         self.dtype_real = np.dtype(dtype)
         self.probe = get_array_module(probe).asarray(probe, dtype=np.result_type(dtype, np.complex64))
         self.positions = np.asarray(to_numpy(positions_px), dtype=float)
-        # refined positions keep these corners (see PtychographyModel)
-        self.corners = split_positions(self.positions, self.object_shape, self.window, allow_outside=True)[0]
+        self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window,
+                                                       allow_outside=True)
         self.kernel_scale = float(kernel_scale)
         self.method = method
         n_main = self.ne * int(np.prod(self.object_shape))
@@ -63,17 +63,8 @@ class FluorescenceModel(NonlinearOperator):
 
     def _state(self, v):
         ncp = get_array_module(v)
-        w, probe, positions = self.layout.split(v)
-        probe = self.probe if probe is None else probe
-        positions = self.positions if positions is None else to_numpy(positions)
-        if "positions" in self.refine:
-            corners, fractions = self.corners, np.asarray(positions, dtype=float) - self.corners
-        else:
-            corners, fractions = split_positions(positions, self.object_shape, self.window, allow_outside=True)
-        shift = None
-        if "positions" in self.refine or np.any(fractions != 0):
-            shift = SubpixelShift(fractions, self.window, xp=ncp, dtype=self.probe.dtype)
-        probes = probe if shift is None else shift(probe)
+        w, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.probe.dtype)
+        corners = self.corners
         kernel = (self.kernel_scale * ncp.abs(probes) ** 2).astype(self.dtype)
         fmap = FluorescenceMap(kernel, corners, self.object_shape, self.ne, dtype=self.dtype,
                                method=self.method if shift is None else "gather")

@@ -15,20 +15,15 @@ from multimodal_ip.backend import (
     scatter_add,
 )
 from multimodal_ip.errors import ShapeError
+from multimodal_ip.operators import as_positions
 
 
 def validate_positions(positions_px, object_shape, window_shape, allow_outside=False, what="positions"):
     """Integer (J, 2) top-left corners; by default every window must lie inside the object."""
-    pos = np.asarray(positions_px)
-    if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:
-        msg = f"{what} must have shape (J, 2) with J >= 1; got {pos.shape}"
-        raise ShapeError(msg)
-    if not np.all(np.isfinite(pos)):
-        msg = f"{what} contain NaN or Inf"
-        raise ShapeError(msg)
+    pos = as_positions(positions_px, what)
     ipos = np.rint(pos).astype(np.int64)
     if np.any(np.abs(pos - ipos) > 1e-6):
-        msg = f"{what} must be whole pixels (sub-pixel positions are not supported by this operator)"
+        msg = f"{what} must be whole pixels for FarField (sub-pixel positions: PtychographyModel)"
         raise ShapeError(msg)
     lo = np.array([-(window_shape[0] - 1), -(window_shape[1] - 1)]) if allow_outside else np.zeros(2, int)
     hi = np.array(object_shape) - (1 if allow_outside else np.array(window_shape))

@@ -8,7 +8,6 @@ from multimodal_ip.operators import (
     CalibrationLayout,
     ComplexCoupling,
     NonlinearOperator,
-    SubpixelShift,
     split_positions,
 )
 
@@ -60,10 +59,8 @@ class PtychographyModel(NonlinearOperator):
         cdtype = self.coupling.dtype
         self.probe = ncp.asarray(probe, dtype=cdtype)
         self.positions = np.asarray(to_numpy(positions_px), dtype=float)
-        # validated now (errors before any solve); refined positions keep these corners and move by the
-        # Fourier shift alone, so the model is smooth in them (a corner that flipped at half pixels would
-        # make the objective jump by the probe's wrapped edge)
-        self.corners = split_positions(self.positions, self.object_shape, self.window)[0]
+        # validated now: errors before any solve (refined positions keep these corners)
+        self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window)
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype)
         self.refine = self.layout.refine
         label = "+".join(("object", *self.refine))
@@ -72,21 +69,12 @@ class PtychographyModel(NonlinearOperator):
 
     def _state(self, v):
         ncp = get_array_module(v)
-        main, probe, positions = self.layout.split(v)
-        probe = self.probe if probe is None else probe
-        positions = self.positions if positions is None else to_numpy(positions)
-        if "positions" in self.refine:
-            corners, fractions = self.corners, np.asarray(positions, dtype=float) - self.corners
-        else:
-            corners, fractions = split_positions(positions, self.object_shape, self.window)
-        shift = None
-        if "positions" in self.refine or np.any(fractions != 0):
-            shift = SubpixelShift(fractions, self.window, xp=ncp, dtype=self.dtyped)
-        probes = probe[None] if shift is None else shift(probe)
+        main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
         z = self.coupling.matvec(main).reshape(self.object_shape)
-        corners = ncp.asarray(corners)
+        corners = ncp.asarray(self.corners)
         patches = extract_patches(z, corners, self.window)
-        return {"probe": probe, "probes": probes, "shift": shift, "corners": corners, "patches": patches, "xp": ncp}
+        return {"probe": probe, "probes": probes if shift is not None else probe[None], "shift": shift,
+                "corners": corners, "patches": patches, "xp": ncp}
 
     def _forward(self, v):
         s = self._state(v)
