@@ -49,3 +49,12 @@ def test_likelihood_example_small(tmp_path):
     records = json.loads((tmp_path / "results.json").read_text())
     photon = [r for r in records if r["method"] == "photon-weighted (poisson): joint"]
     assert {tuple(sorted(r["weights"].values())) for r in photon} == {(1.0, 1.0)}
+
+
+def test_coupling_example_small():
+    pytest = __import__("pytest")
+    pytest.importorskip("xraylib")
+    out = _run("examples/beyond_paper/coupling.py", "--n", "48", "--probe-size", "16", "--step", "8", "--seeds", "2",
+               "--iterations", "10")
+    assert "'Fe': 1.0" in out and "| joint, physical coupling (from the file) |" in out
+    assert "| joint, the paper's a_e = 1 |" in out

@@ -113,7 +113,9 @@ def cmd_simulate(args) -> int:
 
     simulate = get_registry().get("simulation", args.case)
     overrides = {k: getattr(args, k) for k in ("n", "probe_size", "step", "n_elements", "probe_error",
-                                                "position_jitter_px") if getattr(args, k) is not None}
+                                                "position_jitter_px", "coupling") if getattr(args, k) is not None}
+    if args.elements:
+        overrides["elements"] = [e.strip() for e in args.elements.split(",")]
     ds = simulate(seed=args.seed, noise=args.noise, xrf_grid=args.xrf_grid, **overrides)
     save_dataset(args.output, ds)
     v = ds.space
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--probe-error", type=float, help="write a probe whose defocus is off by this fraction (0.2)")
     s.add_argument("--position-jitter", dest="position_jitter_px", type=float,
                    help="true positions = raster + uniform jitter of +-this many pixels; the file keeps the raster")
+    s.add_argument("--coupling", help="simulate Im z = sum a_e w_e: a0,a1,... or xraylib:<keV> (stored in the file)")
+    s.add_argument("--elements", help="element names of the maps, e.g. Fe,Zn,Cu (default E0,E1,...)")
     s.set_defaults(func=cmd_simulate)
 
     def run_flags(s):

@@ -4,7 +4,7 @@ __all__ = ["CASES", "simulate", "poisson_noise"]
 
 import numpy as np
 from mmip_fluorescence import FluorescenceModel, full_grid_positions
-from mmip_ptychography import PtychographyModel, fresnel_zone_plate_probe, raster_positions
+from mmip_ptychography import PtychographyModel, fresnel_zone_plate_probe, parse_coupling, raster_positions
 
 from multimodal_ip.errors import ConfigError
 from multimodal_ip.io import Dataset, TermData
@@ -45,7 +45,7 @@ def _objects(kind, n, ne):
 
 
 def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elements=None, xrf_grid="full",
-             probe_error=0.0, position_jitter_px=0.0):
+             probe_error=0.0, position_jitter_px=0.0, coupling=None, elements=None):
     """Simulate one case of the paper; every parameter of the DESIGN table can be overridden.
 
     Parameters
@@ -64,6 +64,11 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     position_jitter_px : :obj:`float`
         The true scan positions are the nominal raster plus uniform jitter in [-j, j] px (kept in
         ``/truth/positions``); the file holds the nominal raster. The jitter is drawn from ``seed`` too.
+    coupling : :obj:`str` or sequence, optional
+        Im z = sum_e a_e w_e with these coefficients (see :func:`mmip_ptychography.parse_coupling`, e.g.
+        ``"xraylib:8.8"``); written as the ptychography term's ``coupling`` attribute. Default: the paper's ones.
+    elements : sequence of :obj:`str`, optional
+        Element names of the maps (default ``E0, E1, ...``), e.g. ``["Fe", "Zn", "Cu"]`` for xraylib.
     """
     if case not in CASES:
         msg = f"unknown case {case!r}; choose one of: {', '.join(CASES)}"
@@ -81,6 +86,11 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     if probe_error <= -1 or position_jitter_px < 0:
         msg = f"probe_error must be > -1 and position_jitter_px >= 0; got {probe_error}, {position_jitter_px}"
         raise ConfigError(msg)
+    names = [f"E{e}" for e in range(ne)] if elements is None else [str(e) for e in elements]
+    if len(names) != ne:
+        msg = f"elements: need {ne} name(s), one per element map; got {names}"
+        raise ConfigError(msg)
+    coef = parse_coupling(coupling, ne, names)
     rng = np.random.default_rng(seed)
     x, w = _objects(p["objects"], n, ne)
     probe = fresnel_zone_plate_probe(npx)
@@ -89,7 +99,8 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     if position_jitter_px > 0:
         jitter = np.random.default_rng([seed, 1]).uniform(-position_jitter_px, position_jitter_px, positions.shape)
         true_pos = np.clip(positions + jitter, 0, n - npx)
-    intens = np.abs(PtychographyModel(probe, true_pos, (n, n), ne).forward(np.concatenate([x.ravel(), w.ravel()])))**2
+    model = PtychographyModel(probe, true_pos, (n, n), ne, coefficients=coef)
+    intens = np.abs(model.forward(np.concatenate([x.ravel(), w.ravel()]))) ** 2
     kernel = np.abs(probe) ** 2
     xrf_pos = full_grid_positions((n, n), kernel.shape) if xrf_grid == "full" else true_pos
     xrf = FluorescenceModel(probe, xrf_pos, (n, n), ne).forward(w.ravel())
@@ -107,10 +118,11 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     terms = {
         "ptychography": TermData("ptychography", "ptychography",
                                  {"data": intens_noisy, "probe": file_probe, "positions": positions},
-                                 {"photons_per_unit": p_ptycho}),
+                                 {"photons_per_unit": p_ptycho,
+                                  **({"coupling": coef, "elements": names} if coef is not None else {})}),
         "fluorescence": TermData("fluorescence", "fluorescence",
                                  {"data": xrf_noisy, "kernel": file_kernel, "positions": xrf_pos},
-                                 {"photons_per_unit": p_xrf, "elements": [f"E{e}" for e in range(ne)],
+                                 {"photons_per_unit": p_xrf, "elements": names,
                                   **({"grid_shape": np.array([n, n])} if xrf_grid == "full" else
                                      {"grid_shape": np.array([int(np.sqrt(len(positions)))] * 2)})}),
     }
