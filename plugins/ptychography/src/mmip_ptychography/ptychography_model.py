@@ -3,7 +3,7 @@ __all__ = ["PtychographyModel"]
 import numpy as np
 from pylops import LinearOperator
 
-from multimodal_ip.backend import fft2c, get_array_module, ifft2c, interleaved_index, scatter_add, to_numpy
+from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2c, interleaved_index, scatter_add, to_numpy
 from multimodal_ip.operators import (
     CalibrationLayout,
     ComplexCoupling,
@@ -69,7 +69,13 @@ class PtychographyModel(NonlinearOperator):
 
     def _state(self, v):
         ncp = get_array_module(v)
-        main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
+        if self.refine or not hasattr(self, "_fixed"):
+            main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
+            if not self.refine:  # fixed probe and positions: the shifted probes are computed once
+                self._fixed = (probe, probes, shift)
+        else:
+            main = self.layout.split(v)[0]
+            probe, probes, shift = self._fixed
         z = self.coupling.matvec(main).reshape(self.object_shape)
         corners = ncp.asarray(self.corners)
         patches = extract_patches(z, corners, self.window)
@@ -97,9 +103,8 @@ class _PtychographyJacobian(LinearOperator):
         cols = state["corners"][:, 1, None, None] + ncp.arange(model.window[1])[None, None, :]
         flat = rows * model.object_shape[1] + cols
         self.index = interleaved_index(flat) if ncp is np else flat
-        self.dprobes = None
-        if "positions" in model.refine:
-            self.dprobes = state["shift"].derivatives(state["probe"])
+        # spectrum of the probe, for the probe/position parts of the products (one batched FFT each way)
+        self.probe_hat = fft2(state["probe"]) if model.refine and state["shift"] is not None else None
         super().__init__(dtype=model.dtyped, dims=model.dims, dimsd=model.dimsd, clinear=False,
                          name=f"J({model.name})")
 
@@ -108,25 +113,32 @@ class _PtychographyJacobian(LinearOperator):
         main, dprobe, dpos = m.layout.split(dv)
         dz = m.coupling.matvec(main).reshape(m.object_shape)
         dpsi = s["probes"] * extract_patches(dz, s["corners"], m.window)
-        if dprobe is not None:
-            dpsi += (dprobe[None] if s["shift"] is None else s["shift"](dprobe)) * s["patches"]
-        if dpos is not None:
-            dpos = s["xp"].asarray(dpos, dtype=m.dtype)
-            dpsi += (dpos[:, 0, None, None] * self.dprobes[0] + dpos[:, 1, None, None] * self.dprobes[1]) \
-                * s["patches"]
+        if s["shift"] is None:  # whole-pixel positions, not refined: only the probe can move
+            if dprobe is not None:
+                dpsi += dprobe[None] * s["patches"]
+        elif dprobe is not None or dpos is not None:
+            dpos = None if dpos is None else s["xp"].asarray(dpos, dtype=m.dtype)
+            dpsi += s["shift"].perturbation(self.probe_hat, dprobe, dpos) * s["patches"]
         return fft2c(dpsi).ravel()
 
     def _rmatvec(self, r):
         m, s = self.m, self.s
-        ncp = s["xp"]
         b = ifft2c(r.reshape(m.dimsd))
-        gz = scatter_add(self.index, s["probes"].conj() * b, int(np.prod(m.object_shape)))
+        ncp = s["xp"]
+        if s["shift"] is None:  # one probe: its conjugate is small
+            back = b * s["probes"].conj()
+        else:  # one probe per position: conjugate into a new array, multiply in place (one batch, not two)
+            back = ncp.conjugate(s["probes"])
+            back *= b
+        gz = scatter_add(self.index, back, int(np.prod(m.object_shape)))
         main = m.coupling.rmatvec(gz)
         gprobe = gpos = None
         if m.refine:
-            q = s["patches"].conj() * b
-            if "probe" in m.refine:
-                gprobe = (q if s["shift"] is None else s["shift"].adjoint(q)).sum(axis=0)
-            if "positions" in m.refine:
-                gpos = ncp.stack([ncp.real(ncp.sum(d.conj() * q, axis=(1, 2))) for d in self.dprobes], axis=1)
+            q = ncp.conjugate(s["patches"])
+            q *= b
+            if s["shift"] is None:
+                gprobe = q.sum(axis=0)
+            else:
+                gprobe, gpos = s["shift"].gradients(self.probe_hat, q, shared="probe" in m.refine,
+                                                    shifts="positions" in m.refine)
         return m.layout.join(main, gprobe, gpos)
