@@ -47,7 +47,7 @@ def refine_after(cfg) -> int:
 
 
 def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True):
-    from .solvers import solve, solve_staged
+    from .solvers import solve_staged
 
     bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc) if show else None
 
@@ -62,11 +62,8 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
 
     opts = dict(cfg["solver_options"])
     try:
-        if problem.calibration and resume_state is None:
-            return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
-                                refine_after=refine_after(cfg), callback=callback, **opts)
-        return solve(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
-                     callback=callback, resume_state=resume_state, **opts)
+        return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
+                            refine_after=refine_after(cfg), callback=callback, resume_state=resume_state, **opts)
     except TypeError as exc:
         msg = f"invalid option for solver {cfg['solver']!r}: {exc}"
         raise ConfigError(msg) from None
@@ -149,18 +146,11 @@ def cmd_reconstruct(args) -> int:
             raise ConfigError(msg)
         resume_state, saved = load_checkpoint(ckpt)
         for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine",
-                  "likelihood", "coupling"):
+                  "refine_after", "likelihood", "coupling"):
             if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
     every = max(int(cfg["checkpoint_every"]), 0)
-    if problem.calibration and refine_after(cfg) > 0:
-        if args.resume:
-            msg = "--resume: a run that refines calibration in two stages cannot be resumed; use --refine-after 0"
-            raise ConfigError(msg)
-        if every and lead:
-            print("note: no checkpoints in a two-stage refinement run (--refine-after 0 keeps them)", file=sys.stderr)
-        every = 0
 
     def on_iteration(state):
         if lead and every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:

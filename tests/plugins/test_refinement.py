@@ -190,7 +190,7 @@ def test_cli_refine(miscalibrated, tmp_path, capsys):
     with h5py.File(out) as f:
         assert f["results/variables/probe"].shape == (16, 16) and f["results/variables/positions"].shape == (25, 2)
     assert "error_positions" in capsys.readouterr().out
-    assert main(["reconstruct", str(path), "-o", str(out), "--refine", "probe", "--resume"]) == 2
+    assert main(["reconstruct", str(path), "-o", str(out), "--refine", "probe", "--resume"]) == 2  # no checkpoint
     assert main(["reconstruct", str(path), "-o", str(out), "--refine", "wobble"]) == 2
     assert "refine takes" in capsys.readouterr().err
 
@@ -208,3 +208,61 @@ def test_joint_refinement_beats_fixed_and_ptychography_refinement():
         r = solve_staged(p, p.start(), "lbfgs", maxiter=150, refine_after=50)
         err[name] = p.relative_errors(r.x)["total"]
     assert err["joint"] < err["fixed"] and err["joint"] < err["ptycho"]
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", [3, 8])  # in the frozen stage, and after the calibration was released at 5
+def test_staged_run_resumes_exactly(miscalibrated, stop_at):
+    ds, _ = miscalibrated
+    p = build_problem(ds, refine=("probe", "positions"))
+    full = solve_staged(p, p.start(), "lbfgs", maxiter=12, refine_after=5)
+    saved = {}
+
+    def interrupt(state):
+        saved["state"] = state.solver.state_dict()
+        if state.iteration == stop_at:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        solve_staged(p, p.start(), "lbfgs", maxiter=12, refine_after=5, callback=interrupt)
+    assert saved["state"]["scalars"]["stage"] == (1 if stop_at <= 5 else 2)
+    resumed = solve_staged(p, p.start(), "lbfgs", maxiter=12, refine_after=5, resume_state=saved["state"])
+    np.testing.assert_allclose(resumed.x, full.x, rtol=1e-10, atol=1e-12)
+    assert resumed.history["iteration"].tolist() == list(range(13))
+    np.testing.assert_allclose(resumed.history["objective"], full.history["objective"], rtol=1e-10)
+
+
+def test_cli_checkpoint_of_a_staged_run_resumes(miscalibrated, tmp_path):
+    from multimodal_ip.io import load_result
+    from multimodal_ip.io.results import load_checkpoint, save_checkpoint
+
+    _, path = miscalibrated
+    flags = ["--iterations", "10", "--refine", "probe,positions", "--refine-after", "4", "--checkpoint-every", "3"]
+    assert main(["reconstruct", str(path), "-o", str(tmp_path / "full.h5"), *flags]) == 0
+    # a checkpoint as the run leaves it at iteration 6 (second stage), then --resume (the problem is built from
+    # the file, as the CLI builds it: the packing order of the variables follows the file)
+    from multimodal_ip.io import load_dataset
+
+    p = build_problem(load_dataset(path), refine=("probe", "positions"))
+    saved = {}
+
+    def keep(state):
+        if state.iteration == 6:
+            saved["state"] = state.solver.state_dict()
+
+    solve_staged(p, p.start(), "lbfgs", maxiter=10, refine_after=4, callback=keep)
+    from multimodal_ip.cli import build_parser
+    from multimodal_ip.config import run_config
+
+    cfg = run_config(build_parser().parse_args(["reconstruct", str(path), "-o", "x", *flags]))
+    out = tmp_path / "resumed.h5"
+    save_checkpoint(out.with_name(out.name + ".ckpt.h5"), saved["state"], cfg)
+    state, _ = load_checkpoint(out.with_name(out.name + ".ckpt.h5"))
+    assert state["scalars"]["stage"] == 2 and any(k.startswith("stage1_history.") for k in state["arrays"])
+    assert main(["reconstruct", str(path), "-o", str(out), *flags, "--resume"]) == 0
+    a, b = load_result(tmp_path / "full.h5"), load_result(out)
+    for v in ("x", "probe", "positions"):
+        np.testing.assert_allclose(b["variables"][v], a["variables"][v], rtol=1e-9, atol=1e-12)

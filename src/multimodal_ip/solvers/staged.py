@@ -1,0 +1,69 @@
+__all__ = ["solve_staged"]
+
+from .base import History, Result, SolverState
+
+_PREFIX = "stage1_history."
+
+
+class _StageSolver:
+    """What a staged run's callback sees as ``state.solver``: the running stage's solver, whose
+    :meth:`state_dict` also records the stage (and the first stage's history during the second)."""
+
+    def __init__(self, inner, stage, first_history=None):
+        self.inner, self.stage, self.first_history = inner, stage, first_history
+
+    def state_dict(self) -> dict:
+        state = self.inner.state_dict()
+        state["scalars"] = dict(state["scalars"], stage=self.stage)
+        if self.first_history is not None:
+            state["arrays"].update({_PREFIX + k: v for k, v in self.first_history.as_arrays().items()})
+        return state
+
+
+def _merge(first: History, second: History) -> History:
+    n, t = first.last().get("iteration", 0), first.last().get("time_s", 0.0)
+    # row 0 of the second stage repeats the first stage's last point
+    return History(first.rows + [dict(r, iteration=r["iteration"] + n, time_s=r["time_s"] + t)
+                                 for r in second.rows[1:]])
+
+
+def solve_staged(problem, x0, solver: str = "lbfgs", maxiter: int = 100, refine_after: int = 0, callback=None,
+                 resume_state=None, **options) -> Result:
+    """Solve with the calibration unknowns (``problem.calibration``: probe, positions) frozen for the first
+    ``refine_after`` iterations, then refined with the rest for the remaining ones; one history.
+
+    From a flat start the object carries no structure that a probe or position update could match, and the
+    calibration gradients are orders of magnitude larger than the object's: refined from the first iteration
+    they absorb the misfit (measured on the phantom case: error 0.20 instead of 0.11, see the README).
+
+    ``callback(state)`` sees the overall iteration number; ``state.solver.state_dict()`` is a checkpoint of the
+    staged run, and ``resume_state`` (such a dict) continues it in whichever stage it was saved.
+    """
+    from . import get_solver
+
+    frozen = tuple(problem.calibration)
+    k = min(max(int(refine_after), 0), int(maxiter)) if frozen else 0
+    run = get_solver(solver)
+    if k == 0:
+        return run(problem, x0, maxiter=maxiter, callback=callback, resume_state=resume_state, **options)
+    stage = int((resume_state or {}).get("scalars", {}).get("stage", 1))
+    first = None
+    if stage == 2:
+        arrays = resume_state["arrays"]
+        first = History.from_arrays({n[len(_PREFIX):]: a for n, a in arrays.items() if n.startswith(_PREFIX)})
+    else:
+        wrapped = None if callback is None else (
+            lambda st: callback(SolverState(st.iteration, st.x, st.history, _StageSolver(st.solver, 1))))
+        res = run(problem.with_frozen(frozen), x0, maxiter=k, callback=wrapped, resume_state=resume_state, **options)
+        if maxiter - k == 0 or res.status == "error":
+            return res
+        first, x0, resume_state = res.history, res.x, None
+    offset = int(first.last().get("iteration", 0))
+
+    def second_callback(st):
+        callback(SolverState(st.iteration + offset, st.x, _merge(first, st.history),
+                             _StageSolver(st.solver, 2, first)))
+
+    res = run(problem, x0, maxiter=maxiter - k, callback=None if callback is None else second_callback,
+              resume_state=resume_state, **options)
+    return Result(res.x, _merge(first, res.history), res.status, res.message, res.arrays)
