@@ -161,7 +161,8 @@ def cmd_reconstruct(args) -> int:
         return 0
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
     ranks = 1 if comm is None else comm.Get_size()
-    save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status, res.message)
+    save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status, res.message,
+                extra={f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()})
     if ckpt.exists():
         ckpt.unlink()
     last = res.history.last()
@@ -172,7 +173,14 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_compare(args) -> int:
     from .backend import to_numpy
-    from .report import error_table, markdown_table, plot_histories, plot_reconstructions
+    from .report import (
+        calibration_rows,
+        error_table,
+        markdown_table,
+        plot_calibration,
+        plot_histories,
+        plot_reconstructions,
+    )
 
     cfg = run_config(args)
     ds, joint = _build(args.data, cfg, terms=None)
@@ -196,6 +204,15 @@ def cmd_compare(args) -> int:
     report = [f"# mmip compare: {args.data}", "",
               f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
               "![convergence](convergence.png)", "", "![reconstructions](reconstructions.png)", ""]
+    if joint.calibration:  # refined probe/positions: their errors and a figure
+        start = {k: to_numpy(v) for k, v in joint.calibration.items()}
+        arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
+        cal = calibration_rows(arrays, start, ds.truth)
+        cal_table = markdown_table(["method", "probe error (best phase)", "positions rms (px)", "mean shift (px)"],
+                                   [[r[0]] + [f"{v:.4f}" for v in r[1:]] for r in cal])
+        print(cal_table)
+        plot_calibration(arrays, start, ds.truth, outdir / "calibration.png")
+        report += ["## Calibration", "", cal_table, "", "![calibration](calibration.png)", ""]
     (outdir / "report.md").write_text("\n".join(report))
     with open(outdir / "errors.json", "w") as fh:
         json.dump({r[0]: dict(zip(["error_x", "error_w", "error_total", "error_z_phase", "time_s"], r[1:]))
@@ -218,11 +235,18 @@ def cmd_report(args) -> int:
     plot_histories({"run": hist}, outdir / "convergence.png")
     if {"x", "w"} <= set(res["variables"]):
         plot_reconstructions({"result": res["variables"]}, None, outdir / "reconstructions.png")
+    start = {k.removeprefix("start_"): v for k, v in res["extra"].items() if k.startswith("start_")}
+    if start:  # a refinement run: refined probe and position shifts
+        from .report import plot_calibration
+
+        plot_calibration({"result": res["variables"]}, start, None, outdir / "calibration.png")
     last = hist.last()
     lines = [f"# mmip report: {args.result}", "", f"status: {res['status']} ({res['message']})", "",
              "| quantity | final value |", "|---|---|"]
     lines += [f"| {k} | {v:.6g} |" for k, v in last.items()]
     lines += ["", "configuration: `" + json.dumps(res["config"]) + "`", "", "![convergence](convergence.png)"]
+    if start:
+        lines += ["", "![calibration](calibration.png)"]
     (outdir / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[4:4 + 2 + len(last)]))
     print(f"wrote {outdir}/report.md")

@@ -190,6 +190,14 @@ def test_cli_refine(miscalibrated, tmp_path, capsys):
     with h5py.File(out) as f:
         assert f["results/variables/probe"].shape == (16, 16) and f["results/variables/positions"].shape == (25, 2)
     assert "error_positions" in capsys.readouterr().out
+    assert main(["report", str(out), "-o", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "calibration.png").stat().st_size > 1000
+    assert main(["compare", str(path), "-o", str(tmp_path / "cmp"), "--iterations", "6", "--refine", "probe,positions",
+                 "--refine-after", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "| method | probe error (best phase) | positions rms (px) | mean shift (px) |" in printed
+    assert "![calibration](calibration.png)" in (tmp_path / "cmp" / "report.md").read_text()
+    assert (tmp_path / "cmp" / "calibration.png").stat().st_size > 1000
     assert main(["reconstruct", str(path), "-o", str(out), "--refine", "probe", "--resume"]) == 2  # no checkpoint
     assert main(["reconstruct", str(path), "-o", str(out), "--refine", "wobble"]) == 2
     assert "refine takes" in capsys.readouterr().err

@@ -44,7 +44,8 @@ def save_result(path, arrays: dict, history, config: dict, status="", message=""
 
 
 def load_result(path) -> dict:
-    """Read a result file: ``{"variables", "history", "config", "versions", "status", "message"}``."""
+    """Read a result file: ``{"variables", "history", "config", "versions", "status", "message", "extra"}``
+    (``extra``: other datasets of ``/results``, e.g. the calibration's start values ``start_probe``)."""
     path = Path(path)
     with open_h5(path) as f:
         if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f:
@@ -64,6 +65,7 @@ def load_result(path) -> dict:
             "versions": vers,
             "status": _str(g.attrs.get("status", "")),
             "message": _str(g.attrs.get("message", "")),
+            "extra": {k: d[()] for k, d in g.items() if k not in ("variables", "history")},
         }
 
 
