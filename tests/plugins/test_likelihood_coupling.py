@@ -107,3 +107,15 @@ def test_simulated_coupling_is_stored_and_used(tmp_path):
         assert (value < 1e-20) == fits
     assert main(["simulate", "multi-element", "--n", "40", "--probe-size", "16", "--step", "8", "--n-elements", "2",
                  "--elements", "Fe", "-o", str(path)]) == 2
+
+
+@pytest.mark.parametrize("options", [{"likelihood": "poisson"}, {"coupling": "1,0.3"},
+                                     {"likelihood": "poisson", "refine": ("probe",)}])
+def test_gradients_of_the_new_options(options):
+    from multimodal_ip.testing import check_gradient
+
+    ds = simulate("multi-element", seed=1, noise=0.05, n=32, probe_size=16, step=8, n_elements=2)
+    p = build_problem(ds, **options)
+    rng = np.random.default_rng(0)
+    v = p.start() + 0.05 * rng.standard_normal(p.space.size)
+    assert check_gradient(p, v, rng=rng) > 1.8
