@@ -119,3 +119,16 @@ def test_gradients_of_the_new_options(options):
     rng = np.random.default_rng(0)
     v = p.start() + 0.05 * rng.standard_normal(p.space.size)
     assert check_gradient(p, v, rng=rng) > 1.8
+
+
+def test_poisson_likelihood_refuses_a_modality_without_one():
+    pytest.importorskip("mmip_toy")
+    from multimodal_ip.io import Dataset, TermData
+    from multimodal_ip.variables import Variable
+
+    rng = np.random.default_rng(0)
+    ds = Dataset([Variable("x", (3,))], {"t": TermData("t", "toy", {"matrix": rng.random((4, 3)),
+                                                                    "data": rng.random(4)})}, {}, {})
+    build_problem(ds)  # the toy modality works with its own loss
+    with pytest.raises(ConfigError, match="'toy' .* has no photon-count likelihood"):
+        build_problem(ds, likelihood="poisson")

@@ -68,6 +68,10 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         if mine:
             options.update(refine=mine, calibration=offers)
         if likelihood == "poisson":
+            if "photon_weighted" not in getattr(modalities[n], "options", ()):
+                msg = (f"likelihood 'poisson': modality {dataset.terms[n].modality!r} (term {n!r}) has no "
+                       "photon-count likelihood (its options do not list photon_weighted)")
+                raise ConfigError(msg)
             options["photon_weighted"] = True
         if coupling is not None and "coupling" in getattr(modalities[n], "options", ()):
             options["coupling"] = _with_element_names(coupling, dataset)
