@@ -9,27 +9,17 @@ forward + inverse FFT of all J patterns that any ptychography gradient does).
 """
 
 import argparse
-import time
 import warnings
 from dataclasses import replace
 
 import numpy as np
 import scipy.fft
+from bench_gradient import best  # same folder: the script's directory is on sys.path
 from mmip_paper import simulate
 
 from multimodal_ip.io import build_problem
 
 SIZES = {"small": (334, 64, 30), "medium": (1306, 128, 38)}  # n, Np, raster step (J = 100 and 1024)
-
-
-def best(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():
