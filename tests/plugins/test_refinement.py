@@ -274,3 +274,19 @@ def test_cli_checkpoint_of_a_staged_run_resumes(miscalibrated, tmp_path):
     a, b = load_result(tmp_path / "full.h5"), load_result(out)
     for v in ("x", "probe", "positions"):
         np.testing.assert_allclose(b["variables"][v], a["variables"][v], rtol=1e-9, atol=1e-12)
+
+
+def test_float32_refinement_computes_in_single_precision(miscalibrated):
+    ds, _ = miscalibrated
+    p64 = build_problem(ds, refine=("probe", "positions"))
+    p32 = build_problem(ds, refine=("probe", "positions"), dtype="float32")
+    v = p64.start()  # away from the all-ones start, where |Psi| = 0 off the probe's spectrum (a kink)
+    v[p64.space.slice("x")] += 0.05 * np.random.default_rng(0).standard_normal(p64.space["x"].size)
+    y = p32.terms[0].operator.forward(p32._term_input(0, v))
+    assert y.dtype == np.complex64
+    f32, g32 = p32.value_and_gradient(v)
+    f64, g64 = p64.value_and_gradient(v)
+    assert f32 != f64 and f32 == pytest.approx(f64, rel=1e-4)
+    assert np.linalg.norm(g32 - g64) < 1e-3 * np.linalg.norm(g64)
+    op = p32.terms[0].operator
+    check_adjoint(op.jacobian(v.astype(np.float32)), dtype=np.float32)

@@ -168,7 +168,8 @@ class CalibrationLayout:
         main = v[slice(*self.bounds["main"])]
         probe = positions = None
         if "probe" in self.bounds:
-            probe = ncp.ascontiguousarray(v[slice(*self.bounds["probe"])]).view(self.cdtype).reshape(self.window)
+            part = ncp.ascontiguousarray(v[slice(*self.bounds["probe"])])  # (re, im) pairs in v's precision
+            probe = part.view(complex_dtype(part.dtype)).reshape(self.window)
         if "positions" in self.bounds:
             positions = v[slice(*self.bounds["positions"])].reshape(self.n_positions, 2)
         return main, probe, positions
@@ -178,9 +179,10 @@ class CalibrationLayout:
         ncp = get_array_module(main)
         parts = [main.ravel()]
         if "probe" in self.bounds:
-            parts.append(ncp.ascontiguousarray(probe.astype(self.cdtype, copy=False)).view(self.dtype).ravel())
+            rdt = main.real.dtype
+            parts.append(ncp.ascontiguousarray(probe.astype(complex_dtype(rdt), copy=False)).view(rdt).ravel())
         if "positions" in self.bounds:
-            parts.append(positions.ravel().astype(self.dtype, copy=False))
+            parts.append(positions.ravel().astype(main.real.dtype, copy=False))
         return ncp.concatenate(parts)
 
     def probes(self, v, probe, corners, fractions, dtype):

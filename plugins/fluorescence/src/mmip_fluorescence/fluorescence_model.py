@@ -63,6 +63,7 @@ class FluorescenceModel(NonlinearOperator):
 
     def _state(self, v):
         ncp = get_array_module(v)
+        v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
         w, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.probe.dtype)
         corners = self.corners
         kernel = (self.kernel_scale * ncp.abs(probes) ** 2).astype(self.dtype)
@@ -93,6 +94,7 @@ class _FluorescenceJacobian(LinearOperator):
 
     def _matvec(self, dv):
         m, s = self.m, self.s
+        dv = dv.astype(m.dtype, copy=False)
         dw, dprobe, dpos = m.layout.split(dv)
         out = s["fmap"].matvec(dw)
         dkernel = None

@@ -69,6 +69,7 @@ class PtychographyModel(NonlinearOperator):
 
     def _state(self, v):
         ncp = get_array_module(v)
+        v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
         if self.refine or not hasattr(self, "_fixed"):
             main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
             if not self.refine:  # fixed probe and positions: the shifted probes are computed once
@@ -110,6 +111,7 @@ class _PtychographyJacobian(LinearOperator):
 
     def _matvec(self, dv):
         m, s = self.m, self.s
+        dv = dv.astype(m.dtype, copy=False)
         main, dprobe, dpos = m.layout.split(dv)
         dz = m.coupling.matvec(main).reshape(m.object_shape)
         dpsi = s["probes"] * extract_patches(dz, s["corners"], m.window)
