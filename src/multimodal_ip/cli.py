@@ -283,6 +283,9 @@ def cmd_hessian(args) -> int:
     from .hessian import hessian_study
 
     cfg = run_config(args)
+    if cfg["refine"]:
+        msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
+        raise ConfigError(msg)
     ds, joint = _build(args.data, cfg)
     summary = hessian_study(ds, joint, Path(args.output), dense_max=args.dense_max, k=args.k,
                             grid=args.grid, reference=str(ds.attrs.get("reference_term", joint.term_names[0])))

@@ -290,3 +290,10 @@ def test_float32_refinement_computes_in_single_precision(miscalibrated):
     assert np.linalg.norm(g32 - g64) < 1e-3 * np.linalg.norm(g64)
     op = p32.terms[0].operator
     check_adjoint(op.jacobian(v.astype(np.float32)), dtype=np.float32)
+
+
+def test_hessian_study_refuses_refinement(tmp_path, capsys):
+    path = tmp_path / "h.h5"
+    assert main(["simulate", "hessian", "--n", "24", "--probe-size", "16", "--step", "4", "-o", str(path)]) == 0
+    assert main(["hessian", str(path), "-o", str(tmp_path / "h"), "--refine", "probe"]) == 2
+    assert "Hessian study is over the object" in capsys.readouterr().err
