@@ -45,6 +45,8 @@ def _read_toml(path) -> dict:
 
 
 def _check_config(cfg: dict, where: str) -> dict:
+    if isinstance(cfg.get("coupling"), list):  # coupling = [1.0, 0.5] in a run file: the flag's "1.0,0.5"
+        cfg["coupling"] = ",".join(str(c) for c in cfg["coupling"])
     for k, v in cfg.items():
         if k not in RUN_KEYS:
             msg = f"{where}: unknown setting {k!r}; known: {', '.join(sorted(RUN_KEYS))}"

@@ -132,3 +132,20 @@ def test_poisson_likelihood_refuses_a_modality_without_one():
     build_problem(ds)  # the toy modality works with its own loss
     with pytest.raises(ConfigError, match="'toy' .* has no photon-count likelihood"):
         build_problem(ds, likelihood="poisson")
+
+
+def test_run_file_keys(tmp_path):
+    ds = simulate("multi-element", seed=0, noise=0.1, n=40, probe_size=16, step=8, n_elements=2)
+    path = tmp_path / "d.h5"
+    save_dataset(path, ds)
+    run = tmp_path / "run.toml"
+    run.write_text('iterations = 3\nlikelihood = "poisson"\ncoupling = [1.0, 0.5]\nrefine = ["probe"]\n'
+                   'refine_after = 1\n')
+    out = tmp_path / "r.h5"
+    assert main(["reconstruct", str(path), "-o", str(out), "--config", str(run)]) == 0
+    from multimodal_ip.io import load_result
+
+    cfg = load_result(out)["config"]
+    assert cfg["coupling"] == "1.0,0.5" and cfg["likelihood"] == "poisson" and cfg["refine"] == ["probe"]
+    run.write_text('likelihood = "gaussian"\n')
+    assert main(["reconstruct", str(path), "-o", str(out), "--config", str(run)]) == 2
