@@ -2,6 +2,8 @@
 
 __all__ = ["RUN_KEYS", "DEFAULTS", "parse_value", "run_config"]
 
+from typing import Any
+
 from .errors import ConfigError
 
 RUN_KEYS = {
@@ -9,7 +11,7 @@ RUN_KEYS = {
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str,
 }
-DEFAULTS = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
+DEFAULTS: dict[str, Any] = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None}
 
@@ -31,7 +33,7 @@ def _read_toml(path) -> dict:
     try:
         import tomllib
     except ImportError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[no-redef]
     try:
         with open(path, "rb") as fh:
             cfg = tomllib.load(fh)

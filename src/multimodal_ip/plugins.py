@@ -56,7 +56,7 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager, report: list, dists: dict | None = None):
         self.pm = pm
         dists = dists or {}
-        self.items = {kind: {} for kind in KINDS}
+        self.items: dict[str, dict] = {kind: {} for kind in KINDS}
         self.report = list(report)
         for kind, hook in KINDS.items():
             caller = getattr(pm.hook, hook)

@@ -38,6 +38,16 @@ class Regularizer:
         self.weight = float(weight)
         self.name = name or f"{type(self).__name__.lower()}_{'_'.join(self.variables)}"
 
+    # ---- per-variable pieces a smooth regularizer implements --------------------------------------------
+    def _value(self, a) -> float:
+        raise NotImplementedError
+
+    def _value_and_gradient(self, a):
+        raise NotImplementedError
+
+    def _hessian_vector(self, a, da):
+        raise NotImplementedError
+
     def value(self, arrays) -> float:
         return float(sum(self._value(arrays[n]) for n in self.variables))
 

@@ -78,13 +78,13 @@ def plot_reconstructions(arrays: dict, truth: dict | None, path) -> Path:
                              figsize=(2.6 * cols * (2 if show_err else 1), 2.5 * len(methods)), squeeze=False)
     for i, (method, a) in enumerate(methods):
         maps = [("x", a["x"])] + [(f"w{e}", a["w"][e]) for e in range(ne)]
-        tmaps = [truth["x"]] + [truth["w"][e] for e in range(ne)] if show_err else None
+        tmaps = [truth["x"]] + [truth["w"][e] for e in range(ne)] if truth is not None else []
         for k, (label, m) in enumerate(maps):
             ax = axes[i, k]
             ax.imshow(m, cmap="gray", vmin=1, vmax=2) if truth else ax.imshow(m, cmap="gray")
             ax.set_title(f"{method}: {label}", fontsize=8)
             ax.axis("off")
-            if show_err:
+            if tmaps:
                 ax = axes[i, cols + k]
                 ax.imshow(np.abs(m - tmaps[k]), cmap="magma", vmin=0, vmax=0.5)
                 ax.set_title(f"|error| {label}", fontsize=8)

@@ -242,7 +242,8 @@ def load_dataset(path, terms=None, part=None) -> Dataset:
             if "modality" not in g.attrs:
                 msg = f"{path}:/terms/{name}: missing attribute 'modality'"
                 raise DataError(msg)
-            axes, sl = {}, None
+            axes: dict[str, int] = {}
+            sl = None
             if part is not None:
                 from ..plugins import get_registry
 

@@ -3,6 +3,7 @@ __all__ = ["Solver", "Result", "History", "SolverState"]
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class History:
 
     @property
     def columns(self) -> list:
-        cols = []
+        cols: list[str] = []
         for r in self.rows:
             cols.extend(k for k in r if k not in cols)
         return cols
@@ -57,6 +58,12 @@ class Result:
     arrays: dict = field(default_factory=dict)
 
 
+class Checkpointable(Protocol):
+    """What ``SolverState.solver`` offers: a :class:`Solver`, or a staged run's view of its running stage."""
+
+    def state_dict(self) -> dict: ...
+
+
 @dataclass
 class SolverState:
     """What a callback sees, and what a checkpoint stores."""
@@ -64,7 +71,7 @@ class SolverState:
     iteration: int
     x: object
     history: History
-    solver: "Solver"
+    solver: "Checkpointable"
 
 
 class Solver:
@@ -91,7 +98,7 @@ class Solver:
 
     name = "solver"
     #: state attributes that are lists of arrays (stored stacked)
-    _list_states = ()
+    _list_states: tuple[str, ...] = ()
 
     def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None):
         self.problem = problem
@@ -109,7 +116,7 @@ class Solver:
         self.x = x0
         self.lin = self.problem.linearize(x0)
 
-    def step(self) -> None:
+    def step(self) -> str | None:
         raise NotImplementedError
 
     def _state_variable_names(self) -> tuple:
