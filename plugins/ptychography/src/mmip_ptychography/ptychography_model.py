@@ -63,6 +63,7 @@ class PtychographyModel(NonlinearOperator):
         self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window)
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype)
         self.refine = self.layout.refine
+        self._fixed = None  # (probe, shifted probes, shift) once computed, when nothing is refined
         label = "+".join(("object", *self.refine))
         super().__init__(dims=(self.layout.size,), dimsd=(len(self.positions), *self.window), dtype=dtype,
                          dtyped=cdtype, name=name or f"PtychographyModel[{label}]")
@@ -70,7 +71,7 @@ class PtychographyModel(NonlinearOperator):
     def _state(self, v):
         ncp = get_array_module(v)
         v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
-        if self.refine or not hasattr(self, "_fixed"):
+        if self.refine or self._fixed is None:
             main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
             if not self.refine:  # fixed probe and positions: the shifted probes are computed once
                 self._fixed = (probe, probes, shift)
