@@ -114,3 +114,20 @@ def test_modulus_term_on_complex_variable(rng):
     truth = {"z": rng.standard_normal((3, 3)) + 1j * rng.standard_normal((3, 3))}
     problem = JointProblem(space, [DataTerm(op, np.abs(truth["z"]), inputs="z", name="m")], truth=truth)
     check_gradient(problem, space.pack(truth) + 0.3, rng=rng)
+
+
+def test_poisson_intensity_loss_is_bounded_below_and_smooth_across_its_floor():
+    """A negative predicted intensity must not lower the likelihood without bound (it used to fall linearly)."""
+    from multimodal_ip.losses import Poisson
+
+    loss = Poisson(photons_per_unit=3.0, intensity=True)
+    d = np.array([0.0, 2.0, 5.0])
+    values = [loss.value(np.full(3, m), d) for m in (-1e6, -1e3, -1.0, 0.0, 1.0)]
+    assert min(values) >= loss.value(d.clip(1e-300), d) - 1e-9  # the data themselves are the minimiser
+    assert values[0] > values[1] > values[2]
+    mu0 = loss._floor(d)
+    for y in (np.full(3, mu0 * (1 - 1e-9)), np.full(3, -0.5), np.array([-1.0, 0.3, 7.0])):
+        _, g = loss.value_and_gradient(y, d)
+        h = 1e-4 * max(mu0, float(np.abs(y).min()))
+        num = np.array([(loss.value(y + h * e, d) - loss.value(y - h * e, d)) / (2 * h) for e in np.eye(3)])
+        np.testing.assert_allclose(g, num, rtol=1e-3, atol=1e-5)  # C1 at the floor: the FD step straddles it

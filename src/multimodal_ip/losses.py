@@ -103,6 +103,14 @@ class Poisson(Loss):
         prediction is an amplitude/exit wave and :math:`\mu = |y|^2`.
     eps : :obj:`float`, optional
         Floor that keeps :math:`\log` finite where the model is dark.
+
+    Notes
+    -----
+    With ``intensity=True`` the prediction can go negative during a solve, where the likelihood is undefined
+    (and :math:`\mu - d\log(\max(\mu, 0) + \epsilon)` falls without bound). Below
+    :math:`\mu_0 = \max(\epsilon, 10^{-6}\,\overline{|d|})` the loss is continued by its second-order expansion at
+    :math:`\mu_0` with curvature :math:`s\max(d, \mu_0)/\mu_0^2`: convex, continuously differentiable, and bounded
+    below (its minimum for :math:`d = 0` is at :math:`\mu = 0`).
     """
 
     name = "poisson"
@@ -113,21 +121,34 @@ class Poisson(Loss):
         self.intensity = bool(intensity)
         self.eps = float(eps)
 
+    def _floor(self, d) -> float:
+        return max(self.eps, 1e-6 * float(get_array_module(d).mean(get_array_module(d).abs(d))))
+
     def value_and_gradient(self, y, d):
         ncp = get_array_module(y)
-        mu = y if self.intensity else (y.real**2 + y.imag**2 if ncp.iscomplexobj(y) else y * y)
-        mu_eps = ncp.maximum(mu, 0) + self.eps
         s = self.scale * self.photons_per_unit
+        if self.intensity:  # mu = y may go negative: quadratic continuation below mu0 (see Notes)
+            mu0 = self._floor(d)
+            low = y < mu0
+            mu = ncp.where(low, mu0, y)
+            val = s * (mu - d * ncp.log(mu))
+            dmu = s * (1 - d / mu)
+            if bool(ncp.any(low)):
+                t = ncp.where(low, y - mu0, 0)
+                k = s * ncp.maximum(d, mu0) / mu0**2
+                val = val + ncp.where(low, dmu * t + 0.5 * k * t * t, 0)
+                dmu = dmu + ncp.where(low, k * t, 0)
+            return float(ncp.sum(val)), dmu
+        mu = y.real**2 + y.imag**2 if ncp.iscomplexobj(y) else y * y
+        mu_eps = mu + self.eps
         val = s * float(ncp.sum(mu - d * ncp.log(mu_eps)))
-        dmu = s * (1 - d / mu_eps)
-        g = dmu if self.intensity else 2 * dmu * y
-        return val, g
+        return val, 2 * s * (1 - d / mu_eps) * y
 
     def curvature_sqrt(self, y, d):
         ncp = get_array_module(y)
         s = self.scale * self.photons_per_unit
         if self.intensity:  # Fisher information p/mu
-            root = ncp.sqrt(s / (ncp.maximum(y, 0) + self.eps))
+            root = ncp.sqrt(s / ncp.maximum(y, self._floor(d)))
             return lambda delta: root * delta
         # mu = |y|^2: Fisher information in y is 4 p along the phase direction (variance-stabilised)
         return _phase_projection(y, 2 * s**0.5)
