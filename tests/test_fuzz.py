@@ -61,9 +61,11 @@ toml_values = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True), st.text(m
                         st.lists(st.integers(0, 3), max_size=2))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(["solver", "terms", "iterations", "backend", "dtype", "balance_c", "checkpoint_every",
-                            "nonsense"]), value=toml_values, raw=st.text(max_size=30))
+                            "refine", "refine_after", "likelihood", "coupling", "nonsense"]),
+       value=toml_values | st.sampled_from([["probe"], ["positions", "probe"], "poisson", "xraylib:8.8", "1,2"]),
+       raw=st.text(max_size=30))
 def test_malformed_run_files_end_cleanly(tmp_path, base, capsys, key, value, raw):
     path = tmp_path / "d.h5"
     path.write_bytes(base.read_bytes())
