@@ -297,3 +297,16 @@ def test_hessian_study_refuses_refinement(tmp_path, capsys):
     assert main(["simulate", "hessian", "--n", "24", "--probe-size", "16", "--step", "4", "-o", str(path)]) == 0
     assert main(["hessian", str(path), "-o", str(tmp_path / "h"), "--refine", "probe"]) == 2
     assert "Hessian study is over the object" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("npx", [6, 5])  # even window: checkerboard folded in; odd: centred FFTs
+def test_probe_refinement_at_whole_pixel_positions(npx):
+    rng = np.random.default_rng(7)
+    probe = rng.standard_normal((npx, npx)) + 1j * rng.standard_normal((npx, npx))
+    pos = raster_positions(15, npx, step_px=3)
+    op = PtychographyModel(probe, pos, (15, 15), 2, refine=("probe",))
+    v = _packed(1 + rng.random(15 * 15 * 3), probe, pos, ("probe",))
+    check_adjoint(op.jacobian(v), dtype=v.dtype)
+    assert check_jacobian(op, v) > 1.8
+    fixed = PtychographyModel(probe, pos, (15, 15), 2)
+    np.testing.assert_allclose(op.forward(v), fixed.forward(v[: 15 * 15 * 3]), atol=1e-12)

@@ -3,7 +3,7 @@ __all__ = ["PtychographyModel"]
 import numpy as np
 from pylops import LinearOperator
 
-from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2c, interleaved_index, scatter_add, to_numpy
+from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, interleaved_index, scatter_add, to_numpy
 from multimodal_ip.operators import (
     CalibrationLayout,
     ComplexCoupling,
@@ -64,6 +64,12 @@ class PtychographyModel(NonlinearOperator):
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype)
         self.refine = self.layout.refine
         self._fixed = None  # (probe, shifted probes, shift) once computed, when nothing is refined
+        # even windows: fftshift(fft2(a)) = fft2(C a) and ifft2(ifftshift(b)) = C ifft2(b) with the checkerboard
+        # C = (-1)^(r+c); folding C into the probes and patches skips the two shifted copies of every batch
+        self.checker = None
+        if self.window[0] % 2 == 0 and self.window[1] % 2 == 0:
+            grid = np.add.outer(np.arange(self.window[0]), np.arange(self.window[1]))
+            self.checker = ncp.asarray((-1.0) ** grid, dtype=np.dtype(dtype))
         label = "+".join(("object", *self.refine))
         super().__init__(dims=(self.layout.size,), dimsd=(len(self.positions), *self.window), dtype=dtype,
                          dtyped=cdtype, name=name or f"PtychographyModel[{label}]")
@@ -73,6 +79,7 @@ class PtychographyModel(NonlinearOperator):
         v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
         if self.refine or self._fixed is None:
             main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
+            probes = self.fold(probes if shift is not None else probe[None])
             if not self.refine:  # fixed probe and positions: the shifted probes are computed once
                 self._fixed = (probe, probes, shift)
         else:
@@ -81,16 +88,28 @@ class PtychographyModel(NonlinearOperator):
         z = self.coupling.matvec(main).reshape(self.object_shape)
         corners = ncp.asarray(self.corners)
         patches = extract_patches(z, corners, self.window)
-        return {"probe": probe, "probes": probes if shift is not None else probe[None], "shift": shift,
-                "corners": corners, "patches": patches, "xp": ncp}
+        # "probes" carry the checkerboard on even windows: transform() and its adjoint then need no shifts
+        return {"probe": probe, "probes": probes, "shift": shift, "corners": corners, "patches": patches, "xp": ncp}
+
+    def fold(self, a):
+        """``a`` times the checkerboard (even windows), else ``a``."""
+        return a if self.checker is None else a * self.checker
+
+    def transform(self, a):
+        """The centred far-field transform of a batch that already carries the checkerboard (even windows)."""
+        return fft2c(a) if self.checker is None else fft2(a)
+
+    def transform_adjoint(self, b):
+        """``ifft2c`` without the checkerboard (even windows: fold it into what multiplies the result)."""
+        return ifft2c(b) if self.checker is None else ifft2(b)
 
     def _forward(self, v):
         s = self._state(v)
-        return fft2c(s["probes"] * s["patches"])
+        return self.transform(s["probes"] * s["patches"])
 
     def _linearize(self, v):
         s = self._state(v)
-        return fft2c(s["probes"] * s["patches"]), _PtychographyJacobian(self, s)
+        return self.transform(s["probes"] * s["patches"]), _PtychographyJacobian(self, s)
 
     def _jacobian(self, v):
         return self._linearize(v)[1]
@@ -107,6 +126,7 @@ class _PtychographyJacobian(LinearOperator):
         self.index = interleaved_index(flat) if ncp is np else flat
         # spectrum of the probe, for the probe/position parts of the products (one batched FFT each way)
         self.probe_hat = fft2(state["probe"]) if model.refine and state["shift"] is not None else None
+        self._patches = None
         super().__init__(dtype=model.dtyped, dims=model.dims, dimsd=model.dimsd, clinear=False,
                          name=f"J({model.name})")
 
@@ -118,15 +138,21 @@ class _PtychographyJacobian(LinearOperator):
         dpsi = s["probes"] * extract_patches(dz, s["corners"], m.window)
         if s["shift"] is None:  # whole-pixel positions, not refined: only the probe can move
             if dprobe is not None:
-                dpsi += dprobe[None] * s["patches"]
+                dpsi += dprobe[None] * self.patches()
         elif dprobe is not None or dpos is not None:
             dpos = None if dpos is None else s["xp"].asarray(dpos, dtype=m.dtype)
-            dpsi += s["shift"].perturbation(self.probe_hat, dprobe, dpos) * s["patches"]
-        return fft2c(dpsi).ravel()
+            dpsi += s["shift"].perturbation(self.probe_hat, dprobe, dpos) * self.patches()
+        return m.transform(dpsi).ravel()
+
+    def patches(self):
+        """The patches with the checkerboard folded in, made on first use (probe/position parts only)."""
+        if self._patches is None:
+            self._patches = self.m.fold(self.s["patches"])
+        return self._patches
 
     def _rmatvec(self, r):
         m, s = self.m, self.s
-        b = ifft2c(r.reshape(m.dimsd))
+        b = m.transform_adjoint(r.reshape(m.dimsd))
         ncp = s["xp"]
         if s["shift"] is None:  # one probe: its conjugate is small
             back = b * s["probes"].conj()
@@ -136,12 +162,23 @@ class _PtychographyJacobian(LinearOperator):
         gz = scatter_add(self.index, back, int(np.prod(m.object_shape)))
         main = m.coupling.rmatvec(gz)
         gprobe = gpos = None
-        if m.refine:
-            q = ncp.conjugate(s["patches"])
+        if s["shift"] is None and m.refine:  # the probe alone: sum_j conj(patch_j) b_j, without a batch temporary
+            gprobe = m.fold(_sum_conj_product(s["patches"], b))
+        elif m.refine:
+            q = ncp.conjugate(s["patches"])  # conj(patches) C b: the checkerboard applied in place
             q *= b
-            if s["shift"] is None:
-                gprobe = q.sum(axis=0)
-            else:
-                gprobe, gpos = s["shift"].gradients(self.probe_hat, q, shared="probe" in m.refine,
-                                                    shifts="positions" in m.refine)
+            if m.checker is not None:
+                q *= m.checker
+            gprobe, gpos = s["shift"].gradients(self.probe_hat, q, shared="probe" in m.refine,
+                                                shifts="positions" in m.refine)
         return m.layout.join(main, gprobe, gpos)
+
+
+def _sum_conj_product(a, b):
+    r""":math:`\sum_j \bar a_j b_j` over the first axis, from real and imaginary views (no batch temporary)."""
+    ncp = get_array_module(a)
+
+    def dot(x, y):
+        return ncp.einsum("jab,jab->ab", x, y)
+
+    return (dot(a.real, b.real) + dot(a.imag, b.imag)) + 1j * (dot(a.real, b.imag) - dot(a.imag, b.real))
