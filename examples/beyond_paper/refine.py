@@ -40,6 +40,7 @@ parser.add_argument("--seeds", type=int, default=3)
 parser.add_argument("--iterations", type=int, default=150)
 parser.add_argument("--refine-after", type=int, default=50)
 parser.add_argument("--solver", default="lbfgs")
+parser.add_argument("--likelihood", choices=("balanced", "poisson"), default="balanced")
 parser.add_argument("-o", "--output", default="out/refine")
 args = parser.parse_args()
 outdir = Path(args.output)
@@ -64,7 +65,8 @@ records, first = [], {}
 for seed in range(args.seeds):
     ds = simulate(args.case, seed=seed, noise=args.noise, probe_error=args.probe_error,
                   position_jitter_px=args.jitter, xrf_grid=args.xrf_grid, **overrides)
-    fixed, refined = build_problem(ds), build_problem(ds, refine=("probe", "positions"))
+    fixed = build_problem(ds, likelihood=args.likelihood)
+    refined = build_problem(ds, refine=("probe", "positions"), likelihood=args.likelihood)
     methods = {"joint, fixed": fixed, "joint, refined": refined,
                "ptychography alone, fixed": fixed.alone("ptychography"),
                "ptychography alone, refined": refined.alone("ptychography")}
