@@ -24,7 +24,7 @@ import numpy as np
 from mmip_paper import simulate
 
 from multimodal_ip.io import build_problem
-from multimodal_ip.report import markdown_table
+from multimodal_ip.report import best_phase_error, markdown_table
 from multimodal_ip.solvers import solve_staged
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
@@ -52,12 +52,6 @@ def rms_px(a, b):
     return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def probe_error(p, truth):
-    """Relative probe error after the best global phase (intensities cannot see it)."""
-    phase = np.vdot(p, truth) / abs(np.vdot(p, truth))
-    return float(np.linalg.norm(p * phase - truth) / np.linalg.norm(truth))
-
-
 # %%
 # Every seed: one dataset, four reconstructions.
 overrides = {k: v for k, v in {"n": args.n, "probe_size": args.probe_size, "step": args.step}.items() if v}
@@ -78,7 +72,7 @@ for seed in range(args.seeds):
         probe = a.get("probe", ds.terms["ptychography"].arrays["probe"])
         positions = a.get("positions", ds.terms["ptychography"].arrays["positions"])
         records.append({"seed": seed, "method": method, "error": problem.relative_errors(res.x)["total"],
-                        "probe_error": probe_error(probe, ds.truth["probe"]),
+                        "probe_error": best_phase_error(probe, ds.truth["probe"]),
                         "positions_rms_px": rms_px(positions, ds.truth["positions"]),
                         "wall_s": time.perf_counter() - t0})
         if seed == 0:

@@ -69,12 +69,15 @@ def _check_config(cfg: dict, where: str) -> dict:
     if cfg.get("dtype", "float64") not in ("float32", "float64"):
         msg = f"{where}: dtype must be 'float32' or 'float64', got {cfg['dtype']!r}"
         raise ConfigError(msg)
-    if cfg.get("likelihood", "balanced") not in ("balanced", "poisson"):
-        msg = f"{where}: likelihood must be 'balanced' or 'poisson', got {cfg['likelihood']!r}"
+    from .io.problem_builder import LIKELIHOODS
+    from .operators import REFINABLE
+
+    if cfg.get("likelihood", "balanced") not in LIKELIHOODS:
+        msg = f"{where}: likelihood must be one of {', '.join(map(repr, LIKELIHOODS))}, got {cfg['likelihood']!r}"
         raise ConfigError(msg)
-    bad = [r for r in cfg.get("refine", []) if r not in ("probe", "positions")]
+    bad = [r for r in cfg.get("refine", []) if r not in REFINABLE]
     if bad:
-        msg = f"{where}: refine takes 'probe' and/or 'positions'; got {bad}"
+        msg = f"{where}: refine takes {' and/or '.join(map(repr, REFINABLE))}; got {bad}"
         raise ConfigError(msg)
     return cfg
 

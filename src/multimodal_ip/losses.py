@@ -120,9 +120,14 @@ class Poisson(Loss):
         self.photons_per_unit = float(photons_per_unit)
         self.intensity = bool(intensity)
         self.eps = float(eps)
+        self._floor_data: object = None
+        self._floor_value = 0.0
 
     def _floor(self, d) -> float:
-        return max(self.eps, 1e-6 * float(get_array_module(d).mean(get_array_module(d).abs(d))))
+        if self._floor_data is not d:  # the data of a term never change: one pass over them, once
+            self._floor_data = d
+            self._floor_value = max(self.eps, 1e-6 * float(get_array_module(d).mean(get_array_module(d).abs(d))))
+        return self._floor_value
 
     def value_and_gradient(self, y, d):
         ncp = get_array_module(y)

@@ -253,15 +253,8 @@ class JointProblem:
         """The start point: ``fill_value`` in every variable (the paper's all-ones), calibration unknowns at
         their start values."""
         xp = xp or self.xp
-        v = self.space.full(fill_value, xp=xp)
-        for name, value in self.calibration.items():
-            part = v[self.space.slice(name)]
-            value = xp.asarray(value)
-            if self.space[name].is_complex:
-                part[0::2], part[1::2] = value.real.ravel(), value.imag.ravel()
-            else:
-                part[...] = value.ravel()
-        return v
+        return self.space.pack({v.name: xp.asarray(self.calibration[v.name]) if v.name in self.calibration
+                                else xp.full(v.shape, fill_value, dtype=v.dtype) for v in self.space.variables})
 
     @property
     def xp(self):

@@ -1,7 +1,7 @@
 """Figures and tables for results (matplotlib, Agg backend; optional dependency)."""
 
 __all__ = ["error_table", "plot_histories", "plot_reconstructions", "phase_corrected_error", "markdown_table",
-           "probe_error", "calibration_rows", "plot_calibration"]
+           "best_phase_error", "calibration_rows", "plot_calibration"]
 
 from pathlib import Path
 
@@ -22,13 +22,16 @@ def _plt():
     return plt
 
 
+def best_phase_error(estimate, truth) -> float:
+    """Relative error of a complex array after the best global phase factor (intensities cannot see it)."""
+    c = np.vdot(estimate, truth)
+    phase = c / abs(c) if abs(c) > 0 else 1.0
+    return float(np.linalg.norm(estimate * phase - truth) / np.linalg.norm(truth))
+
+
 def phase_corrected_error(x, w, x_true, w_true) -> float:
     r"""Relative error of :math:`z = x + i\sum_e w_e` after the best global phase factor."""
-    z = x + 1j * w.sum(0)
-    zt = x_true + 1j * w_true.sum(0)
-    c = np.vdot(z, zt)
-    phase = c / abs(c) if abs(c) > 0 else 1.0
-    return float(np.linalg.norm(z * phase - zt) / np.linalg.norm(zt))
+    return best_phase_error(x + 1j * w.sum(0), x_true + 1j * w_true.sum(0))
 
 
 def markdown_table(header, rows) -> str:
@@ -95,13 +98,6 @@ def plot_reconstructions(arrays: dict, truth: dict | None, path) -> Path:
     return Path(path)
 
 
-def probe_error(probe, truth) -> float:
-    """Relative probe error after the best global phase factor (intensities cannot see it)."""
-    c = np.vdot(probe, truth)
-    phase = c / abs(c) if abs(c) > 0 else 1.0
-    return float(np.linalg.norm(probe * phase - truth) / np.linalg.norm(truth))
-
-
 def calibration_rows(results: dict, start: dict, truth: dict | None) -> list:
     """Rows ``[method, probe error, positions rms (px), mean position shift (px)]`` for refined results
     (``start``: the calibration's start values; errors ``nan`` without a truth)."""
@@ -109,7 +105,7 @@ def calibration_rows(results: dict, start: dict, truth: dict | None) -> list:
     for method, arrays in results.items():
         probe = arrays.get("probe", start.get("probe"))
         pos = arrays.get("positions", start.get("positions"))
-        p_err = probe_error(probe, truth["probe"]) if truth and "probe" in truth and probe is not None else np.nan
+        p_err = best_phase_error(probe, truth["probe"]) if truth and "probe" in truth and probe is not None else np.nan
         rms = float(np.sqrt(np.mean((pos - truth["positions"]) ** 2))) if truth and "positions" in truth \
             and pos is not None else np.nan
         shift = float(np.mean(np.hypot(*(pos - start["positions"]).T))) if pos is not None and "positions" in start \

@@ -84,11 +84,6 @@ class SubpixelShift:
         self.r0 = xp.exp(-2j * np.pi * frac[:, 0, None, None] * self.k0).astype(dtype)
         self.r1 = xp.exp(-2j * np.pi * frac[:, 1, None, None] * self.k1).astype(dtype)
 
-    @property
-    def ramp(self):
-        r"""The phase ramps :math:`e^{-2\pi i k\cdot\delta_j}`, ``(J, Np0, Np1)``."""
-        return self.r0 * self.r1
-
     def _ramped(self, spectrum, conj=False):
         out = spectrum * (self.r0.conj() if conj else self.r0)
         out *= self.r1.conj() if conj else self.r1
@@ -120,7 +115,7 @@ class SubpixelShift:
             spec = fft2(da)[None]
         return ifft2(self._ramped(spec))
 
-    def gradients(self, a_hat, q, shared=True, shifts=True):
+    def gradients(self, a_hat, q, shared=True, shifts=True):  # a_hat = fft2(a) is read only for ``shifts``
         r"""Adjoints for a per-position batch ``q``: :math:`\sum_j \mathrm{shift}_j^H q_j` (``shared``) and
         :math:`\Re\langle \partial_{\delta_{jk}} a_j, q_j\rangle` as ``(J, 2)`` (``shifts``), from one batched FFT of
         ``q`` (the FFT is unitary, so inner products are taken between spectra)."""
