@@ -47,7 +47,7 @@ def test_each_rank_reads_only_its_share(tmp_path, tiny_dataset):
         pieces = [p.terms[term].arrays["data"] for p in parts]
         assert sum(p.shape[axis] for p in pieces) == full.terms[term].arrays["data"].shape[axis]
         np.testing.assert_array_equal(np.concatenate(pieces, axis=axis), full.terms[term].arrays["data"])
-        assert parts[1].terms[term].attrs["positions_total"] == full.terms[term].arrays["positions"].shape[0]
+        assert parts[1].terms[term].attrs["split_total"] == full.terms[term].arrays["positions"].shape[0]
 
 
 def test_probe_refinement_under_mpi_matches_single_process(tmp_path):

@@ -3,7 +3,7 @@ import types
 import pytest
 
 from multimodal_ip import hookimpl
-from multimodal_ip.errors import PluginLoadError, UnknownPluginError
+from multimodal_ip.errors import UnknownPluginError
 from multimodal_ip.plugins import Registry, build_plugin_manager
 
 
@@ -53,17 +53,48 @@ def test_failing_plugin_is_isolated():
     assert "lbfgs" in reg.names("solver")
 
 
-def test_duplicate_name_is_reported():
+def test_duplicate_name_is_refused_for_both_claimants():
     plugin = types.SimpleNamespace(mmip_register_solvers=hookimpl(lambda register: register("lbfgs", print)))
     reg = registry(plugin)
     bad = [r for r in reg.rows() if r.status == "error"]
-    assert bad and "registered twice" in bad[0].error
+    assert len(bad) == 2 and all("is claimed by" in r.error and "MMIP_DISABLE_PLUGINS" in r.error for r in bad)
+    assert "lbfgs" not in reg.names("solver") and "gauss-newton" in reg.names("solver")
+    with pytest.raises(UnknownPluginError, match="claimed by"):
+        reg.get("solver", "lbfgs")
 
 
-def test_misspelt_hook_fails_loudly():
-    plugin = types.SimpleNamespace(mmip_register_solver=hookimpl(lambda register: None))
-    with pytest.raises(PluginLoadError, match="unknown hook"):
-        build_plugin_manager(extra_plugins=(plugin,))
+def test_misspelt_hook_affects_only_its_plugin():
+    plugin = types.SimpleNamespace(__name__="typo_plugin",
+                                   mmip_register_solver=hookimpl(lambda register: register("x", print)))
+    reg = registry(plugin)
+    bad = [r for r in reg.rows() if r.status == "error"]
+    assert len(bad) == 1 and "typo_plugin" in bad[0].error and "mmip_register_solvers" in bad[0].error
+    assert "lbfgs" in reg.names("solver") and "ptychography" in reg.names("modality")
+
+
+def test_hook_without_marker_is_reported():
+    plugin = types.SimpleNamespace(__name__="unmarked", mmip_register_solvers=lambda register: register("x", print))
+    bad = registry(plugin).errors
+    assert len(bad) == 1 and "@hookimpl" in bad[0].error
+
+
+def test_modality_breaking_the_contract_is_listed_and_not_used():
+    class NoCases:
+        def build_term(self, td, space, **options):
+            return None
+
+    class BadRole(NoCases):
+        balance_role = "boss"
+
+        def conformance_cases(self, rng):
+            return []
+
+    plugin = types.SimpleNamespace(mmip_register_modalities=hookimpl(
+        lambda register: (register("nocases", NoCases()), register("badrole", BadRole()))))
+    reg = registry(plugin)
+    errors = {r.name: r.error for r in reg.errors}
+    assert "conformance_cases" in errors["nocases"] and "balance_role" in errors["badrole"]
+    assert "nocases" not in reg.names("modality") and "badrole" not in reg.names("modality")
 
 
 def test_blocking_by_environment(monkeypatch):

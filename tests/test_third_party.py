@@ -42,6 +42,7 @@ def test_conformance_run_catches_a_wrong_adjoint(tmp_path, monkeypatch):
         "    def _matvec(self, x): return 2 * x\n"
         "    def _rmatvec(self, y): return 3 * y\n"
         "class M:\n"
+        "    def build_term(self, td, space, xp=None, **options): raise NotImplementedError\n"
         "    def conformance_cases(self, rng):\n"
         "        yield 'bad', Linear(Bad(), name='BadOp'), np.ones(3)\n"
         "@hookimpl\n"

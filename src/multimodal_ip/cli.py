@@ -1,11 +1,13 @@
-"""The ``mmip`` command: plugins, simulate, reconstruct, compare, report, hessian.
+"""The ``mmip`` command: plugins, simulate, reconstruct, compare, report, hessian, import.
 
-Every error of the library becomes one line on stderr and exit status 2.
+Exit codes (:data:`~multimodal_ip.errors.EXIT_CODES`): 0 success, 1 internal error (one line, the traceback in a
+log file), 2 bad input (one line naming file/dataset/flag), 3 stalled solve, 4 failed solve, 130 interrupted.
 """
 
 __all__ = ["main"]
 
 import argparse
+import contextlib
 import json
 import sys
 import warnings
@@ -16,7 +18,7 @@ import numpy as np
 from . import __version__
 from .config import run_config
 from .distributed import mpi_world_size
-from .errors import ConfigError, MultimodalIPError
+from .errors import ConfigError, MultimodalIPError, exit_code
 
 
 def _xp(backend):
@@ -60,16 +62,58 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
         if on_iteration is not None:
             on_iteration(state)
 
+    from .solvers import check_solver_options, get_solver
+
     opts = dict(cfg["solver_options"])
+    check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
+    if resume_state is None:
+        _check_start(problem, desc)
     try:
         return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
                             refine_after=refine_after(cfg), callback=callback, resume_state=resume_state, **opts)
-    except TypeError as exc:
-        msg = f"invalid option for solver {cfg['solver']!r}: {exc}"
-        raise ConfigError(msg) from None
     finally:
         if bar is not None:
             bar.close()
+
+
+def _regularizers(specs) -> list:
+    """Regularizer objects from run-file/flag specs ``{"name", "variables", "strength"?, other keyword options}``."""
+    import inspect
+
+    from .plugins import get_registry
+
+    out = []
+    for spec in specs:
+        cls = get_registry().get("regularizer", spec["name"])
+        kwargs = {k: v for k, v in spec.items() if k not in ("name", "variables", "strength")}
+        if "strength" in spec:
+            kwargs["weight"] = spec["strength"]
+        known = set(inspect.signature(cls).parameters) - {"variables", "name"}
+        bad = sorted(set(kwargs) - known)
+        if bad:
+            shown = ["strength" if b == "weight" else b for b in bad]
+            msg = f"regularizer {spec['name']!r} takes no setting {shown}; it takes: {', '.join(sorted(known))}"
+            raise ConfigError(msg)
+        out.append(cls(tuple(spec["variables"]), **kwargs))
+    return out
+
+
+def _check_start(problem, desc) -> None:
+    """Refuse, before iterating, a start point where a term's objective or the gradient is not finite."""
+    x0 = problem.start()
+    with np.errstate(all="ignore"):
+        objectives = problem.objectives(x0)
+    bad = {k: v for k, v in objectives.items() if not np.isfinite(v)}
+    if not bad:
+        xp = problem.xp
+        g = problem.gradient(x0)
+        if not bool(xp.all(xp.isfinite(g))):
+            bad = {"gradient": "non-finite entries"}
+    if bad:
+        shown = ", ".join(f"{k}: {v}" for k, v in bad.items())
+        msg = (f"{desc}: the objective is not finite at the start point ({shown}); check the data, weights and "
+               "likelihood settings (e.g. photons_per_unit, balance_c)")
+        raise ConfigError(msg)
 
 
 def _build(args_data, cfg, terms=None, comm=None):
@@ -78,7 +122,8 @@ def _build(args_data, cfg, terms=None, comm=None):
     terms = terms if terms is not None else cfg["terms"]
     options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
                "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
-               "coupling": cfg["coupling"]}
+               "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
+               "regularizers": _regularizers(cfg["regularizers"])}
     if comm is not None:  # each rank reads only its share of the positions
         from .distributed import build_distributed_problem
 
@@ -89,19 +134,24 @@ def _build(args_data, cfg, terms=None, comm=None):
 
 # ---- subcommands -------------------------------------------------------------------
 def cmd_plugins(args) -> int:
+    """The plugin table; exit 2 when any plugin failed to load or was refused (its row says why, file:line)."""
     from .plugins import get_registry
 
-    rows = get_registry().rows()
+    registry = get_registry()
+    rows = registry.rows()
+    code = 2 if registry.errors else 0
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
-        return 0
+        return code
     header = ("kind", "name", "dist", "version", "status")
     table = [header] + [(r.kind, r.name, r.dist, r.version, r.status + (f": {r.error}" if r.error else ""))
                         for r in rows]
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    return 0
+    if code:
+        print(f"mmip plugins: {len(registry.errors)} plugin problem(s); the others work", file=sys.stderr)
+    return code
 
 
 def cmd_simulate(args) -> int:
@@ -168,7 +218,23 @@ def cmd_reconstruct(args) -> int:
     last = res.history.last()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("objective", "error")))
     print(f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s); {summary}")
-    return 0
+    return _final_status(args, problem, res)
+
+
+def _final_status(args, problem, res, label="") -> int:
+    """The exit code of a solve; for a stall, the last line names a term whose gradient fails a Taylor test."""
+    code = exit_code(res.status, getattr(args, "accept_stall", False))
+    if res.status == "stalled":
+        from .diagnose import check_term_gradients
+
+        bad = {k: v for k, v in check_term_gradients(problem, res.x).items() if v}
+        why = ("; ".join(f"term {k!r} fails the gradient Taylor test ({v.split(': ', 1)[-1]})" for k, v in bad.items())
+               if bad else "every term's gradient passes the Taylor test (likely a round-off limit: the iterate is "
+                           "usable; --accept-stall exits 0)")
+        print(f"mmip {args.command}: {label}stalled: {res.message}; {why}", file=sys.stderr)
+    elif res.status == "failed":
+        print(f"mmip {args.command}: {label}failed: {res.message}", file=sys.stderr)
+    return code
 
 
 def cmd_compare(args) -> int:
@@ -218,7 +284,8 @@ def cmd_compare(args) -> int:
         json.dump({r[0]: dict(zip(["error_x", "error_w", "error_total", "error_z_phase", "time_s"], r[1:]))
                    for r in rows}, fh, indent=2)
     print(f"wrote {outdir}/report.md, convergence.png, reconstructions.png, errors.json")
-    return 0
+    codes = [_final_status(args, methods[k], r, label=f"{k}: ") for k, r in results.items()]
+    return max(codes)
 
 
 def cmd_report(args) -> int:
@@ -271,7 +338,7 @@ def cmd_import(args) -> int:
     n0, n1 = context["frame"].object_shape
     ne = terms["fluorescence"].arrays["data"].shape[0] if "fluorescence" in terms else 1
     variables = [Variable("x", (n0, n1)), Variable("w", (ne, n0, n1))]
-    attrs = {"reference_term": "ptychography", "balance_c": args.balance_c,
+    attrs = {"balance_c": args.balance_c,
              "pixel_size_m": context["frame"].pixel_size_m, "origin_m": list(context["frame"].origin_m)}
     save_dataset(args.output, Dataset(variables, terms, {}, attrs))
     print(f"wrote {args.output}: object {n0}x{n1} px of {context['frame'].pixel_size_m:.4g} m, "
@@ -281,6 +348,7 @@ def cmd_import(args) -> int:
 
 def cmd_hessian(args) -> int:
     from .hessian import hessian_study
+    from .io.problem_builder import balance_reference
 
     cfg = run_config(args)
     if cfg["refine"]:
@@ -288,7 +356,8 @@ def cmd_hessian(args) -> int:
         raise ConfigError(msg)
     ds, joint = _build(args.data, cfg)
     summary = hessian_study(ds, joint, Path(args.output), dense_max=args.dense_max, k=args.k,
-                            grid=args.grid, reference=str(ds.attrs.get("reference_term", joint.term_names[0])))
+                            grid=args.grid, reference=balance_reference(joint.term_names, ds, cfg["balance_reference"])
+                            if len(joint.term_names) > 1 else joint.term_names[0])
     print(summary)
     return 0
 
@@ -327,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--backend", choices=("numpy", "cupy"))
         s.add_argument("--dtype", choices=("float32", "float64"))
         s.add_argument("--balance-c", dest="balance_c", type=float)
+        s.add_argument("--balance-reference", dest="balance_reference", metavar="TERM",
+                       help="term kept at weight 1 by the balancing (default: the modality whose role is 'reference')")
+        s.add_argument("--regularizer", dest="regularizer", action="append", metavar="NAME:STRENGTH:VARS",
+                       help="add a regularizer, e.g. tv:1e-6:x,w or nonnegative::w (repeatable; run file: "
+                            "regularizers = [{name='tv', strength=1e-6, variables=['x','w']}])")
         s.add_argument("--solver-option", action="append", metavar="KEY=VALUE")
         s.add_argument("--refine",
                        help="calibration unknowns refined with the object: probe, positions (comma-separated)")
@@ -337,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "weights from photons_per_unit (no beta)")
         s.add_argument("--coupling",
                        help="w -> Im z coupling: ones (default), a0,a1,... or xraylib:<keV>[:El0,El1,...]")
+        s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
+                       help="exit 0 when the solver stalls (no acceptable step) instead of 3")
 
     s = sub.add_parser("reconstruct", help="reconstruct a dataset; writes a result file")
     s.add_argument("data")
@@ -378,21 +454,55 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(text) -> str:
+    """A message on one line: newlines (HDF5's own texts, a newline in a path) shown as spaces."""
+    return " ".join(str(text).split())
+
+
+def _log_traceback(command) -> str:
+    """Write the current exception's traceback to a log file; its path."""
+    import os
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"mmip-{command}-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(traceback.format_exc())
+    return path
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised by the signal tests in a subprocess
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    with contextlib.suppress(ValueError):  # not in the main thread (embedded use): keep the host's handlers
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            warnings.showwarning = lambda message, *_a, **_k: print(f"mmip {args.command}: warning: {message}",
-                                                                 file=sys.stderr)
+            warnings.showwarning = lambda message, *_a, **_k: print(
+                f"mmip {args.command}: warning: {_one_line(message)}", file=sys.stderr)
             return args.func(args)
     except MultimodalIPError as exc:
-        print(f"mmip {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mmip {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mmip {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"mmip {args.command}: error: out of memory (set MMIP_MAX_MEMORY lower, or use a smaller problem)",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug still gives one clean line; the traceback goes to a log
+        log = _log_traceback(args.command)
+        print(f"mmip {args.command}: internal error: {_one_line(f'{type(exc).__name__}: {exc}')[:300]} "
+              f"(traceback in {log}; please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 __all__ = ["RUN_KEYS", "DEFAULTS", "parse_value", "run_config"]
 
+import math
 from typing import Any
 
 from .errors import ConfigError
@@ -9,11 +10,13 @@ from .errors import ConfigError
 RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
-    "refine": list, "refine_after": int, "likelihood": str, "coupling": str,
+    "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
+    "regularizers": list,
 }
 DEFAULTS: dict[str, Any] = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
-            "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None}
+            "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
+            "balance_reference": None, "regularizers": []}
 
 
 def parse_value(text: str):
@@ -34,16 +37,62 @@ def _read_toml(path) -> dict:
         import tomllib
     except ImportError:  # pragma: no cover - Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
+    from .errors import DataError
+    from .safety import read_text_capped
+
     try:
-        with open(path, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except FileNotFoundError:
-        msg = f"{path}: no such run file"
+        raw = read_text_capped(path, "run file")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        cfg = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        msg = f"{path}: run file is not valid UTF-8 text"
         raise ConfigError(msg) from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"{path}: invalid TOML ({exc})"
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        msg = f"{path}: invalid TOML ({' '.join(str(exc).split())[:200]})"
         raise ConfigError(msg) from None
     return cfg
+
+
+def _regularizer_flag(text: str) -> dict:
+    """``NAME:STRENGTH:VAR1,VAR2`` (``tv:1e-6:x,w``; ``nonnegative::w``; ``box:0,1:x`` for lower,upper)."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0].strip() or not parts[2].strip():
+        msg = f"--regularizer expects NAME:STRENGTH:VARIABLES (e.g. tv:1e-6:x,w or nonnegative::w), got {text!r}"
+        raise ConfigError(msg)
+    name, strength, names = (p.strip() for p in parts)
+    spec: dict = {"name": name, "variables": [v.strip() for v in names.split(",") if v.strip()]}
+    if strength:
+        values = [parse_value(v) for v in strength.split(",")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(values) > 2:
+            msg = f"--regularizer {text!r}: strength must be a number (or lower,upper for box)"
+            raise ConfigError(msg)
+        if name == "box":
+            spec.update(lower=float(values[0]), upper=float(values[-1]))
+        else:
+            spec["strength"] = float(values[0])
+    return spec
+
+
+def _check_regularizers(specs, where) -> None:
+    import math
+
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
+                or not isinstance(spec.get("variables"), list) or not spec["variables"] \
+                or not all(isinstance(v, str) for v in spec["variables"]):
+            msg = f"{where}: each regularizer needs name (text) and variables (a list of names); got {spec!r}"
+            raise ConfigError(msg)
+        for k, v in spec.items():
+            if k in ("name", "variables"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+                msg = f"{where}: regularizer {spec['name']!r} setting {k!r} must be a number, got {v!r}"
+                raise ConfigError(msg)
+        if "strength" in spec and not (math.isfinite(spec["strength"]) and spec["strength"] >= 0):
+            msg = f"{where}: regularizer {spec['name']!r} strength must be finite and >= 0"
+            raise ConfigError(msg)
 
 
 def _check_config(cfg: dict, where: str) -> dict:
@@ -58,6 +107,17 @@ def _check_config(cfg: dict, where: str) -> dict:
         is_bool_for_number = isinstance(v, bool) and want in (int, float)
         if v is not None and (not isinstance(v, accepted) or is_bool_for_number):
             msg = f"{where}: setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
+            raise ConfigError(msg)
+    _check_regularizers(cfg.get("regularizers") or [], where)
+    if cfg.get("balance_c") is not None and not (math.isfinite(cfg["balance_c"]) and 0 < cfg["balance_c"] < 1e100):
+        msg = f"{where}: balance_c must be a finite number > 0, got {cfg['balance_c']!r}"
+        raise ConfigError(msg)
+    if cfg.get("terms") is not None:
+        if not cfg["terms"] or not all(isinstance(t, str) and t for t in cfg["terms"]):
+            msg = f"{where}: terms must be a non-empty list of term names"
+            raise ConfigError(msg)
+        if len(set(cfg["terms"])) != len(cfg["terms"]):
+            msg = f"{where}: terms lists a term twice: {cfg['terms']}"
             raise ConfigError(msg)
     for k in ("iterations", "refine_after"):
         if cfg.get(k) is not None and cfg[k] < 0:
@@ -89,12 +149,14 @@ def run_config(args) -> dict:
         cfg.update(_check_config(_read_toml(args.config), str(args.config)))
     flags = {}
     for k in ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype", "likelihood", "coupling",
-              "refine_after"):
+              "refine_after", "balance_reference"):
         if getattr(args, k, None) is not None:
             flags[k] = getattr(args, k)
     for k in ("terms", "refine"):
-        if getattr(args, k, None):
+        if getattr(args, k, None) is not None and (k == "terms" or getattr(args, k)):
             flags[k] = [t.strip() for t in getattr(args, k).split(",") if t.strip()]
+    if getattr(args, "regularizer", None):
+        flags["regularizers"] = [_regularizer_flag(t) for t in args.regularizer]
     if getattr(args, "solver_option", None):
         opts = dict(cfg["solver_options"])
         for item in args.solver_option:

@@ -51,11 +51,16 @@ class DistributedProblem(JointProblem):
     comm : ``mpi4py.MPI.Comm``
     """
 
-    def __init__(self, local: JointProblem, comm):
+    def __init__(self, local: JointProblem, comm, replicated=()):
         self.comm = comm
         self.rank = comm.Get_rank()
+        self.replicated = tuple(replicated)
         super().__init__(local.space, local.terms, local.regularizers, local.truth, local.calibration)
-        self.local = local if self.rank == 0 else local.with_regularizers(())
+        self._whole = local  # this rank's terms at their true weights
+        # terms that are not split (their modality declares no split_axes) are held by every rank but counted
+        # once: weight 0 beside rank 0, so the sums over ranks do not multiply them
+        self.local = local if self.rank == 0 else local.with_regularizers(()).with_weights(
+            {n: 0.0 for n in self.replicated if n in local.term_names})
 
     # ---- reductions --------------------------------------------------------------
     def _sum_array(self, a):
@@ -95,23 +100,24 @@ class DistributedProblem(JointProblem):
         return {n: self._sum_array(g) for n, g in self.local.term_gradients(v).items()}
 
     def with_terms(self, names):
-        return DistributedProblem(self.local.with_terms(names).with_regularizers(self.regularizers), self.comm)
+        return DistributedProblem(self._whole.with_terms(names), self.comm, self.replicated)
 
     def with_weights(self, weights):
-        return DistributedProblem(self.local.with_weights(weights).with_regularizers(self.regularizers), self.comm)
+        return DistributedProblem(self._whole.with_weights(weights), self.comm, self.replicated)
 
     def with_frozen(self, names):
-        return DistributedProblem(self.local.with_frozen(names), self.comm)
+        return DistributedProblem(self._whole.with_frozen(names), self.comm, self.replicated)
 
     def with_regularizers(self, regularizers):
-        return DistributedProblem(self.local.with_regularizers(regularizers), self.comm)
+        return DistributedProblem(self._whole.with_regularizers(regularizers), self.comm, self.replicated)
 
     def __repr__(self) -> str:
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
 
 
 def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None,
-                              dtype=None, refine=(), likelihood="balanced", coupling=None):
+                              dtype=None, refine=(), likelihood="balanced", coupling=None, reference=None,
+                              regularizers=()):
     """Each rank loads its share of the positions of ``path`` and builds its local terms; the paper's
     balancing is computed on the whole (reduced) problem, so it equals the single-process weights.
     The probe may be refined (one shared unknown, gradients summed over ranks); positions may not (each
@@ -124,6 +130,8 @@ def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=No
         raise ConfigError(msg)
     ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()))
     local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
-                          likelihood=likelihood, coupling=coupling)
-    problem = DistributedProblem(local, comm)
-    return ds, apply_balance(problem, ds, balance_c, xp=xp) if balance and likelihood == "balanced" else problem
+                          likelihood=likelihood, coupling=coupling, regularizers=regularizers)
+    unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)
+    problem = DistributedProblem(local, comm, replicated=unsplit)
+    return ds, apply_balance(problem, ds, balance_c, reference, xp=xp) if balance and likelihood == "balanced" \
+        else problem

@@ -11,7 +11,28 @@ __all__ = [
     "DataError",
     "ConfigError",
     "SolverError",
+    "EXIT_CODES",
+    "exit_code",
 ]
+
+#: Exit status of every ``mmip`` subcommand (README, "Exit codes").
+EXIT_CODES = {
+    0: "success (a solve ended converged, maxiter or max_time)",
+    1: "internal error: a bug; one line on stderr, the traceback in the log file it names",
+    2: "bad input: a file, dataset, flag, run file or plugin is invalid; one line names it; nothing was written",
+    3: "the solve stalled (no acceptable step); the result is written; --accept-stall makes this 0",
+    4: "the solve failed (objective or gradient not finite); the result is written for inspection",
+    130: "interrupted (Ctrl-C / SIGINT / SIGTERM); a checkpoint written before the signal stays consistent",
+}
+
+
+def exit_code(status: str, accept_stall: bool = False) -> int:
+    """The exit status for a solver's ``Result.status``."""
+    if status == "stalled":
+        return 0 if accept_stall else 3
+    if status == "failed":
+        return 4
+    return 0
 
 
 class MultimodalIPError(Exception):

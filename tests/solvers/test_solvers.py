@@ -97,7 +97,7 @@ def test_stopping_rules(tiny_dataset):
     x0 = joint.space.full(1.0)
     assert solve(joint, x0, "lbfgs", maxiter=50, gtol=1e9).status == "converged"
     assert solve(joint, x0, "lbfgs", maxiter=50, ftol=0.5).status == "converged"
-    assert solve(joint, x0, "lbfgs", maxiter=50, max_time_s=0.0).status == "time"
+    assert solve(joint, x0, "lbfgs", maxiter=50, max_time_s=0.0).status == "max_time"
     seen = []
     solve(joint, x0, "lbfgs", maxiter=3, callback=lambda s: seen.append(s.iteration))
     assert seen == [1, 2, 3]

@@ -166,15 +166,14 @@ def _attrs(obj) -> dict:
 
 
 def open_h5(path) -> h5py.File:
-    """Open ``path`` read-only; a missing or unreadable file is a :class:`DataError` naming it."""
-    path = Path(path)
-    if not path.exists():
-        msg = f"{path}: no such file"
-        raise DataError(msg)
+    """Open ``path`` read-only; a missing, non-regular or unreadable file is a :class:`DataError` naming it."""
+    from ..safety import regular_input
+
+    path = regular_input(path, "file")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        msg = f"{path}: not a readable HDF5 file ({exc})"
+        msg = f"{path}: not a readable HDF5 file ({' '.join(str(exc).split())})"
         raise DataError(msg) from None
 
 
@@ -187,87 +186,200 @@ def _read(d, axis_slice):
     return d[tuple(index)]
 
 
-def load_dataset(path, terms=None, part=None) -> Dataset:
+def _nbytes(d, axis_slice=None) -> int:
+    n = int(np.prod(d.shape, dtype=np.float64)) if d.shape else 1
+    if axis_slice is not None and d.shape:
+        axis, sl = axis_slice
+        n = n // max(d.shape[axis], 1) * len(range(*sl.indices(d.shape[axis])))
+    return n * d.dtype.itemsize
+
+
+def _read_checked(path, d, where, budget, axis_slice=None):
+    """One dataset, after its declared size is checked against the memory budget (before any allocation)."""
+    from ..safety import MemoryBudget
+
+    budget = budget if budget is not None else MemoryBudget()
+    budget.take(_nbytes(d, axis_slice), f"{path}:{where}")
+    try:
+        a = _read(d, axis_slice)
+    except (OSError, ValueError, TypeError) as exc:
+        msg = f"{path}:{where}: cannot read data ({' '.join(str(exc).split())}); the file may be truncated or corrupt"
+        raise DataError(msg) from None
+    if isinstance(a, np.ndarray) and a.dtype.kind == "O":
+        msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
+        raise DataError(msg)
+    return a
+
+
+def load_dataset(path, terms=None, part=None, allow_external=False, budget=None) -> Dataset:
     """Read and check a dataset file (opened read-only). ``terms`` keeps only the named terms.
 
-    ``part = (rank, size)`` reads only this rank's contiguous share of every term's scan positions
-    (the datasets a modality lists in ``position_axes``); the attribute ``positions_total`` keeps J.
+    ``part = (rank, size)`` reads only this rank's contiguous share of every term's split axis
+    (the datasets a modality lists in ``split_axes``); the attribute ``split_total`` keeps the whole length.
+    Terms whose modality declares no split are read on every rank (the problem counts them once).
+
+    External links, virtual datasets and links leaving the file are refused unless ``allow_external``;
+    every dataset's declared size is checked against ``budget`` (:class:`~multimodal_ip.safety.MemoryBudget`,
+    default from ``MMIP_MAX_MEMORY`` or the available memory) before it is read. ``/variables`` is optional:
+    without it, the variables are those the modalities infer from their data (``variables(td)``).
 
     Raises
     ------
     DataError
-        Missing or unreadable file, wrong format, missing groups, bad variable specs or truth.
+        Missing or unreadable file, wrong format, missing groups, bad variable specs or truth, links leaving
+        the file, data larger than the memory budget.
     """
+    from ..modality import capabilities, split_length
+    from ..plugins import get_registry
+    from ..safety import MemoryBudget, walk_group
+
     path = Path(path)
+    budget = budget if budget is not None else MemoryBudget()
     with open_h5(path) as f:
         if _str(f.attrs.get("format", "")) != FORMAT:
-            msg = f"{path}: not a multimodal_ip file (root attribute format={f.attrs.get('format')!r})"
+            shown = " ".join(repr(f.attrs.get("format")).split())[:80]
+            msg = f"{path}: not a multimodal_ip file (root attribute format={shown})"
             raise DataError(msg)
-        version = int(f.attrs.get("format_version", -1))
-        if version != FORMAT_VERSION:
-            msg = f"{path}: format_version {version} is not supported (this version reads {FORMAT_VERSION})"
+        raw_version = f.attrs.get("format_version", -1)
+        if not (isinstance(raw_version, (int, np.integer)) and not isinstance(raw_version, bool)
+                and int(raw_version) == FORMAT_VERSION):
+            shown = " ".join(repr(raw_version).split())[:80]
+            msg = f"{path}: format_version {shown} is not supported (this version reads the integer {FORMAT_VERSION})"
             raise DataError(msg)
-        for grp in ("variables", "terms"):
-            if grp not in f or not isinstance(f[grp], h5py.Group):
-                msg = f"{path}: missing group /{grp}"
-                raise DataError(msg)
+        groups = dict(walk_group(path, f, "/", allow_external))
+        if "terms" not in groups or not isinstance(groups["terms"], h5py.Group):
+            msg = f"{path}: missing group /terms"
+            raise DataError(msg)
         variables = []
-        for name, d in f["variables"].items():
-            try:
-                shape = tuple(int(s) for s in np.atleast_1d(d.attrs["shape"]))
-                dtype = np.dtype(_str(d.attrs["dtype"]))
-                variables.append(Variable(name, shape, dtype, d.attrs.get("lower"), d.attrs.get("upper")))
-            except (KeyError, TypeError, ValueError) as exc:
-                msg = f"{path}:/variables/{name}: needs attrs shape (ints) and dtype (float/complex): {exc}"
-                raise DataError(msg) from None
-        if not variables:
-            msg = f"{path}:/variables is empty"
-            raise DataError(msg)
-        space = VariableSpace(variables)
-        truth = {}
-        if "truth" in f:
-            for name, d in f["truth"].items():
-                a = d[()]
-                if name not in space:  # e.g. the true probe or positions: checked when they are refined
-                    truth[name] = a
-                    continue
-                if a.shape != space[name].shape:
-                    msg = f"{path}:/truth/{name}: expected shape {space[name].shape}, got {a.shape}"
-                    raise DataError(msg)
-                truth[name] = a
-        term_data = {}
-        for name, g in f["terms"].items():
-            if terms is not None and name not in terms:
-                continue
+        if "variables" in groups:
+            if not isinstance(groups["variables"], h5py.Group):
+                msg = f"{path}:/variables: expected a group, got a dataset"
+                raise DataError(msg)
+            for name, d in walk_group(path, groups["variables"], "/variables/", allow_external):
+                variables.append(_variable_spec(path, name, d))
+            if not variables:
+                msg = f"{path}:/variables is empty (omit the group to let the modalities infer the variables)"
+                raise DataError(msg)
+        term_groups = dict(walk_group(path, groups["terms"], "/terms/", allow_external))
+        modality_of = {}
+        for name, g in term_groups.items():
+            if not isinstance(g, h5py.Group):
+                msg = f"{path}:/terms/{name}: expected a group (a data term), got a dataset"
+                raise DataError(msg)
             if "modality" not in g.attrs:
                 msg = f"{path}:/terms/{name}: missing attribute 'modality'"
                 raise DataError(msg)
+            modality_of[name] = _str(g.attrs["modality"])
+        if terms is not None:
+            missing = [t for t in terms if t not in term_groups]
+            if missing:
+                msg = f"{path}: no term(s) {sorted(missing)}; the file has: {', '.join(term_groups) or 'none'}"
+                raise DataError(msg)
+        registry = get_registry()
+        if not variables:
+            variables = _infer_variables(path, term_groups, modality_of, registry, allow_external)
+        space = VariableSpace(variables)
+        truth = {}
+        if "truth" in groups:
+            if not isinstance(groups["truth"], h5py.Group):
+                msg = f"{path}:/truth: expected a group, got a dataset"
+                raise DataError(msg)
+            for name, d in walk_group(path, groups["truth"], "/truth/", allow_external):
+                if not isinstance(d, h5py.Dataset):
+                    msg = f"{path}:/truth/{name}: expected a dataset, got a group"
+                    raise DataError(msg)
+                if name in space and d.shape != space[name].shape:
+                    msg = f"{path}:/truth/{name}: expected shape {space[name].shape}, got {d.shape}"
+                    raise DataError(msg)
+                # other names (e.g. a true calibration) are checked when those unknowns are refined
+                truth[name] = _read_checked(path, d, f"/truth/{name}", budget)
+        term_data = {}
+        for name, g in term_groups.items():
+            if terms is not None and name not in terms:
+                continue
+            items = dict(walk_group(path, g, f"/terms/{name}/", allow_external))
+            datasets = {k: d for k, d in items.items() if isinstance(d, h5py.Dataset)}
             axes: dict[str, int] = {}
             sl = None
+            total = None
             if part is not None:
-                from ..plugins import get_registry
-
-                axes = getattr(get_registry().get("modality", _str(g.attrs["modality"])), "position_axes", {})
-                if "positions" in g:
-                    total = g["positions"].shape[0]
+                axes = capabilities(registry.get("modality", modality_of[name])).split_axes
+                total = split_length(f"{path}:/terms/{name}", {k: d.shape for k, d in datasets.items()}, axes)
+                if total is not None:
                     rank, size = part
                     sl = slice(rank * total // size, (rank + 1) * total // size)
-            try:
-                arrays = {k: _read(d, (axes[k], sl) if k in axes and sl is not None else None)
-                          for k, d in g.items() if isinstance(d, h5py.Dataset)}
-            except OSError as exc:
-                msg = f"{path}:/terms/{name}: cannot read data ({exc}); the file may be truncated"
-                raise DataError(msg) from None
+            arrays = {k: _read_checked(path, d, f"/terms/{name}/{k}", budget,
+                                       (axes[k], sl) if k in axes and sl is not None else None)
+                      for k, d in datasets.items()}
             attrs = _attrs(g)
             if sl is not None:
-                attrs["positions_total"] = int(g["positions"].shape[0])
-            term_data[name] = TermData(name, _str(g.attrs["modality"]), arrays, attrs, str(path))
-        if terms is not None:
-            missing = set(terms) - set(term_data)
-            if missing:
-                msg = f"{path}: no term(s) {sorted(missing)}; the file has: {', '.join(f['terms'])}"
-                raise DataError(msg)
+                attrs["split_total"] = int(total or 0)
+            term_data[name] = TermData(name, modality_of[name], arrays, attrs, str(path))
         if not term_data:
             msg = f"{path}:/terms holds no data term"
             raise DataError(msg)
         return Dataset(variables, term_data, truth, _attrs(f), str(path))
+
+
+def _variable_spec(path, name, d) -> Variable:
+    where = f"{path}:/variables/{name}"
+    try:
+        shape = tuple(int(s) for s in np.atleast_1d(d.attrs["shape"]))
+        if any(s <= 0 for s in shape) or np.prod(shape, dtype=np.float64) > 2**40:
+            msg = f"{where}: shape {shape} must be positive and of a sane size"
+            raise DataError(msg)
+        dtype = np.dtype(_str(d.attrs["dtype"]))
+        bounds = []
+        for key in ("lower", "upper"):
+            b = d.attrs.get(key)
+            if b is not None:
+                b = float(np.asarray(b).item())
+                if np.isnan(b):
+                    msg = f"{where}: attribute {key} is NaN"
+                    raise DataError(msg)
+            bounds.append(b)
+        if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+            msg = f"{where}: lower {bounds[0]} > upper {bounds[1]}"
+            raise DataError(msg)
+        return Variable(name, shape, dtype, *bounds)
+    except DataError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"{where}: needs attrs shape (positive ints) and dtype (float/complex), numeric bounds: {exc}"
+        raise DataError(" ".join(msg.split())) from None
+
+
+class _LazyTerm(TermData):
+    """A term whose arrays are h5py datasets (read on demand): what ``variables(td)`` sees."""
+
+
+def _infer_variables(path, term_groups, modality_of, registry, allow_external) -> list:
+    """Variables from the modalities' ``variables(td)`` over every term of the file; conflicts are errors."""
+    from ..modality import capabilities
+    from ..safety import walk_group
+
+    found: dict = {}
+    needed: dict = {}
+    for name, g in term_groups.items():
+        info = capabilities(registry.get("modality", modality_of[name]))
+        items = {k: d for k, d in walk_group(path, g, f"/terms/{name}/", allow_external) if isinstance(d, h5py.Dataset)}
+        td = _LazyTerm(name, modality_of[name], items, _attrs(g), str(path))
+        for v in info.variables(td):
+            if v.name in found and (found[v.name][0].shape, found[v.name][0].dtype) != (v.shape, v.dtype):
+                other, first = found[v.name]
+                msg = (f"{path}: terms {first!r} and {name!r} imply different variables {v.name!r}: "
+                       f"{other.shape} {other.dtype} vs {v.shape} {v.dtype}; declare it in /variables/{v.name}")
+                raise DataError(msg)
+            found.setdefault(v.name, (v, name))
+        for need in getattr(info.obj, "inputs", ()):
+            needed.setdefault(need, name)
+    missing = {k: t for k, t in needed.items() if k not in found}
+    if missing:
+        k, t = next(iter(missing.items()))
+        msg = (f"{path}: no /variables group, and no term determines variable {k!r} (needed by term {t!r}); "
+               f"add /variables/{k} with attrs shape and dtype")
+        raise DataError(msg)
+    if not found:
+        msg = f"{path}: no /variables group, and the modalities infer no variables from the terms; add /variables"
+        raise DataError(msg)
+    return sorted((v for v, _ in found.values()), key=lambda v: v.name)  # the order h5py lists /variables in

@@ -1,8 +1,9 @@
-__all__ = ["build_problem", "apply_balance", "LIKELIHOODS"]
+__all__ = ["build_problem", "apply_balance", "balance_reference", "LIKELIHOODS"]
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..modality import capabilities
 from ..plugins import get_registry
 from ..problem import JointProblem, balanced_weights
 from ..variables import Variable, VariableSpace
@@ -25,7 +26,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     balance_c : :obj:`float`, optional
         :math:`c`; default the dataset's root attribute ``balance_c`` (else 0.01).
     reference : :obj:`str`, optional
-        Reference term; default the dataset's ``reference_term`` attribute, else the first term.
+        Reference term of the balancing; default the dataset's ``reference_term`` attribute, else the one term
+        whose modality declares ``balance_role = "reference"`` (:func:`balance_reference`; never the file order).
     term_options : mapping, optional
         ``{term: {option: value}}`` passed to each modality's ``build_term`` (e.g. ``loss``).
     xp : module, optional
@@ -53,7 +55,7 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     if likelihood not in LIKELIHOODS:
         msg = f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}"
         raise ConfigError(msg)
-    modalities = {n: registry.get("modality", dataset.terms[n].modality) for n in names}
+    modalities = {n: capabilities(registry.get("modality", dataset.terms[n].modality)) for n in names}
     calibration, offers = _calibration(dataset, modalities, tuple(refine or ()))
     space = dataset.space
     if calibration:
@@ -64,18 +66,18 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     built = []
     for n in names:
         options = dict(term_options.get(n, {}), **({"dtype": dtype} if dtype is not None else {}))
-        mine = tuple(r for r in calibration if r in getattr(modalities[n], "refinable", ()))
+        mine = tuple(r for r in calibration if r in modalities[n].refinable)
         if mine:
             options.update(refine=mine, calibration=offers)
         if likelihood == "poisson":
-            if "photon_weighted" not in getattr(modalities[n], "options", ()):
+            if not modalities[n].photon_likelihood:
                 msg = (f"likelihood 'poisson': modality {dataset.terms[n].modality!r} (term {n!r}) has no "
                        "photon-count likelihood (its options do not list photon_weighted)")
                 raise ConfigError(msg)
             options["photon_weighted"] = True
-        if coupling is not None and "coupling" in getattr(modalities[n], "options", ()):
+        if coupling is not None and "coupling" in modalities[n].options:
             options["coupling"] = _with_element_names(coupling, dataset)
-        built.append(modalities[n].build_term(dataset.terms[n], space, xp=xp, **options))
+        built.append(modalities[n].obj.build_term(dataset.terms[n], space, xp=xp, **options))
     truth = {k: v for k, v in dataset.truth.items() if k in space}
     for k in calibration:
         if k in truth and np.shape(truth[k]) != np.shape(calibration[k]):
@@ -83,21 +85,20 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
             raise DataError(msg)
     if xp is not None and truth:
         truth = {k: xp.asarray(v) for k, v in truth.items()}
-    if coupling is not None and not any("coupling" in getattr(m, "options", ()) for m in modalities.values()):
+    if coupling is not None and not any("coupling" in m.options for m in modalities.values()):
         msg = f"coupling {coupling!r}: no term of {dataset.source} couples element maps into an object"
         raise ConfigError(msg)
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
-    return apply_balance(problem, dataset, balance_c, reference, xp) if balance and likelihood == "balanced" \
-        else problem
+    return apply_balance(problem, dataset, balance_c, reference, xp, registry) \
+        if balance and likelihood == "balanced" else problem
 
 
 def _calibration(dataset, modalities, refine):
     """Start values of the refined calibration unknowns, and every value the modalities offer."""
     offers = {}
     for n, modality in modalities.items():
-        if hasattr(modality, "calibration"):
-            for k, a in modality.calibration(dataset.terms[n]).items():
-                offers.setdefault(k, np.asarray(a))
+        for k, a in modality.calibration(dataset.terms[n]).items():
+            offers.setdefault(k, np.asarray(a))
     clash = [r for r in refine if r in dataset.space]
     if clash:
         msg = f"cannot refine {clash}: {dataset.source} already has variables of that name"
@@ -110,20 +111,52 @@ def _calibration(dataset, modalities, refine):
     return {r: offers[r] for r in dict.fromkeys(refine)}, offers
 
 
-def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None):
+def balance_reference(names, dataset, reference=None, registry=None) -> str:
+    """The reference term of the balancing: ``reference``, else the dataset's ``reference_term`` attribute, else
+    the one term whose modality declares ``balance_role = "reference"``. Never the order of the terms in the
+    file; when nothing decides, a :class:`ConfigError` names the terms and the ways to choose."""
+    names = list(names)
+    where = "--balance-reference" if reference is not None else f"{dataset.source}: attribute reference_term"
+    chosen = reference if reference is not None else dataset.attrs.get("reference_term")
+    if chosen is not None:
+        chosen = str(chosen)
+        if chosen not in names:
+            msg = f"{where} = {chosen!r} is not one of the terms being solved ({', '.join(names)})"
+            raise ConfigError(msg)
+        return chosen
+    registry = registry or get_registry()
+    refs = [n for n in names if capabilities(registry.get("modality", dataset.terms[n].modality)).balance_role
+            == "reference"]
+    if len(refs) == 1:
+        return refs[0]
+    roles = ", ".join(f"{n} ({dataset.terms[n].modality})" for n in names)
+    why = "several declare" if refs else "none declares"
+    msg = (f"cannot choose the balancing reference among terms {roles}: {why} balance_role 'reference'; "
+           "name one with --balance-reference TERM or the root attribute reference_term")
+    raise ConfigError(msg)
+
+
+def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None, registry=None):
     """The paper's weights at the start point (all ones, calibration at its start values; see
-    :func:`~multimodal_ip.balanced_weights`), with ``c`` and
-    the reference term from the arguments, else from the dataset's attributes; one term is left as it is."""
+    :func:`~multimodal_ip.balanced_weights`), with ``c`` from the argument, else the dataset's ``balance_c``
+    attribute (default 0.01), and the reference term from :func:`balance_reference`."""
     names = list(problem.term_names)
     if len(names) < 2:
         return problem
-    ref = reference or str(dataset.attrs.get("reference_term", names[0]))
-    if ref not in names:
-        ref = names[0]
+    ref = balance_reference(names, dataset, reference, registry)
     c = float(balance_c if balance_c is not None else dataset.attrs.get("balance_c", 0.01))
+    if not (np.isfinite(c) and c > 0):
+        msg = f"balance_c must be a finite number > 0; got {c!r}"
+        raise ConfigError(msg)
     # the object's gradients only: refined calibration unknowns leave the weights as they are without refinement
     frozen = problem.with_frozen(tuple(problem.calibration)) if problem.calibration else problem
-    return problem.with_weights(balanced_weights(frozen, problem.start(xp=xp or np), ref, c))
+    weights = balanced_weights(frozen, problem.start(xp=xp or np), ref, c)
+    bad = {k: w for k, w in weights.items() if not (np.isfinite(w) and w >= 0)}
+    if bad:
+        msg = (f"balancing against {ref!r} gives weights {bad} (a term's gradient at the start point is zero or not "
+               "finite); choose another reference or check the data")
+        raise ConfigError(msg)
+    return problem.with_weights(weights)
 
 
 def _with_element_names(spec, dataset):

@@ -1,7 +1,60 @@
-__all__ = ["Solver", "Result", "History", "SolverState", "solve", "solve_staged", "get_solver"]
+__all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled", "solve", "solve_staged", "get_solver",
+           "declare_options", "check_solver_options"]
 
-from .base import History, Result, Solver, SolverState
+from .base import STATUSES, History, Result, Solver, SolverState, Stop, stalled
 from .staged import solve_staged
+
+
+def declare_options(fn, *classes, **extra):
+    """Attach to a solve function the ``{option: default}`` it accepts (from the ``__init__`` of ``classes``), so
+    that options can be checked by name and type before a run. Returns ``fn``."""
+    import inspect
+
+    opts: dict = {}
+    for cls in classes:
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for p in list(inspect.signature(init).parameters.values())[2:]:  # self, problem
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    opts[p.name] = p.default
+    opts.pop("callback", None)
+    opts.update(extra)
+    fn.options = opts
+    return fn
+
+
+def check_solver_options(name: str, fn, options: dict) -> None:
+    """Refuse, with one line, an option the solver does not take or a value of the wrong type or sign."""
+    import math
+
+    from ..errors import ConfigError
+
+    known = getattr(fn, "options", None)
+    if known is None:  # a third-party solver that declares nothing: it checks its own options
+        return
+    for k, v in options.items():
+        if k not in known:
+            msg = f"solver {name!r} has no option {k!r}; it takes: {', '.join(sorted(known))}"
+            raise ConfigError(msg)
+        default = known[k]
+        if isinstance(default, bool) or isinstance(v, bool):
+            ok = isinstance(v, bool) and (default is None or isinstance(default, bool))
+        elif isinstance(default, int):
+            ok = isinstance(v, int) and v >= 1
+        elif isinstance(default, float) or default is None and isinstance(v, (int, float)):
+            ok = isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+        elif isinstance(default, str):
+            ok = isinstance(v, str)
+        else:
+            ok = True
+        if not ok:
+            kind = ("a positive integer" if isinstance(default, int) and not isinstance(default, bool) else
+                    "a finite number >= 0" if isinstance(default, float) or default is None else
+                    type(default).__name__)
+            msg = f"solver {name!r} option {k}={v!r}: expected {kind}"
+            raise ConfigError(msg)
 
 
 def get_solver(name: str):

@@ -173,4 +173,6 @@ def solve_admm(problem, x0, resume_state=None, **options):
 
 @hookimpl
 def mmip_register_solvers(register):
-    register("admm", solve_admm)
+    from . import declare_options
+
+    register("admm", declare_options(solve_admm, ADMMSolver))

@@ -1,4 +1,4 @@
-__all__ = ["Solver", "Result", "History", "SolverState"]
+__all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled"]
 
 import logging
 import time
@@ -47,9 +47,42 @@ class History:
         return self.rows[-1] if self.rows else {}
 
 
+#: Every ``Result.status`` a solver may return, and what it means.
+STATUSES = {
+    "converged": "a stopping test on the gradient or the objective change was met (gtol, ftol, zero gradient)",
+    "maxiter": "the iteration budget was used up; the last iterate is returned",
+    "max_time": "the time budget (max_time_s) was used up; the last iterate is returned",
+    "stalled": "the solver could not make progress (a failed line search, no acceptable damped step): "
+               "not a convergence test, often a wrong gradient or a round-off limit",
+    "failed": "the objective or gradient is not finite (at the start or during the run)",
+}
+
+
+@dataclass(frozen=True)
+class Stop:
+    """What :meth:`Solver.step` returns to end a run: a status of :data:`STATUSES` and a message.
+
+    A plain string returned by ``step`` still means ``converged`` (a convergence test of the solver's own)."""
+
+    status: str
+    message: str
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            msg = f"unknown solver status {self.status!r}; one of {', '.join(STATUSES)}"
+            raise ValueError(msg)
+
+
+def stalled(message: str) -> Stop:
+    """A step that found no progress: never reported as convergence."""
+    return Stop("stalled", message)
+
+
 @dataclass
 class Result:
-    """What a solver returns: the packed solution, the history and why it stopped."""
+    """What a solver returns: the packed solution, the history and why it stopped.
+
+    ``status`` is one of :data:`STATUSES` (``converged``, ``maxiter``, ``max_time``, ``stalled``, ``failed``)."""
 
     x: object
     history: History
@@ -116,7 +149,9 @@ class Solver:
         self.x = x0
         self.lin = self.problem.linearize(x0)
 
-    def step(self) -> str | None:
+    def step(self) -> "str | Stop | None":
+        """One iteration. ``None`` to go on, a :class:`Stop` to end (``stalled(...)`` when no step was found),
+        or a string: a convergence test of the solver's own was met."""
         raise NotImplementedError
 
     def _state_variable_names(self) -> tuple:
@@ -153,7 +188,7 @@ class Solver:
         status, message = "maxiter", f"reached maxiter={self.maxiter}"
         while self.iteration < self.maxiter:
             if not np.isfinite(self.lin.objective):
-                status, message = "error", f"objective is not finite at iteration {self.iteration}"
+                status, message = "failed", f"objective is not finite at iteration {self.iteration}"
                 break
             t0 = time.perf_counter()
             stop = self.step()
@@ -164,10 +199,10 @@ class Solver:
             if self.callback is not None:
                 self.callback(SolverState(self.iteration, self.x, self.history, self))
             if stop:
-                status, message = "converged", str(stop)
+                status, message = (stop.status, stop.message) if isinstance(stop, Stop) else ("converged", str(stop))
                 break
             if not np.isfinite(row["objective"]):
-                status, message = "error", f"objective became {row['objective']} at iteration {self.iteration}"
+                status, message = "failed", f"objective became {row['objective']} at iteration {self.iteration}"
                 break
             if row["grad_norm"] <= self.gtol:
                 status, message = "converged", f"gradient norm {row['grad_norm']:.3g} <= gtol={self.gtol:g}"
@@ -176,9 +211,9 @@ class Solver:
                 status, message = "converged", f"relative objective change <= ftol={self.ftol:g}"
                 break
             if self.max_time_s is not None and self.elapsed >= self.max_time_s:
-                status, message = "time", f"reached max_time_s={self.max_time_s:g}"
+                status, message = "max_time", f"reached max_time_s={self.max_time_s:g}"
                 break
-        if status == "error":
+        if status in ("failed", "stalled"):
             log.warning("%s stopped: %s", self.name, message)
         return Result(self.x, self.history, status, message, self.problem.space.unpack(self.x))
 

@@ -5,7 +5,7 @@ from pylops import LinearOperator
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from .base import Solver
+from .base import Solver, stalled
 
 
 def _cg(op, b, maxiter, rtol):
@@ -144,7 +144,7 @@ class GaussNewton(Solver):
             if rho > 1e-4:
                 self.x, self.lin = x_new, lin_new
                 return None
-        return f"no acceptable step after {self.max_rejections} damping increases"
+        return stalled(f"no acceptable step after {self.max_rejections} damping increases")
 
 
 def solve_gauss_newton(problem, x0, resume_state=None, **options):
@@ -153,4 +153,6 @@ def solve_gauss_newton(problem, x0, resume_state=None, **options):
 
 @hookimpl
 def mmip_register_solvers(register):
-    register("gauss-newton", solve_gauss_newton)
+    from . import declare_options
+
+    register("gauss-newton", declare_options(solve_gauss_newton, GaussNewton))

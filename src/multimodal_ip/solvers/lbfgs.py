@@ -9,7 +9,7 @@ from scipy.optimize._linesearch import LineSearchWarning
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from .base import Result, Solver
+from .base import Result, Solver, stalled
 
 
 class _Cache:
@@ -110,7 +110,7 @@ class LBFGS(Solver):
             )
         if alpha is None:  # no acceptable step along this direction: stop here, with the memory cleared
             self.s_list, self.y_list = [], []
-            return "line search found no acceptable step"
+            return stalled("line search found no acceptable step")
         x_new = self.x + alpha * p
         lin_new = self.cache(x_new)
         s, y = x_new - self.x, lin_new.gradient - g
@@ -196,7 +196,16 @@ class ScipyLBFGSB(Solver):
             options={"maxiter": remaining, "maxcor": self.memory, "gtol": self.gtol,
                      "ftol": self.ftol if self.ftol > 0 else 1e3 * np.finfo(float).eps, "maxfun": 20 * remaining},
         )
-        status = "converged" if res.success else ("maxiter" if self.iteration >= self.maxiter else "stopped")
+        if res.success:
+            status = "converged"
+        elif self.iteration >= self.maxiter or res.status == 1:  # 1: iteration or evaluation budget
+            status = "maxiter"
+        elif self.max_time_s is not None and self.elapsed >= self.max_time_s:
+            status = "max_time"
+        elif not np.isfinite(self.lin.objective):
+            status = "failed"
+        else:  # ABNORMAL_TERMINATION_IN_LNSRCH and the like: no progress, not convergence
+            status = "stalled"
         return Result(self.x, self.history, status, str(res.message), self.problem.space.unpack(self.x))
 
 
@@ -216,4 +225,6 @@ def solve_lbfgs(problem, x0, method="auto", resume_state=None, **options) -> Res
 
 @hookimpl
 def mmip_register_solvers(register):
-    register("lbfgs", solve_lbfgs)
+    from . import declare_options
+
+    register("lbfgs", declare_options(solve_lbfgs, ScipyLBFGSB, LBFGS, method="auto"))

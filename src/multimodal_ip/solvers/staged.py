@@ -55,7 +55,7 @@ def solve_staged(problem, x0, solver: str = "lbfgs", maxiter: int = 100, refine_
         wrapped = None if callback is None else (
             lambda st: callback(SolverState(st.iteration, st.x, st.history, _StageSolver(st.solver, 1))))
         res = run(problem.with_frozen(frozen), x0, maxiter=k, callback=wrapped, resume_state=resume_state, **options)
-        if maxiter - k == 0 or res.status == "error":
+        if maxiter - k == 0 or res.status == "failed":
             return res
         first, x0, resume_state = res.history, res.x, None
     offset = int(first.last().get("iteration", 0))

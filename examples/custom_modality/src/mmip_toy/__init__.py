@@ -1,22 +1,39 @@
-"""Toy modality ``toy``: attenuation-like measurements ``y = exp(-A x)`` of a real map ``x``."""
+"""Toy modality ``toy``: attenuation-like measurements ``y = exp(-A x)`` of a real map ``x``.
+
+A complete third-party modality: the two required methods of the contract (``build_term``,
+``conformance_cases``) and the optional capabilities (``split_axes``, ``balance_role``, ``variables``,
+``example_term``); see ``docs/plugins.md``.
+"""
+
+from collections.abc import Iterator
 
 import numpy as np
 import pylops
 
-from multimodal_ip import DataTerm, hookimpl
+from multimodal_ip import DataTerm, Variable, VariableSpace, hookimpl
 from multimodal_ip.errors import DataError
+from multimodal_ip.io import TermData
 from multimodal_ip.losses import LeastSquares
+from multimodal_ip.modality import Modality
 from multimodal_ip.operators import Exp, Linear, compose
+from multimodal_ip.operators.nonlinear_operator import NonlinearOperator
 
 
-def toy_operator(matrix, n):
+def toy_operator(matrix, n) -> NonlinearOperator:
     """``x (n,) -> exp(-M x)``: a pylops matrix composed with an elementwise exponential."""
     m = pylops.MatrixMult(-np.asarray(matrix, dtype=float), dtype="float64")
     return compose(Exp(m.shape[0]), Linear(m, name="MinusM"))
 
 
 class Toy:
-    def build_term(self, td, space, xp=None, **options):
+    options: tuple[str, ...] = ()
+    split_axes = {"data": 0, "matrix": 0}  # one measurement per row: rows split across ranks and chunks
+    balance_role = "none"  # no opinion: a joint problem with toy names its balancing reference
+
+    def variables(self, td: TermData) -> list[Variable]:
+        return [Variable(str(td.attrs.get("variable", "x")), (int(np.shape(td.arrays["matrix"])[1]),))]
+
+    def build_term(self, td: TermData, space: VariableSpace, *, xp=None, **options) -> DataTerm:
         matrix = td.array("matrix", ndim=2, dtype_kind="f")
         data = td.array("data", ndim=1, dtype_kind="f", shape=(matrix.shape[0],))
         var = str(td.attrs.get("variable", "x"))
@@ -28,9 +45,17 @@ class Toy:
             op = compose(op, Linear(pylops.Reshape(space[var].shape, (matrix.shape[1],))))
         return DataTerm(op, data, LeastSquares(), 1.0, (var,), td.name)
 
-    def conformance_cases(self, rng):
+    def conformance_cases(self, rng: np.random.Generator) -> Iterator[tuple[str, NonlinearOperator, np.ndarray]]:
         for m, n in ((3, 2), (7, 5)):
             yield f"{m}x{n}", toy_operator(0.3 * rng.standard_normal((m, n)), n), rng.standard_normal(n)
+
+    def example_term(self, rng: np.random.Generator) -> tuple[TermData, list[Variable]]:
+        matrix = 0.3 * rng.standard_normal((7, 4))
+        data = np.exp(-matrix @ rng.standard_normal(4))
+        return TermData("toy", "toy", {"matrix": matrix, "data": data}), [Variable("x", (4,))]
+
+
+_: Modality = Toy()  # the type checker verifies the contract here
 
 
 @hookimpl

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from multimodal_ip import DataTerm, hookimpl
+from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
@@ -28,8 +28,38 @@ class Fluorescence:
     refinable = REFINABLE
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "method", "refine", "calibration", "photon_weighted")
-    #: per-position axis of each dataset (MPI ranks read only their share)
-    position_axes = {"data": 1, "positions": 0}
+    #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
+    split_axes = {"data": 1, "positions": 0}
+    #: weighted against the reference term (ptychography) by the paper's balancing
+    balance_role = "weighted"
+
+    def variables(self, td):
+        """``w`` (Ne, n0, n1): Ne from the data's rows; the map shape from the attribute ``object_shape``, else
+        from ``grid_shape`` when the positions are the full grid (a map value at every object pixel)."""
+        if "data" not in td.arrays or len(np.shape(td.arrays["data"])) != 2:
+            return []
+        ne = int(np.shape(td.arrays["data"])[0])
+        if "object_shape" in td.attrs:
+            return [Variable("w", (ne, *(int(s) for s in np.atleast_1d(td.attrs["object_shape"]))))]
+        if "grid_shape" in td.attrs and "kernel" in td.arrays and "positions" in td.arrays:
+            grid = tuple(int(s) for s in np.atleast_1d(td.attrs["grid_shape"]))
+            pos = td.array("positions", ndim=2, dtype_kind="fiu")
+            full = full_grid_positions(grid, np.shape(td.arrays["kernel"]))
+            if pos.shape == full.shape and np.array_equal(pos, full):
+                return [Variable("w", (ne, *grid))]
+        return []
+
+    def example_term(self, rng):
+        """Two elements on a 9 x 9 full grid, a 3 x 3 kernel, noise-free counts."""
+        from multimodal_ip.io import TermData
+
+        n, k, ne = 9, 3, 2
+        kernel = rng.random((k, k))
+        pos = full_grid_positions((n, n), (k, k))
+        data = FluorescenceMap(kernel, pos, (n, n), ne).matvec(rng.random(ne * n * n)).reshape(ne, -1)
+        td = TermData("fluorescence", "fluorescence", {"data": data, "kernel": kernel, "positions": pos},
+                      {"grid_shape": np.array([n, n])})
+        return td, [Variable("w", (ne, n, n))]
 
     def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, method="auto", refine=(),
                    calibration=None, photon_weighted=False, **options):
@@ -66,6 +96,10 @@ class Fluorescence:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
         photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
+        if (photon_weighted or loss == "poisson") and not (np.isfinite(photons) and photons > 0):
+            msg = (f"{td.where()}: attribute photons_per_unit = {photons!r} must be finite and > 0 for a photon-count "
+                   "likelihood (a noise-free simulation has no photon scale)")
+            raise DataError(msg)
         if photon_weighted or loss == "poisson":
             lossfn = Poisson(photons_per_unit=photons, intensity=True)
         elif loss == "least-squares":

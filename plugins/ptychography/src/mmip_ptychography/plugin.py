@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from multimodal_ip import DataTerm, hookimpl
+from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import Amplitude, Poisson
 from multimodal_ip.operators import REFINABLE, ComplexCoupling, Linear, Modulus, compose
@@ -36,8 +36,39 @@ class Ptychography:
     refinable = REFINABLE
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted")
-    #: per-position axis of each dataset (MPI ranks read only their share)
-    position_axes = {"data": 0, "positions": 0}
+    #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
+    split_axes = {"data": 0, "positions": 0}
+    #: the paper's balancing keeps ptychography at weight 1 and weights the other terms against it
+    balance_role = "reference"
+
+    def variables(self, td):
+        """``x`` from the attribute ``object_shape``, else from the scan's extent (last corner + window); ``w``
+        only when the term names its elements (``elements``); otherwise another term or ``/variables`` says."""
+        npx = np.shape(td.arrays["probe"]) if "probe" in td.arrays else None
+        if "object_shape" in td.attrs:
+            shape = tuple(int(s) for s in np.atleast_1d(td.attrs["object_shape"]))
+        elif npx is not None and "positions" in td.arrays:
+            pos = td.array("positions", ndim=2, dtype_kind="fiu")
+            shape = tuple(int(np.ceil(pos[:, i].max())) + int(npx[i]) for i in range(2))
+        else:
+            return []
+        out = [Variable("x", shape)]
+        if "elements" in td.attrs:
+            out.append(Variable("w", (len(np.atleast_1d(td.attrs["elements"])), *shape)))
+        return out
+
+    def example_term(self, rng):
+        """A 12 x 12 object, 4 x 4 probe, 16 positions with sub-pixel offsets, noise-free intensities."""
+        from multimodal_ip.io import TermData
+
+        n, npx = 12, 4
+        probe = rng.standard_normal((npx, npx)) + 1j * rng.standard_normal((npx, npx))
+        pos = raster_positions(n, npx, step_px=2)[:16] + rng.uniform(0, 0.4, (16, 2))
+        op = PtychographyModel(probe, pos, (n, n), 1)
+        psi = op.forward(1 + 0.1 * rng.random(2 * n * n))
+        data = np.abs(np.asarray(psi)) ** 2
+        td = TermData("ptychography", "ptychography", {"data": data, "probe": probe, "positions": pos})
+        return td, [Variable("x", (n, n)), Variable("w", (1, n, n))]
 
     def calibration(self, td):
         """Start values this term offers for refinement: its probe and scan positions."""
@@ -79,8 +110,12 @@ class Ptychography:
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
-        j = int(td.attrs.get("positions_total", data.shape[0]))  # f_P averages over all J, also on one MPI rank
+        j = int(td.attrs.get("split_total", data.shape[0]))  # f_P averages over all J, also on one MPI rank
         photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
+        if (photon_weighted or loss == "poisson") and not (np.isfinite(photons) and photons > 0):
+            msg = (f"{td.where()}: attribute photons_per_unit = {photons!r} must be finite and > 0 for a photon-count "
+                   "likelihood (a noise-free simulation has no photon scale)")
+            raise DataError(msg)
         if loss == "amplitude":
             lossfn = Amplitude(scale=4.0 * photons if photon_weighted else 1.0 / j)
         elif loss == "poisson":

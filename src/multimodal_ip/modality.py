@@ -1,0 +1,165 @@
+r"""The modality contract: what the core calls on a modality plugin, with what, and the defaults.
+
+A modality is any object registered through ``mmip_register_modalities``. Two methods are **required**:
+
+``build_term(td, space, *, xp=None, **options) -> DataTerm``
+    The data term of one ``/terms/<name>`` group (:class:`~multimodal_ip.io.TermData`) over the problem's
+    :class:`~multimodal_ip.VariableSpace`. ``xp`` is the array module (numpy or cupy); ``options`` are only
+    those the modality lists in :attr:`Modality.options` (plus ``dtype``).
+``conformance_cases(rng) -> iterable of (case_name, operator, x)``
+    Small operators and points for the adjoint and Taylor tests of the conformance kit.
+
+Everything else is **optional**; the core reads it only through :func:`capabilities`, which fills in the
+defaults below and checks the types (a plugin that gets them wrong is listed by ``mmip plugins`` with the
+reason and not used):
+
+=========================  ===========================  ==========================================================
+attribute / method         default                      meaning
+=========================  ===========================  ==========================================================
+``options``                ``()``                       keyword options ``build_term`` accepts (run files, flags)
+``split_axes``             ``{}``                       ``{dataset: axis}`` along which the term's data split into
+                                                        independent parts (MPI ranks, chunks); all listed datasets
+                                                        have the same length on their axis. Empty: the term is
+                                                        not split (evaluated once, on rank 0)
+``balance_role``           ``"none"``                   ``"reference"``: the term the paper's gradient-norm
+                                                        balancing keeps at weight 1; ``"weighted"``: a term that
+                                                        is weighted against it; ``"none"``: no opinion
+``refinable``              ``()``                       names of calibration unknowns the term can read
+``variables(td)``          ``[]``                       the :class:`~multimodal_ip.Variable` s the term's data
+                                                        determine (so ``/variables`` may be omitted from a file)
+``calibration(td)``        ``{}``                       start values this term offers for refinable unknowns
+``example_term(rng)``      ``None``                     ``(TermData, [Variable, ...])``: a small term the kit
+                                                        builds through ``build_term`` and splits (required by the
+                                                        conformance kit, not by the core)
+=========================  ===========================  ==========================================================
+
+``photon_weighted`` in ``options`` declares a photon-count likelihood (``--likelihood poisson``).
+A term that is split over parts gets the attribute ``split_total`` (the length of the whole split axis) so it can
+normalise by the whole, not by its part.
+"""
+
+__all__ = ["Modality", "ModalityInfo", "capabilities", "check_modality_contract", "BALANCE_ROLES",
+           "split_term", "split_length"]
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import DataError, PluginLoadError
+
+BALANCE_ROLES = ("reference", "weighted", "none")
+
+
+@runtime_checkable
+class Modality(Protocol):
+    """The two required methods (see the module docstring for the optional capabilities)."""
+
+    def build_term(self, td: Any, space: Any, *, xp: Any = None, **options: Any) -> Any: ...
+
+    def conformance_cases(self, rng: np.random.Generator) -> Iterable[tuple]: ...
+
+
+@dataclass(frozen=True)
+class ModalityInfo:
+    """A modality's capabilities, defaults filled in and types checked."""
+
+    obj: Any
+    options: tuple = ()
+    split_axes: dict = field(default_factory=dict)
+    balance_role: str = "none"
+    refinable: tuple = ()
+
+    def variables(self, td) -> list:
+        fn = getattr(self.obj, "variables", None)
+        return list(fn(td)) if fn is not None else []
+
+    def calibration(self, td) -> dict:
+        fn = getattr(self.obj, "calibration", None)
+        return dict(fn(td)) if fn is not None else {}
+
+    def example_term(self, rng):
+        fn = getattr(self.obj, "example_term", None)
+        return fn(rng) if fn is not None else None
+
+    @property
+    def has_example(self) -> bool:
+        return callable(getattr(self.obj, "example_term", None))
+
+    @property
+    def photon_likelihood(self) -> bool:
+        return "photon_weighted" in self.options
+
+
+def _strings(value, what) -> tuple:
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+        msg = f"{what} must be a tuple of strings, got {value!r}"
+        raise PluginLoadError(msg)
+    return tuple(value)
+
+
+def check_modality_contract(obj) -> ModalityInfo:
+    """The :class:`ModalityInfo` of ``obj``, or :class:`~multimodal_ip.errors.PluginLoadError` saying what is wrong."""
+    for method in ("build_term", "conformance_cases"):
+        if not callable(getattr(obj, method, None)):
+            msg = f"{type(obj).__name__} has no method {method}() (required by the modality contract)"
+            raise PluginLoadError(msg)
+    for method in ("variables", "calibration", "example_term"):
+        if hasattr(obj, method) and not callable(getattr(obj, method)):
+            msg = f"{type(obj).__name__}.{method} must be a method"
+            raise PluginLoadError(msg)
+    axes = getattr(obj, "split_axes", None)
+    if axes is None:
+        axes = getattr(obj, "position_axes", {})  # the name before the contract was written down
+    if not isinstance(axes, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                             and v >= 0 for k, v in axes.items()):
+        msg = f"{type(obj).__name__}.split_axes must map dataset names to axes (int >= 0), got {axes!r}"
+        raise PluginLoadError(msg)
+    role = getattr(obj, "balance_role", "none")
+    if role not in BALANCE_ROLES:
+        msg = f"{type(obj).__name__}.balance_role must be one of {BALANCE_ROLES}, got {role!r}"
+        raise PluginLoadError(msg)
+    return ModalityInfo(obj, _strings(getattr(obj, "options", ()), f"{type(obj).__name__}.options"), dict(axes),
+                        role, _strings(getattr(obj, "refinable", ()), f"{type(obj).__name__}.refinable"))
+
+
+def capabilities(obj) -> ModalityInfo:
+    """The capabilities of a registered modality (see the table in the module docstring)."""
+    return obj if isinstance(obj, ModalityInfo) else check_modality_contract(obj)
+
+
+def split_length(where: str, shapes: dict, axes: dict) -> int | None:
+    """The common length of the split axis over the datasets ``axes`` names (``shapes``: ``{dataset: shape}``);
+    ``None`` when the term declares no split. A disagreement is a :class:`DataError` naming the datasets."""
+    lengths = {k: shapes[k][a] for k, a in axes.items() if k in shapes and a < len(shapes[k])}
+    bad = [k for k, a in axes.items() if k in shapes and a >= len(shapes[k])]
+    if bad:
+        msg = f"{where}: dataset(s) {bad} have no axis {[axes[k] for k in bad]} to split along"
+        raise DataError(msg)
+    if not lengths:
+        return None
+    if len(set(lengths.values())) != 1:
+        msg = f"{where}: datasets split together have different lengths {lengths}"
+        raise DataError(msg)
+    return next(iter(lengths.values()))
+
+
+def split_term(td, axes: dict, part: int, parts: int):
+    """Part ``part`` of ``parts`` of an in-memory term: contiguous slices along each declared axis, the attribute
+    ``split_total`` set to the whole length (the same slicing a file read for an MPI rank does)."""
+    from dataclasses import replace
+
+    shapes = {k: np.shape(a) for k, a in td.arrays.items()}
+    total = split_length(td.where(), shapes, axes)
+    if total is None:
+        return td
+    sl = slice(part * total // parts, (part + 1) * total // parts)
+    arrays = {}
+    for k, a in td.arrays.items():
+        if k in axes:
+            index = [slice(None)] * np.ndim(a)
+            index[axes[k]] = sl
+            a = np.asarray(a)[tuple(index)]
+        arrays[k] = a
+    return replace(td, arrays=arrays, attrs=dict(td.attrs, split_total=total))

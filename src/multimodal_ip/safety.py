@@ -1,0 +1,165 @@
+"""Guards against hostile or mistaken inputs: the one reader policy and the one output guard.
+
+* :func:`regular_input` - an input must be an existing regular file (a FIFO, a device or a directory is refused
+  before it is opened: reading ``/dev/zero`` or a FIFO would never end).
+* :func:`walk_group` - the members of an HDF5 group, refusing external links, virtual datasets and soft links that
+  leave the file or dangle, unless the user allows external links (``--allow-external-links``).
+* :class:`MemoryBudget` - declared sizes are checked before anything is allocated (``MMIP_MAX_MEMORY``, bytes, or
+  ``8G``/``500M``; default 80 % of the available memory).
+* :func:`check_outputs` - every path the program writes is compared with every input by identity (same inode,
+  through symlinks and hard links), not by name.
+* :func:`read_text_capped` - a run file read with a size cap.
+"""
+
+__all__ = ["regular_input", "walk_group", "MemoryBudget", "check_outputs", "read_text_capped", "memory_budget_bytes",
+           "MAX_RUN_FILE_BYTES"]
+
+import os
+import stat
+from pathlib import Path
+
+import h5py
+
+from .errors import ConfigError, DataError
+
+MAX_RUN_FILE_BYTES = 1 << 20
+ENV_MEMORY = "MMIP_MAX_MEMORY"
+
+
+def regular_input(path, what="file") -> Path:
+    """``path`` as a :class:`Path` if it is an existing regular file (symlinks followed); else a one-line error."""
+    text = str(path)
+    if not text.strip():
+        msg = f"empty {what} name"
+        raise DataError(msg)
+    p = Path(text)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        msg = f"{p}: no such {what}"
+        raise DataError(msg) from None
+    except OSError as exc:
+        msg = f"{p}: cannot read {what} ({exc.strerror or exc})"
+        raise DataError(msg) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+            "not a regular file"
+        msg = f"{p}: expected a regular {what}, got {kind}"
+        raise DataError(msg)
+    if not os.access(p, os.R_OK):
+        msg = f"{p}: permission denied"
+        raise DataError(msg)
+    return p
+
+
+def walk_group(path, group, prefix, allow_external=False):
+    """``(name, object)`` for each member of ``group``; links that leave the file are refused by name."""
+    for name in group:
+        where = f"{path}:{prefix}{name}"
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink) and not allow_external:
+            msg = (f"{where}: an external link to {link.filename}:{link.path} (refused: only the named input is read; "
+                   "--allow-external-links for trusted facility layouts)")
+            raise DataError(msg)
+        try:
+            obj = group[name]
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            kind = "soft link" if isinstance(link, h5py.SoftLink) else "link"
+            msg = f"{where}: {kind} cannot be resolved ({' '.join(str(exc).split())})"
+            raise DataError(msg) from None
+        if isinstance(link, h5py.SoftLink) and obj.file.filename != group.file.filename and not allow_external:
+            msg = f"{where}: a soft link that leaves the file (refused)"
+            raise DataError(msg)
+        if isinstance(obj, h5py.Dataset) and obj.is_virtual and not allow_external:
+            sources = sorted({s.file_name for s in obj.virtual_sources()})
+            msg = f"{where}: a virtual dataset reading {sources} (refused: only the named input is read)"
+            raise DataError(msg)
+        yield name, obj
+
+
+def memory_budget_bytes() -> int:
+    """``MMIP_MAX_MEMORY`` (bytes, or with a K/M/G/T suffix), else 80 % of the available memory."""
+    text = os.environ.get(ENV_MEMORY, "").strip()
+    if text:
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        mult = units.get(text[-1].upper(), 1)
+        try:
+            value = float(text[:-1] if text[-1].upper() in units else text) * mult
+        except ValueError:
+            value = -1.0
+        if not value > 0 or value == float("inf"):
+            msg = f"{ENV_MEMORY}={text!r}: expected a positive size such as 8G, 500M or 1000000"
+            raise ConfigError(msg)
+        return int(value)
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not Linux
+        avail = 8 << 30
+    return int(0.8 * avail)
+
+
+class MemoryBudget:
+    """Bytes that may still be read; :meth:`take` refuses, naming the dataset, what would exceed it."""
+
+    def __init__(self, total: int | None = None):
+        self.total = memory_budget_bytes() if total is None else int(total)
+        self.left = self.total
+
+    def take(self, nbytes: int, where: str) -> None:
+        if nbytes > self.left:
+            msg = (f"{where}: declares {nbytes / 2**20:.4g} MiB, more than the memory budget left "
+                   f"({self.left / 2**20:.4g} of {self.total / 2**20:.4g} MiB; set {ENV_MEMORY} to change it)")
+            raise DataError(msg)
+        self.left -= nbytes
+
+
+def _identity(p: Path):
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Refuse to write any of ``outputs`` (files or folders) where it would replace or lie inside an input.
+
+    Compared by identity (device, inode) through symlinks and hard links, and by resolved path for files that
+    do not exist yet; a folder output may not be an input and may not contain one."""
+    ins = [(Path(str(i)), _identity(Path(str(i)))) for i in inputs if i]
+    for out in outputs:
+        text = str(out)
+        if not text.strip():
+            msg = "empty output name"
+            raise ConfigError(msg)
+        if "\n" in text or "\r" in text:
+            msg = f"output name {text!r} contains a newline"
+            raise ConfigError(msg)
+        o = Path(text)
+        oid = _identity(o)
+        for i, iid in ins:
+            same = (oid is not None and oid == iid) or o.resolve() == i.resolve()
+            inside = o.is_dir() and iid is not None and o.resolve() in i.resolve().parents
+            if same or inside:
+                msg = f"refusing to write {o}: it {'is' if same else 'contains'} the input {i}; choose another output"
+                raise ConfigError(msg)
+        parent = o.resolve().parent
+        for anc in (parent, *parent.parents):
+            if anc.exists() and not anc.is_dir():
+                msg = f"cannot write {o}: {anc} is not a folder"
+                raise ConfigError(msg)
+
+
+def read_text_capped(path, what="run file", cap=MAX_RUN_FILE_BYTES) -> bytes:
+    """The bytes of a small regular file, refusing FIFOs, devices, directories and files over ``cap``."""
+    p = regular_input(path, what)
+    if p.stat().st_size > cap:
+        msg = f"{p}: {what} is {p.stat().st_size} bytes, more than the {cap} allowed"
+        raise ConfigError(msg)
+    with open(p, "rb") as fh:
+        return fh.read(cap + 1)[:cap]
