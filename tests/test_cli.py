@@ -88,13 +88,14 @@ def test_hessian_study(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["reconstruct", "{missing}", "-o", "{out}"], "no such file"),
+        (["reconstruct", "{missing}", "-o", "{out}"], "no such data file"),
         (["reconstruct", "{data}", "-o", "{out}", "--solver", "lbgfs"], "no solver 'lbgfs'; installed:"),
-        (["reconstruct", "{data}", "-o", "{out}", "--terms", "sonar"], "no term(s) ['sonar']; the file has: fluorescence, ptychography"),
+        (["reconstruct", "{data}", "-o", "{out}", "--terms", "sonar"],
+         "no term(s) ['sonar']; the file has: fluorescence, ptychography"),
         (["reconstruct", "{data}", "-o", "{out}", "--iterations", "-3"], "iterations must be >= 0"),
         (["reconstruct", "{data}", "-o", "{out}", "--config", "{badtoml}"], "unknown setting 'solverr'"),
         (["reconstruct", "{data}", "-o", "{out}", "--solver-option", "bogus=1"], "has no option 'bogus'"),
-        (["reconstruct", "{data}", "-o", "{data}"], "refusing to write the result over the input"),
+        (["reconstruct", "{data}", "-o", "{data}"], "it is the input"),
         (["reconstruct", "{notmmip}", "-o", "{out}"], "not a multimodal_ip file"),
         (["reconstruct", "{data}", "-o", "{out}", "--resume"], "no checkpoint"),
         (["simulate", "nope", "-o", "{out}"], "no simulation 'nope'"),

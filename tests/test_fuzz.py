@@ -50,7 +50,8 @@ def test_malformed_datasets_end_cleanly(tmp_path, base, capsys, target, action, 
                 obj = f[target.rsplit("/", 1)[0]]
                 key = data.draw(st.sampled_from(["modality", "shape", "dtype", "photons_per_unit", "format"]))
                 obj.attrs[key] = value if value.size else "garbage"
-    code = main(["reconstruct", str(path), "-o", str(tmp_path / "r.h5"), "--iterations", "1", "--checkpoint-every", "0"])
+    code = main(["reconstruct", str(path), "-o", str(tmp_path / "r.h5"), "--iterations", "1",
+                 "--checkpoint-every", "0"])
     err = capsys.readouterr().err
     assert code in (0, 2)
     if code == 2:

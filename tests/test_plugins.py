@@ -44,7 +44,8 @@ def test_third_party_solver_is_selectable(tiny_dataset):
 
 def test_failing_plugin_is_isolated():
     def boom(register):
-        raise RuntimeError("kaput")
+        msg = "kaput"
+        raise RuntimeError(msg)
 
     plugin = types.SimpleNamespace(mmip_register_solvers=hookimpl(boom))
     reg = registry(plugin)
@@ -111,7 +112,8 @@ def test_entry_point_that_fails_to_import_is_isolated(monkeypatch):
         name, dist = "broken", None
 
         def load(self):
-            raise ImportError("No module named 'missing_dependency'")
+            msg = "No module named 'missing_dependency'"
+            raise ImportError(msg)
 
     real = importlib.metadata.entry_points
     monkeypatch.setattr(importlib.metadata, "entry_points",

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+KIT = [sys.executable, "-m", "pytest", "--mmip-conformance", "-p", "no:cacheprovider"]
 toy = pytest.importorskip("mmip_toy", reason="install examples/custom_modality (make test does)")
 
 
@@ -19,11 +20,12 @@ def test_toy_is_listed_beside_builtins(capsys):
 
 def test_conformance_run_covers_installed_modalities(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--mmip-conformance", "-v", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
+        KIT + ["-v", "--rootdir", str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
-    for name in ("toy-3x2", "toy-7x5", "ptychography-n16-Np8-Ne2", "ptychography-amplitude", "fluorescence-n9-K4-Ne2-fft"):
+    for name in ("toy-3x2", "toy-7x5", "ptychography-n16-Np8-Ne2", "ptychography-amplitude",
+                 "fluorescence-n9-K4-Ne2-fft"):
         assert f"test_modality_adjoint[{name}] PASSED" in proc.stdout
         assert f"test_modality_taylor[{name}] PASSED" in proc.stdout
 
@@ -58,7 +60,7 @@ def test_conformance_run_catches_a_wrong_adjoint(tmp_path, monkeypatch):
         "p.build_plugin_manager = patched\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--mmip-conformance", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
+        KIT + ["-q", "--rootdir", str(tmp_path)],
         cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
     )
     assert proc.returncode == 1

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_mypy_passes():
     api = pytest.importorskip("mypy.api", reason="mypy is in the test extras (make test installs it)")
-    paths = [str(ROOT / "src/multimodal_ip")] + [str(p) for p in sorted((ROOT / "plugins").glob("*/src"))]
+    paths = [str(ROOT / "src/multimodal_ip"), str(ROOT / "examples/custom_modality/src")] + [
+        str(p) for p in sorted((ROOT / "plugins").glob("*/src"))]
     out, err, code = api.run(["--config-file", str(ROOT / "pyproject.toml"), *paths])
     assert code == 0, out + err

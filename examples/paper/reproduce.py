@@ -83,5 +83,6 @@ table = markdown_table(["case", "noise", "method", "error total (mean ± std)", 
                        rows)
 print(table)
 (outdir / "results.md").write_text(
-    f"solver {args.solver} {solver_options}, {args.iterations} iterations, TV {args.tv:g}, {args.seeds} seeds\n\n{table}\n")
+    f"solver {args.solver} {solver_options}, {args.iterations} iterations, TV {args.tv:g}, {args.seeds} seeds\n\n"
+    f"{table}\n")
 (outdir / "results.json").write_text(json.dumps(records, indent=1))

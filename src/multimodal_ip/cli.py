@@ -163,7 +163,29 @@ def cmd_simulate(args) -> int:
                                                 "position_jitter_px", "coupling") if getattr(args, k) is not None}
     if args.elements:
         overrides["elements"] = [e.strip() for e in args.elements.split(",")]
-    ds = simulate(seed=args.seed, noise=args.noise, xrf_grid=args.xrf_grid, **overrides)
+    for k in ("n", "probe_size", "step", "n_elements"):
+        if k in overrides and overrides[k] < 1:
+            msg = f"--{k.replace('_', '-')} must be >= 1, got {overrides[k]}"
+            raise ConfigError(msg)
+    for k, v in (("noise", args.noise), ("probe_error", overrides.get("probe_error", 0.0)),
+                 ("position_jitter", overrides.get("position_jitter_px", 0.0))):
+        if not (np.isfinite(v) and v >= 0):
+            msg = f"--{k.replace('_', '-')} must be a finite number >= 0, got {v}"
+            raise ConfigError(msg)
+    if args.seed < 0:
+        msg = f"--seed must be >= 0, got {args.seed}"
+        raise ConfigError(msg)
+    if overrides.get("n", 0) > 20000:
+        msg = f"--n {overrides['n']}: larger than 20000 px per side is not a simulation this command can hold"
+        raise ConfigError(msg)
+    from .safety import check_outputs
+
+    check_outputs([args.output], [])
+    try:
+        ds = simulate(seed=args.seed, noise=args.noise, xrf_grid=args.xrf_grid, **overrides)
+    except ValueError as exc:  # the case's own parameter checks
+        msg = f"simulate {args.case}: {exc}"
+        raise ConfigError(msg) from None
     save_dataset(args.output, ds)
     v = ds.space
     print(f"wrote {args.output}: case {args.case}, noise {args.noise:g}, seed {args.seed}, variables "
@@ -175,13 +197,13 @@ def cmd_reconstruct(args) -> int:
     from .backend import to_numpy
     from .io import save_result
     from .io.results import load_checkpoint, save_checkpoint
+    from .safety import check_outputs, deferred_interrupts, file_fingerprint, regular_input
 
     cfg = run_config(args)
+    regular_input(args.data, "data file")
     out = Path(args.output)
-    if out.resolve() == Path(args.data).resolve():
-        msg = f"refusing to write the result over the input {args.data}; choose another -o"
-        raise ConfigError(msg)
     ckpt = out.with_name(out.name + ".ckpt.h5")
+    check_outputs([out, ckpt], [args.data, args.config])
     comm = None
     if args.mpi or mpi_world_size() > 1:
         from .distributed import get_comm
@@ -195,26 +217,43 @@ def cmd_reconstruct(args) -> int:
             msg = f"--resume: no checkpoint {ckpt} (was the run started with this -o?)"
             raise ConfigError(msg)
         resume_state, saved = load_checkpoint(ckpt)
+        if saved.get("fingerprint") != file_fingerprint(args.data):
+            msg = f"--resume: {ckpt} was made from another input than {args.data} (fingerprints differ); start anew"
+            raise ConfigError(msg)
+        if resume_state["arrays"]["x"].shape != (problem.space.size,):
+            msg = (f"--resume: {ckpt} holds x of shape {resume_state['arrays']['x'].shape}, the problem has "
+                   f"{problem.space.size} unknowns")
+            raise ConfigError(msg)
         for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine",
                   "refine_after", "likelihood", "coupling"):
             if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
     every = max(int(cfg["checkpoint_every"]), 0)
+    fingerprint = file_fingerprint(args.data) if lead and every else ""
+    failed_writes: list[int] = []
 
     def on_iteration(state):
         if lead and every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
-            save_checkpoint(ckpt, state.solver.state_dict(), cfg)
+            try:
+                with deferred_interrupts():
+                    save_checkpoint(ckpt, state.solver.state_dict(), cfg, fingerprint)
+            except MultimodalIPError as exc:  # a full disk must not end a long run: warn once, go on
+                if not failed_writes:
+                    print(f"mmip reconstruct: warning: checkpoint not written ({_one_line(exc)}); the run goes on",
+                          file=sys.stderr)
+                failed_writes.append(state.iteration)
 
     res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead)
     if not lead:
         return 0
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
     ranks = 1 if comm is None else comm.Get_size()
-    save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status, res.message,
-                extra={f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()})
-    if ckpt.exists():
-        ckpt.unlink()
+    with deferred_interrupts():
+        save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status,
+                    res.message, extra={f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()})
+        if ckpt.exists():
+            ckpt.unlink()
     last = res.history.last()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("objective", "error")))
     print(f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s); {summary}")
@@ -247,8 +286,10 @@ def cmd_compare(args) -> int:
         plot_histories,
         plot_reconstructions,
     )
+    from .safety import check_outputs
 
     cfg = run_config(args)
+    check_outputs([args.output], [args.data, args.config])
     ds, joint = _build(args.data, cfg, terms=None)
     methods = {"joint": joint}
     for t in joint.term_names:
@@ -291,8 +332,10 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from .io import load_result
     from .report import plot_reconstructions
+    from .safety import check_outputs
     from .solvers import History
 
+    check_outputs([args.output], [args.result])
     res = load_result(args.result)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -323,9 +366,20 @@ def cmd_report(args) -> int:
 def cmd_import(args) -> int:
     from .io import Dataset, save_dataset
     from .plugins import get_registry
+    from .safety import check_outputs, regular_input
     from .variables import Variable
 
     registry = get_registry()
+    check_outputs([args.output], [args.ptycho, args.xrf])
+    for p in (args.ptycho, args.xrf):
+        if p:
+            regular_input(p, "input file")
+    if not (np.isfinite(args.xrf_axis_unit) and args.xrf_axis_unit > 0):
+        msg = f"--xrf-axis-unit must be a finite length > 0 (metres per axis unit), got {args.xrf_axis_unit}"
+        raise ConfigError(msg)
+    if not (np.isfinite(args.balance_c) and args.balance_c > 0):
+        msg = f"--balance-c must be a finite number > 0, got {args.balance_c}"
+        raise ConfigError(msg)
     context = {"xrf_axis_unit_m": args.xrf_axis_unit}
     terms = {}
     for name, path in (("cxi", args.ptycho), ("maps", args.xrf)):
@@ -349,8 +403,14 @@ def cmd_import(args) -> int:
 def cmd_hessian(args) -> int:
     from .hessian import hessian_study
     from .io.problem_builder import balance_reference
+    from .safety import check_outputs
 
     cfg = run_config(args)
+    check_outputs([args.output], [args.data, args.config])
+    for k in ("dense_max", "k", "grid"):
+        if getattr(args, k) < 1:
+            msg = f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}"
+            raise ConfigError(msg)
     if cfg["refine"]:
         msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
         raise ConfigError(msg)

@@ -13,7 +13,8 @@ RUN_KEYS = {
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
     "regularizers": list,
 }
-DEFAULTS: dict[str, Any] = {"solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
+DEFAULTS: dict[str, Any] = {
+            "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
             "balance_reference": None, "regularizers": []}

@@ -5,7 +5,8 @@ built-in module path). Each entry point loads in its own ``try``: a broken plugi
 recorded with its error and the others still load.
 """
 
-__all__ = ["PluginInfo", "Registry", "get_plugin_manager", "get_registry", "reset", "DEFAULT_PLUGINS", "KINDS", "build_plugin_manager"]
+__all__ = ["PluginInfo", "Registry", "get_plugin_manager", "get_registry", "reset", "DEFAULT_PLUGINS", "KINDS",
+           "build_plugin_manager"]
 
 import importlib
 import importlib.metadata

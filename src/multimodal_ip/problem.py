@@ -319,12 +319,7 @@ class JointProblem:
                 val, g = r.value_and_gradient(arrays)
                 objectives[r.name] = val
                 for name, gi in g.items():
-                    gpart = grad[self.space.slice(name)]
-                    if self.space[name].is_complex:
-                        gpart[0::2] += gi.real.ravel()
-                        gpart[1::2] += gi.imag.ravel()
-                    else:
-                        gpart += gi.ravel()
+                    self._add_packed(grad, name, gi)
         return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, parts)
 
     def value_and_gradient(self, v):
@@ -347,8 +342,17 @@ class JointProblem:
         hv = reg.hessian_vector(arrays, darrays)
         out = get_array_module(v).zeros_like(v)
         for name, h in hv.items():
-            out[self.space.slice(name)] += h.ravel()
+            self._add_packed(out, name, h)
         return out
+
+    def _add_packed(self, out, name, a) -> None:
+        """``out[variable] += a`` in the packed real layout (complex variables as interleaved real pairs)."""
+        part = out[self.space.slice(name)]
+        if self.space[name].is_complex:
+            part[0::2] += a.real.ravel()
+            part[1::2] += a.imag.ravel()
+        else:
+            part += a.ravel()
 
     # ---- errors vs truth ---------------------------------------------------------
     def relative_errors(self, v) -> dict:

@@ -5,7 +5,8 @@ Each one acts on 2-D images: a variable of shape ``(..., rows, cols)`` is treate
 stack of images (e.g. one per element map).
 """
 
-__all__ = ["Regularizer", "Tikhonov", "TotalVariation", "Box", "NonNegative", "REGULARIZERS", "mmip_register_regularizers"]
+__all__ = ["Regularizer", "Tikhonov", "TotalVariation", "Box", "NonNegative", "REGULARIZERS",
+           "mmip_register_regularizers"]
 
 import numpy as np
 import pyproximal

@@ -12,10 +12,14 @@
 """
 
 __all__ = ["regular_input", "walk_group", "MemoryBudget", "check_outputs", "read_text_capped", "memory_budget_bytes",
-           "MAX_RUN_FILE_BYTES"]
+           "MAX_RUN_FILE_BYTES", "file_fingerprint", "deferred_interrupts", "remove_stale_temporaries"]
 
+import contextlib
+import hashlib
 import os
+import signal
 import stat
+import threading
 from pathlib import Path
 
 import h5py
@@ -163,3 +167,52 @@ def read_text_capped(path, what="run file", cap=MAX_RUN_FILE_BYTES) -> bytes:
         raise ConfigError(msg)
     with open(p, "rb") as fh:
         return fh.read(cap + 1)[:cap]
+
+
+def file_fingerprint(path, chunk=1 << 22) -> str:
+    """SHA-256 of a file's bytes (streamed: bounded memory), as hex; what a checkpoint records of its input."""
+    h = hashlib.sha256()
+    with open(regular_input(path), "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT/SIGTERM while a file is written (an interrupt inside HDF5's close can be swallowed); the
+    interrupt is raised as :class:`KeyboardInterrupt` once the block has finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+
+    def hold(signum, frame):
+        caught.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if caught:
+            raise KeyboardInterrupt
+
+
+def remove_stale_temporaries(target) -> None:
+    """Delete ``.<name>.<pid>.*.tmp`` files beside ``target`` left by a process of this program that is gone
+    (killed during a write); files of running processes are left alone."""
+    target = Path(target)
+    with contextlib.suppress(OSError):
+        for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+            parts = tmp.name[len(target.name) + 2:].split(".")
+            if not parts or not parts[0].isdigit():
+                continue
+            try:
+                os.kill(int(parts[0]), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            except (PermissionError, OverflowError):
+                continue

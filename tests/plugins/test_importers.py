@@ -23,10 +23,13 @@ def exported(tmp_path_factory):
 
 def test_round_trip_reconstructs_to_the_same_error(exported):
     tmp, ds = exported
-    assert main(["import", "--ptycho", str(tmp / "scan.cxi"), "--xrf", str(tmp / "xrf.h5"), "-o", str(tmp / "d.h5")]) == 0
+    args = ["import", "--ptycho", str(tmp / "scan.cxi"), "--xrf", str(tmp / "xrf.h5"), "-o", str(tmp / "d.h5")]
+    assert main(args) == 0
     back = load_dataset(tmp / "d.h5")
-    np.testing.assert_allclose(back.terms["ptychography"].arrays["positions"], ds.terms["ptychography"].arrays["positions"])
-    np.testing.assert_allclose(back.terms["fluorescence"].arrays["positions"], ds.terms["fluorescence"].arrays["positions"])
+    np.testing.assert_allclose(back.terms["ptychography"].arrays["positions"],
+                               ds.terms["ptychography"].arrays["positions"])
+    np.testing.assert_allclose(back.terms["fluorescence"].arrays["positions"],
+                               ds.terms["fluorescence"].arrays["positions"])
     errors = []
     for dataset in (ds, back):
         problem = build_problem(dataset)

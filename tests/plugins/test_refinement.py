@@ -267,7 +267,9 @@ def test_cli_checkpoint_of_a_staged_run_resumes(miscalibrated, tmp_path):
 
     cfg = run_config(build_parser().parse_args(["reconstruct", str(path), "-o", "x", *flags]))
     out = tmp_path / "resumed.h5"
-    save_checkpoint(out.with_name(out.name + ".ckpt.h5"), saved["state"], cfg)
+    from multimodal_ip.safety import file_fingerprint
+
+    save_checkpoint(out.with_name(out.name + ".ckpt.h5"), saved["state"], cfg, file_fingerprint(path))
     state, _ = load_checkpoint(out.with_name(out.name + ".ckpt.h5"))
     assert state["scalars"]["stage"] == 2 and any(k.startswith("stage1_history.") for k in state["arrays"])
     assert main(["reconstruct", str(path), "-o", str(out), *flags, "--resume"]) == 0

@@ -48,7 +48,8 @@ class TermData:
         if ndim is not None and a.ndim != ndim:
             msg = f"{self.where(key)}: expected {ndim}-D array, got shape {a.shape}"
             raise DataError(msg)
-        if shape is not None and (a.ndim != len(shape) or any(s is not None and s != g for s, g in zip(shape, a.shape))):
+        if shape is not None and (a.ndim != len(shape)
+                                  or any(s is not None and s != g for s, g in zip(shape, a.shape))):
             exp = ", ".join("*" if s is None else str(s) for s in shape)
             msg = f"{self.where(key)}: expected shape ({exp}), got {a.shape}"
             raise DataError(msg)
@@ -97,10 +98,16 @@ class Dataset:
 @contextlib.contextmanager
 def atomic_h5(path):
     """Open a temporary HDF5 file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    from ..safety import remove_stale_temporaries
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # the user's umask, as a plain open() would give
     except OSError as exc:
         msg = f"cannot write {path}: {exc.strerror or exc}"
         raise DataError(msg) from exc
@@ -209,6 +216,27 @@ def _read_checked(path, d, where, budget, axis_slice=None):
         msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
         raise DataError(msg)
     return a
+
+
+def read_group(path, group, prefix, budget=None, finite=False, skip_groups=False) -> dict:
+    """Every dataset of an HDF5 group through the safe reader (no links leaving the file, sizes checked against
+    the memory budget before reading, numeric only); ``finite`` refuses NaN/Inf by name."""
+    from ..safety import MemoryBudget, walk_group
+
+    budget = budget if budget is not None else MemoryBudget()
+    out = {}
+    for k, d in walk_group(path, group, prefix):
+        if skip_groups and isinstance(d, h5py.Group):
+            continue
+        if not isinstance(d, h5py.Dataset) or d.dtype.kind not in "fiucb":
+            msg = f"{path}:{prefix}{k}: expected a numeric dataset"
+            raise DataError(msg)
+        a = _read_checked(path, d, f"{prefix}{k}", budget)
+        if finite and np.asarray(a).dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            msg = f"{path}:{prefix}{k}: contains NaN or Inf"
+            raise DataError(msg)
+        out[k] = a
+    return out
 
 
 def load_dataset(path, terms=None, part=None, allow_external=False, budget=None) -> Dataset:

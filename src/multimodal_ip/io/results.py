@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import DataError
-from .dataset import FORMAT, _str, atomic_h5, open_h5
+from .dataset import FORMAT, _str, atomic_h5, open_h5, read_group
 
 
 def versions() -> dict:
@@ -48,31 +48,42 @@ def load_result(path) -> dict:
     (``extra``: other datasets of ``/results``, e.g. the calibration's start values ``start_probe``)."""
     path = Path(path)
     with open_h5(path) as f:
-        if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f:
-            msg = f"{path}: not a multimodal_ip result file (no /results group)"
+        if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f \
+                or not isinstance(f.get("results", getlink=True), h5py.HardLink) \
+                or not isinstance(f["results"], h5py.Group):
+            msg = f"{path}: not a multimodal_ip result file (no /results group in the file)"
             raise DataError(msg)
         g = f["results"]
         try:
             config = json.loads(_str(g.attrs.get("config", "{}")))
             vers = json.loads(_str(g.attrs.get("versions", "{}")))
-        except json.JSONDecodeError as exc:
-            msg = f"{path}:/results: attribute config/versions is not valid JSON ({exc})"
+        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+            msg = f"{path}:/results: attribute config/versions is not valid JSON ({' '.join(str(exc).split())[:100]})"
             raise DataError(msg) from None
+        from ..safety import MemoryBudget
+
+        budget = MemoryBudget()
+        for sub in ("variables", "history"):
+            if not isinstance(g.get(sub, getlink=True), h5py.HardLink) or not isinstance(g[sub], h5py.Group):
+                msg = f"{path}:/results/{sub}: missing, or not a group of this file"
+                raise DataError(msg)
         return {
-            "variables": {k: d[()] for k, d in g["variables"].items()},
-            "history": {k: d[()] for k, d in g["history"].items()},
+            "variables": read_group(path, g["variables"], "/results/variables/", budget),
+            "history": read_group(path, g["history"], "/results/history/", budget),
             "config": config,
             "versions": vers,
             "status": _str(g.attrs.get("status", "")),
             "message": _str(g.attrs.get("message", "")),
-            "extra": {k: d[()] for k, d in g.items() if k not in ("variables", "history")},
+            "extra": read_group(path, g, "/results/", budget, skip_groups=True),
         }
 
 
-def save_checkpoint(path, state: dict, config: dict) -> None:
-    """Solver state (arrays, scalars, history) and the run configuration, written atomically."""
+def save_checkpoint(path, state: dict, config: dict, fingerprint: str = "") -> None:
+    """Solver state (arrays, scalars, history), the run configuration and the input's fingerprint
+    (:func:`~multimodal_ip.safety.file_fingerprint`), written atomically."""
     with atomic_h5(path) as f:
         g = f.create_group("checkpoint")
+        g.attrs["fingerprint"] = fingerprint
         g.attrs["solver"] = state["solver"]
         g.attrs["iteration"] = state["iteration"]
         g.attrs["elapsed"] = state["elapsed"]
@@ -87,19 +98,31 @@ def save_checkpoint(path, state: dict, config: dict) -> None:
 
 
 def load_checkpoint(path):
-    """``(state, config)`` from a checkpoint file."""
-    try:
-        with h5py.File(path, "r") as f:
+    """``(state, config)`` from a checkpoint file, read through the safe reader (no links leaving the file,
+    sizes within the memory budget, finite arrays); ``config["fingerprint"]`` is the input's fingerprint."""
+    from ..safety import MemoryBudget
+
+    budget = MemoryBudget()
+    with open_h5(path) as f:
+        try:
+            if not isinstance(f.get("checkpoint", getlink=True), h5py.HardLink):
+                msg = "no /checkpoint group in the file"
+                raise KeyError(msg)
             g = f["checkpoint"]
             state = {
                 "solver": _str(g.attrs["solver"]),
                 "iteration": int(g.attrs["iteration"]),
                 "elapsed": float(g.attrs["elapsed"]),
                 "scalars": json.loads(_str(g.attrs["scalars"])),
-                "arrays": {k: d[()] for k, d in g["arrays"].items()},
-                "history": {k: d[()] for k, d in g["history"].items()},
+                "arrays": read_group(path, g["arrays"], "/checkpoint/arrays/", budget, finite=True),
+                "history": read_group(path, g["history"], "/checkpoint/history/", budget),
             }
-            return state, json.loads(_str(g.attrs["config"]))
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
-        msg = f"{path}: not a readable checkpoint ({exc})"
-        raise DataError(msg) from None
+            config = json.loads(_str(g.attrs["config"]))
+            if not isinstance(config, dict) or not isinstance(state["scalars"], dict) or "x" not in state["arrays"]:
+                msg = "configuration, scalars or x missing"
+                raise KeyError(msg)
+            config["fingerprint"] = _str(g.attrs.get("fingerprint", ""))
+            return state, config
+        except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            msg = f"{path}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})"
+            raise DataError(msg) from None

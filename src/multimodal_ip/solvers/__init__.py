@@ -1,4 +1,5 @@
-__all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled", "solve", "solve_staged", "get_solver",
+__all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled", "solve", "solve_staged",
+           "get_solver",
            "declare_options", "check_solver_options"]
 
 from .base import STATUSES, History, Result, Solver, SolverState, Stop, stalled

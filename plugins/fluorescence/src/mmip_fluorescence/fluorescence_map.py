@@ -59,7 +59,8 @@ class FluorescenceMap(LinearOperator):
         bad = (ipos[:, 0] < -(kh - 1)) | (ipos[:, 0] > n0 - 1) | (ipos[:, 1] < -(kw - 1)) | (ipos[:, 1] > n1 - 1)
         if np.any(bad):
             j = int(np.flatnonzero(bad)[0])
-            msg = f"positions[{j}] = {tuple(int(v) for v in ipos[j])}: the {kh}x{kw} window does not touch the {n0}x{n1} object"
+            msg = (f"positions[{j}] = {tuple(int(v) for v in ipos[j])}: the {kh}x{kw} window does not touch the "
+                   f"{n0}x{n1} object")
             raise ShapeError(msg)
         j_count = len(ipos)
         self.stacked = self.kernel.ndim == 3

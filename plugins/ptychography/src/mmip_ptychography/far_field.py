@@ -31,7 +31,8 @@ def validate_positions(positions_px, object_shape, window_shape, allow_outside=F
     if np.any(bad):
         j = int(np.flatnonzero(bad)[0])
         msg = (
-            f"{what}[{j}] = {tuple(int(v) for v in ipos[j])} puts the {window_shape} window outside the {tuple(object_shape)} object "
+            f"{what}[{j}] = {tuple(int(v) for v in ipos[j])} puts the {window_shape} window outside the "
+            f"{tuple(object_shape)} object "
             f"(allowed top-left rows {lo[0]}..{hi[0]}, cols {lo[1]}..{hi[1]})"
         )
         raise ShapeError(msg)

@@ -54,8 +54,9 @@ def fresnel_zone_plate_probe(
     pupil = ((kk <= k_lens) & (kk >= k_stop)).astype(float)
     if not pupil.any():
         msg = (
-            f"the zone-plate pupil (spatial frequencies {k_stop:.3g}..{k_lens:.3g} 1/m) holds no frequency sampled by a "
-            f"{n}x{n} window of {pixel_size_m:g} m pixels (spacing {1 / (n * pixel_size_m):.3g} 1/m); use a larger window"
+            f"the zone-plate pupil (spatial frequencies {k_stop:.3g}..{k_lens:.3g} 1/m) holds no frequency sampled "
+            f"by a {n}x{n} window of {pixel_size_m:g} m pixels (spacing {1 / (n * pixel_size_m):.3g} 1/m); "
+            "use a larger window"
         )
         raise ValueError(msg)
     field = pupil * np.exp(-1j * np.pi * lam * dz * kk**2)

@@ -23,7 +23,8 @@ def raster_positions(object_size, window, step_px=None, overlap=None, grid=None)
         raise ValueError(msg)
     rows, cols = (n_fit, n_fit) if grid is None else grid
     if max(rows, cols) > n_fit:
-        msg = f"a {rows}x{cols} raster with step {step} needs an object of at least {(max(rows, cols) - 1) * step + window} px"
+        need = (max(rows, cols) - 1) * step + window
+        msg = f"a {rows}x{cols} raster with step {step} needs an object of at least {need} px"
         raise ValueError(msg)
     r, c = np.meshgrid(np.arange(rows) * step, np.arange(cols) * step, indexing="ij")
     return np.stack([r.ravel(), c.ravel()], axis=1).astype(float)
