@@ -11,7 +11,8 @@ OUT ?= out
 $(BIN)/mmip: pyproject.toml plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]" -e plugins/ptychography -e plugins/fluorescence -e plugins/paper \
+	$(BIN)/python -m pip install -q -e ".[test]" -e plugins/scanprobe -e plugins/ptychography -e plugins/fluorescence \
+		-e plugins/paper \
 		-e examples/custom_modality
 	$(BIN)/python -m pip install -q mpich mpi4py pylops-mpi || echo "MPI wheels unavailable: the MPI tests will be skipped"
 	touch $(BIN)/mmip

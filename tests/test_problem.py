@@ -3,11 +3,12 @@ import pylops
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mmip_scanprobe import ComplexCoupling
 
 from multimodal_ip import DataTerm, JointProblem, Variable, VariableSpace, balanced_weights
 from multimodal_ip.errors import ShapeError, UnknownVariableError
 from multimodal_ip.losses import Amplitude, LeastSquares, Poisson, get_loss
-from multimodal_ip.operators import ComplexCoupling, Exp, Linear, Modulus, compose
+from multimodal_ip.operators import Exp, Linear, Modulus, compose
 from multimodal_ip.regularizers import Tikhonov, TotalVariation
 from multimodal_ip.testing import check_adjoint, check_gradient
 from multimodal_ip.testing import strategies as mmst

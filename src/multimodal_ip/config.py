@@ -131,14 +131,13 @@ def _check_config(cfg: dict, where: str) -> dict:
         msg = f"{where}: dtype must be 'float32' or 'float64', got {cfg['dtype']!r}"
         raise ConfigError(msg)
     from .io.problem_builder import LIKELIHOODS
-    from .operators import REFINABLE
 
     if cfg.get("likelihood", "balanced") not in LIKELIHOODS:
         msg = f"{where}: likelihood must be one of {', '.join(map(repr, LIKELIHOODS))}, got {cfg['likelihood']!r}"
         raise ConfigError(msg)
-    bad = [r for r in cfg.get("refine", []) if r not in REFINABLE]
-    if bad:
-        msg = f"{where}: refine takes {' and/or '.join(map(repr, REFINABLE))}; got {bad}"
+    refine = cfg.get("refine") or []
+    if not all(isinstance(r, str) and r.isidentifier() for r in refine) or len(set(refine)) != len(refine):
+        msg = f"{where}: refine takes distinct names of calibration unknowns (e.g. from `mmip plugins`); got {refine}"
         raise ConfigError(msg)
     return cfg
 

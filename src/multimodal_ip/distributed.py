@@ -124,11 +124,16 @@ def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=No
     rank holds only its share of them)."""
     from .io import build_problem, load_dataset
     from .io.problem_builder import apply_balance
+    from .modality import capabilities
+    from .plugins import get_registry
 
-    if "positions" in (refine or ()):
-        msg = "position refinement is not available with MPI (each rank holds only its share of the positions)"
-        raise ConfigError(msg)
     ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()))
+    split = {u for td in ds.terms.values()
+             for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
+    bad = [r for r in (refine or ()) if r in split]
+    if bad:
+        msg = f"refining {bad} is not available with MPI (each rank holds only its share of them)"
+        raise ConfigError(msg)
     local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
                           likelihood=likelihood, coupling=coupling, regularizers=regularizers)
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)

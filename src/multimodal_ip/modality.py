@@ -25,6 +25,8 @@ attribute / method         default                      meaning
                                                         balancing keeps at weight 1; ``"weighted"``: a term that
                                                         is weighted against it; ``"none"``: no opinion
 ``refinable``              ``()``                       names of calibration unknowns the term can read
+``split_unknowns``         ``()``                       calibration unknowns with one entry per split index
+                                                        (they cannot be refined across MPI ranks)
 ``variables(td)``          ``[]``                       the :class:`~multimodal_ip.Variable` s the term's data
                                                         determine (so ``/variables`` may be omitted from a file)
 ``calibration(td)``        ``{}``                       start values this term offers for refinable unknowns
@@ -70,6 +72,7 @@ class ModalityInfo:
     split_axes: dict = field(default_factory=dict)
     balance_role: str = "none"
     refinable: tuple = ()
+    split_unknowns: tuple = ()
 
     def variables(self, td) -> list:
         fn = getattr(self.obj, "variables", None)
@@ -120,8 +123,10 @@ def check_modality_contract(obj) -> ModalityInfo:
     if role not in BALANCE_ROLES:
         msg = f"{type(obj).__name__}.balance_role must be one of {BALANCE_ROLES}, got {role!r}"
         raise PluginLoadError(msg)
-    return ModalityInfo(obj, _strings(getattr(obj, "options", ()), f"{type(obj).__name__}.options"), dict(axes),
-                        role, _strings(getattr(obj, "refinable", ()), f"{type(obj).__name__}.refinable"))
+    name = type(obj).__name__
+    return ModalityInfo(obj, _strings(getattr(obj, "options", ()), f"{name}.options"), dict(axes), role,
+                        _strings(getattr(obj, "refinable", ()), f"{name}.refinable"),
+                        _strings(getattr(obj, "split_unknowns", ()), f"{name}.split_unknowns"))
 
 
 def capabilities(obj) -> ModalityInfo:

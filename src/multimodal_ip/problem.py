@@ -22,7 +22,7 @@ class DataTerm:
     operator : :class:`~multimodal_ip.operators.NonlinearOperator`
         Forward model. With one input it reads that variable's array; with several,
         the packed real vector of those variables (compose a linear coupling such as
-        :class:`~multimodal_ip.operators.ComplexCoupling` in front).
+        :class:`~mmip_scanprobe.ComplexCoupling` in front).
     data : array
         Measurements, shape ``operator.dimsd``.
     loss : :class:`~multimodal_ip.losses.Loss`, optional

@@ -3,9 +3,10 @@ import pylops
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mmip_scanprobe import ComplexCoupling
 
 from multimodal_ip.errors import ConformanceError, DtypeError, ShapeError
-from multimodal_ip.operators import ComplexCoupling, Exp, Linear, Modulus, Square, compose
+from multimodal_ip.operators import Exp, Linear, Modulus, Square, compose
 from multimodal_ip.testing import check_adjoint, check_jacobian
 from multimodal_ip.testing import strategies as mmst
 

@@ -68,7 +68,9 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         options = dict(term_options.get(n, {}), **({"dtype": dtype} if dtype is not None else {}))
         mine = tuple(r for r in calibration if r in modalities[n].refinable)
         if mine:
-            options.update(refine=mine, calibration=offers)
+            options["refine"] = mine
+        if "calibration" in modalities[n].options:  # what the other terms offer (start values, names)
+            options["calibration"] = offers
         if likelihood == "poisson":
             if not modalities[n].photon_likelihood:
                 msg = (f"likelihood 'poisson': modality {dataset.terms[n].modality!r} (term {n!r}) has no "
@@ -76,7 +78,7 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
                 raise ConfigError(msg)
             options["photon_weighted"] = True
         if coupling is not None and "coupling" in modalities[n].options:
-            options["coupling"] = _with_element_names(coupling, dataset)
+            options["coupling"] = coupling
         built.append(modalities[n].obj.build_term(dataset.terms[n], space, xp=xp, **options))
     truth = {k: v for k, v in dataset.truth.items() if k in space}
     for k in calibration:
@@ -103,9 +105,9 @@ def _calibration(dataset, modalities, refine):
     if clash:
         msg = f"cannot refine {clash}: {dataset.source} already has variables of that name"
         raise ConfigError(msg)
-    missing = [r for r in refine if r not in offers]
+    missing = [r for r in refine if r not in offers or offers[r].dtype.kind not in "fc"]
     if missing:
-        have = sorted(offers) or "nothing"
+        have = sorted(k for k, a in offers.items() if a.dtype.kind in "fc") or "nothing"
         msg = f"cannot refine {missing}: no term of {dataset.source} offers a start value (offered: {have})"
         raise ConfigError(msg)
     return {r: offers[r] for r in dict.fromkeys(refine)}, offers
@@ -157,12 +159,3 @@ def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None, reg
                "finite); choose another reference or check the data")
         raise ConfigError(msg)
     return problem.with_weights(weights)
-
-
-def _with_element_names(spec, dataset):
-    """``"xraylib:<keV>"`` gets the element names of the dataset's ``elements`` attribute appended."""
-    if isinstance(spec, str) and spec.lower().startswith("xraylib:") and spec.count(":") == 1:
-        for td in dataset.terms.values():
-            if "elements" in td.attrs:
-                return spec + ":" + ",".join(str(e) for e in np.atleast_1d(td.attrs["elements"]))
-    return spec

@@ -1,10 +1,11 @@
 __all__ = ["FluorescenceModel"]
 
 import numpy as np
+from mmip_scanprobe import CalibrationLayout, split_positions
 from pylops import LinearOperator
 
 from multimodal_ip.backend import get_array_module, to_numpy
-from multimodal_ip.operators import CalibrationLayout, NonlinearOperator, split_positions
+from multimodal_ip.operators import NonlinearOperator
 
 from .fluorescence_map import FluorescenceMap
 

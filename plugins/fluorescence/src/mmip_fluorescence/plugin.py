@@ -3,12 +3,13 @@
 import warnings
 
 import numpy as np
+from mmip_scanprobe import REFINABLE, SubpixelShift, split_positions
 
 from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
-from multimodal_ip.operators import REFINABLE, Linear, SubpixelShift, split_positions
+from multimodal_ip.operators import Linear
 
 from .fluorescence_map import FluorescenceMap, full_grid_positions
 from .fluorescence_model import FluorescenceModel
@@ -29,9 +30,16 @@ class Fluorescence:
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "method", "refine", "calibration", "photon_weighted")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
+    #: calibration unknowns with one entry per scan position (split with the data)
+    split_unknowns = ("positions",)
     split_axes = {"data": 1, "positions": 0}
     #: weighted against the reference term (ptychography) by the paper's balancing
     balance_role = "weighted"
+
+    def calibration(self, td):
+        """What this term offers the others: its element names (the coupling of a ptychography term reads them)."""
+        return {"elements": np.array([str(e) for e in np.atleast_1d(td.attrs["elements"])])} \
+            if "elements" in td.attrs else {}
 
     def variables(self, td):
         """``w`` (Ne, n0, n1): Ne from the data's rows; the map shape from the attribute ``object_shape``, else

@@ -1,6 +1,7 @@
 __all__ = ["FarField", "extract_patches", "validate_positions"]
 
 import numpy as np
+from mmip_scanprobe import as_positions
 from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
 
@@ -15,7 +16,6 @@ from multimodal_ip.backend import (
     scatter_add,
 )
 from multimodal_ip.errors import ShapeError
-from multimodal_ip.operators import as_positions
 
 
 def validate_positions(positions_px, object_shape, window_shape, allow_outside=False, what="positions"):

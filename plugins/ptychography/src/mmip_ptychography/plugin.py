@@ -1,11 +1,12 @@
 """Registers the ``ptychography`` modality."""
 
 import numpy as np
+from mmip_scanprobe import REFINABLE, ComplexCoupling
 
 from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import Amplitude, Poisson
-from multimodal_ip.operators import REFINABLE, ComplexCoupling, Linear, Modulus, compose
+from multimodal_ip.operators import Linear, Modulus, compose
 
 from .coupling import parse_coupling
 from .far_field import FarField
@@ -37,6 +38,8 @@ class Ptychography:
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
+    #: calibration unknowns with one entry per scan position (split with the data)
+    split_unknowns = ("positions",)
     split_axes = {"data": 0, "positions": 0}
     #: the paper's balancing keeps ptychography at weight 1 and weights the other terms against it
     balance_role = "reference"
@@ -99,8 +102,9 @@ class Ptychography:
         positions = td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
         dtype = np.dtype(dtype or space.dtype)
         xp = xp or np
-        coef = parse_coupling(coupling if coupling is not None else td.attrs.get("coupling"), ne,
-                              td.attrs.get("elements"))
+        elements = td.attrs.get("elements", (calibration or {}).get("elements"))  # else the XRF term's names
+        elements = None if elements is None else [str(e) for e in np.atleast_1d(elements)]
+        coef = parse_coupling(coupling if coupling is not None else td.attrs.get("coupling"), ne, elements)
         try:
             if refine or np.any(positions != np.rint(positions)):
                 op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,

@@ -1,15 +1,11 @@
 __all__ = ["PtychographyModel"]
 
 import numpy as np
+from mmip_scanprobe import CalibrationLayout, ComplexCoupling, split_positions
 from pylops import LinearOperator
 
 from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, interleaved_index, scatter_add, to_numpy
-from multimodal_ip.operators import (
-    CalibrationLayout,
-    ComplexCoupling,
-    NonlinearOperator,
-    split_positions,
-)
+from multimodal_ip.operators import NonlinearOperator
 
 from .far_field import extract_patches
 

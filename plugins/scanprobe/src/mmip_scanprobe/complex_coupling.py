@@ -3,7 +3,7 @@ __all__ = ["ComplexCoupling"]
 import numpy as np
 from pylops import LinearOperator
 
-from ..backend import complex_dtype, get_array_module
+from multimodal_ip.backend import complex_dtype, get_array_module
 
 
 class ComplexCoupling(LinearOperator):

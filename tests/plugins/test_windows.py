@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mmip_scanprobe import CalibrationLayout, SubpixelShift, split_positions
 
 from multimodal_ip.errors import ConfigError, ShapeError
-from multimodal_ip.operators import CalibrationLayout, SubpixelShift, split_positions
 
 
 def test_split_positions_rounds_and_clips():

@@ -2,8 +2,8 @@ __all__ = ["CalibrationLayout", "SubpixelShift", "as_positions", "split_position
 
 import numpy as np
 
-from ..backend import complex_dtype, fft2, get_array_module, ifft2, real_dtype, to_numpy
-from ..errors import ConfigError, ShapeError
+from multimodal_ip.backend import complex_dtype, fft2, get_array_module, ifft2, real_dtype, to_numpy
+from multimodal_ip.errors import ConfigError, ShapeError
 
 #: calibration unknowns a window-based model may refine, in packing order
 REFINABLE = ("probe", "positions")

@@ -1,0 +1,10 @@
+"""Shared pieces of scanning-probe modalities (ptychography, XRF maps): probe windows at sub-pixel scan
+positions, their calibration layout, and the coupling of element maps into a complex object.
+
+A library for modality plugins, not a plugin itself: it registers nothing.
+"""
+
+__all__ = ["CalibrationLayout", "SubpixelShift", "as_positions", "split_positions", "REFINABLE", "ComplexCoupling"]
+
+from .complex_coupling import ComplexCoupling
+from .windows import REFINABLE, CalibrationLayout, SubpixelShift, as_positions, split_positions
