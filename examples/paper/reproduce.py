@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 from mmip_paper import simulate
+from mmip_paper.report import phase_corrected_error
 
 from multimodal_ip import solve
 from multimodal_ip.config import parse_value
 from multimodal_ip.io import build_problem
 from multimodal_ip.regularizers import TotalVariation
-from multimodal_ip.report import markdown_table, phase_corrected_error, plot_histories
+from multimodal_ip.report import markdown_table, plot_histories
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--cases", nargs="+", default=["phantom"])

@@ -276,16 +276,24 @@ def _final_status(args, problem, res, label="") -> int:
     return code
 
 
+def _report_sections(arrays, start, truth, outdir) -> tuple[list, dict]:
+    """Markdown for what the report plugins add (tables printed too, figures written under ``outdir``)."""
+    from .report import markdown_table, plugin_reports
+
+    extras = plugin_reports(arrays, start, truth, outdir)
+    lines = []
+    for title, header, rows in extras["tables"]:
+        table = markdown_table(header, rows)
+        print(table)
+        lines += [f"## {title}", "", table, ""]
+    for title, name in extras["figures"]:
+        lines += [f"![{title}]({name})", ""]
+    return lines, extras
+
+
 def cmd_compare(args) -> int:
     from .backend import to_numpy
-    from .report import (
-        calibration_rows,
-        error_table,
-        markdown_table,
-        plot_calibration,
-        plot_histories,
-        plot_reconstructions,
-    )
+    from .report import error_table, markdown_table, plot_histories, plot_reconstructions
     from .safety import check_outputs
 
     cfg = run_config(args)
@@ -299,39 +307,39 @@ def cmd_compare(args) -> int:
         results[name] = _solve_with_progress(problem, cfg, name)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
-    truth = ds.truth if {"x", "w"} <= set(ds.truth) else None
-    rows = error_table(results, truth) if truth else []
-    header = ["method", "error x", "error w", "error total", "error z (best phase)", "time (s)"]
-    fmt = [[r[0]] + [f"{v:.4f}" for v in r[1:5]] + [f"{r[5]:.1f}"] for r in rows]
+    objects = [n for n in joint.space.names if n not in joint.calibration]
+    truth = {k: v for k, v in ds.truth.items() if k in joint.space} or None
+    arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
+    start = {k: to_numpy(v) for k, v in joint.calibration.items()}
+    extras_lines, extras = _report_sections(arrays, start, ds.truth or None, outdir)
+    header, rows = error_table(results, truth, objects)
+    extra_cols = sorted({c for cols in extras["columns"].values() for c in cols})
+    header = header[:-1] + extra_cols + header[-1:]
+    rows = [r[:-1] + [extras["columns"].get(r[0], {}).get(c, np.nan) for c in extra_cols] + r[-1:] for r in rows]
+    fmt = [[r[0]] + [f"{v:.4f}" for v in r[1:-1]] + [f"{r[-1]:.1f}"] for r in rows]
     table = markdown_table(header, fmt)
     print(table)
     plot_histories({k: r.history for k, r in results.items()}, outdir / "convergence.png")
-    plot_reconstructions({k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}, truth,
-                         outdir / "reconstructions.png")
+    maps = plot_reconstructions(arrays, truth, outdir / "reconstructions.png", objects)
     report = [f"# mmip compare: {args.data}", "",
               f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
-              "![convergence](convergence.png)", "", "![reconstructions](reconstructions.png)", ""]
-    if joint.calibration:  # refined probe/positions: their errors and a figure
-        start = {k: to_numpy(v) for k, v in joint.calibration.items()}
-        arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
-        cal = calibration_rows(arrays, start, ds.truth)
-        cal_table = markdown_table(["method", "probe error (best phase)", "positions rms (px)", "mean shift (px)"],
-                                   [[r[0]] + [f"{v:.4f}" for v in r[1:]] for r in cal])
-        print(cal_table)
-        plot_calibration(arrays, start, ds.truth, outdir / "calibration.png")
-        report += ["## Calibration", "", cal_table, "", "![calibration](calibration.png)", ""]
+              "![convergence](convergence.png)", ""]
+    report += ["![reconstructions](reconstructions.png)", ""] if maps else []
+    report += extras_lines
     (outdir / "report.md").write_text("\n".join(report))
     with open(outdir / "errors.json", "w") as fh:
-        json.dump({r[0]: dict(zip(["error_x", "error_w", "error_total", "error_z_phase", "time_s"], r[1:]))
-                   for r in rows}, fh, indent=2)
-    print(f"wrote {outdir}/report.md, convergence.png, reconstructions.png, errors.json")
+        json.dump({r[0]: {h.replace(" (s)", "_s").replace(" ", "_").replace("(", "").replace(")", ""): v
+                          for h, v in zip(header[1:], r[1:])} for r in rows}, fh, indent=2)
+    written = ["report.md", "convergence.png", *(["reconstructions.png"] if maps else []),
+               *(n for _, n in extras["figures"]), "errors.json"]
+    print(f"wrote {outdir}/" + ", ".join(written))
     codes = [_final_status(args, methods[k], r, label=f"{k}: ") for k, r in results.items()]
     return max(codes)
 
 
 def cmd_report(args) -> int:
     from .io import load_result
-    from .report import plot_reconstructions
+    from .report import plot_histories, plot_reconstructions
     from .safety import check_outputs
     from .solvers import History
 
@@ -340,25 +348,21 @@ def cmd_report(args) -> int:
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
     hist = History.from_arrays(res["history"])
-    from .report import plot_histories
-
     plot_histories({"run": hist}, outdir / "convergence.png")
-    if {"x", "w"} <= set(res["variables"]):
-        plot_reconstructions({"result": res["variables"]}, None, outdir / "reconstructions.png")
     start = {k.removeprefix("start_"): v for k, v in res["extra"].items() if k.startswith("start_")}
-    if start:  # a refinement run: refined probe and position shifts
-        from .report import plot_calibration
-
-        plot_calibration({"result": res["variables"]}, start, None, outdir / "calibration.png")
+    objects = [n for n in res["variables"] if n not in start]
+    maps = plot_reconstructions({"result": res["variables"]}, None, outdir / "reconstructions.png", objects)
     last = hist.last()
     lines = [f"# mmip report: {args.result}", "", f"status: {res['status']} ({res['message']})", "",
              "| quantity | final value |", "|---|---|"]
     lines += [f"| {k} | {v:.6g} |" for k, v in last.items()]
     lines += ["", "configuration: `" + json.dumps(res["config"]) + "`", "", "![convergence](convergence.png)"]
-    if start:
-        lines += ["", "![calibration](calibration.png)"]
-    (outdir / "report.md").write_text("\n".join(lines))
+    if maps:
+        lines += ["", "![reconstructions](reconstructions.png)"]
     print("\n".join(lines[4:4 + 2 + len(last)]))
+    extra_lines, _ = _report_sections({"result": res["variables"]}, start, None, outdir)
+    lines += ["", *extra_lines]
+    (outdir / "report.md").write_text("\n".join(lines))
     print(f"wrote {outdir}/report.md")
     return 0
 

@@ -41,15 +41,17 @@ def loss_landscape(problem, v, d1, d2, radius, grid=21):
     return t, np.array([[problem.value(v + a * d1 + b * d2) for b in t] for a in t])
 
 
-def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, reference="ptychography"):
+def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, reference=None):
     """Spectra and landscapes for ``reference`` alone versus joint; writes PNGs and ``hessian.json``."""
-    if not {"x", "w"} <= set(dataset.truth):
-        msg = f"{dataset.source}: the Hessian study needs /truth/x and /truth/w (a simulated dataset)"
+    missing = [n for n in joint.space.names if n not in dataset.truth]
+    if missing:
+        msg = f"{dataset.source}: the Hessian study needs the truth of every variable; no /truth/{missing[0]}"
         raise DataError(msg)
     from .report import _plt
 
     outdir.mkdir(parents=True, exist_ok=True)
-    v = joint.space.pack(dataset.truth)
+    reference = reference or joint.term_names[0]
+    v = joint.space.pack({n: dataset.truth[n] for n in joint.space.names})
     problems = {f"{reference} alone": joint.alone(reference), "joint": joint}
     spectra, summary = {}, {}
     for name, prob in problems.items():

@@ -73,6 +73,20 @@ def mmip_register_importers(register: RegisterFn) -> None:
 
 
 @hookspec
+def mmip_register_reports(register: RegisterFn) -> None:
+    """Register report extras for ``mmip compare`` and ``mmip report``: ``register(name, report)``.
+
+    ``report`` may implement any of ``columns(arrays, truth) -> {method: {column: value}}`` (extra columns of the
+    error table), ``tables(arrays, start, truth) -> [(title, header, rows)]`` and
+    ``figures(arrays, start, truth, outdir) -> [(title, file_name)]``; ``arrays`` is ``{method: {variable:
+    array}}``, ``start`` the start values of refined calibration unknowns, ``truth`` the dataset's truth or
+    ``None``. A report returns nothing for results that do not concern it.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def mmip_register_simulations(register: RegisterFn) -> None:
     """Register simulated cases for ``mmip simulate``: ``register(name, simulate)`` with
     ``simulate(rng, **overrides) -> Dataset``.

@@ -33,6 +33,7 @@ KINDS = {
     "regularizer": "mmip_register_regularizers",
     "importer": "mmip_register_importers",
     "simulation": "mmip_register_simulations",
+    "report": "mmip_register_reports",
 }
 
 

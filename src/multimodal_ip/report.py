@@ -1,13 +1,18 @@
 """Figures and tables for results (matplotlib, Agg backend; optional dependency)."""
 
-__all__ = ["error_table", "plot_histories", "plot_reconstructions", "phase_corrected_error", "markdown_table",
-           "best_phase_error", "calibration_rows", "plot_calibration"]
+__all__ = ["error_table", "plot_histories", "plot_reconstructions", "markdown_table", "best_phase_error",
+           "plugin_reports", "figure_backend"]
 
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError
+
+
+def figure_backend():
+    """matplotlib.pyplot on the Agg backend (for report plugins too); a clear error without matplotlib."""
+    return _plt()
 
 
 def _plt():
@@ -29,25 +34,47 @@ def best_phase_error(estimate, truth) -> float:
     return float(np.linalg.norm(estimate * phase - truth) / np.linalg.norm(truth))
 
 
-def phase_corrected_error(x, w, x_true, w_true) -> float:
-    r"""Relative error of :math:`z = x + i\sum_e w_e` after the best global phase factor."""
-    return best_phase_error(x + 1j * w.sum(0), x_true + 1j * w_true.sum(0))
-
-
 def markdown_table(header, rows) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
-def error_table(results: dict, truth: dict) -> list:
-    """Rows ``[method, error_x, error_w, error_total, error_z_phase, time_s]`` from ``{method: Result}``."""
+def error_table(results: dict, truth: dict | None, variables=None) -> tuple[list, list]:
+    """``(header, rows)``: per method, the final relative error of each variable with a truth (``variables``: which,
+    default every variable of the first result that has a truth), the total and the time."""
+    first = next(iter(results.values()))
+    names = [n for n in (variables or first.arrays) if truth is not None and n in truth]
+    header = ["method", *(f"error {n}" for n in names), "error total", "time (s)"]
     rows = []
     for method, res in results.items():
         h = res.history
-        zerr = phase_corrected_error(res.arrays["x"], res.arrays["w"], truth["x"], truth["w"]) if truth else np.nan
-        rows.append([method, h["error_x"][-1], h["error_w"][-1], h["error_total"][-1], zerr, h["time_s"][-1]])
-    return rows
+        cols = h.columns
+        rows.append([method, *(h[f"error_{n}"][-1] if f"error_{n}" in cols else np.nan for n in names),
+                     h["error_total"][-1] if "error_total" in cols else np.nan, h["time_s"][-1]])
+    return header, rows
+
+
+def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, registry=None) -> dict:
+    """What every report plugin adds for these results: ``{"columns": {method: {col: value}}, "tables":
+    [(title, header, rows)], "figures": [(title, file name)]}``. A report plugin (hook ``mmip_register_reports``)
+    may implement ``columns(arrays, truth)``, ``tables(arrays, start, truth)`` and
+    ``figures(arrays, start, truth, outdir)``; each sees ``{method: {variable: array}}`` and decides itself whether
+    the results concern it (e.g. by the variable names)."""
+    from .plugins import get_registry
+
+    registry = registry or get_registry()
+    out: dict = {"columns": {m: {} for m in arrays}, "tables": [], "figures": []}
+    for name in registry.names("report"):
+        rep = registry.get("report", name)
+        if hasattr(rep, "columns"):
+            for method, cols in (rep.columns(arrays, truth) or {}).items():
+                out["columns"].setdefault(method, {}).update(cols)
+        if hasattr(rep, "tables"):
+            out["tables"].extend(rep.tables(arrays, start, truth) or [])
+        if hasattr(rep, "figures"):
+            out["figures"].extend(rep.figures(arrays, start, truth, outdir) or [])
+    return out
 
 
 def plot_histories(histories: dict, path) -> Path:
@@ -70,79 +97,47 @@ def plot_histories(histories: dict, path) -> Path:
     return Path(path)
 
 
-def plot_reconstructions(arrays: dict, truth: dict | None, path) -> Path:
-    """Grid of x and w_e per method (rows), with the truth first and error maps when a truth is known."""
+def _maps(a) -> list:
+    """2-D images of one variable: the array itself, each slice of a stack, the modulus of a complex one."""
+    a = np.asarray(a)
+    a = np.abs(a) if np.iscomplexobj(a) else a
+    if a.ndim == 2:
+        return [("", a)]
+    if a.ndim == 3 and a.shape[0] <= 8:
+        return [(f"[{i}]", a[i]) for i in range(a.shape[0])]
+    return []
+
+
+def plot_reconstructions(arrays: dict, truth: dict | None, path, variables=None) -> Path | None:
+    """Every image-like variable (2-D, or a short stack of 2-D maps) per method (rows), the truth first and the
+    error maps beside when a truth is known. ``None`` when no variable is image-like."""
     plt = _plt()
-    methods = ([("truth", truth)] if truth else []) + list(arrays.items())
-    ne = next(iter(arrays.values()))["w"].shape[0]
-    cols = 1 + ne
-    show_err = truth is not None
+    first = next(iter(arrays.values()))
+    names = [n for n in (variables or first) if _maps(first[n])]
+    if not names:
+        return None
+    show_err = truth is not None and all(n in truth for n in names)
+    methods = ([("truth", truth)] if show_err else []) + list(arrays.items())
+    cols = sum(len(_maps(first[n])) for n in names)
     fig, axes = plt.subplots(len(methods), cols * (2 if show_err else 1),
                              figsize=(2.6 * cols * (2 if show_err else 1), 2.5 * len(methods)), squeeze=False)
     for i, (method, a) in enumerate(methods):
-        maps = [("x", a["x"])] + [(f"w{e}", a["w"][e]) for e in range(ne)]
-        tmaps = [truth["x"]] + [truth["w"][e] for e in range(ne)] if truth is not None else []
-        for k, (label, m) in enumerate(maps):
-            ax = axes[i, k]
-            ax.imshow(m, cmap="gray", vmin=1, vmax=2) if truth else ax.imshow(m, cmap="gray")
-            ax.set_title(f"{method}: {label}", fontsize=8)
-            ax.axis("off")
-            if tmaps:
-                ax = axes[i, cols + k]
-                ax.imshow(np.abs(m - tmaps[k]), cmap="magma", vmin=0, vmax=0.5)
-                ax.set_title(f"|error| {label}", fontsize=8)
+        k = 0
+        for n in names:
+            tmaps = _maps(truth[n]) if show_err and truth is not None else []
+            for j, (suffix, m) in enumerate(_maps(a[n])):
+                ax = axes[i, k]
+                scale = {"vmin": float(tmaps[j][1].min()), "vmax": float(tmaps[j][1].max())} if tmaps else {}
+                ax.imshow(m, cmap="gray", **scale)  # on the truth's scale when it is known
+                ax.set_title(f"{method}: {n}{suffix}", fontsize=8)
                 ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
-
-
-def calibration_rows(results: dict, start: dict, truth: dict | None) -> list:
-    """Rows ``[method, probe error, positions rms (px), mean position shift (px)]`` for refined results
-    (``start``: the calibration's start values; errors ``nan`` without a truth)."""
-    rows = []
-    for method, arrays in results.items():
-        probe = arrays.get("probe", start.get("probe"))
-        pos = arrays.get("positions", start.get("positions"))
-        p_err = best_phase_error(probe, truth["probe"]) if truth and "probe" in truth and probe is not None else np.nan
-        rms = float(np.sqrt(np.mean((pos - truth["positions"]) ** 2))) if truth and "positions" in truth \
-            and pos is not None else np.nan
-        shift = float(np.mean(np.hypot(*(pos - start["positions"]).T))) if pos is not None and "positions" in start \
-            else np.nan
-        rows.append([method, p_err, rms, shift])
-    return rows
-
-
-def plot_calibration(results: dict, start: dict, truth: dict | None, path) -> Path:
-    """Refined probes (amplitude) per method next to the start probe, and the position shifts (arrows from
-    the start positions, drawn 10x longer; the true shifts in grey when known)."""
-    plt = _plt()
-    methods = [(m, a) for m, a in results.items() if "probe" in a or "positions" in a]
-    probes = [("start", start["probe"])] + [(m, a["probe"]) for m, a in methods if "probe" in a] \
-        if "probe" in start else []
-    fig, axes = plt.subplots(1, len(probes) + 1, figsize=(3.2 * (len(probes) + 1), 3.2), squeeze=False)
-    for ax, (label, p) in zip(axes[0], probes):
-        ax.imshow(np.abs(p), cmap="magma")
-        ax.set_title(f"|probe|: {label}", fontsize=8)
-        ax.axis("off")
-    ax = axes[0, -1]
-    if "positions" in start:
-        p0 = start["positions"]
-        if truth and "positions" in truth:
-            d = truth["positions"] - p0
-            ax.quiver(p0[:, 1], p0[:, 0], 10 * d[:, 1], 10 * d[:, 0], color="0.6", angles="xy", scale_units="xy",
-                      scale=1, label="true shift")
-        for i, (m, a) in enumerate(methods):
-            if "positions" in a and np.any(a["positions"] != p0):
-                d = a["positions"] - p0
-                ax.quiver(p0[:, 1], p0[:, 0], 10 * d[:, 1], 10 * d[:, 0], angles="xy", scale_units="xy", scale=1,
-                          label=m, color=f"C{i}")
-        ax.invert_yaxis()
-        ax.set_title("position shifts (x10)", fontsize=8)
-        ax.legend(fontsize=6)
-    else:
-        ax.axis("off")
+                if tmaps:
+                    ax = axes[i, cols + k]
+                    err = np.abs(m - tmaps[j][1])
+                    ax.imshow(err, cmap="magma", vmin=0, vmax=max(float(np.ptp(tmaps[j][1])), 1e-12) / 2)
+                    ax.set_title(f"|error| {n}{suffix}", fontsize=8)
+                    ax.axis("off")
+                k += 1
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -169,3 +169,10 @@ def _cxi_importer(path, context):
 @hookimpl
 def mmip_register_importers(register):
     register("cxi", _cxi_importer)
+
+
+@hookimpl
+def mmip_register_reports(register):
+    from .report import CalibrationReport
+
+    register("calibration", CalibrationReport())

@@ -1,0 +1,23 @@
+"""The paper's extra error column: :math:`z = x + i\\sum_e w_e` after the best global phase factor."""
+
+__all__ = ["phase_corrected_error", "PaperReport"]
+
+import numpy as np
+
+from multimodal_ip.report import best_phase_error
+
+
+def phase_corrected_error(x, w, x_true, w_true) -> float:
+    r"""Relative error of :math:`z = x + i\sum_e w_e` after the best global phase factor."""
+    return best_phase_error(x + 1j * w.sum(0), x_true + 1j * w_true.sum(0))
+
+
+class PaperReport:
+    """Adds ``error z (best phase)`` to comparison tables whose results have the paper's ``x`` and ``w``."""
+
+    def columns(self, arrays, truth):
+        if not truth or not {"x", "w"} <= set(truth):
+            return {}
+        return {m: {"error z (best phase)": phase_corrected_error(np.asarray(a["x"]), np.asarray(a["w"]),
+                                                                  truth["x"], truth["w"])}
+                for m, a in arrays.items() if {"x", "w"} <= set(a)}
