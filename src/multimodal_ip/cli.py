@@ -367,39 +367,47 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_import(args) -> int:
-    from .io import Dataset, save_dataset
+def _importers() -> list:
+    """``[(name, importer)]`` of the registered importers, in the order they run (their ``order``)."""
     from .plugins import get_registry
-    from .safety import check_outputs, regular_input
-    from .variables import Variable
 
     registry = get_registry()
-    check_outputs([args.output], [args.ptycho, args.xrf])
-    for p in (args.ptycho, args.xrf):
-        if p:
-            regular_input(p, "input file")
+    items = [(n, registry.get("importer", n)) for n in registry.names("importer")]
+    return sorted(items, key=lambda item: (getattr(item[1], "order", 100), item[0]))
+
+
+def cmd_import(args) -> int:
+    """Each registered importer whose flag was given reads its file into a data term; the variables are those the
+    modalities infer from the terms; the dataset is written without touching any input."""
+    from .io import Dataset, save_dataset
+    from .io.dataset import infer_variables
+    from .safety import check_outputs, regular_input
+
+    given = [(name, imp, getattr(args, f"import_{name}", None)) for name, imp in _importers()]
+    given = [(name, imp, path) for name, imp, path in given if path]
+    check_outputs([args.output], [path for *_, path in given])
+    if not given:
+        flags = " and/or ".join(f"--{getattr(imp, 'flag', name)} FILE" for name, imp in _importers())
+        msg = f"nothing to import: give {flags}"
+        raise ConfigError(msg)
+    for *_, path in given:
+        regular_input(path, "input file")
     if not (np.isfinite(args.xrf_axis_unit) and args.xrf_axis_unit > 0):
         msg = f"--xrf-axis-unit must be a finite length > 0 (metres per axis unit), got {args.xrf_axis_unit}"
         raise ConfigError(msg)
     if not (np.isfinite(args.balance_c) and args.balance_c > 0):
         msg = f"--balance-c must be a finite number > 0, got {args.balance_c}"
         raise ConfigError(msg)
-    context = {"xrf_axis_unit_m": args.xrf_axis_unit}
+    context: dict = {"xrf_axis_unit_m": args.xrf_axis_unit, "allow_external": args.allow_external_links,
+                     "attrs": {}}
     terms = {}
-    for name, path in (("cxi", args.ptycho), ("maps", args.xrf)):
-        if path:
-            term = registry.get("importer", name)(path, context)
-            terms[term.name] = term
-    if not terms:
-        msg = "nothing to import: give --ptycho FILE.cxi and/or --xrf FILE.h5"
-        raise ConfigError(msg)
-    n0, n1 = context["frame"].object_shape
-    ne = terms["fluorescence"].arrays["data"].shape[0] if "fluorescence" in terms else 1
-    variables = [Variable("x", (n0, n1)), Variable("w", (ne, n0, n1))]
-    attrs = {"balance_c": args.balance_c,
-             "pixel_size_m": context["frame"].pixel_size_m, "origin_m": list(context["frame"].origin_m)}
+    for _, importer, path in given:
+        term = importer(path, context)
+        terms[term.name] = term
+    variables = infer_variables(str(args.output), terms)
+    attrs = {"balance_c": args.balance_c, **context["attrs"]}
     save_dataset(args.output, Dataset(variables, terms, {}, attrs))
-    print(f"wrote {args.output}: object {n0}x{n1} px of {context['frame'].pixel_size_m:.4g} m, "
+    print(f"wrote {args.output}: variables " + ", ".join(f"{v.name}{list(v.shape)}" for v in variables) + "; "
           + ", ".join(f"{k} ({v.arrays['data'].shape})" for k, v in terms.items()))
     return 0
 
@@ -499,9 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("import", help="facility files (CXI ptychography, MAPS XRF) -> one dataset file")
-    s.add_argument("--ptycho", help="CXI file (/entry_1/data_1/data, geometry_1/translation, ...)")
-    s.add_argument("--xrf", help="MAPS-style HDF5 (/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec, x_axis, y_axis)")
+    s = sub.add_parser("import", help="facility files (one flag per registered importer) -> one dataset file")
+    for name, importer in _importers():
+        s.add_argument(f"--{getattr(importer, 'flag', name)}", dest=f"import_{name}", metavar="FILE",
+                       help=getattr(importer, "help", f"a file for the {name!r} importer"))
+    s.add_argument("--allow-external-links", action="store_true",
+                   help="follow HDF5 external links and virtual datasets (trusted facility layouts only)")
     s.add_argument("--xrf-axis-unit", type=float, default=1e-6, help="metres per unit of the MAPS axes (um)")
     s.add_argument("--balance-c", type=float, default=0.01)
     s.add_argument("-o", "--output", required=True)

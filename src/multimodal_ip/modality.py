@@ -24,6 +24,7 @@ attribute / method         default                      meaning
 ``balance_role``           ``"none"``                   ``"reference"``: the term the paper's gradient-norm
                                                         balancing keeps at weight 1; ``"weighted"``: a term that
                                                         is weighted against it; ``"none"``: no opinion
+``inputs``                 ``()``                       variables the term reads (named when no term infers them)
 ``refinable``              ``()``                       names of calibration unknowns the term can read
 ``split_unknowns``         ``()``                       calibration unknowns with one entry per split index
                                                         (they cannot be refined across MPI ranks)
@@ -73,6 +74,7 @@ class ModalityInfo:
     balance_role: str = "none"
     refinable: tuple = ()
     split_unknowns: tuple = ()
+    inputs: tuple = ()
 
     def variables(self, td) -> list:
         fn = getattr(self.obj, "variables", None)
@@ -126,7 +128,8 @@ def check_modality_contract(obj) -> ModalityInfo:
     name = type(obj).__name__
     return ModalityInfo(obj, _strings(getattr(obj, "options", ()), f"{name}.options"), dict(axes), role,
                         _strings(getattr(obj, "refinable", ()), f"{name}.refinable"),
-                        _strings(getattr(obj, "split_unknowns", ()), f"{name}.split_unknowns"))
+                        _strings(getattr(obj, "split_unknowns", ()), f"{name}.split_unknowns"),
+                        _strings(getattr(obj, "inputs", ()), f"{name}.inputs"))
 
 
 def capabilities(obj) -> ModalityInfo:

@@ -11,8 +11,9 @@
 * :func:`read_text_capped` - a run file read with a size cap.
 """
 
-__all__ = ["regular_input", "walk_group", "MemoryBudget", "check_outputs", "read_text_capped", "memory_budget_bytes",
-           "MAX_RUN_FILE_BYTES", "file_fingerprint", "deferred_interrupts", "remove_stale_temporaries"]
+__all__ = ["regular_input", "walk_group", "member", "MemoryBudget", "check_outputs", "read_text_capped",
+           "memory_budget_bytes", "MAX_RUN_FILE_BYTES", "file_fingerprint", "deferred_interrupts",
+           "remove_stale_temporaries"]
 
 import contextlib
 import hashlib
@@ -59,26 +60,32 @@ def regular_input(path, what="file") -> Path:
 def walk_group(path, group, prefix, allow_external=False):
     """``(name, object)`` for each member of ``group``; links that leave the file are refused by name."""
     for name in group:
-        where = f"{path}:{prefix}{name}"
-        link = group.get(name, getlink=True)
-        if isinstance(link, h5py.ExternalLink) and not allow_external:
-            msg = (f"{where}: an external link to {link.filename}:{link.path} (refused: only the named input is read; "
-                   "--allow-external-links for trusted facility layouts)")
-            raise DataError(msg)
-        try:
-            obj = group[name]
-        except (KeyError, OSError, RuntimeError, ValueError) as exc:
-            kind = "soft link" if isinstance(link, h5py.SoftLink) else "link"
-            msg = f"{where}: {kind} cannot be resolved ({' '.join(str(exc).split())})"
-            raise DataError(msg) from None
-        if isinstance(link, h5py.SoftLink) and obj.file.filename != group.file.filename and not allow_external:
-            msg = f"{where}: a soft link that leaves the file (refused)"
-            raise DataError(msg)
-        if isinstance(obj, h5py.Dataset) and obj.is_virtual and not allow_external:
-            sources = sorted({s.file_name for s in obj.virtual_sources()})
-            msg = f"{where}: a virtual dataset reading {sources} (refused: only the named input is read)"
-            raise DataError(msg)
-        yield name, obj
+        yield name, member(path, group, name, prefix, allow_external)
+
+
+def member(path, group, name, prefix="/", allow_external=False):
+    """``group[name]`` after checking the link: external links, soft links that leave the file or dangle, and
+    virtual datasets are refused with one line naming ``path:prefix+name``."""
+    where = f"{path}:{prefix}{name}"
+    link = group.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink) and not allow_external:
+        msg = (f"{where}: an external link to {link.filename}:{link.path} (refused: only the named input is read; "
+               "--allow-external-links for trusted facility layouts)")
+        raise DataError(msg)
+    try:
+        obj = group[name]
+    except (KeyError, OSError, RuntimeError, ValueError) as exc:
+        kind = "soft link" if isinstance(link, h5py.SoftLink) else "link"
+        msg = f"{where}: {kind} cannot be resolved ({' '.join(str(exc).split())})"
+        raise DataError(msg) from None
+    if isinstance(link, h5py.SoftLink) and obj.file.filename != group.file.filename and not allow_external:
+        msg = f"{where}: a soft link that leaves the file (refused)"
+        raise DataError(msg)
+    if isinstance(obj, h5py.Dataset) and obj.is_virtual and not allow_external:
+        sources = sorted({s.file_name for s in obj.virtual_sources()})
+        msg = f"{where}: a virtual dataset reading {sources} (refused: only the named input is read)"
+        raise DataError(msg)
+    return obj
 
 
 def memory_budget_bytes() -> int:

@@ -218,6 +218,39 @@ def _read_checked(path, d, where, budget, axis_slice=None):
     return a
 
 
+def resolve(path, f, key, allow_external=False):
+    """The object at ``key`` (``"a/b/c"``) of the open file ``f``, every link on the way checked like
+    :func:`~multimodal_ip.safety.walk_group` does (no external links, virtual datasets or links leaving the
+    file); ``None`` when a component is missing."""
+    from ..safety import member
+
+    obj = f
+    prefix = "/"
+    for part in [p for p in str(key).split("/") if p]:
+        try:
+            present = isinstance(obj, h5py.Group) and part in obj
+        except (OSError, RuntimeError):  # a dangling link answers "in" with an error
+            present = True
+        if not present and not (isinstance(obj, h5py.Group) and obj.get(part, getlink=True) is not None):
+            return None
+        obj = member(path, obj, part, prefix, allow_external)
+        prefix += part + "/"
+    return obj
+
+
+def read_path(path, f, key, budget=None, allow_external=False):
+    """The dataset at ``key`` read through :func:`resolve` and the memory budget; ``DataError`` naming it when it
+    is missing, a group, or not numeric."""
+    d = resolve(path, f, key, allow_external)
+    if d is None:
+        msg = f"{path}:/{key}: missing"
+        raise DataError(msg)
+    if not isinstance(d, h5py.Dataset):
+        msg = f"{path}:/{key}: expected a dataset, got a group"
+        raise DataError(msg)
+    return _read_checked(path, d, f"/{key}", budget)
+
+
 def read_group(path, group, prefix, budget=None, finite=False, skip_groups=False) -> dict:
     """Every dataset of an HDF5 group through the safe reader (no links leaving the file, sizes checked against
     the memory budget before reading, numeric only); ``finite`` refuses NaN/Inf by name."""
@@ -382,16 +415,28 @@ class _LazyTerm(TermData):
 
 
 def _infer_variables(path, term_groups, modality_of, registry, allow_external) -> list:
-    """Variables from the modalities' ``variables(td)`` over every term of the file; conflicts are errors."""
-    from ..modality import capabilities
+    """Variables from the modalities' ``variables(td)`` over every term of the file (arrays read on demand)."""
     from ..safety import walk_group
 
+    terms = {}
+    for name, g in term_groups.items():
+        items = {k: d for k, d in walk_group(path, g, f"/terms/{name}/", allow_external) if isinstance(d, h5py.Dataset)}
+        terms[name] = _LazyTerm(name, modality_of[name], items, _attrs(g), str(path))
+    return infer_variables(path, terms, registry)
+
+
+def infer_variables(path, terms: dict, registry=None) -> list:
+    """The variables the modalities of ``terms`` (``{name: TermData}``) infer from their data (``variables(td)``);
+    two terms implying different shapes for one name, or a variable a term reads (``inputs``) that no term
+    determines, are a :class:`DataError` saying to declare it in ``/variables``."""
+    from ..modality import capabilities
+    from ..plugins import get_registry
+
+    registry = registry or get_registry()
     found: dict = {}
     needed: dict = {}
-    for name, g in term_groups.items():
-        info = capabilities(registry.get("modality", modality_of[name]))
-        items = {k: d for k, d in walk_group(path, g, f"/terms/{name}/", allow_external) if isinstance(d, h5py.Dataset)}
-        td = _LazyTerm(name, modality_of[name], items, _attrs(g), str(path))
+    for name, td in terms.items():
+        info = capabilities(registry.get("modality", td.modality))
         for v in info.variables(td):
             if v.name in found and (found[v.name][0].shape, found[v.name][0].dtype) != (v.shape, v.dtype):
                 other, first = found[v.name]
@@ -399,7 +444,7 @@ def _infer_variables(path, term_groups, modality_of, registry, allow_external) -
                        f"{other.shape} {other.dtype} vs {v.shape} {v.dtype}; declare it in /variables/{v.name}")
                 raise DataError(msg)
             found.setdefault(v.name, (v, name))
-        for need in getattr(info.obj, "inputs", ()):
+        for need in info.inputs:
             needed.setdefault(need, name)
     missing = {k: t for k, t in needed.items() if k not in found}
     if missing:

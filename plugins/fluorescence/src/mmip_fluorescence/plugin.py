@@ -164,17 +164,24 @@ def mmip_register_modalities(register):
     register("fluorescence", Fluorescence())
 
 
-def _maps_importer(path, context):
-    """``mmip import --xrf``: MAPS fitted maps placed on the ptychography frame, kernel = |probe|^2."""
-    from .maps import import_maps
+class MapsImporter:
+    """``mmip import --xrf maps.h5``: MAPS fitted maps placed on the ptychography frame, kernel = |probe|^2."""
 
-    if "frame" not in context:
-        msg = "importing XRF needs the ptychography scan first (its frame and probe): give --ptycho too"
-        raise ConfigError(msg)
-    return import_maps(path, context["frame"], np.abs(context["probe"]) ** 2,
-                       axis_unit_m=context.get("xrf_axis_unit_m", 1e-6))
+    flag = "xrf"
+    help = "MAPS-style HDF5 (/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec, x_axis, y_axis); needs --ptycho"
+    order = 10
+
+    def __call__(self, path, context):
+        from .maps import import_maps
+
+        if "frame" not in context:
+            msg = "importing XRF needs the ptychography scan first (its frame and probe): give --ptycho too"
+            raise ConfigError(msg)
+        return import_maps(path, context["frame"], np.abs(context["probe"]) ** 2,
+                           axis_unit_m=context.get("xrf_axis_unit_m", 1e-6),
+                           allow_external=context.get("allow_external", False))
 
 
 @hookimpl
 def mmip_register_importers(register):
-    register("maps", _maps_importer)
+    register("maps", MapsImporter())

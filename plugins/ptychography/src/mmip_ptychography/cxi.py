@@ -9,7 +9,7 @@ import numpy as np
 
 from multimodal_ip.errors import DataError
 from multimodal_ip.io import TermData
-from multimodal_ip.io.dataset import open_h5
+from multimodal_ip.io.dataset import open_h5, read_path, resolve
 
 HC_J_M = 1.98644586e-25  # h * c in J m
 
@@ -34,11 +34,11 @@ class Frame:
         return (np.asarray(yx_m, dtype=float) - np.asarray(self.origin_m)) / self.pixel_size_m
 
 
-def _get(f, path, key, ndim=None, positive=False):
-    if key not in f:
+def _get(f, path, key, ndim=None, positive=False, allow_external=False):
+    if resolve(path, f, key, allow_external) is None:
         msg = f"{path}:/{key}: missing (a CXI ptychography file needs it)"
         raise DataError(msg)
-    a = np.asarray(f[key][()])
+    a = np.asarray(read_path(path, f, key, allow_external=allow_external))
     if ndim is not None and a.ndim != ndim:
         msg = f"{path}:/{key}: expected {ndim}-D, got shape {a.shape}"
         raise DataError(msg)
@@ -51,7 +51,15 @@ def _get(f, path, key, ndim=None, positive=False):
     return a
 
 
-def import_cxi(path, probe=None, margin_px=0):
+def _scalar(f, path, key, allow_external):
+    a = _get(f, path, key, positive=True, allow_external=allow_external)
+    if a.size != 1 or a.dtype.kind == "c":
+        msg = f"{path}:/{key}: expected one real number, got shape {a.shape} {a.dtype}"
+        raise DataError(msg)
+    return float(a.ravel()[0])
+
+
+def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_px=2**15):
     """Read a CXI file; returns ``(TermData, Frame)``.
 
     Object pixel size is :math:`\\lambda z / (N_p \\Delta_{det})` (far field); translations (J, 3) in metres
@@ -59,19 +67,19 @@ def import_cxi(path, probe=None, margin_px=0):
     The probe comes from ``/entry_1/instrument_1/source_1/probe`` or the ``probe`` argument.
     """
     with open_h5(path) as f:
-        data = _get(f, path, DATA, ndim=3)
+        data = _get(f, path, DATA, ndim=3, allow_external=allow_external)
         if data.dtype.kind == "c" or np.any(data < 0):
             msg = f"{path}:/{DATA}: intensities must be real and non-negative"
             raise DataError(msg)
-        energy_j = float(_get(f, path, ENERGY, positive=True))
-        distance = float(_get(f, path, DISTANCE, positive=True))
-        pix = float(_get(f, path, PIX_X, positive=True))
-        if abs(float(_get(f, path, PIX_Y, positive=True)) - pix) > 1e-9 * pix:
+        energy_j = _scalar(f, path, ENERGY, allow_external)
+        distance = _scalar(f, path, DISTANCE, allow_external)
+        pix = _scalar(f, path, PIX_X, allow_external)
+        if abs(_scalar(f, path, PIX_Y, allow_external) - pix) > 1e-9 * pix:
             msg = f"{path}: non-square detector pixels are not supported"
             raise DataError(msg)
-        trans = _get(f, path, TRANSLATION, ndim=2)
-        if probe is None:
-            probe = _get(f, path, PROBE, ndim=2) if PROBE in f else None
+        trans = _get(f, path, TRANSLATION, ndim=2, allow_external=allow_external)
+        if probe is None and resolve(path, f, PROBE, allow_external) is not None:
+            probe = _get(f, path, PROBE, ndim=2, allow_external=allow_external)
     if probe is None:
         msg = f"{path}: no probe in the file ({PROBE}); pass one"
         raise DataError(msg)
@@ -89,10 +97,16 @@ def import_cxi(path, probe=None, margin_px=0):
     pos = (yx - origin) / pixel_m
     whole = np.rint(pos)
     pos = np.where(np.abs(pos - whole) < 1e-6, whole, pos)  # sub-pixel positions are kept (Fourier-shifted probe)
-    n = int(np.ceil(pos.max()) + npx + margin_px)
+    extent = float(np.ceil(pos.max()) + npx + margin_px)
+    if not extent <= max_object_px:
+        msg = (f"{path}:/{TRANSLATION}: the scan spans {extent:.4g} object pixels of {pixel_m:.3g} m (more than "
+               f"{max_object_px}); check the translation unit (metres) and the geometry")
+        raise DataError(msg)
+    n = int(extent)
     frame = Frame(pixel_m, tuple(origin), (n, n))
     term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe.astype(complex),
-                                                     "positions": pos}, {"photons_per_unit": 1.0}, str(path))
+                                                     "positions": pos},
+                    {"photons_per_unit": 1.0, "object_shape": np.array([n, n])}, str(path))
     return term, frame
 
 

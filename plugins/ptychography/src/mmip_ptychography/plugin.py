@@ -157,18 +157,25 @@ def mmip_register_modalities(register):
     register("ptychography", Ptychography())
 
 
-def _cxi_importer(path, context):
-    """``mmip import --ptycho``: a CXI file; sets the object frame and probe for the other importers."""
-    from .cxi import import_cxi
+class CxiImporter:
+    """``mmip import --ptycho scan.cxi``: a CXI file; sets the object frame and probe for the other importers."""
 
-    term, frame = import_cxi(path)
-    context.update(frame=frame, probe=term.arrays["probe"])
-    return term
+    flag = "ptycho"
+    help = "CXI file (/entry_1/data_1/data, geometry_1/translation, ...)"
+    order = 0  # first: the XRF importer places its maps on this scan's frame
+
+    def __call__(self, path, context):
+        from .cxi import import_cxi
+
+        term, frame = import_cxi(path, allow_external=context.get("allow_external", False))
+        context.update(frame=frame, probe=term.arrays["probe"])
+        context.setdefault("attrs", {}).update(pixel_size_m=frame.pixel_size_m, origin_m=list(frame.origin_m))
+        return term
 
 
 @hookimpl
 def mmip_register_importers(register):
-    register("cxi", _cxi_importer)
+    register("cxi", CxiImporter())
 
 
 @hookimpl
