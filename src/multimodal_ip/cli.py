@@ -116,7 +116,7 @@ def _check_start(problem, desc) -> None:
         raise ConfigError(msg)
 
 
-def _build(args_data, cfg, terms=None, comm=None):
+def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
     from .io import build_problem, load_dataset
 
     terms = terms if terms is not None else cfg["terms"]
@@ -124,11 +124,11 @@ def _build(args_data, cfg, terms=None, comm=None):
                "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
                "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
                "regularizers": _regularizers(cfg["regularizers"])}
-    if comm is not None:  # each rank reads only its share of the positions
+    if comm is not None:  # each rank reads only its share of the split data
         from .distributed import build_distributed_problem
 
-        return build_distributed_problem(args_data, comm, terms=terms, **options)
-    ds = load_dataset(args_data, terms=terms)
+        return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, **options)
+    ds = load_dataset(args_data, terms=terms, allow_external=allow_external)
     return ds, build_problem(ds, **options)
 
 
@@ -154,38 +154,58 @@ def cmd_plugins(args) -> int:
     return code
 
 
-def cmd_simulate(args) -> int:
-    from .io import save_dataset
+def _simulation_parameters() -> dict:
+    """``{keyword: spec}`` over every registered simulation (``parameters`` of each); the first spec of a name wins."""
     from .plugins import get_registry
 
+    registry = get_registry()
+    out: dict = {}
+    for name in registry.names("simulation"):
+        for k, spec in (getattr(registry.get("simulation", name), "parameters", None) or {}).items():
+            out.setdefault(k, spec)
+    return out
+
+
+def cmd_simulate(args) -> int:
+    """Run a registered simulation with the flags it declares; numbers are checked (counts >= 1, finite >= 0)."""
+    import math
+
+    from .io import save_dataset
+    from .plugins import get_registry
+    from .safety import check_outputs
+
     simulate = get_registry().get("simulation", args.case)
-    overrides = {k: getattr(args, k) for k in ("n", "probe_size", "step", "n_elements", "probe_error",
-                                                "position_jitter_px", "coupling") if getattr(args, k) is not None}
-    if args.elements:
-        overrides["elements"] = [e.strip() for e in args.elements.split(",")]
-    for k in ("n", "probe_size", "step", "n_elements"):
-        if k in overrides and overrides[k] < 1:
-            msg = f"--{k.replace('_', '-')} must be >= 1, got {overrides[k]}"
+    declared = getattr(simulate, "parameters", None) or {}
+    overrides = {}
+    for k, spec in _simulation_parameters().items():
+        value = getattr(args, f"sim_{k}", None)
+        if value is None:
+            continue
+        flag = "--" + spec.get("flag", k.replace("_", "-"))
+        if k not in declared:
+            msg = f"{flag}: simulation {args.case!r} has no such parameter"
             raise ConfigError(msg)
-    for k, v in (("noise", args.noise), ("probe_error", overrides.get("probe_error", 0.0)),
-                 ("position_jitter", overrides.get("position_jitter_px", 0.0))):
-        if not (np.isfinite(v) and v >= 0):
-            msg = f"--{k.replace('_', '-')} must be a finite number >= 0, got {v}"
+        if spec.get("type") is list:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif spec.get("type") is int and value < 1:
+            msg = f"{flag} must be >= 1, got {value}"
             raise ConfigError(msg)
+        elif spec.get("type") is float and not (math.isfinite(value) and value >= 0):
+            msg = f"{flag} must be a finite number >= 0, got {value}"
+            raise ConfigError(msg)
+        overrides[k] = value
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        msg = f"--noise must be a finite number >= 0, got {args.noise}"
+        raise ConfigError(msg)
     if args.seed < 0:
         msg = f"--seed must be >= 0, got {args.seed}"
         raise ConfigError(msg)
-    if overrides.get("n", 0) > 20000:
-        msg = f"--n {overrides['n']}: larger than 20000 px per side is not a simulation this command can hold"
-        raise ConfigError(msg)
-    from .safety import check_outputs
-
     check_outputs([args.output], [])
     try:
-        ds = simulate(seed=args.seed, noise=args.noise, xrf_grid=args.xrf_grid, **overrides)
-    except ValueError as exc:  # the case's own parameter checks
-        msg = f"simulate {args.case}: {exc}"
-        raise ConfigError(msg) from None
+        ds = simulate(seed=args.seed, noise=args.noise, **overrides)
+    except (ValueError, MemoryError) as exc:  # the case's own parameter checks; sizes it cannot hold
+        msg = f"simulate {args.case}: {exc or 'the requested size does not fit in memory'}"
+        raise ConfigError(" ".join(msg.split())) from None
     save_dataset(args.output, ds)
     v = ds.space
     print(f"wrote {args.output}: case {args.case}, noise {args.noise:g}, seed {args.seed}, variables "
@@ -210,7 +230,7 @@ def cmd_reconstruct(args) -> int:
 
         comm = get_comm()
     lead = comm is None or comm.Get_rank() == 0
-    _, problem = _build(args.data, cfg, comm=comm)
+    _, problem = _build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
     resume_state = None
     if args.resume:
         if not ckpt.exists():
@@ -298,7 +318,7 @@ def cmd_compare(args) -> int:
 
     cfg = run_config(args)
     check_outputs([args.output], [args.data, args.config])
-    ds, joint = _build(args.data, cfg, terms=None)
+    ds, joint = _build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
     methods = {"joint": joint}
     for t in joint.term_names:
         methods[f"{t} alone"] = joint.alone(t)
@@ -392,14 +412,17 @@ def cmd_import(args) -> int:
         raise ConfigError(msg)
     for *_, path in given:
         regular_input(path, "input file")
-    if not (np.isfinite(args.xrf_axis_unit) and args.xrf_axis_unit > 0):
-        msg = f"--xrf-axis-unit must be a finite length > 0 (metres per axis unit), got {args.xrf_axis_unit}"
-        raise ConfigError(msg)
     if not (np.isfinite(args.balance_c) and args.balance_c > 0):
         msg = f"--balance-c must be a finite number > 0, got {args.balance_c}"
         raise ConfigError(msg)
-    context: dict = {"xrf_axis_unit_m": args.xrf_axis_unit, "allow_external": args.allow_external_links,
-                     "attrs": {}}
+    context: dict = {"allow_external": args.allow_external_links, "attrs": {}}
+    for _, importer in _importers():  # the importers' own options (e.g. an axis unit), checked by their type
+        for k, spec in (getattr(importer, "options", None) or {}).items():
+            value = getattr(args, f"opt_{k}")
+            if spec.get("type") is float and not (np.isfinite(value) and value > 0):
+                msg = f"--{k.replace('_', '-')} must be a finite number > 0, got {value}"
+                raise ConfigError(msg)
+            context[k] = value
     terms = {}
     for _, importer, path in given:
         term = importer(path, context)
@@ -426,7 +449,7 @@ def cmd_hessian(args) -> int:
     if cfg["refine"]:
         msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
         raise ConfigError(msg)
-    ds, joint = _build(args.data, cfg)
+    ds, joint = _build(args.data, cfg, allow_external=args.allow_external_links)
     summary = hessian_study(ds, joint, Path(args.output), dense_max=args.dense_max, k=args.k,
                             grid=args.grid, reference=balance_reference(joint.term_names, ds, cfg["balance_reference"])
                             if len(joint.term_names) > 1 else joint.term_names[0])
@@ -443,21 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_plugins)
 
-    s = sub.add_parser("simulate", help="simulate a case of the paper into a dataset file")
+    s = sub.add_parser("simulate", help="simulate a registered case (the paper's by mmip-paper) into a dataset file")
     s.add_argument("case")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--noise", type=float, default=0.0, help="relative Poisson noise level (0.03 = 3%%)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n", type=int, help="object size (pixels)")
-    s.add_argument("--probe-size", type=int)
-    s.add_argument("--step", type=int, help="raster step (pixels)")
-    s.add_argument("--n-elements", type=int)
-    s.add_argument("--xrf-grid", choices=("full", "scan"), default="full")
-    s.add_argument("--probe-error", type=float, help="write a probe whose defocus is off by this fraction (0.2)")
-    s.add_argument("--position-jitter", dest="position_jitter_px", type=float,
-                   help="true positions = raster + uniform jitter of +-this many pixels; the file keeps the raster")
-    s.add_argument("--coupling", help="simulate Im z = sum a_e w_e: a0,a1,... or xraylib:<keV> (stored in the file)")
-    s.add_argument("--elements", help="element names of the maps, e.g. Fe,Zn,Cu (default E0,E1,...)")
+    for k, spec in _simulation_parameters().items():
+        s.add_argument("--" + spec.get("flag", k.replace("_", "-")), dest=f"sim_{k}", help=spec.get("help"),
+                       metavar=None if spec.get("choices") else k.upper(),
+                       type=str if spec.get("type") is list else spec.get("type", str), choices=spec.get("choices"))
     s.set_defaults(func=cmd_simulate)
 
     def run_flags(s):
@@ -475,16 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "regularizers = [{name='tv', strength=1e-6, variables=['x','w']}])")
         s.add_argument("--solver-option", action="append", metavar="KEY=VALUE")
         s.add_argument("--refine",
-                       help="calibration unknowns refined with the object: probe, positions (comma-separated)")
+                       help="calibration unknowns refined with the object, comma-separated (names the modalities "
+                            "offer; see docs/plugins.md)")
         s.add_argument("--refine-after", dest="refine_after", type=int,
                        help="iterations with the calibration fixed before it is refined (default: a third)")
         s.add_argument("--likelihood", choices=("balanced", "poisson"),
                        help="balanced: the paper's losses and weights (default); poisson: photon-count likelihoods, "
                             "weights from photons_per_unit (no beta)")
         s.add_argument("--coupling",
-                       help="w -> Im z coupling: ones (default), a0,a1,... or xraylib:<keV>[:El0,El1,...]")
+                       help="option 'coupling' of every term whose modality takes it (see docs/plugins.md)")
         s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
                        help="exit 0 when the solver stalls (no acceptable step) instead of 3")
+        s.add_argument("--allow-external-links", dest="allow_external_links", action="store_true",
+                       help="follow HDF5 external links and virtual datasets of the data file (trusted layouts only)")
 
     s = sub.add_parser("reconstruct", help="reconstruct a dataset; writes a result file")
     s.add_argument("data")
@@ -493,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     s.add_argument("--resume", action="store_true", help="continue from <output>.ckpt.h5")
     s.add_argument("--mpi", action="store_true",
-                   help="partition scan positions over MPI ranks (automatic under mpiexec with more than one rank)")
+                   help="split the data over MPI ranks (automatic under mpiexec with more than one rank)")
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("compare", help="joint versus each modality alone: error table, figures, report")
@@ -513,7 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=getattr(importer, "help", f"a file for the {name!r} importer"))
     s.add_argument("--allow-external-links", action="store_true",
                    help="follow HDF5 external links and virtual datasets (trusted facility layouts only)")
-    s.add_argument("--xrf-axis-unit", type=float, default=1e-6, help="metres per unit of the MAPS axes (um)")
+    for _, importer in _importers():
+        for k, spec in (getattr(importer, "options", None) or {}).items():
+            s.add_argument("--" + k.replace("_", "-"), dest=f"opt_{k}", type=spec.get("type", str),
+                           default=spec.get("default"), help=spec.get("help"))
     s.add_argument("--balance-c", type=float, default=0.01)
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_import)

@@ -1,7 +1,8 @@
-r"""Scan positions partitioned across MPI ranks; shared variables replicated.
+r"""Data split across MPI ranks along each modality's ``split_axes``; shared variables replicated.
 
-Each rank builds the data terms from its own share of the positions (reading only that
-slice of the HDF5 file); objective values, gradients and Gauss-Newton products are summed
+Each rank builds the data terms from its own share of the split data (reading only that
+slice of the HDF5 file); terms whose modality declares no split are counted once (rank 0);
+objective values, gradients and Gauss-Newton products are summed
 over ranks through pylops-mpi (the adjoint of an ``MPIVStack`` over a ``SCATTER``
 ``DistributedArray``), so every rank holds the same numbers and the solvers run unchanged,
 in lockstep. Regularizers are evaluated once, on rank 0.
@@ -47,7 +48,7 @@ class DistributedProblem(JointProblem):
     Parameters
     ----------
     local : :class:`~multimodal_ip.JointProblem`
-        This rank's terms (its share of the positions) over the full, replicated variables.
+        This rank's terms (its share of the split data) over the full, replicated variables.
     comm : ``mpi4py.MPI.Comm``
     """
 
@@ -84,7 +85,7 @@ class DistributedProblem(JointProblem):
         vals = self._sum_array(np.array([d[k] for k in keys], dtype=np.float64))
         return {k: float(v) for k, v in zip(keys, vals)}
 
-    # ---- what differs from one process: every sum over positions is reduced -------
+    # ---- what differs from one process: every sum over the split data is reduced -------
     def objectives(self, v) -> dict:
         return self._sum_dict(self.local.objectives(v))
 
@@ -117,17 +118,17 @@ class DistributedProblem(JointProblem):
 
 def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None,
                               dtype=None, refine=(), likelihood="balanced", coupling=None, reference=None,
-                              regularizers=()):
-    """Each rank loads its share of the positions of ``path`` and builds its local terms; the paper's
+                              regularizers=(), allow_external=False):
+    """Each rank loads its share of the split data of ``path`` and builds its local terms; the paper's
     balancing is computed on the whole (reduced) problem, so it equals the single-process weights.
-    The probe may be refined (one shared unknown, gradients summed over ranks); positions may not (each
-    rank holds only its share of them)."""
+    Shared calibration unknowns may be refined (gradients summed over ranks); those a modality lists in
+    ``split_unknowns`` may not (each rank holds only its share of them)."""
     from .io import build_problem, load_dataset
     from .io.problem_builder import apply_balance
     from .modality import capabilities
     from .plugins import get_registry
 
-    ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()))
+    ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external)
     split = {u for td in ds.terms.values()
              for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
     bad = [r for r in (refine or ()) if r in split]

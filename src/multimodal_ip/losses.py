@@ -16,7 +16,7 @@ from .errors import ConfigError
 class Loss:
     """Base class: ``value(y, d)``, ``gradient(y, d)`` and ``value_and_gradient(y, d)``.
 
-    ``scale`` multiplies value and gradient (e.g. ``1/J`` to average over scan positions).
+    ``scale`` multiplies value and gradient (e.g. ``1/J`` to average over J measurements).
     """
 
     #: name used in configuration files and the CLI

@@ -21,8 +21,7 @@ class DataTerm:
     ----------
     operator : :class:`~multimodal_ip.operators.NonlinearOperator`
         Forward model. With one input it reads that variable's array; with several,
-        the packed real vector of those variables (compose a linear coupling such as
-        :class:`~mmip_scanprobe.ComplexCoupling` in front).
+        the packed real vector of those variables (compose a linear coupling in front).
     data : array
         Measurements, shape ``operator.dimsd``.
     loss : :class:`~multimodal_ip.losses.Loss`, optional
@@ -174,7 +173,7 @@ class JointProblem:
     truth : mapping, optional
         Ground-truth arrays by variable name (simulations), used for error columns in histories.
     calibration : mapping, optional
-        Start values of calibration unknowns (e.g. a refined ``probe`` and scan ``positions``) by variable name:
+        Start values of calibration unknowns by variable name:
         :meth:`start` puts them there, and the ``total`` of :meth:`relative_errors` leaves them out.
     """
 

@@ -70,7 +70,7 @@ def test_coupling_enters_the_object():
     ones = build_problem(ds, terms=["ptychography"])
     equivalent = p.space.pack({"x": x, "w": np.stack([w[0] + 0.25 * w[1], 0 * w[1]])})
     np.testing.assert_allclose(p.terms[0].operator.forward(v), ones.terms[0].operator.forward(equivalent))
-    with pytest.raises(ConfigError, match="couples"):
+    with pytest.raises(ConfigError, match="takes the option 'coupling'"):
         build_problem(ds, terms=["fluorescence"], coupling="1,0.25")
 
 

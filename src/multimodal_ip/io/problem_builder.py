@@ -19,7 +19,7 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     Parameters
     ----------
     terms : sequence of :obj:`str`, optional
-        Keep only these data terms (e.g. ``["ptychography"]`` for a separate inversion).
+        Keep only these data terms (one term for a separate inversion).
     balance : :obj:`bool`, optional
         Apply the paper's gradient-norm balancing at the all-ones point: every term but
         ``reference`` gets :math:`c\,\|\nabla f_{ref}\|/\|\nabla f_t\|`.
@@ -35,16 +35,15 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     dtype : :obj:`str`, optional
         Compute dtype given to every term (overrides a ``dtype`` in ``term_options``).
     refine : sequence of :obj:`str`, optional
-        Calibration unknowns to refine with the object, e.g. ``("probe", "positions")``: each becomes a
-        variable, started at the value a term's modality offers (``calibration(td)``, the ptychography
-        probe and scan positions) and read by every term whose modality lists it in ``refinable``.
+        Calibration unknowns to refine with the object: each becomes a variable, started at the value a
+        term's modality offers (``calibration(td)``) and read by every term whose modality lists it in
+        ``refinable``.
     likelihood : :obj:`str`, optional
         ``"balanced"`` (the paper's losses and gradient-norm weights) or ``"poisson"``: every term uses its
         likelihood in photon counts (``photon_weighted=True``: the statistics fix the weights, no ``beta``).
     coupling : :obj:`str` or sequence, optional
-        Coupling of ``w`` into the object, given to every term whose modality lists ``"coupling"`` in its
-        ``options``: ``"ones"`` (the paper), coefficients, or ``"xraylib:<keV>"`` (element names from a term's
-        ``elements`` attribute unless the spec lists them, ``"xraylib:8.8:Fe,Zn"``).
+        Given as the option ``coupling`` to every term whose modality lists it in its ``options`` (its meaning
+        is the modality's).
     """
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
@@ -88,7 +87,7 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     if xp is not None and truth:
         truth = {k: xp.asarray(v) for k, v in truth.items()}
     if coupling is not None and not any("coupling" in m.options for m in modalities.values()):
-        msg = f"coupling {coupling!r}: no term of {dataset.source} couples element maps into an object"
+        msg = f"coupling {coupling!r}: no term of {dataset.source} takes the option 'coupling'"
         raise ConfigError(msg)
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
     return apply_balance(problem, dataset, balance_c, reference, xp, registry) \

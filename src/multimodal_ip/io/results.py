@@ -16,8 +16,8 @@ from .dataset import FORMAT, _str, atomic_h5, open_h5, read_group
 
 def versions() -> dict:
     out = {}
-    for dist in ("multimodal_ip", "mmip-ptychography", "mmip-fluorescence", "mmip-paper", "numpy", "scipy",
-                 "pylops", "pyproximal", "h5py", "pluggy"):
+    plugins = sorted({ep.dist.name for ep in metadata.entry_points(group="multimodal_ip") if ep.dist is not None})
+    for dist in ("multimodal_ip", *plugins, "numpy", "scipy", "pylops", "pyproximal", "h5py", "pluggy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -45,7 +45,8 @@ def save_result(path, arrays: dict, history, config: dict, status="", message=""
 
 def load_result(path) -> dict:
     """Read a result file: ``{"variables", "history", "config", "versions", "status", "message", "extra"}``
-    (``extra``: other datasets of ``/results``, e.g. the calibration's start values ``start_probe``)."""
+    (``extra``: other datasets of ``/results``, e.g. the start values ``start_<name>`` of refined calibration
+    unknowns)."""
     path = Path(path)
     with open_h5(path) as f:
         if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f \

@@ -29,10 +29,10 @@ def _merge(first: History, second: History) -> History:
 
 def solve_staged(problem, x0, solver: str = "lbfgs", maxiter: int = 100, refine_after: int = 0, callback=None,
                  resume_state=None, **options) -> Result:
-    """Solve with the calibration unknowns (``problem.calibration``: probe, positions) frozen for the first
+    """Solve with the calibration unknowns (``problem.calibration``) frozen for the first
     ``refine_after`` iterations, then refined with the rest for the remaining ones; one history.
 
-    From a flat start the object carries no structure that a probe or position update could match, and the
+    From a flat start the object carries no structure that a calibration update could match, and the
     calibration gradients are orders of magnitude larger than the object's: refined from the first iteration
     they absorb the misfit (measured on the phantom case: error 0.20 instead of 0.11, see the README).
 

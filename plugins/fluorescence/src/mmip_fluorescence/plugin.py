@@ -170,6 +170,8 @@ class MapsImporter:
     flag = "xrf"
     help = "MAPS-style HDF5 (/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec, x_axis, y_axis); needs --ptycho"
     order = 10
+    #: options of this importer (flags of ``mmip import``)
+    options = {"xrf_axis_unit": {"type": float, "default": 1e-6, "help": "metres per unit of the MAPS axes (um)"}}
 
     def __call__(self, path, context):
         from .maps import import_maps
@@ -178,7 +180,7 @@ class MapsImporter:
             msg = "importing XRF needs the ptychography scan first (its frame and probe): give --ptycho too"
             raise ConfigError(msg)
         return import_maps(path, context["frame"], np.abs(context["probe"]) ** 2,
-                           axis_unit_m=context.get("xrf_axis_unit_m", 1e-6),
+                           axis_unit_m=context.get("xrf_axis_unit", 1e-6),
                            allow_external=context.get("allow_external", False))
 
 

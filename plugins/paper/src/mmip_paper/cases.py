@@ -86,6 +86,14 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     if probe_error <= -1 or position_jitter_px < 0:
         msg = f"probe_error must be > -1 and position_jitter_px >= 0; got {probe_error}, {position_jitter_px}"
         raise ConfigError(msg)
+    j = ((n - npx) // max(int(p["step"]), 1) + 1) ** 2
+    need = 8.0 * (n * n * (6 + 3 * ne) + 4 * j * npx * npx)  # maps, truth, patterns and their FFT temporaries
+    from multimodal_ip.safety import memory_budget_bytes
+
+    if need > memory_budget_bytes():
+        msg = (f"n={n}, probe {npx}, {j} positions needs about {need / 2**30:.3g} GiB, more than the memory budget "
+               f"({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
+        raise ConfigError(msg)
     names = [f"E{e}" for e in range(ne)] if elements is None else [str(e) for e in elements]
     if len(names) != ne:
         msg = f"elements: need {ne} name(s), one per element map; got {names}"
