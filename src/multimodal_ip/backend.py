@@ -58,11 +58,17 @@ def fft_workers() -> int:
 
     Under MPI with several ranks per node, set it to cores / ranks to avoid oversubscription.
     """
-    value = os.environ.get("MMIP_FFT_WORKERS", "-1")
+    from .errors import ConfigError
+
+    value = os.environ.get("MMIP_FFT_WORKERS", "-1").strip() or "-1"
     try:
-        return int(value)
+        workers = int(value)
     except ValueError:
-        return -1
+        workers = 0
+    if workers == 0 or workers < -(os.cpu_count() or 1):
+        msg = f"MMIP_FFT_WORKERS={value!r}: expected a positive number of threads (or -1 for every core)"
+        raise ConfigError(msg)
+    return workers
 
 
 def _fft_module(ncp):

@@ -221,9 +221,10 @@ def cmd_reconstruct(args) -> int:
 
     cfg = run_config(args)
     regular_input(args.data, "data file")
+    check_outputs([args.output], [args.data, args.config])
     out = Path(args.output)
     ckpt = out.with_name(out.name + ".ckpt.h5")
-    check_outputs([out, ckpt], [args.data, args.config])
+    check_outputs([ckpt], [args.data, args.config])
     comm = None
     if args.mpi or mpi_world_size() > 1:
         from .distributed import get_comm
@@ -272,7 +273,7 @@ def cmd_reconstruct(args) -> int:
     with deferred_interrupts():
         save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status,
                     res.message, extra={f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()})
-        if ckpt.exists():
+        if ckpt.is_file():
             ckpt.unlink()
     last = res.history.last()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("objective", "error")))

@@ -24,8 +24,12 @@ _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTAS
 def mpi_world_size() -> int:
     """Number of ranks announced by the MPI launcher's environment (1 when not under ``mpiexec``)."""
     for var in _SIZE_VARS[:2]:
-        if os.environ.get(var):
-            return int(os.environ[var])
+        text = os.environ.get(var, "").strip()
+        if text:
+            if not text.isdigit() or int(text) < 1:
+                msg = f"{var}={text!r}: expected the positive number of MPI ranks set by the launcher"
+                raise ConfigError(msg)
+            return int(text)
     return 1
 
 

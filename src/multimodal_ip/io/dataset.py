@@ -89,6 +89,8 @@ class Dataset:
     truth: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     source: str = "<memory>"
+    #: every term of the file, also those not loaded (``load_dataset(terms=...)``)
+    all_terms: tuple = ()
 
     @property
     def space(self) -> VariableSpace:
@@ -157,6 +159,15 @@ def save_dataset(path, ds: Dataset) -> None:
                 g.create_dataset(k, data=np.asarray(a))
 
 
+def _shown(v) -> str:
+    """A value for a one-line message: numpy scalars and arrays as plain Python, at most 80 characters."""
+    if isinstance(v, (np.generic, np.ndarray)):
+        v = v.tolist()
+    if isinstance(v, bytes):
+        v = v.decode(errors="replace")
+    return " ".join(repr(v).split())[:80]
+
+
 def _str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -212,7 +223,7 @@ def _read_checked(path, d, where, budget, axis_slice=None):
     except (OSError, ValueError, TypeError) as exc:
         msg = f"{path}:{where}: cannot read data ({' '.join(str(exc).split())}); the file may be truncated or corrupt"
         raise DataError(msg) from None
-    if isinstance(a, np.ndarray) and a.dtype.kind == "O":
+    if np.asarray(a).dtype.kind not in "biufc":
         msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
         raise DataError(msg)
     return a
@@ -298,13 +309,13 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None)
     budget = budget if budget is not None else MemoryBudget()
     with open_h5(path) as f:
         if _str(f.attrs.get("format", "")) != FORMAT:
-            shown = " ".join(repr(f.attrs.get("format")).split())[:80]
+            shown = _shown(f.attrs.get("format"))
             msg = f"{path}: not a multimodal_ip file (root attribute format={shown})"
             raise DataError(msg)
         raw_version = f.attrs.get("format_version", -1)
         if not (isinstance(raw_version, (int, np.integer)) and not isinstance(raw_version, bool)
                 and int(raw_version) == FORMAT_VERSION):
-            shown = " ".join(repr(raw_version).split())[:80]
+            shown = _shown(raw_version)
             msg = f"{path}: format_version {shown} is not supported (this version reads the integer {FORMAT_VERSION})"
             raise DataError(msg)
         groups = dict(walk_group(path, f, "/", allow_external))
@@ -379,7 +390,7 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None)
         if not term_data:
             msg = f"{path}:/terms holds no data term"
             raise DataError(msg)
-        return Dataset(variables, term_data, truth, _attrs(f), str(path))
+        return Dataset(variables, term_data, truth, _attrs(f), str(path), tuple(term_groups))
 
 
 def _variable_spec(path, name, d) -> Variable:

@@ -62,6 +62,11 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         space = VariableSpace([*space.variables, *(
             Variable(k, a.shape, cdtype if np.iscomplexobj(a) else space.dtype) for k, a in calibration.items())])
     term_options = term_options or {}
+    every = dataset.all_terms or tuple(dataset.terms)
+    stray = sorted(set(term_options) - set(every))
+    if stray:
+        msg = f"term_options for {stray}: {dataset.source} has no such term (it has: {', '.join(every)})"
+        raise ConfigError(msg)
     built = []
     for n in names:
         options = dict(term_options.get(n, {}), **({"dtype": dtype} if dtype is not None else {}))

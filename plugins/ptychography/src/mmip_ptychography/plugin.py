@@ -99,6 +99,9 @@ class Ptychography:
             raise DataError(msg)
         npx = data.shape[1:]
         probe = td.array("probe", shape=npx, dtype_kind="cf")
+        if not np.any(probe):
+            msg = f"{td.where('probe')}: the probe is zero everywhere (no beam, no data to explain)"
+            raise DataError(msg)
         positions = td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
         dtype = np.dtype(dtype or space.dtype)
         xp = xp or np
