@@ -69,3 +69,57 @@ def test_probe_refinement_under_mpi_matches_single_process(tmp_path):
                            str(data), "-o", str(out), "--refine", "positions"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "not available with MPI" in proc.stderr
+
+
+UNSPLIT = '''
+from mmip_toy import Toy
+from multimodal_ip import hookimpl
+
+
+class Unsplit(Toy):
+    """The toy without a split declaration: every rank holds the whole term."""
+    split_axes = {}
+
+
+@hookimpl
+def mmip_register_modalities(register):
+    register("toy-unsplit", Unsplit())
+'''
+
+
+def test_example_modality_and_an_unsplit_term_under_mpi(tmp_path):
+    """The example modality (split along its rows) and a term whose modality declares no split (counted once,
+    not once per rank) give the single-process result with 2 ranks."""
+    pytest.importorskip("mmip_toy", reason="install examples/custom_modality (make test does)")
+    (tmp_path / "mmipfix_unsplit.py").write_text(UNSPLIT)
+    info = tmp_path / "mmip_fixture_unsplit-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmip-fixture-unsplit\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[multimodal_ip]\nunsplit = mmipfix_unsplit\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    rng = np.random.default_rng(5)
+    import h5py
+
+    data = tmp_path / "toy.h5"
+    with h5py.File(data, "w") as f:
+        f.attrs["format"], f.attrs["format_version"] = "multimodal_ip", 1
+        for name, modality in (("split", "toy"), ("whole", "toy-unsplit")):
+            g = f.create_group(f"terms/{name}")
+            g.attrs["modality"] = modality
+            g["matrix"] = 0.3 * rng.standard_normal((9, 5))
+            g["data"] = np.exp(-g["matrix"][()] @ rng.standard_normal(5))
+    # joint (balanced against the split term) and the unsplit term alone (no balancing to hide a double count)
+    for flags in (["--balance-reference", "split"], ["--terms", "whole"]):
+        results = {}
+        for k in (1, 2):
+            out = tmp_path / f"r{k}.h5"
+            cmd = [sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data), "-o", str(out),
+                   "--iterations", "6", "--accept-stall", *flags]
+            proc = subprocess.run(([MPIEXEC, "-n", str(k)] if k > 1 else []) + cmd, capture_output=True,
+                                  text=True, timeout=300, env=env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            results[k] = load_result(out)
+        for col in ("objective", "objective_whole"):
+            np.testing.assert_allclose(results[2]["history"][col], results[1]["history"][col], rtol=1e-10)
+        np.testing.assert_allclose(results[2]["variables"]["x"], results[1]["variables"]["x"], rtol=1e-9,
+                                   atol=1e-12)
