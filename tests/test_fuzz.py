@@ -78,3 +78,137 @@ def test_malformed_run_files_end_cleanly(tmp_path, base, capsys, key, value, raw
     assert code in (0, 2), err
     if code == 2:
         assert len(err.strip().splitlines()) == 1
+
+
+def _one_line_or_success(code, err, allowed=(0, 2)):
+    assert code in allowed, err
+    if code:
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(base, tmp_path_factory):
+    """A real checkpoint of a run on ``base`` (and the run's output path)."""
+    from multimodal_ip.io.results import save_checkpoint
+    from multimodal_ip.safety import file_fingerprint
+
+    root = tmp_path_factory.mktemp("ckpt")
+    argv = ["reconstruct", str(base), "-o", str(root / "r.h5"), "--iterations", "4", "--checkpoint-every", "2"]
+    from multimodal_ip.cli import build_parser
+    from multimodal_ip.config import run_config
+    from multimodal_ip.io import build_problem, load_dataset
+    from multimodal_ip.solvers import solve
+
+    problem = build_problem(load_dataset(base))
+    saved = {}
+    solve(problem, problem.start(), "lbfgs", maxiter=2, callback=lambda st: saved.update(s=st.solver.state_dict()))
+    path = root / "good.ckpt.h5"
+    save_checkpoint(path, saved["s"], run_config(build_parser().parse_args(argv)), file_fingerprint(base))
+    return path, argv
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["checkpoint/arrays/x", "checkpoint/arrays/s_list", "checkpoint/history/objective",
+                               "checkpoint", "checkpoint/arrays"]),
+       action=st.sampled_from(["delete", "replace", "attr", "truncate"]), value=arrays,
+       key=st.sampled_from(["solver", "iteration", "scalars", "config", "fingerprint", "elapsed"]), data=st.data())
+def test_malformed_checkpoints_end_cleanly(tmp_path, base, checkpoint, capsys, target, action, value, key, data):
+    good, argv = checkpoint
+    argv = [a if a != argv[3] else str(tmp_path / "r.h5") for a in argv]
+    ckpt = tmp_path / "r.h5.ckpt.h5"
+    raw = good.read_bytes()
+    ckpt.write_bytes(raw)
+    if action == "truncate":
+        ckpt.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
+    else:
+        with h5py.File(ckpt, "a") as f:
+            if action == "attr":
+                f["checkpoint"].attrs[key] = value if value.size else "garbage"
+            else:
+                del f[target]
+                if action == "replace":
+                    f.create_dataset(target, data=value)
+    before = base.read_bytes()
+    code = main([*argv, "--resume"])
+    _one_line_or_success(code, capsys.readouterr().err)
+    assert base.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def facility_files(tmp_path_factory):
+    from mmip_fluorescence.maps import export_maps
+    from mmip_paper import simulate
+    from mmip_ptychography.cxi import Frame, export_cxi
+
+    root = tmp_path_factory.mktemp("facility")
+    ds = simulate("phantom", n=20, probe_size=16, step=4)
+    export_cxi(root / "scan.cxi", ds.terms["ptychography"], pixel_size_m=1e-8)
+    export_maps(root / "maps.h5", ds.terms["fluorescence"], Frame(1e-8, (0.0, 0.0), (20, 20)))
+    return root
+
+
+def _datasets(path):
+    names = []
+    with h5py.File(path) as f:
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["scan.cxi", "maps.h5"]), action=st.sampled_from(["delete", "replace"]), value=arrays,
+       data=st.data())
+def test_malformed_facility_files_end_cleanly(tmp_path, facility_files, capsys, which, action, value, data):
+    for name in ("scan.cxi", "maps.h5"):
+        (tmp_path / name).write_bytes((facility_files / name).read_bytes())
+    target = data.draw(st.sampled_from(_datasets(tmp_path / which)))
+    with h5py.File(tmp_path / which, "a") as f:
+        del f[target]
+        if action == "replace":
+            f.create_dataset(target, data=value)
+    before = {n: (tmp_path / n).read_bytes() for n in ("scan.cxi", "maps.h5")}
+    code = main(["import", "--ptycho", str(tmp_path / "scan.cxi"), "--xrf", str(tmp_path / "maps.h5"), "-o",
+                 str(tmp_path / "d.h5")])
+    _one_line_or_success(code, capsys.readouterr().err)
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+
+
+def _flags():
+    """``(subcommand, flag)`` for every option of every subcommand of the parser."""
+    from multimodal_ip.cli import build_parser
+
+    out = []
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            for a in sub._actions:
+                if a.option_strings and a.option_strings[-1] not in ("--help", "--output", "--mpi"):
+                    out.append((name, a.option_strings[-1], a.nargs == 0))
+    return out
+
+
+FLAG_VALUES = st.one_of(st.sampled_from(["0", "-1", "nan", "inf", "1e308", "", "abc", "x=1", "1,2", ":",
+                                         "tv:1:x", "probe", "poisson", "/dev/zero", "\n"]),
+                        st.text(max_size=8))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from(_flags()), value=FLAG_VALUES)
+def test_every_flag_of_every_subcommand_ends_cleanly(tmp_path, base, capsys, flag, value):
+    """Any value of any flag: success, bad input (2) or a documented solver status, one line, input untouched."""
+    command, option, is_switch = flag
+    data = tmp_path / "d.h5"
+    data.write_bytes(base.read_bytes())
+    positional = {"simulate": ["phantom"], "reconstruct": [str(data)], "compare": [str(data)],
+                  "hessian": [str(data)], "report": [str(data)], "import": [], "plugins": []}[command]
+    quick = ["--iterations", "1"] if command in ("reconstruct", "compare", "hessian") and option != "--iterations" \
+        else []
+    extra = ["--n", "20", "--probe-size", "16", "--step", "4"] if command == "simulate" and option not in (
+        "--n", "--probe-size", "--step") else []
+    out = [] if command == "plugins" else ["-o", str(tmp_path / "out")]
+    argv = [command, *positional, *out, *quick, *extra, option, *([] if is_switch else [value])]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: a value of the wrong type
+        code = exc.code
+    _one_line_or_success(code, capsys.readouterr().err, allowed=(0, 2, 3, 4))
+    assert data.read_bytes() == base.read_bytes()

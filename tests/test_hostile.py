@@ -254,9 +254,10 @@ def test_output_over_an_input_at_any_spelling(case, capsys):
 
 
 @pytest.mark.parametrize(("out", "message"), [("", "empty output name"), ("a\nb.h5", "contains a newline"),
-                                              ("d.h5/r.h5", "is not a folder")])
+                                              ("d.h5/r.h5", "is not a folder"), ("sub", "it is a folder")])
 def test_bad_output_names(case, capsys, out, message):
     root, _ = case
+    (root / "sub").mkdir()
     target = out if not out or "\n" in out else str(root / out)
     run(root, ["reconstruct", root / "d.h5", "-o", target, "--iterations", "1"], 2, message, capsys)
 
@@ -461,9 +462,17 @@ def test_stale_temporaries_are_removed_and_umask_respected(case, capsys):
     assert (root / "r.h5").stat().st_mode & 0o777 == 0o640
 
 
-def test_a_failed_checkpoint_write_does_not_end_the_run(case, capsys):
+def test_a_failed_checkpoint_write_does_not_end_the_run(case, capsys, monkeypatch):
+    import multimodal_ip.io.results as results
+    from multimodal_ip.errors import DataError
+
     root, _ = case
-    (root / "r.h5.ckpt.h5").mkdir()  # the checkpoint cannot replace a folder
+
+    def full_disk(*args, **kwargs):
+        msg = "cannot write r.h5.ckpt.h5: No space left on device"
+        raise DataError(msg)
+
+    monkeypatch.setattr(results, "save_checkpoint", full_disk)
     code = main([str(a) for a in ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "3",
                                   "--checkpoint-every", "1"]])
     err = capsys.readouterr().err

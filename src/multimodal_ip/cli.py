@@ -318,7 +318,7 @@ def cmd_compare(args) -> int:
     from .safety import check_outputs
 
     cfg = run_config(args)
-    check_outputs([args.output], [args.data, args.config])
+    check_outputs([args.output], [args.data, args.config], folder=True)
     ds, joint = _build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
     methods = {"joint": joint}
     for t in joint.term_names:
@@ -364,7 +364,7 @@ def cmd_report(args) -> int:
     from .safety import check_outputs
     from .solvers import History
 
-    check_outputs([args.output], [args.result])
+    check_outputs([args.output], [args.result], folder=True)
     res = load_result(args.result)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -442,7 +442,7 @@ def cmd_hessian(args) -> int:
     from .safety import check_outputs
 
     cfg = run_config(args)
-    check_outputs([args.output], [args.data, args.config])
+    check_outputs([args.output], [args.data, args.config], folder=True)
     for k in ("dense_max", "k", "grid"):
         if getattr(args, k) < 1:
             msg = f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}"
@@ -458,8 +458,16 @@ def cmd_hessian(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``mmip <command>: error: ...``, exit 2), like every other bad input."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmip", description="Joint inverse problems over modalities sharing unknowns.")
+    p = _Parser(prog="mmip", description="Joint inverse problems over modalities sharing unknowns.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -137,7 +137,7 @@ def _identity(p: Path):
     return (st.st_dev, st.st_ino)
 
 
-def check_outputs(outputs, inputs) -> None:
+def check_outputs(outputs, inputs, folder=False) -> None:
     """Refuse to write any of ``outputs`` (files or folders) where it would replace or lie inside an input.
 
     Compared by identity (device, inode) through symlinks and hard links, and by resolved path for files that
@@ -159,6 +159,12 @@ def check_outputs(outputs, inputs) -> None:
             if same or inside:
                 msg = f"refusing to write {o}: it {'is' if same else 'contains'} the input {i}; choose another output"
                 raise ConfigError(msg)
+        if folder and o.exists() and not o.is_dir():
+            msg = f"cannot write into {o}: it exists and is not a folder"
+            raise ConfigError(msg)
+        if not folder and o.is_dir():
+            msg = f"cannot write {o}: it is a folder"
+            raise ConfigError(msg)
         parent = o.resolve().parent
         for anc in (parent, *parent.parents):
             if anc.exists() and not anc.is_dir():

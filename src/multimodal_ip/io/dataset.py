@@ -268,6 +268,9 @@ def read_group(path, group, prefix, budget=None, finite=False, skip_groups=False
     from ..safety import MemoryBudget, walk_group
 
     budget = budget if budget is not None else MemoryBudget()
+    if not isinstance(group, h5py.Group):
+        msg = f"{path}:{prefix.rstrip('/')}: expected a group, got a dataset"
+        raise DataError(msg)
     out = {}
     for k, d in walk_group(path, group, prefix):
         if skip_groups and isinstance(d, h5py.Group):

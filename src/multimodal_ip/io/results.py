@@ -110,6 +110,9 @@ def load_checkpoint(path):
                 msg = "no /checkpoint group in the file"
                 raise KeyError(msg)
             g = f["checkpoint"]
+            if not isinstance(g, h5py.Group):
+                msg = "/checkpoint is not a group"
+                raise KeyError(msg)
             state = {
                 "solver": _str(g.attrs["solver"]),
                 "iteration": int(g.attrs["iteration"]),

@@ -240,13 +240,36 @@ class Solver:
         if state["solver"] != self.name:
             msg = f"checkpoint was written by solver {state['solver']!r}, not {self.name!r}"
             raise SolverError(msg)
-        self.iteration = int(state["iteration"])
-        self.elapsed = float(state["elapsed"])
-        self.history = History.from_arrays(state["history"])
-        xp = self.problem.xp
-        self.x = xp.asarray(state["arrays"]["x"])
-        for n in self._state_variable_names():
-            a = state["arrays"][n]
-            setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
-        self._load_scalars(state["scalars"])
+        size = self.problem.space.size
+        arrays = state.get("arrays", {})
+        for n in ("x", *self._state_variable_names()):
+            a = arrays.get(n)
+            ok = a is not None and (a.ndim == 2 and a.shape[1] == size if n in self._list_states
+                                    else a.shape == (size,) or n != "x")
+            if not ok:
+                got = "missing" if a is None else f"shape {a.shape}"
+                msg = f"checkpoint of solver {self.name!r}: array {n!r} is {got} (the problem has {size} unknowns)"
+                raise SolverError(msg)
+        history = state.get("history", {})
+        lengths = {len(np.atleast_1d(v)) for v in history.values()}
+        if len(lengths) != 1 or 0 in lengths or not {"iteration", "time_s", "objective"} <= set(history):
+            msg = (f"checkpoint of solver {self.name!r}: its history lacks iteration/time_s/objective or its "
+                   "columns differ in length")
+            raise SolverError(msg)
+        try:
+            self.iteration = int(state["iteration"])
+            self.elapsed = float(state["elapsed"])
+            self.history = History.from_arrays(state["history"])
+            xp = self.problem.xp
+            self.x = xp.asarray(arrays["x"])
+            for n in self._state_variable_names():
+                a = arrays[n]
+                setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
+            self._load_scalars(state["scalars"])
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"checkpoint of solver {self.name!r} is incomplete or corrupt ({type(exc).__name__}: {exc})"
+            raise SolverError(" ".join(msg.split())) from None
+        if not 0 <= self.iteration <= 10**9 or not np.isfinite(self.elapsed):
+            msg = f"checkpoint of solver {self.name!r}: iteration {self.iteration} / elapsed {self.elapsed} invalid"
+            raise SolverError(msg)
         self.lin = self.problem.linearize(self.x)
