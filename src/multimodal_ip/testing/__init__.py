@@ -1,6 +1,7 @@
 """Conformance kit: checks, Hypothesis strategies, and a pytest plugin (``pytest --mmip-conformance``)."""
 
-__all__ = ["check_adjoint", "check_jacobian", "check_gradient", "adjoint_tolerance", "check_modality"]
+__all__ = ["check_adjoint", "check_jacobian", "check_gradient", "adjoint_tolerance", "check_modality",
+           "check_example_term"]
 
 from .checks import adjoint_tolerance, check_adjoint, check_gradient, check_jacobian
 
@@ -17,3 +18,28 @@ def check_modality(modality, rng, label="modality"):
         slope = check_jacobian(op, x, rng=rng, name=name)
         out.append((case, err, slope))
     return out
+
+
+def check_example_term(modality, xp=None, seed=3, dtype="float64"):
+    """Build a modality's ``example_term`` through ``build_term`` on the array module ``xp`` (numpy or cupy) and run
+    the adjoint test of the term's Jacobian and the Taylor test of its gradient there, on ``xp`` arrays.
+
+    This is the check of the data path on a backend: data moved with ``xp.asarray`` by ``build_term``, operators
+    applied to ``xp`` arrays. Returns ``(adjoint_error, taylor_slope)``.
+    """
+    import numpy as np
+
+    from .. import JointProblem, VariableSpace
+    from ..modality import capabilities
+
+    xp = xp or np
+    info = capabilities(modality)
+    td, variables = info.example_term(np.random.default_rng(seed))
+    space = VariableSpace(variables)
+    problem = JointProblem(space, [info.obj.build_term(td, space, xp=xp, dtype=dtype)])
+    rng = np.random.default_rng(seed + 1)
+    v = xp.asarray((space.full(1.0) + 0.1 * rng.standard_normal(space.size)).astype(dtype))
+    jac = problem.linearize(v).jacobian()
+    err = check_adjoint(jac, dtype=v.dtype, rng=rng, xp=xp, name=f"J({td.name} on {xp.__name__})")
+    slope = check_gradient(problem, v, rng=rng)
+    return err, slope

@@ -91,5 +91,19 @@ def test_modality_example_term_builds_and_splits(modality):
         assert gerr <= 1e-9, f"{modality}: split into {parts} parts, the gradients differ by {gerr:.3g} (relative)"
 
 
+@pytest.mark.parametrize("modality", REGISTRY.names("modality"))
+def test_modality_example_term_on_backend(modality, request):
+    """The example term built on the array module of ``--mmip-backend`` (numpy by default, cupy on a GPU):
+    adjoint test of its Jacobian and Taylor test of its gradient on that module's arrays."""
+    from multimodal_ip.modality import capabilities
+    from multimodal_ip.testing import check_example_term
+
+    backend = request.config.getoption("--mmip-backend", default="numpy")
+    xp = pytest.importorskip(backend) if backend != "numpy" else np
+    if not capabilities(REGISTRY.get("modality", modality)).has_example:
+        pytest.fail(f"modality {modality!r} ({_dist(modality)}) has no example_term(rng)")
+    check_example_term(REGISTRY.get("modality", modality), xp=xp)
+
+
 def test_some_modality_installed():
     assert CASES, "no multimodal_ip modality is installed: nothing to conformance-test"

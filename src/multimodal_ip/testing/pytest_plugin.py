@@ -20,6 +20,12 @@ def pytest_addoption(parser):
         default=False,
         help="conformance-test every installed multimodal_ip modality (adjoint and Taylor tests)",
     )
+    group.addoption(
+        "--mmip-backend",
+        default="numpy",
+        choices=("numpy", "cupy"),
+        help="array module of the conformance kit's example-term checks (cupy on a GPU machine)",
+    )
 
 
 def pytest_configure(config):
