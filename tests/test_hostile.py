@@ -214,14 +214,45 @@ def test_malformed_structure_is_one_line(case, capsys, name):
     run(root, ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1", *extra], 2, message, capsys)
 
 
-def test_declared_size_beyond_the_budget_is_refused_before_reading(case, capsys, monkeypatch):
-    """A gzip bomb: a few kB on disk that would decompress to 400 MB, in a dataset no modality uses."""
+def _bomb(f, path, shape):
+    """A dataset of ``shape`` that is a few kB on disk (chunked, compressed, all fill value)."""
+    if path in f:
+        del f[path]
+    f.create_dataset(path, shape=shape, dtype="f4", compression="gzip", fillvalue=1.0,
+                     chunks=(1,) * (len(shape) - 2) + shape[-2:])
+
+
+def test_unused_datasets_are_never_read(case, capsys):
+    """A gzip bomb in a dataset no modality reads (400 MB declared, a few kB on disk) costs nothing."""
     root, _ = case
-    _edit(root / "d.h5", lambda f: f["terms/ptychography"].create_dataset(
-        "unused", shape=(10000, 10000), dtype="f4", compression="gzip", fillvalue=0.0, chunks=(1000, 1000)))
+    _edit(root / "d.h5", lambda f: _bomb(f, "terms/ptychography/unused", (100, 1000, 1000)))
     assert (root / "d.h5").stat().st_size < 50e6
+    run(root, ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"], 0, "", capsys)
+
+
+def test_declared_size_beyond_the_budget_is_refused_before_reading(case, capsys, monkeypatch):
+    root, _ = case
+    _edit(root / "d.h5", lambda f: _bomb(f, "terms/ptychography/data", (400, 1000, 1000)))
     monkeypatch.setenv("MMIP_MAX_MEMORY", "200M")
     run(root, ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"], 2, "memory budget", capsys)
+
+
+def test_the_budget_follows_an_address_space_limit(case):
+    """Under ``ulimit -v 3 GB`` a dataset declaring 4 GB is refused by name before anything is allocated."""
+    import resource
+
+    root, _ = case
+    _edit(root / "d.h5", lambda f: _bomb(f, "terms/ptychography/data", (1000, 1000, 1000)))
+    limit = 3 << 30
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = {k: v for k, v in os.environ.items() if k != "MMIP_MAX_MEMORY"}
+    proc = subprocess.run([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(root / "d.h5"), "-o",
+                           str(root / "r.h5")], capture_output=True, text=True, preexec_fn=cap, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "memory budget" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_corrupt_bytes(case, capsys):

@@ -31,9 +31,14 @@ RegisterFn = Callable[[str, object], None]
 def mmip_register_modalities(register: RegisterFn) -> None:
     """Register modalities: call ``register(name, modality)`` once per modality.
 
-    ``modality`` is an object with ``build_term(group, space, **options) -> DataTerm``
-    (a term from an HDF5 group of the dataset schema), ``variables(group) -> list[Variable]``
-    and ``conformance_cases(rng) -> iterable of (operator, x)`` for the conformance kit.
+    ``modality`` satisfies the contract of :mod:`multimodal_ip.modality`: the core calls
+    ``build_term(td, space, xp=..., **options) -> DataTerm`` (``td`` a :class:`~multimodal_ip.io.TermData` of one
+    ``/terms/<name>`` group, ``space`` the problem's :class:`~multimodal_ip.VariableSpace`, ``options`` only those
+    listed in the modality's ``options`` plus ``dtype``) and the conformance kit calls
+    ``conformance_cases(rng) -> iterable of (case_name, operator, x)``. Optional capabilities (``split_axes``,
+    ``balance_role``, ``variables(td)``, ``calibration(td)``, ``example_term(rng)``, ...) are read with their
+    defaults by :func:`multimodal_ip.modality.capabilities`; a modality that breaks the contract is listed by
+    ``mmip plugins`` with the reason and not used.
 
     :param register: callback ``register(name, modality)``.
 
@@ -44,7 +49,9 @@ def mmip_register_modalities(register: RegisterFn) -> None:
 @hookspec
 def mmip_register_solvers(register: RegisterFn) -> None:
     """Register solvers: ``register(name, solve)`` with
-    ``solve(problem, x0, **options) -> Result``.
+    ``solve(problem, x0, resume_state=None, **options) -> Result`` (``Result.status`` one of
+    :data:`multimodal_ip.solvers.STATUSES`). An optional ``solve.options = {name: default}``
+    (:func:`multimodal_ip.solvers.declare_options`) lets the CLI check option names and types before a run.
 
     :param register: callback ``register(name, solve)``.
 
@@ -64,7 +71,10 @@ def mmip_register_regularizers(register: RegisterFn) -> None:
 
 @hookspec
 def mmip_register_importers(register: RegisterFn) -> None:
-    """Register importers of facility formats: ``register(name, importer)``.
+    """Register importers of facility formats: ``register(name, importer)`` with
+    ``importer(path, context) -> TermData``; optional attributes ``flag`` (``mmip import --<flag> FILE``), ``help``,
+    ``order`` (lower runs first; ``context`` carries what earlier importers set) and
+    ``options = {name: {"type", "default", "help"}}`` (extra flags, their values in ``context``).
 
     :param register: callback ``register(name, importer)``.
 
@@ -89,7 +99,9 @@ def mmip_register_reports(register: RegisterFn) -> None:
 @hookspec
 def mmip_register_simulations(register: RegisterFn) -> None:
     """Register simulated cases for ``mmip simulate``: ``register(name, simulate)`` with
-    ``simulate(rng, **overrides) -> Dataset``.
+    ``simulate(seed=int, noise=float, **parameters) -> Dataset``. The optional attribute
+    ``simulate.parameters = {keyword: {"type", "help", "flag", "choices"}}`` declares the keywords, which become the
+    flags of ``mmip simulate`` (``type`` int: >= 1, float: finite >= 0, list: comma-separated).
 
     :param register: callback ``register(name, simulate)``.
 

@@ -25,6 +25,9 @@ attribute / method         default                      meaning
                                                         balancing keeps at weight 1; ``"weighted"``: a term that
                                                         is weighted against it; ``"none"``: no opinion
 ``inputs``                 ``()``                       variables the term reads (named when no term infers them)
+``datasets``               ``None``                     names of the datasets of its group the term reads; when
+                                                        given, the loader reads only those (others are never
+                                                        read, whatever their size). ``None``: all of them
 ``refinable``              ``()``                       names of calibration unknowns the term can read
 ``split_unknowns``         ``()``                       calibration unknowns with one entry per split index
                                                         (they cannot be refined across MPI ranks)
@@ -75,6 +78,7 @@ class ModalityInfo:
     refinable: tuple = ()
     split_unknowns: tuple = ()
     inputs: tuple = ()
+    datasets: tuple | None = None
 
     def variables(self, td) -> list:
         fn = getattr(self.obj, "variables", None)
@@ -129,7 +133,9 @@ def check_modality_contract(obj) -> ModalityInfo:
     return ModalityInfo(obj, _strings(getattr(obj, "options", ()), f"{name}.options"), dict(axes), role,
                         _strings(getattr(obj, "refinable", ()), f"{name}.refinable"),
                         _strings(getattr(obj, "split_unknowns", ()), f"{name}.split_unknowns"),
-                        _strings(getattr(obj, "inputs", ()), f"{name}.inputs"))
+                        _strings(getattr(obj, "inputs", ()), f"{name}.inputs"),
+                        None if getattr(obj, "datasets", None) is None
+                        else _strings(obj.datasets, f"{name}.datasets"))
 
 
 def capabilities(obj) -> ModalityInfo:

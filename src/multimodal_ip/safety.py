@@ -111,6 +111,16 @@ def memory_budget_bytes() -> int:
                     break
     except (OSError, ValueError, AttributeError):  # pragma: no cover - not Linux
         avail = 8 << 30
+    try:  # an address-space limit (ulimit -v) caps what this process may allocate, whatever the machine has
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as fh:
+                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            avail = min(avail, max(soft - used, 0))
+    except (OSError, ValueError, ImportError):  # pragma: no cover - not Linux
+        pass
     return int(0.8 * avail)
 
 

@@ -114,3 +114,29 @@ def test_solver_errors(tiny_dataset):
         solve(joint.with_regularizers([NonNegative("x")]), x0, "lbfgs", method="native")
     with pytest.raises(SolverError, match="mode must be"):
         solve(joint, x0, "gauss-newton", mode="magic")
+
+
+def test_gauss_newton_with_a_smooth_regularizer_on_a_complex_variable():
+    """Tikhonov on a complex unknown under Gauss-Newton: its Hessian-vector product is packed like the gradient
+    (it raised UFuncTypeError when a complex array was added to the real packed vector)."""
+    import pylops
+
+    from multimodal_ip import DataTerm, JointProblem, Variable, VariableSpace
+    from multimodal_ip.losses import LeastSquares
+    from multimodal_ip.operators import Linear
+    from multimodal_ip.regularizers import Tikhonov
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((30, 12)) + 1j * rng.standard_normal((30, 12))
+    z_true = rng.standard_normal((3, 4)) + 1j * rng.standard_normal((3, 4))
+    space = VariableSpace([Variable("z", (3, 4), "complex128")])
+    matrix = pylops.MatrixMult(a, dtype="complex128")
+    matrix.dims = (3, 4)  # reads the (3, 4) array flattened
+    op = Linear(matrix)
+    term = DataTerm(op, a @ z_true.ravel(), LeastSquares(), 1.0, ("z",), "lin")
+    for derivative in (False, True):
+        problem = JointProblem(space, [term], [Tikhonov(("z",), weight=1e-3, derivative=derivative)])
+        res = solve(problem, space.full(0.0), "gauss-newton", maxiter=10)
+        assert res.status in ("converged", "maxiter")
+        z = space.unpack(res.x)["z"]
+        assert np.linalg.norm(z - z_true) < 1e-2 * np.linalg.norm(z_true)

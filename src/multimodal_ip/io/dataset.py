@@ -373,12 +373,14 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None)
             if terms is not None and name not in terms:
                 continue
             items = dict(walk_group(path, g, f"/terms/{name}/", allow_external))
-            datasets = {k: d for k, d in items.items() if isinstance(d, h5py.Dataset)}
+            info = capabilities(registry.get("modality", modality_of[name]))
+            datasets = {k: d for k, d in items.items() if isinstance(d, h5py.Dataset)
+                        and (info.datasets is None or k in info.datasets)}  # only what the modality reads
             axes: dict[str, int] = {}
             sl = None
             total = None
             if part is not None:
-                axes = capabilities(registry.get("modality", modality_of[name])).split_axes
+                axes = info.split_axes
                 total = split_length(f"{path}:/terms/{name}", {k: d.shape for k, d in datasets.items()}, axes)
                 if total is not None:
                     rank, size = part

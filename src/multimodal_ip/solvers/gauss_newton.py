@@ -7,6 +7,9 @@ from ..errors import SolverError
 from ..hookspecs import hookimpl
 from .base import Solver, stalled
 
+#: a predicted (or first-order) decrease below this fraction of the objective cannot be resolved in float64
+_ROUNDOFF = 1e-14
+
 
 def _cg(op, b, maxiter, rtol):
     """Conjugate gradients from zero on a symmetric operator; stops on negative curvature."""
@@ -134,6 +137,8 @@ class GaussNewton(Solver):
             x_new = self._project(self.x + p)
             p = x_new - self.x
             pred = -(float(ncp.vdot(g, p)) + 0.5 * float(ncp.vdot(p, self._hessian(0.0).matvec(p))))
+            if 0 <= pred <= _ROUNDOFF * abs(self.lin.objective):
+                return "predicted decrease below round-off of the objective"
             lin_new = self.problem.linearize(x_new)
             actual = self.lin.objective - lin_new.objective
             rho = actual / pred if pred > 0 else -1.0

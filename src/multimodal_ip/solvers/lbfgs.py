@@ -110,6 +110,9 @@ class LBFGS(Solver):
             )
         if alpha is None:  # no acceptable step along this direction: stop here, with the memory cleared
             self.s_list, self.y_list = [], []
+            slope = -float(ncp.vdot(p, g))
+            if 0 < slope <= 1e-14 * abs(self.lin.objective):
+                return "first-order decrease below round-off of the objective"  # a convergence test, not a stall
             return stalled("line search found no acceptable step")
         x_new = self.x + alpha * p
         lin_new = self.cache(x_new)

@@ -19,9 +19,10 @@ from multimodal_ip.operators import Exp, Linear, compose
 from multimodal_ip.operators.nonlinear_operator import NonlinearOperator
 
 
-def toy_operator(matrix, n) -> NonlinearOperator:
-    """``x (n,) -> exp(-M x)``: a pylops matrix composed with an elementwise exponential."""
+def toy_operator(matrix, shape) -> NonlinearOperator:
+    """``x (shape, n values) -> exp(-M x.ravel())``: a pylops matrix composed with an elementwise exponential."""
     m = pylops.MatrixMult(-np.asarray(matrix, dtype=float), dtype="float64")
+    m.dims = tuple(np.atleast_1d(shape))  # the variable's own shape, read flattened
     return compose(Exp(m.shape[0]), Linear(m, name="MinusM"))
 
 
@@ -29,6 +30,7 @@ class Toy:
     options: tuple[str, ...] = ()
     split_axes = {"data": 0, "matrix": 0}  # one measurement per row: rows split across ranks and chunks
     balance_role = "none"  # no opinion: a joint problem with toy names its balancing reference
+    datasets = ("matrix", "data")  # the loader reads only these
 
     def variables(self, td: TermData) -> list[Variable]:
         return [Variable(str(td.attrs.get("variable", "x")), (int(np.shape(td.arrays["matrix"])[1]),))]
@@ -40,9 +42,7 @@ class Toy:
         if var not in space or space[var].size != matrix.shape[1]:
             msg = f"{td.where('matrix')}: needs a variable {var!r} of size {matrix.shape[1]}"
             raise DataError(msg)
-        op = toy_operator(matrix, matrix.shape[1])
-        if space[var].shape != (matrix.shape[1],):
-            op = compose(op, Linear(pylops.Reshape(space[var].shape, (matrix.shape[1],))))
+        op = toy_operator(matrix, space[var].shape)
         return DataTerm(op, data, LeastSquares(), 1.0, (var,), td.name)
 
     def conformance_cases(self, rng: np.random.Generator) -> Iterator[tuple[str, NonlinearOperator, np.ndarray]]:

@@ -30,6 +30,8 @@ class Fluorescence:
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "method", "refine", "calibration", "photon_weighted")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
+    #: the datasets of a term group this modality reads (the loader reads no others)
+    datasets = ("data", "kernel", "positions")
     #: calibration unknowns with one entry per scan position (split with the data)
     split_unknowns = ("positions",)
     split_axes = {"data": 1, "positions": 0}

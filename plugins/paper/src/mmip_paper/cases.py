@@ -83,8 +83,9 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     if not 0 <= float(noise) < 1:
         msg = f"noise level must be in [0, 1); got {noise}"
         raise ConfigError(msg)
-    if probe_error <= -1 or position_jitter_px < 0:
-        msg = f"probe_error must be > -1 and position_jitter_px >= 0; got {probe_error}, {position_jitter_px}"
+    if not (-1 < probe_error <= 10) or not (0 <= position_jitter_px <= npx / 2):
+        msg = (f"probe_error must be in (-1, 10] and position_jitter_px in [0, probe size / 2 = {npx / 2:g}]; "
+               f"got {probe_error}, {position_jitter_px}")
         raise ConfigError(msg)
     j = ((n - npx) // max(int(p["step"]), 1) + 1) ** 2
     need = 8.0 * (n * n * (6 + 3 * ne) + 4 * j * npx * npx)  # maps, truth, patterns and their FFT temporaries

@@ -38,6 +38,8 @@ class Ptychography:
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
+    #: the datasets of a term group this modality reads (the loader reads no others)
+    datasets = ("data", "probe", "positions")
     #: calibration unknowns with one entry per scan position (split with the data)
     split_unknowns = ("positions",)
     split_axes = {"data": 0, "positions": 0}
