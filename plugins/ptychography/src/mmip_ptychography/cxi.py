@@ -90,8 +90,13 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
     if probe.shape != data.shape[1:]:
         msg = f"{path}: probe shape {probe.shape} differs from the pattern shape {data.shape[1:]}"
         raise DataError(msg)
-    wavelength = HC_J_M / energy_j
-    pixel_m = wavelength * distance / (npx * pix)
+    with np.errstate(all="ignore"):
+        wavelength = HC_J_M / energy_j
+        pixel_m = wavelength * distance / (npx * pix)
+    if not (np.isfinite(pixel_m) and pixel_m > 0):
+        msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give no finite "
+               "object pixel size")
+        raise DataError(msg)
     yx = trans[:, [1, 0]]  # CXI translation is (x, y, z)
     origin = yx.min(axis=0) - margin_px * pixel_m
     pos = (yx - origin) / pixel_m
