@@ -65,3 +65,40 @@ def test_conformance_run_catches_a_wrong_adjoint(tmp_path, monkeypatch):
     )
     assert proc.returncode == 1
     assert "adjoint check failed for J(bad: BadOp)" in proc.stdout
+
+
+def test_a_modality_with_its_own_variable_names_gets_tables_and_figures(tmp_path, capsys):
+    """Two toy terms over a variable named ``density`` (no x, no w): compare, report and hessian work unchanged,
+    and the run file's regularizers apply."""
+    import h5py
+    import numpy as np
+
+    from multimodal_ip.cli import main
+
+    rng = np.random.default_rng(1)
+    truth = 0.2 * rng.standard_normal((4, 5))
+    path = tmp_path / "toy.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"], f.attrs["format_version"] = "multimodal_ip", 1
+        f["truth/density"] = truth
+        d = f.create_dataset("variables/density", data=h5py.Empty("f8"))  # a 2-D map: the toy reads it flattened
+        d.attrs["shape"], d.attrs["dtype"] = np.array([4, 5]), "float64"
+        for name in ("near", "far"):
+            g = f.create_group(f"terms/{name}")
+            g.attrs["modality"], g.attrs["variable"] = "toy", "density"
+            g["matrix"] = 0.3 * rng.standard_normal((40, 20))
+            g["data"] = np.exp(-g["matrix"][()] @ truth.ravel())
+    (tmp_path / "run.toml").write_text('balance_reference = "near"\niterations = 20\n'
+                                       'regularizers = [{name = "tikhonov", strength = 1e-9, variables = ["density"]}]\n')
+    assert main(["compare", str(path), "-o", str(tmp_path / "cmp"), "--config", str(tmp_path / "run.toml"),
+                 "--accept-stall"]) == 0
+    out = capsys.readouterr().out
+    assert "| method | error density | error total | time (s) |" in out
+    assert (tmp_path / "cmp" / "reconstructions.png").stat().st_size > 1000
+    assert main(["reconstruct", str(path), "-o", str(tmp_path / "r.h5"), "--config", str(tmp_path / "run.toml"),
+                 "--accept-stall"]) == 0
+    assert "objective_tikhonov" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "r.h5"), "-o", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "reconstructions.png").stat().st_size > 1000
+    assert main(["hessian", str(path), "-o", str(tmp_path / "h"), "--balance-reference", "near", "--grid", "5"]) == 0
+    assert (tmp_path / "h" / "eigenvalues.png").exists()

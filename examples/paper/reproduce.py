@@ -2,7 +2,7 @@ r"""
 Reproduce arXiv 2511.02153 with error bars
 ==========================================
 
-For each case of the paper (DESIGN section 3) and each noise level, simulate
+For each case of the paper (docs/paper.md) and each noise level, simulate
 ``--seeds`` noise realisations, reconstruct jointly and with each modality alone
 (same solver, same iteration budget), and report the relative error
 :math:`\|v - v^*\| / \|v^*\|` as mean ± std over the seeds.

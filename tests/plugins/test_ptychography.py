@@ -16,7 +16,7 @@ from multimodal_ip.testing import check_adjoint, check_jacobian
 
 
 def far_field_loop(z, probe, positions):
-    """DESIGN section 3 written with a loop over positions: Psi_j = fftshift(fft2(P * S_j z, ortho))."""
+    """The far-field model written with a loop over positions: Psi_j = fftshift(fft2(P * S_j z, ortho))."""
     npx = probe.shape[0]
     out = []
     for r, c in positions.astype(int):

@@ -1,4 +1,4 @@
-r"""The HDF5 dataset schema (DESIGN section 5): read, validate, write atomically.
+r"""The HDF5 dataset schema (docs/schema.md): read through the safe reader, validate, write atomically.
 
 ::
 

@@ -1,4 +1,4 @@
-"""The simulated cases of the paper (DESIGN section 3) as :class:`~multimodal_ip.io.Dataset` objects."""
+"""The simulated cases of the paper (docs/paper.md) as :class:`~multimodal_ip.io.Dataset` objects."""
 
 __all__ = ["CASES", "simulate", "poisson_noise"]
 
@@ -46,7 +46,7 @@ def _objects(kind, n, ne):
 
 def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elements=None, xrf_grid="full",
              probe_error=0.0, position_jitter_px=0.0, coupling=None, elements=None):
-    """Simulate one case of the paper; every parameter of the DESIGN table can be overridden.
+    """Simulate one case of the paper; every parameter of its table (docs/paper.md) can be overridden.
 
     Parameters
     ----------
