@@ -88,8 +88,9 @@ def test_a_modality_with_its_own_variable_names_gets_tables_and_figures(tmp_path
             g.attrs["modality"], g.attrs["variable"] = "toy", "density"
             g["matrix"] = 0.3 * rng.standard_normal((40, 20))
             g["data"] = np.exp(-g["matrix"][()] @ truth.ravel())
-    (tmp_path / "run.toml").write_text('balance_reference = "near"\niterations = 20\n'
-                                       'regularizers = [{name = "tikhonov", strength = 1e-9, variables = ["density"]}]\n')
+    (tmp_path / "run.toml").write_text(
+        'balance_reference = "near"\niterations = 20\n'
+        'regularizers = [{name = "tikhonov", strength = 1e-9, variables = ["density"]}]\n')
     assert main(["compare", str(path), "-o", str(tmp_path / "cmp"), "--config", str(tmp_path / "run.toml"),
                  "--accept-stall"]) == 0
     out = capsys.readouterr().out
