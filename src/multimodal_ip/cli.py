@@ -76,6 +76,12 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
             bar.close()
 
 
+def _chunk_bytes(text):
+    from .safety import parse_size
+
+    return None if text is None else parse_size(text, allow_zero=True)
+
+
 def _regularizers(specs) -> list:
     """Regularizer objects from run-file/flag specs ``{"name", "variables", "strength"?, other keyword options}``."""
     import inspect
@@ -122,7 +128,7 @@ def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
     terms = terms if terms is not None else cfg["terms"]
     options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
                "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
-               "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
+               "coupling": cfg["coupling"], "reference": cfg["balance_reference"], "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]),
                "regularizers": _regularizers(cfg["regularizers"])}
     if comm is not None:  # each rank reads only its share of the split data
         from .distributed import build_distributed_problem
@@ -510,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "weights from photons_per_unit (no beta)")
         s.add_argument("--coupling",
                        help="option 'coupling' of every term whose modality takes it (see docs/plugins.md)")
+        s.add_argument("--chunk-memory", dest="chunk_memory", metavar="SIZE",
+                       help="memory for one part of a split term (e.g. a run of scan positions) evaluated at a "
+                            "time: 256M, 1G; 0 never splits (default: 256M or 1/8 of the memory budget)")
         s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
                        help="exit 0 when the solver stalls (no acceptable step) instead of 3")
         s.add_argument("--allow-external-links", dest="allow_external_links", action="store_true",

@@ -11,13 +11,13 @@ RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
-    "regularizers": list,
+    "regularizers": list, "chunk_memory": str,
 }
 DEFAULTS: dict[str, Any] = {
             "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
-            "balance_reference": None, "regularizers": []}
+            "balance_reference": None, "regularizers": [], "chunk_memory": None}
 
 
 def parse_value(text: str):
@@ -120,6 +120,14 @@ def _check_config(cfg: dict, where: str) -> dict:
         if len(set(cfg["terms"])) != len(cfg["terms"]):
             msg = f"{where}: terms lists a term twice: {cfg['terms']}"
             raise ConfigError(msg)
+    if cfg.get("chunk_memory") is not None:
+        from .safety import parse_size
+
+        try:
+            parse_size(cfg["chunk_memory"], allow_zero=True)
+        except ValueError:
+            msg = f"{where}: chunk_memory must be a size such as 256M, 1G or 0 (never split), got {cfg['chunk_memory']!r}"
+            raise ConfigError(msg) from None
     for k in ("iterations", "refine_after"):
         if cfg.get(k) is not None and cfg[k] < 0:
             msg = f"{where}: {k} must be >= 0"
@@ -149,7 +157,7 @@ def run_config(args) -> dict:
         cfg.update(_check_config(_read_toml(args.config), str(args.config)))
     flags = {}
     for k in ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype", "likelihood", "coupling",
-              "refine_after", "balance_reference"):
+              "refine_after", "balance_reference", "chunk_memory"):
         if getattr(args, k, None) is not None:
             flags[k] = getattr(args, k)
     for k in ("terms", "refine"):

@@ -45,7 +45,7 @@ normalise by the whole, not by its part.
 """
 
 __all__ = ["Modality", "ModalityInfo", "capabilities", "check_modality_contract", "BALANCE_ROLES",
-           "split_term", "split_length"]
+           "split_term", "split_length", "auto_chunk_size", "TEMPORARY_FACTOR"]
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -176,4 +176,29 @@ def split_term(td, axes: dict, part: int, parts: int):
             index[axes[k]] = sl
             a = np.asarray(a)[tuple(index)]
         arrays[k] = a
-    return replace(td, arrays=arrays, attrs=dict(td.attrs, split_total=total))
+    # a term that is already a part (an MPI rank's share) keeps the whole length it normalises by
+    return replace(td, arrays=arrays, attrs=dict(td.attrs, split_total=td.attrs.get("split_total", total)))
+
+
+#: bytes of temporaries per byte of split data one evaluation of a part allocates (complex predictions, their FFTs,
+#: residuals and adjoint batches: about 8 batch-sized complex arrays per real float64 data array, measured on the
+#: ptychography term); used only to choose a chunk size
+TEMPORARY_FACTOR = 16
+#: the most memory one chunk's temporaries should take (also at most 1/8 of the memory budget)
+CHUNK_BYTES = 256 << 20
+
+
+def auto_chunk_size(td, axes: dict, budget: int | None = None, target: int | None = None) -> int | None:
+    """Split indices per chunk so that one chunk's temporaries stay under ``target`` bytes (default
+    :data:`CHUNK_BYTES`, at most 1/8 of the memory budget); ``None`` when the term declares no split."""
+    total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, axes)
+    if not total:
+        return None
+    per_index = sum(np.asarray(td.arrays[k]).nbytes for k in axes if k in td.arrays) / total
+    if target is None:
+        if budget is None:
+            from .safety import memory_budget_bytes
+
+            budget = memory_budget_bytes()
+        target = min(CHUNK_BYTES, budget // 8)
+    return max(1, int(target // max(TEMPORARY_FACTOR * per_index, 1)))

@@ -32,6 +32,10 @@ class DataTerm:
         Names of the variables the operator reads.
     name : :obj:`str`, optional
         Term name (history columns ``objective_<name>``); defaults to the operator's name.
+    part : :obj:`int`, optional
+        Index of this chunk when one term is evaluated as several parts (chunks of its split data, see
+        :func:`~multimodal_ip.modality.split_term`): parts share the name, their objectives are summed and they
+        are weighted, selected and reported together.
     """
 
     operator: NonlinearOperator
@@ -40,6 +44,7 @@ class DataTerm:
     weight: float = 1.0
     inputs: Sequence[str] = ("x",)
     name: str | None = None
+    part: int = 0
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
@@ -92,7 +97,8 @@ class Linearization:
     gradient: object
     point: object
     _problem: "JointProblem"
-    _parts: list
+    #: per-term linearizations for the Jacobian, computed on first use (a gradient-only solver never holds them)
+    _parts: list | None
     #: added to every damping: a proximity term ``||x - v||^2 / (2 tau)`` contributes ``1 / tau``
     extra_damping: float = 0.0
     #: applied to every Gauss-Newton product before damping (the MPI sum over ranks)
@@ -100,6 +106,8 @@ class Linearization:
 
     def jacobian(self) -> LinearOperator:
         """Stacked weighted Jacobian :math:`[\\sqrt{w_t} M_t^{1/2} J_t R_t]_t` (real in, real out)."""
+        if self._parts is None:
+            self._parts = self._problem._linear_parts(self.point)
         return _StackedJacobian(self._problem, self._parts)
 
     def gauss_newton(self, damping: float = 0.0) -> LinearOperator:
@@ -186,9 +194,9 @@ class JointProblem:
             space[name]
         self.terms = tuple(terms)
         self.regularizers = tuple(regularizers)
-        names = [t.name for t in self.terms]
-        if len(set(names)) != len(names):
-            msg = f"data term names must be unique; got {names}"
+        keys = [(t.name, t.part) for t in self.terms]
+        if len(set(keys)) != len(keys):
+            msg = f"data term names (and parts) must be unique; got {[t.name for t in self.terms]}"
             raise ValueError(msg)
         self._restrictions = []
         for t in self.terms:
@@ -262,14 +270,24 @@ class JointProblem:
 
     @property
     def term_names(self) -> tuple:
-        return tuple(t.name for t in self.terms)
+        return tuple(dict.fromkeys(t.name for t in self.terms))
 
     @property
     def weights(self) -> dict:
         return {t.name: t.weight for t in self.terms}
 
+    @property
+    def parts(self) -> dict:
+        """Number of parts (chunks) of each data term, by name."""
+        out: dict = {}
+        for t in self.terms:
+            out[t.name] = out.get(t.name, 0) + 1
+        return out
+
     def __repr__(self) -> str:
-        terms = ", ".join(f"{t.name}*{t.weight:.3g}" for t in self.terms)
+        counts = self.parts
+        terms = ", ".join(f"{n}*{w:.3g}" + (f" in {counts[n]} parts" if counts[n] > 1 else "")
+                          for n, w in self.weights.items())
         return f"JointProblem({self.space!r}, terms=[{terms}], regularizers={list(self.regularizers)})"
 
     # ---- evaluation ------------------------------------------------------------
@@ -278,10 +296,11 @@ class JointProblem:
 
     def objectives(self, v) -> dict:
         """Weighted value of each data term and regularizer, by name."""
-        out = {}
+        out: dict = {}
         for i, t in enumerate(self.terms):
             y = t.operator.forward(self._term_input(i, v))
-            out[t.name] = t.weight * t.loss.value(y, t.data)
+            out[t.name] = out.get(t.name, 0.0) + t.weight * t.loss.value(y, t.data)
+            del y  # one part's prediction at a time
         arrays = self.space.unpack(v) if self.regularizers else None
         for r in self.regularizers:
             if not r.is_constraint:
@@ -297,16 +316,14 @@ class JointProblem:
         """Objective, per-term objectives and gradient at ``v``, with a lazy Jacobian/GN operator."""
         ncp = get_array_module(v)
         grad = ncp.zeros_like(v)
-        objectives, parts = {}, []
+        objectives: dict = {}
         for i, t in enumerate(self.terms):
             restr = self._restrictions[i]
             y, jac = t.operator.linearize(self._term_input(i, v))
             val, gy = t.loss.value_and_gradient(y, t.data)
-            objectives[t.name] = t.weight * val
+            objectives[t.name] = objectives.get(t.name, 0.0) + t.weight * val
             grad += t.weight * restr.rmatvec(jac.rmatvec(gy.ravel())).real
-            cplx = ncp.iscomplexobj(y)
-            n_out = y.size * (2 if cplx else 1)
-            parts.append((t, restr, jac, _LazyCurvature(t.loss, y, t.data), t.weight**0.5, cplx, n_out))
+            del y, jac, gy  # nothing of a part is kept: memory holds one part's temporaries at a time
         if self.regularizers:
             arrays = self.space.unpack(v)
             for r in self.regularizers:
@@ -319,7 +336,19 @@ class JointProblem:
                 objectives[r.name] = val
                 for name, gi in g.items():
                     self._add_packed(grad, name, gi)
-        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, parts)
+        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, None)
+
+    def _linear_parts(self, v) -> list:
+        """Per-term ``(term, restriction, J, M^(1/2), sqrt(w), complex?, n_real_out)`` at ``v`` (Gauss-Newton)."""
+        ncp = get_array_module(v)
+        parts = []
+        for i, t in enumerate(self.terms):
+            y, jac = t.operator.linearize(self._term_input(i, v))
+            cplx = ncp.iscomplexobj(y)
+            n_out = y.size * (2 if cplx else 1)
+            parts.append((t, self._restrictions[i], jac, _LazyCurvature(t.loss, y, t.data), t.weight**0.5, cplx,
+                          n_out))
+        return parts
 
     def value_and_gradient(self, v):
         lin = self.linearize(v)
@@ -330,10 +359,7 @@ class JointProblem:
 
     def term_gradients(self, v) -> dict:
         """Gradient of each weighted data term alone (packed), by name."""
-        out = {}
-        for t in self.terms:
-            out[t.name] = self.with_terms([t.name]).with_regularizers(()).gradient(v)
-        return out
+        return {name: self.with_terms([name]).with_regularizers(()).gradient(v) for name in self.term_names}
 
     def _reg_hvp(self, reg, v, dv):
         arrays = self.space.unpack(v)

@@ -13,7 +13,7 @@
 
 __all__ = ["regular_input", "walk_group", "member", "MemoryBudget", "check_outputs", "read_text_capped",
            "memory_budget_bytes", "MAX_RUN_FILE_BYTES", "file_fingerprint", "deferred_interrupts",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "parse_size"]
 
 import contextlib
 import hashlib
@@ -88,20 +88,28 @@ def member(path, group, name, prefix="/", allow_external=False):
     return obj
 
 
+def parse_size(text, allow_zero=False) -> int:
+    """Bytes from ``"8G"``, ``"500M"``, ``"64K"``, ``"1000000"``; :class:`ValueError` otherwise."""
+    text = str(text).strip()
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if not text:
+        raise ValueError(text)
+    mult = units.get(text[-1].upper(), 1)
+    value = float(text[:-1] if text[-1].upper() in units else text) * mult
+    if not (value > 0 or (allow_zero and value == 0)) or value == float("inf"):
+        raise ValueError(text)
+    return int(value)
+
+
 def memory_budget_bytes() -> int:
     """``MMIP_MAX_MEMORY`` (bytes, or with a K/M/G/T suffix), else 80 % of the available memory."""
     text = os.environ.get(ENV_MEMORY, "").strip()
     if text:
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-        mult = units.get(text[-1].upper(), 1)
         try:
-            value = float(text[:-1] if text[-1].upper() in units else text) * mult
+            return parse_size(text)
         except ValueError:
-            value = -1.0
-        if not value > 0 or value == float("inf"):
             msg = f"{ENV_MEMORY}={text!r}: expected a positive size such as 8G, 500M or 1000000"
-            raise ConfigError(msg)
-        return int(value)
+            raise ConfigError(msg) from None
     try:
         avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         with open("/proc/meminfo") as fh:

@@ -1,9 +1,11 @@
 __all__ = ["build_problem", "apply_balance", "balance_reference", "LIKELIHOODS"]
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..modality import capabilities
+from ..modality import auto_chunk_size, capabilities, split_length, split_term
 from ..plugins import get_registry
 from ..problem import JointProblem, balanced_weights
 from ..variables import Variable, VariableSpace
@@ -13,7 +15,7 @@ LIKELIHOODS = ("balanced", "poisson")
 
 def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=None, registry=None,
                   term_options=None, regularizers=(), xp=None, dtype=None, refine=(), likelihood="balanced",
-                  coupling=None):
+                  coupling=None, chunk_bytes=None):
     r"""Assemble a :class:`~multimodal_ip.JointProblem` from a :class:`Dataset` through the modality plugins.
 
     Parameters
@@ -44,6 +46,12 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     coupling : :obj:`str` or sequence, optional
         Given as the option ``coupling`` to every term whose modality lists it in its ``options`` (its meaning
         is the modality's).
+    chunk_bytes : :obj:`int`, optional
+        Memory for one part's temporaries: a term whose modality declares ``split_axes`` is built as parts
+        (contiguous runs of its split indices, e.g. scan positions) small enough that one evaluation of a part
+        allocates about this much (:func:`~multimodal_ip.modality.auto_chunk_size`), evaluated one after the
+        other. ``None`` (default): 256 MiB or 1/8 of the memory budget (the paper's cases stay whole); ``0``:
+        never split. A term whose refined unknowns split with its data (``split_unknowns``) is not split.
     """
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
@@ -83,7 +91,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
             options["photon_weighted"] = True
         if coupling is not None and "coupling" in modalities[n].options:
             options["coupling"] = coupling
-        built.append(modalities[n].obj.build_term(dataset.terms[n], space, xp=xp, **options))
+        for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], chunk_bytes, mine)):
+            built.append(replace(modalities[n].obj.build_term(part, space, xp=xp, **options), part=i))
     truth = {k: v for k, v in dataset.truth.items() if k in space}
     for k in calibration:
         if k in truth and np.shape(truth[k]) != np.shape(calibration[k]):
@@ -97,6 +106,22 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
     return apply_balance(problem, dataset, balance_c, reference, xp, registry) \
         if balance and likelihood == "balanced" else problem
+
+
+def _chunks(td, info, chunk_bytes, refined) -> list:
+    """The parts a term is built as (itself when it is not split)."""
+    if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int)
+                                    or chunk_bytes < 0):
+        msg = f"chunk memory must be a number of bytes >= 0 (0: never split), got {chunk_bytes!r}"
+        raise ConfigError(msg)
+    if chunk_bytes == 0 or not info.split_axes or set(refined) & set(info.split_unknowns):
+        return [td]
+    total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, info.split_axes)
+    size = auto_chunk_size(td, info.split_axes, target=chunk_bytes)
+    if not total or not size or size >= total:
+        return [td]
+    parts = -(-total // size)
+    return [split_term(td, info.split_axes, k, parts) for k in range(parts)]
 
 
 def _calibration(dataset, modalities, refine):

@@ -1,0 +1,73 @@
+"""Chunked evaluation: a split term built as parts gives the objective, gradient and Gauss-Newton products of the
+whole term, at every chunk size (1, a few, J), with and without refined calibration, and in a whole run."""
+
+import numpy as np
+import pytest
+
+from multimodal_ip.cli import main
+from multimodal_ip.io import build_problem, load_result, save_dataset
+
+
+def _compare(whole, chunked, v, rtol=1e-10):
+    f0, g0 = whole.value_and_gradient(v)
+    f1, g1 = chunked.value_and_gradient(v)
+    assert abs(f1 - f0) <= rtol * abs(f0)
+    assert np.linalg.norm(g1 - g0) <= rtol * np.linalg.norm(g0)
+    assert whole.objectives(v).keys() == chunked.objectives(v).keys()
+    d = np.random.default_rng(2).standard_normal(v.size)
+    h0 = whole.linearize(v).gauss_newton(0.1).matvec(d)
+    h1 = chunked.linearize(v).gauss_newton(0.1).matvec(d)
+    assert np.linalg.norm(h1 - h0) <= rtol * np.linalg.norm(h0)
+
+
+PER_POSITION = 16 * (16 * 16 * 8 + 2 * 8)  # TEMPORARY_FACTOR x (a float64 16 x 16 pattern + its position)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 25])
+def test_chunked_terms_equal_the_whole(tiny_dataset, chunk):
+    whole = build_problem(tiny_dataset, chunk_bytes=0)
+    chunked = build_problem(tiny_dataset, chunk_bytes=chunk * PER_POSITION)
+    j = tiny_dataset.terms["ptychography"].arrays["data"].shape[0]
+    assert chunked.parts["ptychography"] == -(-j // chunk) and whole.parts["ptychography"] == 1
+    # the XRF term (one count and a position, 24 bytes) splits far less: 2304 positions, 384 bytes each
+    assert chunked.parts["fluorescence"] == -(-2304 // (chunk * PER_POSITION // 384))
+    assert chunked.term_names == whole.term_names and chunked.weights == pytest.approx(whole.weights, rel=1e-12)
+    v = whole.start() + 0.05 * np.random.default_rng(1).standard_normal(whole.space.size)
+    _compare(whole, chunked, v)
+
+
+def test_chunks_with_refined_calibration(tiny_dataset):
+    """A shared refined probe is read by every part; refined positions (one per split index) keep the term whole."""
+    whole = build_problem(tiny_dataset, chunk_bytes=0, refine=("probe",))
+    chunked = build_problem(tiny_dataset, chunk_bytes=6 * PER_POSITION, refine=("probe",))
+    assert chunked.parts["ptychography"] > 1
+    v = whole.start() + 0.01 * np.random.default_rng(3).standard_normal(whole.space.size)
+    _compare(whole, chunked, v, rtol=1e-9)
+    with_positions = build_problem(tiny_dataset, chunk_bytes=6 * PER_POSITION, refine=("probe", "positions"))
+    assert with_positions.parts["ptychography"] == 1
+
+
+def test_auto_chunk_size_keeps_the_paper_cases_whole_and_splits_large_scans(tiny_dataset, monkeypatch):
+    from multimodal_ip.modality import auto_chunk_size, capabilities
+    from multimodal_ip.plugins import get_registry
+
+    td = tiny_dataset.terms["ptychography"]
+    axes = capabilities(get_registry().get("modality", "ptychography")).split_axes
+    assert auto_chunk_size(td, axes) >= td.arrays["data"].shape[0]  # 25 patterns of 16 x 16: whole
+    size = auto_chunk_size(td, axes, budget=8 * 16 * 10 * 16 * 16 * 8)  # a budget of ten patterns' temporaries
+    assert 1 <= size < 25
+    assert build_problem(tiny_dataset).parts["ptychography"] == 1
+    monkeypatch.setenv("MMIP_MAX_MEMORY", "3M")
+    assert build_problem(tiny_dataset).parts["ptychography"] > 1
+
+
+def test_a_chunked_run_reconstructs_like_a_whole_one(tmp_path, tiny_dataset):
+    data = tmp_path / "d.h5"
+    save_dataset(data, tiny_dataset)
+    for chunk in ("0", "128K"):  # 4 positions a part
+        assert main(["reconstruct", str(data), "-o", str(tmp_path / f"r{chunk}.h5"), "--iterations", "10",
+                     "--chunk-memory", chunk, "--accept-stall"]) == 0
+    a, b = load_result(tmp_path / "r0.h5"), load_result(tmp_path / "r128K.h5")
+    for k in a["variables"]:
+        np.testing.assert_allclose(b["variables"][k], a["variables"][k], rtol=1e-8, atol=1e-10)
+    assert main(["reconstruct", str(data), "-o", str(tmp_path / "x.h5"), "--chunk-memory", "lots"]) == 2
