@@ -128,7 +128,8 @@ def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
     terms = terms if terms is not None else cfg["terms"]
     options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
                "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
-               "coupling": cfg["coupling"], "reference": cfg["balance_reference"], "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]),
+               "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
+               "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]),
                "regularizers": _regularizers(cfg["regularizers"])}
     if comm is not None:  # each rank reads only its share of the split data
         from .distributed import build_distributed_problem

@@ -126,7 +126,8 @@ def _check_config(cfg: dict, where: str) -> dict:
         try:
             parse_size(cfg["chunk_memory"], allow_zero=True)
         except ValueError:
-            msg = f"{where}: chunk_memory must be a size such as 256M, 1G or 0 (never split), got {cfg['chunk_memory']!r}"
+            msg = (f"{where}: chunk_memory must be a size such as 256M, 1G or 0 (never split), "
+                   f"got {cfg['chunk_memory']!r}")
             raise ConfigError(msg) from None
     for k in ("iterations", "refine_after"):
         if cfg.get(k) is not None and cfg[k] < 0:
