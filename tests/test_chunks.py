@@ -29,8 +29,9 @@ def test_chunked_terms_equal_the_whole(tiny_dataset, chunk):
     chunked = build_problem(tiny_dataset, chunk_bytes=chunk * PER_POSITION)
     j = tiny_dataset.terms["ptychography"].arrays["data"].shape[0]
     assert chunked.parts["ptychography"] == -(-j // chunk) and whole.parts["ptychography"] == 1
-    # the XRF term (one count and a position, 24 bytes) splits far less: 2304 positions, 384 bytes each
-    assert chunked.parts["fluorescence"] == -(-2304 // (chunk * PER_POSITION // 384))
+    # the full-grid XRF map is an FFT correlation over the object: its temporaries do not grow with the positions,
+    # so it stays whole (parts would each pay the whole FFT)
+    assert chunked.parts["fluorescence"] == 1
     assert chunked.term_names == whole.term_names and chunked.weights == pytest.approx(whole.weights, rel=1e-12)
     v = whole.start() + 0.05 * np.random.default_rng(1).standard_normal(whole.space.size)
     _compare(whole, chunked, v)
@@ -59,6 +60,18 @@ def test_auto_chunk_size_keeps_the_paper_cases_whole_and_splits_large_scans(tiny
     assert build_problem(tiny_dataset).parts["ptychography"] == 1
     monkeypatch.setenv("MMIP_MAX_MEMORY", "3M")
     assert build_problem(tiny_dataset).parts["ptychography"] > 1
+
+
+def test_a_sparse_xrf_scan_is_chunked_by_its_windows(tiny_dataset):
+    """XRF measured at the scan positions (gathered windows): its temporaries grow with the positions."""
+    from mmip_paper import simulate
+
+    ds = simulate("phantom", seed=1, noise=0.03, n=48, probe_size=16, step=8, xrf_grid="scan")
+    whole = build_problem(ds, chunk_bytes=0)
+    chunked = build_problem(ds, chunk_bytes=5 * 16 * 16 * 16)  # 5 windows of 16 x 16 a part
+    assert chunked.parts["fluorescence"] == 5
+    v = whole.start() + 0.05 * np.random.default_rng(4).standard_normal(whole.space.size)
+    _compare(whole, chunked, v)
 
 
 def test_a_chunked_run_reconstructs_like_a_whole_one(tmp_path, tiny_dataset):

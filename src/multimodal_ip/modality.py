@@ -34,6 +34,10 @@ attribute / method         default                      meaning
 ``variables(td)``          ``[]``                       the :class:`~multimodal_ip.Variable` s the term's data
                                                         determine (so ``/variables`` may be omitted from a file)
 ``calibration(td)``        ``{}``                       start values this term offers for refinable unknowns
+``temporaries(td)``        16 x split data bytes        bytes of temporaries one evaluation allocates per split
+                                                        index (sizes the parts of chunked evaluation); 0: the
+                                                        term's temporaries do not grow with its data (it is
+                                                        never chunked)
 ``example_term(rng)``      ``None``                     ``(TermData, [Variable, ...])``: a small term the kit
                                                         builds through ``build_term`` and splits (required by the
                                                         conformance kit, not by the core)
@@ -88,6 +92,11 @@ class ModalityInfo:
         fn = getattr(self.obj, "calibration", None)
         return dict(fn(td)) if fn is not None else {}
 
+    def temporaries(self, td) -> float | None:
+        """Bytes of temporaries per split index (the modality's ``temporaries(td)``), or ``None`` for the default."""
+        fn = getattr(self.obj, "temporaries", None)
+        return float(fn(td)) if fn is not None else None
+
     def example_term(self, rng):
         fn = getattr(self.obj, "example_term", None)
         return fn(rng) if fn is not None else None
@@ -114,7 +123,7 @@ def check_modality_contract(obj) -> ModalityInfo:
         if not callable(getattr(obj, method, None)):
             msg = f"{type(obj).__name__} has no method {method}() (required by the modality contract)"
             raise PluginLoadError(msg)
-    for method in ("variables", "calibration", "example_term"):
+    for method in ("variables", "calibration", "example_term", "temporaries"):
         if hasattr(obj, method) and not callable(getattr(obj, method)):
             msg = f"{type(obj).__name__}.{method} must be a method"
             raise PluginLoadError(msg)
@@ -188,17 +197,20 @@ TEMPORARY_FACTOR = 16
 CHUNK_BYTES = 256 << 20
 
 
-def auto_chunk_size(td, axes: dict, budget: int | None = None, target: int | None = None) -> int | None:
+def auto_chunk_size(td, axes: dict, budget: int | None = None, target: int | None = None,
+                    per_index: float | None = None) -> int | None:
     """Split indices per chunk so that one chunk's temporaries stay under ``target`` bytes (default
-    :data:`CHUNK_BYTES`, at most 1/8 of the memory budget); ``None`` when the term declares no split."""
+    :data:`CHUNK_BYTES`, at most 1/8 of the memory budget); ``per_index``: the modality's bytes of temporaries per
+    split index (default :data:`TEMPORARY_FACTOR` x its split data). ``None`` when the term is not split."""
     total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, axes)
-    if not total:
+    if not total or per_index == 0:
         return None
-    per_index = sum(np.asarray(td.arrays[k]).nbytes for k in axes if k in td.arrays) / total
+    if per_index is None:
+        per_index = TEMPORARY_FACTOR * sum(np.asarray(td.arrays[k]).nbytes for k in axes if k in td.arrays) / total
     if target is None:
         if budget is None:
             from .safety import memory_budget_bytes
 
             budget = memory_budget_bytes()
         target = min(CHUNK_BYTES, budget // 8)
-    return max(1, int(target // max(TEMPORARY_FACTOR * per_index, 1)))
+    return max(1, int(target // max(per_index, 1)))

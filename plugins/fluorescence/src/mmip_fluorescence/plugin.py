@@ -38,6 +38,16 @@ class Fluorescence:
     #: weighted against the reference term (ptychography) by the paper's balancing
     balance_role = "weighted"
 
+    def temporaries(self, td):
+        """Bytes of temporaries per position: the windows of a sparse scan (gathered, kernel-sized each), or
+        nothing that grows with the positions when the map is computed by FFT correlation over the object."""
+        kh, kw = np.shape(td.arrays["kernel"])
+        j = int(np.shape(td.arrays["positions"])[0])
+        grid = tuple(int(s) for s in np.atleast_1d(td.attrs.get("object_shape", td.attrs.get("grid_shape", (0, 0)))))
+        full = (grid[0] + kh - 1) * (grid[1] + kw - 1) if len(grid) == 2 else 0
+        dense = full and j * kh * kw >= 6.0 * full * np.log2(max(full, 2))  # the FluorescenceMap cost rule
+        return 0.0 if dense else 16.0 * kh * kw
+
     def calibration(self, td):
         """What this term offers the others: its element names (the coupling of a ptychography term reads them)."""
         return {"elements": np.array([str(e) for e in np.atleast_1d(td.attrs["elements"])])} \
