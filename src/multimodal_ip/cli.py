@@ -519,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="option 'coupling' of every term whose modality takes it (see docs/plugins.md)")
         s.add_argument("--chunk-memory", dest="chunk_memory", metavar="SIZE",
                        help="memory for one part of a split term (e.g. a run of scan positions) evaluated at a "
-                            "time: 256M, 1G; 0 never splits (default: 256M or 1/8 of the memory budget)")
+                            "time: 256M, 1G; 0 never splits (default: a quarter of the memory budget)")
         s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
                        help="exit 0 when the solver stalls (no acceptable step) instead of 3")
         s.add_argument("--allow-external-links", dest="allow_external_links", action="store_true",

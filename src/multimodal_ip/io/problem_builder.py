@@ -50,7 +50,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         Memory for one part's temporaries: a term whose modality declares ``split_axes`` is built as parts
         (contiguous runs of its split indices, e.g. scan positions) small enough that one evaluation of a part
         allocates about this much (:func:`~multimodal_ip.modality.auto_chunk_size`), evaluated one after the
-        other. ``None`` (default): 256 MiB or 1/8 of the memory budget (the paper's cases stay whole); ``0``:
+        other. ``None`` (default): a quarter of the memory budget, so a term is split only when it would not
+        fit otherwise, into as few parts as possible (each part repeats its term's object-sized work); ``0``:
         never split. A term whose refined unknowns split with its data (``split_unknowns``) is not split.
     """
     registry = registry or get_registry()
