@@ -516,14 +516,16 @@ def test_interrupt_exits_130_with_a_consistent_checkpoint(case, sig):
     root, _ = case
     from multimodal_ip.io.results import load_checkpoint
 
+    # a run long enough to be interrupted: 625 patterns at 10 % noise, far from round-off convergence
+    assert main(["simulate", "phantom", "-o", str(root / "d.h5"), "--n", "128", "--probe-size", "32", "--step", "4",
+                 "--noise", "0.1"]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(root / "d.h5"), "-o",
                              str(root / "r.h5"), "--iterations", "100000", "--checkpoint-every", "1",
                              "--solver-option", "gtol=0"], stderr=subprocess.PIPE, text=True)
     ckpt = root / "r.h5.ckpt.h5"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
+        time.sleep(0.02)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

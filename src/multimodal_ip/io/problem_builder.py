@@ -117,8 +117,11 @@ def _chunks(td, info, chunk_bytes, refined) -> list:
         raise ConfigError(msg)
     if chunk_bytes == 0 or not info.split_axes or set(refined) & set(info.split_unknowns):
         return [td]
-    total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, info.split_axes)
-    size = auto_chunk_size(td, info.split_axes, target=chunk_bytes, per_index=info.temporaries(td))
+    try:
+        total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, info.split_axes)
+        size = auto_chunk_size(td, info.split_axes, target=chunk_bytes, per_index=info.temporaries(td))
+    except (DataError, KeyError, ValueError, TypeError, IndexError):
+        return [td]  # malformed data: build_term says precisely what is wrong
     if not total or not size or size >= total:
         return [td]
     parts = -(-total // size)
