@@ -84,3 +84,19 @@ def test_a_chunked_run_reconstructs_like_a_whole_one(tmp_path, tiny_dataset):
     for k in a["variables"]:
         np.testing.assert_allclose(b["variables"][k], a["variables"][k], rtol=1e-8, atol=1e-10)
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "x.h5"), "--chunk-memory", "lots"]) == 2
+
+
+def test_dtype_float32_computes_in_float32_through_the_cli(tmp_path, tiny_dataset):
+    """--dtype float32 makes the unknowns float32 too (it used to round only the data: the batch ran in complex128)."""
+    data = tmp_path / "d.h5"
+    save_dataset(data, tiny_dataset)
+    for dtype in ("float64", "float32"):
+        assert main(["reconstruct", str(data), "-o", str(tmp_path / f"{dtype}.h5"), "--iterations", "15",
+                     "--dtype", dtype, "--accept-stall"]) == 0
+    r32, r64 = load_result(tmp_path / "float32.h5"), load_result(tmp_path / "float64.h5")
+    assert all(a.dtype == np.float32 for a in r32["variables"].values())
+    problem = build_problem(tiny_dataset, dtype="float32")
+    assert problem.start().dtype == np.float32
+    assert problem.value_and_gradient(problem.start())[1].dtype == np.float32
+    e32, e64 = r32["history"]["error_total"][-1], r64["history"]["error_total"][-1]
+    assert abs(e32 - e64) < 0.02 * e64

@@ -521,7 +521,9 @@ def test_interrupt_exits_130_with_a_consistent_checkpoint(case, sig):
                  "--noise", "0.1"]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(root / "d.h5"), "-o",
                              str(root / "r.h5"), "--iterations", "100000", "--checkpoint-every", "1",
-                             "--solver-option", "gtol=0"], stderr=subprocess.PIPE, text=True)
+                             "--solver-option", "gtol=0"], stderr=subprocess.PIPE, text=True,
+                            # a shell's background job inherits SIGINT ignored; a terminal user's run does not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = root / "r.h5.ckpt.h5"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline:

@@ -66,6 +66,10 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     modalities = {n: capabilities(registry.get("modality", dataset.terms[n].modality)) for n in names}
     calibration, offers = _calibration(dataset, modalities, tuple(refine or ()))
     space = dataset.space
+    if dtype is not None:  # the unknowns in the compute precision too: a float32 run is float32 end to end
+        real = np.dtype(dtype)
+        space = VariableSpace([replace(v, dtype=np.result_type(real, np.complex64) if v.dtype.kind == "c" else real)
+                               for v in space.variables])
     if calibration:
         cdtype = np.result_type(space.dtype, np.complex64)
         space = VariableSpace([*space.variables, *(
