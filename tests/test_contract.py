@@ -221,6 +221,12 @@ def test_misbehaving_plugins_are_named_and_isolated(tmp_path, tiny_dataset):
     assert "claimed by" in row["dupe"] and "mmip-toy" in row["dupe"] and "mmip-fixture-dupe" in row["dupe"]
     assert "no method conformance_cases()" in row["nocases"]
     assert " ok" in row["badsplit"]  # loads; only the kit can see its split is wrong
+    # blocking the claimant of the duplicate name (and the broken ones) gives the toy back, exit 0
+    blocked = subprocess.run([sys.executable, "-m", "multimodal_ip.cli", "plugins"], capture_output=True, text=True,
+                             env={**env, "MMIP_DISABLE_PLUGINS": "dupe,importerror,typo,nocases"}, cwd=tmp_path)
+    assert blocked.returncode == 0, blocked.stdout
+    assert any(ln.split()[:4] == ["modality", "toy", "mmip-toy", "0.1.0"] and ln.endswith("ok")
+               for ln in blocked.stdout.splitlines())
     # every other plugin still works: a run that does not use them
     data = tmp_path / "d.h5"
     save_dataset(data, tiny_dataset)
