@@ -409,7 +409,8 @@ def test_special_files_are_refused_without_hanging(case, capsys):
 
 @pytest.mark.parametrize(("var", "value", "message"), [("PMI_SIZE", "abc", "PMI_SIZE='abc'"),
                                                        ("MMIP_FFT_WORKERS", "0", "MMIP_FFT_WORKERS='0'"),
-                                                       ("MMIP_MAX_MEMORY", "lots", "MMIP_MAX_MEMORY='lots'")])
+                                                       ("MMIP_MAX_MEMORY", "lots", "MMIP_MAX_MEMORY='lots'"),
+                                                       ("MMIP_BLAS_THREADS", "0", "MMIP_BLAS_THREADS='0'")])
 def test_bad_environment(case, capsys, monkeypatch, var, value, message):
     root, _ = case
     monkeypatch.setenv(var, value)

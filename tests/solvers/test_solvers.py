@@ -140,3 +140,25 @@ def test_gauss_newton_with_a_smooth_regularizer_on_a_complex_variable():
         assert res.status in ("converged", "maxiter")
         z = space.unpack(res.x)["z"]
         assert np.linalg.norm(z - z_true) < 1e-2 * np.linalg.norm(z_true)
+
+
+def test_solvers_run_blas_on_one_thread_unless_asked(monkeypatch, tiny_dataset):
+    """The solvers' vector reductions run on MMIP_BLAS_THREADS BLAS threads (default 1): threads only slow
+    10^5-element dot products, badly so when another process holds a core."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from multimodal_ip.backend import solver_threads
+
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy reports no BLAS library to limit")
+    with solver_threads():
+        assert {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"} == {1}
+    monkeypatch.setenv("MMIP_BLAS_THREADS", "2")
+    with solver_threads():
+        assert {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"} <= {1, 2}
+    seen = []
+    problem = build_problem(tiny_dataset)
+    monkeypatch.delenv("MMIP_BLAS_THREADS")
+    solve(problem, problem.start(), "lbfgs", maxiter=2, callback=lambda st: seen.append(
+        {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}))
+    assert seen and all(s == {1} for s in seen)

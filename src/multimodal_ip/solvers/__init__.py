@@ -66,6 +66,10 @@ def get_solver(name: str):
 
 
 def solve(problem, x0, solver: str = "lbfgs", **options) -> Result:
-    """Solve ``problem`` from ``x0`` with the solver plugin ``solver``; one argument swaps solvers."""
-    return get_solver(solver)(problem, x0, **options)
+    """Solve ``problem`` from ``x0`` with the solver plugin ``solver``; one argument swaps solvers (BLAS on
+    ``MMIP_BLAS_THREADS`` threads meanwhile, see :func:`~multimodal_ip.backend.solver_threads`)."""
+    from ..backend import solver_threads
+
+    with solver_threads():
+        return get_solver(solver)(problem, x0, **options)
 

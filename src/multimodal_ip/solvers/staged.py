@@ -39,6 +39,13 @@ def solve_staged(problem, x0, solver: str = "lbfgs", maxiter: int = 100, refine_
     ``callback(state)`` sees the overall iteration number; ``state.solver.state_dict()`` is a checkpoint of the
     staged run, and ``resume_state`` (such a dict) continues it in whichever stage it was saved.
     """
+    from ..backend import solver_threads
+
+    with solver_threads():
+        return _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_state, **options)
+
+
+def _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_state, **options):
     from . import get_solver
 
     frozen = tuple(problem.calibration)
