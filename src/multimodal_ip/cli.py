@@ -106,15 +106,11 @@ def _regularizers(specs) -> list:
 
 def _check_start(problem, desc) -> None:
     """Refuse, before iterating, a start point where a term's objective or the gradient is not finite."""
-    x0 = problem.start()
     with np.errstate(all="ignore"):
-        objectives = problem.objectives(x0)
-    bad = {k: v for k, v in objectives.items() if not np.isfinite(v)}
-    if not bad:
-        xp = problem.xp
-        g = problem.gradient(x0)
-        if not bool(xp.all(xp.isfinite(g))):
-            bad = {"gradient": "non-finite entries"}
+        lin = problem.linearize(problem.start())  # objectives and gradient in one evaluation
+    bad = {k: v for k, v in lin.objectives.items() if not np.isfinite(v)}
+    if not bad and not bool(problem.xp.all(problem.xp.isfinite(lin.gradient))):
+        bad = {"gradient": "non-finite entries"}
     if bad:
         shown = ", ".join(f"{k}: {v}" for k, v in bad.items())
         msg = (f"{desc}: the objective is not finite at the start point ({shown}); check the data, weights and "
@@ -240,12 +236,14 @@ def cmd_reconstruct(args) -> int:
     lead = comm is None or comm.Get_rank() == 0
     _, problem = _build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
     resume_state = None
+    every = max(int(cfg["checkpoint_every"]), 0)
+    fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
     if args.resume:
         if not ckpt.exists():
             msg = f"--resume: no checkpoint {ckpt} (was the run started with this -o?)"
             raise ConfigError(msg)
         resume_state, saved = load_checkpoint(ckpt)
-        if saved.get("fingerprint") != file_fingerprint(args.data):
+        if saved.get("fingerprint") != fingerprint:
             msg = f"--resume: {ckpt} was made from another input than {args.data} (fingerprints differ); start anew"
             raise ConfigError(msg)
         if resume_state["arrays"]["x"].shape != (problem.space.size,):
@@ -257,8 +255,6 @@ def cmd_reconstruct(args) -> int:
             if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
-    every = max(int(cfg["checkpoint_every"]), 0)
-    fingerprint = file_fingerprint(args.data) if lead and every else ""
     failed_writes: list[int] = []
 
     def on_iteration(state):
