@@ -19,6 +19,7 @@ from . import __version__
 from .config import run_config
 from .distributed import mpi_world_size
 from .errors import ConfigError, MultimodalIPError, exit_code
+from .errors import one_line as _one_line
 
 
 def _xp(backend):
@@ -208,7 +209,7 @@ def cmd_simulate(args) -> int:
         ds = simulate(seed=args.seed, noise=args.noise, **overrides)
     except (ValueError, MemoryError) as exc:  # the case's own parameter checks; sizes it cannot hold
         msg = f"simulate {args.case}: {exc or 'the requested size does not fit in memory'}"
-        raise ConfigError(" ".join(msg.split())) from None
+        raise ConfigError(_one_line(msg)) from None
     save_dataset(args.output, ds)
     v = ds.space
     print(f"wrote {args.output}: case {args.case}, noise {args.noise:g}, seed {args.seed}, variables "
@@ -465,7 +466,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``mmip <command>: error: ...``, exit 2), like every other bad input."""
 
     def error(self, message):
-        print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        print(f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -565,11 +566,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", type=int, default=21, help="landscape grid points per axis")
     s.set_defaults(func=cmd_hessian)
     return p
-
-
-def _one_line(text) -> str:
-    """A message on one line: newlines (HDF5's own texts, a newline in a path) shown as spaces."""
-    return " ".join(str(text).split())
 
 
 def _log_traceback(command) -> str:

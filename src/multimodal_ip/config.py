@@ -5,7 +5,7 @@ __all__ = ["RUN_KEYS", "DEFAULTS", "parse_value", "run_config"]
 import math
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 
 RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
@@ -51,7 +51,7 @@ def _read_toml(path) -> dict:
         msg = f"{path}: run file is not valid UTF-8 text"
         raise ConfigError(msg) from None
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        msg = f"{path}: invalid TOML ({' '.join(str(exc).split())[:200]})"
+        msg = f"{path}: invalid TOML ({one_line(exc)[:200]})"
         raise ConfigError(msg) from None
     return cfg
 

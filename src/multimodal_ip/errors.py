@@ -13,7 +13,13 @@ __all__ = [
     "SolverError",
     "EXIT_CODES",
     "exit_code",
+    "one_line",
 ]
+
+
+def one_line(text) -> str:
+    """``text`` on one line, whitespace runs (newlines of HDF5's or a parser's own messages) as single spaces."""
+    return " ".join(str(text).split())
 
 #: Exit status of every ``mmip`` subcommand (README, "Exit codes").
 EXIT_CODES = {

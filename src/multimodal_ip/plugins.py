@@ -17,7 +17,7 @@ from functools import lru_cache
 import pluggy
 
 from . import hookspecs
-from .errors import PluginLoadError, UnknownPluginError
+from .errors import PluginLoadError, UnknownPluginError, one_line
 
 DEFAULT_PLUGINS = (
     "multimodal_ip.solvers.lbfgs",
@@ -129,7 +129,7 @@ class Registry:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 def _where(exc: BaseException) -> str:

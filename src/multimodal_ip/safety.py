@@ -25,7 +25,7 @@ from pathlib import Path
 
 import h5py
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, one_line
 
 MAX_RUN_FILE_BYTES = 1 << 20
 ENV_MEMORY = "MMIP_MAX_MEMORY"
@@ -76,7 +76,7 @@ def member(path, group, name, prefix="/", allow_external=False):
         obj = group[name]
     except (KeyError, OSError, RuntimeError, ValueError) as exc:
         kind = "soft link" if isinstance(link, h5py.SoftLink) else "link"
-        msg = f"{where}: {kind} cannot be resolved ({' '.join(str(exc).split())})"
+        msg = f"{where}: {kind} cannot be resolved ({one_line(exc)})"
         raise DataError(msg) from None
     if isinstance(link, h5py.SoftLink) and obj.file.filename != group.file.filename and not allow_external:
         msg = f"{where}: a soft link that leaves the file (refused)"

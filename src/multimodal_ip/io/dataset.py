@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..variables import Variable, VariableSpace
 
 FORMAT = "multimodal_ip"
@@ -75,7 +75,7 @@ class TermData:
         try:
             return cast(self.attrs[key])
         except (TypeError, ValueError):
-            shown = " ".join(repr(self.attrs[key]).split())[:80]  # one line, however the value prints
+            shown = one_line(repr(self.attrs[key]))[:80]  # one line, however the value prints
             msg = f"{self.where()}: attribute {key!r} = {shown} is not a valid {cast.__name__}"
             raise DataError(msg) from None
 
@@ -165,7 +165,7 @@ def _shown(v) -> str:
         v = v.tolist()
     if isinstance(v, bytes):
         v = v.decode(errors="replace")
-    return " ".join(repr(v).split())[:80]
+    return one_line(repr(v))[:80]
 
 
 def _str(v) -> str:
@@ -191,7 +191,7 @@ def open_h5(path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        msg = f"{path}: not a readable HDF5 file ({' '.join(str(exc).split())})"
+        msg = f"{path}: not a readable HDF5 file ({one_line(exc)})"
         raise DataError(msg) from None
 
 
@@ -221,7 +221,7 @@ def _read_checked(path, d, where, budget, axis_slice=None):
     try:
         a = _read(d, axis_slice)
     except (OSError, ValueError, TypeError) as exc:
-        msg = f"{path}:{where}: cannot read data ({' '.join(str(exc).split())}); the file may be truncated or corrupt"
+        msg = f"{path}:{where}: cannot read data ({one_line(exc)}); the file may be truncated or corrupt"
         raise DataError(msg) from None
     if np.asarray(a).dtype.kind not in "biufc":
         msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
@@ -423,7 +423,7 @@ def _variable_spec(path, name, d) -> Variable:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"{where}: needs attrs shape (positive ints) and dtype (float/complex), numeric bounds: {exc}"
-        raise DataError(" ".join(msg.split())) from None
+        raise DataError(one_line(msg)) from None
 
 
 class _LazyTerm(TermData):

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from ..backend import to_numpy
-from ..errors import DataError
+from ..errors import DataError, one_line
 from .dataset import FORMAT, _str, atomic_h5, open_h5, read_group
 
 
@@ -59,7 +59,7 @@ def load_result(path) -> dict:
             config = json.loads(_str(g.attrs.get("config", "{}")))
             vers = json.loads(_str(g.attrs.get("versions", "{}")))
         except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
-            msg = f"{path}:/results: attribute config/versions is not valid JSON ({' '.join(str(exc).split())[:100]})"
+            msg = f"{path}:/results: attribute config/versions is not valid JSON ({one_line(exc)[:100]})"
             raise DataError(msg) from None
         from ..safety import MemoryBudget
 
@@ -128,5 +128,5 @@ def load_checkpoint(path):
             config["fingerprint"] = _str(g.attrs.get("fingerprint", ""))
             return state, config
         except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
-            msg = f"{path}: not a readable checkpoint ({' '.join(str(exc).split())[:200]})"
+            msg = f"{path}: not a readable checkpoint ({one_line(exc)[:200]})"
             raise DataError(msg) from None

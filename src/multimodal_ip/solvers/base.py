@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from ..backend import get_array_module, to_numpy
-from ..errors import SolverError
+from ..errors import SolverError, one_line
 
 log = logging.getLogger("multimodal_ip.solvers")
 
@@ -268,7 +268,7 @@ class Solver:
             self._load_scalars(state["scalars"])
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"checkpoint of solver {self.name!r} is incomplete or corrupt ({type(exc).__name__}: {exc})"
-            raise SolverError(" ".join(msg.split())) from None
+            raise SolverError(one_line(msg)) from None
         if not 0 <= self.iteration <= 10**9 or not np.isfinite(self.elapsed):
             msg = f"checkpoint of solver {self.name!r}: iteration {self.iteration} / elapsed {self.elapsed} invalid"
             raise SolverError(msg)
