@@ -216,17 +216,16 @@ def _read_checked(path, d, where, budget, axis_slice=None):
     """One dataset, after its declared size is checked against the memory budget (before any allocation)."""
     from ..safety import MemoryBudget
 
+    if d.dtype.kind not in "biufc":  # strings, objects, compounds: refused before reading
+        msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
+        raise DataError(msg)
     budget = budget if budget is not None else MemoryBudget()
     budget.take(_nbytes(d, axis_slice), f"{path}:{where}")
     try:
-        a = _read(d, axis_slice)
+        return _read(d, axis_slice)
     except (OSError, ValueError, TypeError) as exc:
         msg = f"{path}:{where}: cannot read data ({one_line(exc)}); the file may be truncated or corrupt"
         raise DataError(msg) from None
-    if np.asarray(a).dtype.kind not in "biufc":
-        msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
-        raise DataError(msg)
-    return a
 
 
 def resolve(path, f, key, allow_external=False):
@@ -275,8 +274,8 @@ def read_group(path, group, prefix, budget=None, finite=False, skip_groups=False
     for k, d in walk_group(path, group, prefix):
         if skip_groups and isinstance(d, h5py.Group):
             continue
-        if not isinstance(d, h5py.Dataset) or d.dtype.kind not in "fiucb":
-            msg = f"{path}:{prefix}{k}: expected a numeric dataset"
+        if not isinstance(d, h5py.Dataset):
+            msg = f"{path}:{prefix}{k}: expected a numeric dataset, got a group"
             raise DataError(msg)
         a = _read_checked(path, d, f"{prefix}{k}", budget)
         if finite and np.asarray(a).dtype.kind in "fc" and not np.all(np.isfinite(a)):
