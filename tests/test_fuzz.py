@@ -31,25 +31,30 @@ arrays = st.one_of(
 )
 
 
+def _mutated_copy(source, path, target, action, value, data, attr_owner, attr_keys):
+    """``source`` copied to ``path`` and broken: truncated, ``target`` deleted or replaced by ``value``, or an
+    attribute (drawn from ``attr_keys``) of ``attr_owner`` set to ``value``."""
+    raw = source.read_bytes()
+    path.write_bytes(raw)
+    if action == "truncate":
+        path.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
+        return
+    with h5py.File(path, "a") as f:
+        if action == "attr":
+            f[attr_owner].attrs[data.draw(st.sampled_from(attr_keys))] = value if value.size else "garbage"
+            return
+        del f[target]
+        if action == "replace":
+            f.create_dataset(target, data=value)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(TARGETS), action=st.sampled_from(["delete", "replace", "attr", "truncate"]),
        value=arrays, data=st.data())
 def test_malformed_datasets_end_cleanly(tmp_path, base, capsys, target, action, value, data):
     path = tmp_path / "d.h5"
-    raw = base.read_bytes()
-    path.write_bytes(raw)
-    if action == "truncate":
-        path.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
-    else:
-        with h5py.File(path, "a") as f:
-            if action in ("delete", "replace"):
-                del f[target]
-                if action == "replace":
-                    f.create_dataset(target, data=value)
-            else:
-                obj = f[target.rsplit("/", 1)[0]]
-                key = data.draw(st.sampled_from(["modality", "shape", "dtype", "photons_per_unit", "format"]))
-                obj.attrs[key] = value if value.size else "garbage"
+    _mutated_copy(base, path, target, action, value, data, target.rsplit("/", 1)[0],
+                  ["modality", "shape", "dtype", "photons_per_unit", "format"])
     code = main(["reconstruct", str(path), "-o", str(tmp_path / "r.h5"), "--iterations", "1",
                  "--checkpoint-every", "0"])
     err = capsys.readouterr().err
@@ -110,24 +115,12 @@ def checkpoint(base, tmp_path_factory):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=st.sampled_from(["checkpoint/arrays/x", "checkpoint/arrays/s_list", "checkpoint/history/objective",
                                "checkpoint", "checkpoint/arrays"]),
-       action=st.sampled_from(["delete", "replace", "attr", "truncate"]), value=arrays,
-       key=st.sampled_from(["solver", "iteration", "scalars", "config", "fingerprint", "elapsed"]), data=st.data())
-def test_malformed_checkpoints_end_cleanly(tmp_path, base, checkpoint, capsys, target, action, value, key, data):
+       action=st.sampled_from(["delete", "replace", "attr", "truncate"]), value=arrays, data=st.data())
+def test_malformed_checkpoints_end_cleanly(tmp_path, base, checkpoint, capsys, target, action, value, data):
     good, argv = checkpoint
     argv = [a if a != argv[3] else str(tmp_path / "r.h5") for a in argv]
-    ckpt = tmp_path / "r.h5.ckpt.h5"
-    raw = good.read_bytes()
-    ckpt.write_bytes(raw)
-    if action == "truncate":
-        ckpt.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
-    else:
-        with h5py.File(ckpt, "a") as f:
-            if action == "attr":
-                f["checkpoint"].attrs[key] = value if value.size else "garbage"
-            else:
-                del f[target]
-                if action == "replace":
-                    f.create_dataset(target, data=value)
+    _mutated_copy(good, tmp_path / "r.h5.ckpt.h5", target, action, value, data, "checkpoint",
+                  ["solver", "iteration", "scalars", "config", "fingerprint", "elapsed"])
     before = base.read_bytes()
     code = main([*argv, "--resume"])
     _one_line_or_success(code, capsys.readouterr().err)
