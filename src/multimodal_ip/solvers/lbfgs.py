@@ -103,11 +103,14 @@ class LBFGS(Solver):
         def fprime(x):
             return self.cache(x).gradient
 
+        p = self._finite_reach(p)
         with warnings.catch_warnings():  # a failed search is handled below, not warned about
             warnings.simplefilter("ignore", LineSearchWarning)
             alpha, *_ = scipy.optimize.line_search(
                 f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
             )
+        if alpha is None or not (np.isfinite(alpha) and np.isfinite(f(self.x + alpha * p))):
+            alpha = self._backtrack(p, g, f)
         if alpha is None:  # no acceptable step along this direction: stop here, with the memory cleared
             self.s_list, self.y_list = [], []
             slope = -float(ncp.vdot(p, g))
@@ -124,6 +127,27 @@ class LBFGS(Solver):
                 self.s_list.pop(0)
                 self.y_list.pop(0)
         self.x, self.lin = x_new, lin_new
+        return None
+
+    def _finite_reach(self, p):
+        """``p`` halved until the objective at ``x + p`` is finite (a model such as exp(-mu) may overflow far from
+        the iterate): the Wolfe search starts at step 1 and cannot interpolate through inf or nan."""
+        for _ in range(60):
+            if np.isfinite(self.cache(self.x + p).objective):
+                break
+            p = 0.5 * p
+        return p
+
+    def _backtrack(self, p, g, f):
+        """Armijo backtracking from step 1 (halving, 40 tries) where the Wolfe search failed or left a non-finite
+        point; ``None`` when no step decreases the objective enough."""
+        slope = float(get_array_module(p).vdot(p, g))
+        alpha = 1.0
+        for _ in range(40):
+            value = f(self.x + alpha * p)
+            if np.isfinite(value) and value <= self.lin.objective + self.c1 * alpha * slope and slope < 0:
+                return alpha
+            alpha *= 0.5
         return None
 
 
