@@ -70,7 +70,8 @@ class TransmissionModel(NonlinearOperator):
         p = self.radon.forward(self._attenuation(w).reshape(self.geom.shape))
         if self.offset is not None:
             p = p + self.offset
-        return get_array_module(w).exp(-p)
+        with np.errstate(over="ignore"):  # far from the data (mu < 0) exp overflows: the solver steps back
+            return get_array_module(w).exp(-p)
 
     def _linearize(self, w):
         t = self._forward(w)
@@ -142,7 +143,8 @@ class XRFTomographyModel(NonlinearOperator):
         c = ncp.cumsum(m, axis=-1)
         c -= m  # exclusive: the sample's own attenuation is not in front of it
         c *= -self.geom.step
-        return ncp.exp(c, out=c)
+        with np.errstate(over="ignore"):  # far from the data (mu < 0) exp overflows: the solver steps back
+            return ncp.exp(c, out=c)
 
     def _state(self, w):
         a = self.sampling.forward(w)  # (K, S, T, Ne)
