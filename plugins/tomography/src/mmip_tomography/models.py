@@ -156,8 +156,9 @@ class XRFTomographyModel(NonlinearOperator):
         return a, self._beam(m)
 
     def _emit(self, a, beam):
+        """:math:`\Delta t \sum_t a_e A` for every element: one batched product per ray, ``(Ne, K, S)``."""
         ncp = get_array_module(a)
-        return self.geom.step * ncp.moveaxis(ncp.einsum("kste,kst->kse", a, beam), -1, 0)
+        return self.geom.step * ncp.moveaxis(ncp.matmul(beam[:, :, None, :], a)[:, :, 0, :], -1, 0)
 
     def _forward(self, w):
         return self._emit(*self._state(w))
@@ -190,11 +191,17 @@ class _XRFJacobian(LinearOperator):
         ncp = get_array_module(r)
         r = r.reshape(m.dimsd)
         rk = ncp.moveaxis(r, 0, -1)  # (K, S, Ne)
-        g = m.geom.step * self.beam[..., None] * rk[:, :, None, :]  # d/da_e: dt r_e A
+        beam = m.geom.step * self.beam
         if m.fixed is None:
-            b = m.geom.step * self.beam * ncp.einsum("kste,kse->kst", self.a, rk)  # dt A sum_e r_e a_e
-            b *= -m.geom.step
-            # C^T: reverse exclusive cumulative sum along the ray
-            gm = ncp.flip(ncp.cumsum(ncp.flip(b, -1), axis=-1), -1) - b
-            g += gm[..., None] * m.mu
+            b = ncp.matmul(self.a, rk[..., None])[..., 0]  # sum_e r_e a_e
+            b *= beam
+            b *= -m.geom.step  # the gradient in dt C S mu
+            gm = ncp.flip(ncp.cumsum(ncp.flip(b, -1), axis=-1), -1)  # C^T: reverse exclusive cumulative sum
+            gm -= b
+            # per sample: dt r_e A + mu_e gm, written once as the product (T x 2) @ (2 x Ne) of every ray
+            coef = ncp.empty((*rk.shape[:2], 2, m.ne), dtype=rk.dtype)
+            coef[:, :, 0, :], coef[:, :, 1, :] = rk, m.mu
+            g = ncp.matmul(ncp.stack([beam, gm], axis=-1), coef)
+        else:
+            g = beam[..., None] * rk[:, :, None, :]  # d/da_e: dt r_e A
         return m.sampling.adjoint(g).ravel()
