@@ -301,11 +301,11 @@ def _final_status(args, problem, res, label="") -> int:
     return code
 
 
-def _report_sections(arrays, start, truth, outdir) -> tuple[list, dict]:
+def _report_sections(arrays, start, truth, outdir, problems=None) -> tuple[list, dict]:
     """Markdown for what the report plugins add (tables printed too, figures written under ``outdir``)."""
     from .report import markdown_table, plugin_reports
 
-    extras = plugin_reports(arrays, start, truth, outdir)
+    extras = plugin_reports(arrays, start, truth, outdir, problems=problems)
     lines = []
     for title, header, rows in extras["tables"]:
         table = markdown_table(header, rows)
@@ -336,7 +336,7 @@ def cmd_compare(args) -> int:
     truth = {k: v for k, v in ds.truth.items() if k in joint.space} or None
     arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
     start = {k: to_numpy(v) for k, v in joint.calibration.items()}
-    extras_lines, extras = _report_sections(arrays, start, ds.truth or None, outdir)
+    extras_lines, extras = _report_sections(arrays, start, ds.truth or None, outdir, problems=methods)
     header, rows = error_table(results, truth, objects)
     extra_cols = sorted({c for cols in extras["columns"].values() for c in cols})
     header = header[:-1] + extra_cols + header[-1:]

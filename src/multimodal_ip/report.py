@@ -55,12 +55,17 @@ def error_table(results: dict, truth: dict | None, variables=None) -> tuple[list
     return header, rows
 
 
-def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, registry=None) -> dict:
+def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, registry=None,
+                   problems: dict | None = None) -> dict:
     """What every report plugin adds for these results: ``{"columns": {method: {col: value}}, "tables":
     [(title, header, rows)], "figures": [(title, file name)]}``. A report plugin (hook ``mmip_register_reports``)
     may implement ``columns(arrays, truth)``, ``tables(arrays, start, truth)`` and
     ``figures(arrays, start, truth, outdir)``; each sees ``{method: {variable: array}}`` and decides itself whether
-    the results concern it (e.g. by the variable names)."""
+    the results concern it (e.g. by the variable names). A ``figures`` that takes a keyword ``problems`` also gets
+    ``{method: JointProblem}`` when the problems are at hand (``mmip compare``; ``None`` for a result file alone):
+    the measured data and the forward models, to draw data against the fits."""
+    import inspect
+
     from .plugins import get_registry
 
     registry = registry or get_registry()
@@ -73,7 +78,9 @@ def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, 
         if hasattr(rep, "tables"):
             out["tables"].extend(rep.tables(arrays, start, truth) or [])
         if hasattr(rep, "figures"):
-            out["figures"].extend(rep.figures(arrays, start, truth, outdir) or [])
+            takes = "problems" in inspect.signature(rep.figures).parameters
+            out["figures"].extend(rep.figures(arrays, start, truth, outdir, **({"problems": problems} if takes
+                                                                               else {})) or [])
     return out
 
 
