@@ -142,6 +142,8 @@ def test_cli_generic_commands_work_unchanged(tomo_file, tmp_path, capsys):
     for method in ("joint", "xrf alone", "transmission alone"):
         assert f"| {method} |" in table
     assert (tmp_path / "cmp" / "reconstructions.png").stat().st_size > 1000
+    assert (tmp_path / "cmp" / "sinograms.png").stat().st_size > 1000  # the report plugin sees the problems
+    assert "sinograms.png" in (tmp_path / "cmp" / "report.md").read_text()
     assert main(["report", str(out), "-o", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep").is_dir()
 
@@ -199,7 +201,7 @@ def test_plain_h5py_file_in_any_order(tmp_path):
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as f:
         f.attrs["format"], f.attrs["format_version"] = "multimodal_ip", 1
-        f.attrs["balance_c"] = 1.0  # no reference_term: the xrf modality's role says which term is the reference
+        f.attrs["balance_c"] = ds.attrs["balance_c"]  # no reference_term: the xrf modality's role says which term is the reference
         for name in ("transmission", "xrf"):
             td = ds.terms[name]
             g = f.create_group(f"terms/{name}")

@@ -248,3 +248,10 @@ def mmip_register_simulations(register):
 
     for case in CASES:
         register(case, TomoCase(case))
+
+
+@hookimpl
+def mmip_register_reports(register):
+    from .report import SinogramReport
+
+    register("tomography", SinogramReport())

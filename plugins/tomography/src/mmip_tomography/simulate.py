@@ -18,9 +18,9 @@ from .plugin import attenuation_coefficients
 #: the line integral of mu); ``inclusion``: concentration added to element 0 in a small dense grain
 CASES = {
     "tomo-phantom": {"n": 64, "n_angles": 60, "elements": ("Fe", "Zn"), "energy_kev": 12.0, "absorption": 0.3,
-                     "inclusion": 0.0, "balance_c": 1.0},
+                     "inclusion": 0.0, "balance_c": 0.1},
     "tomo-absorbing": {"n": 64, "n_angles": 60, "elements": ("Fe", "Zn"), "energy_kev": 12.0, "absorption": 3.0,
-                       "inclusion": 4.0, "balance_c": 1.0},
+                       "inclusion": 4.0, "balance_c": 0.1},
 }
 
 
