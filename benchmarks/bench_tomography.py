@@ -13,7 +13,6 @@ import os
 import resource
 import time
 
-import numpy as np
 from mmip_tomography.simulate import simulate
 
 from multimodal_ip.io import build_problem

@@ -201,7 +201,7 @@ def test_plain_h5py_file_in_any_order(tmp_path):
     plain = tmp_path / "plain.h5"
     with h5py.File(plain, "w") as f:
         f.attrs["format"], f.attrs["format_version"] = "multimodal_ip", 1
-        f.attrs["balance_c"] = ds.attrs["balance_c"]  # no reference_term: the xrf modality's role says which term is the reference
+        f.attrs["balance_c"] = ds.attrs["balance_c"]  # no reference_term: the xrf modality's role names it
         for name in ("transmission", "xrf"):
             td = ds.terms[name]
             g = f.create_group(f"terms/{name}")

@@ -156,7 +156,7 @@ class XRFTomographyModel(NonlinearOperator):
         return a, self._beam(m)
 
     def _emit(self, a, beam):
-        """:math:`\Delta t \sum_t a_e A` for every element: one batched product per ray, ``(Ne, K, S)``."""
+        r""":math:`\Delta t \sum_t a_e A` for every element: one batched product per ray, ``(Ne, K, S)``."""
         ncp = get_array_module(a)
         return self.geom.step * ncp.moveaxis(ncp.matmul(beam[:, :, None, :], a)[:, :, 0, :], -1, 0)
 

@@ -34,9 +34,9 @@ class _Tomography:
 
     inputs = ("w",)
     #: keyword options of :meth:`build_term`
-    options = ("loss", "dtype", "photon_weighted")
+    options: tuple[str, ...] = ("loss", "dtype", "photon_weighted")
     #: ``data`` (sinograms), ``angles`` (radians), ``mu`` (per element), ``matrix`` (known attenuation map)
-    datasets = ("data", "angles", "mu", "matrix")
+    datasets: tuple[str, ...] = ("data", "angles", "mu", "matrix")
     #: the sinogram axis along the angles, and the angles themselves (MPI ranks and chunks take runs of angles)
     split_axes: dict = {}
     data_ndim = 2

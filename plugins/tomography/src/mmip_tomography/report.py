@@ -34,10 +34,10 @@ def plot_sinograms(problem, arrays: dict, path) -> Path | None:
         data = to_numpy(t.data)
         fits = {m: to_numpy(t.operator.forward(problem.xp.asarray(a["w"], dtype=t.operator.dtype)))
                 for m, a in arrays.items() if "w" in a}
-        for e in range(data.shape[0] if data.ndim == 3 else 1):
-            pick = (lambda a, e=e: a[e]) if data.ndim == 3 else (lambda a: a)
-            rows.append((f"{t.name}" + (f"[{e}]" if data.ndim == 3 else ""), pick(data),
-                         {m: pick(f) for m, f in fits.items()}))
+        if data.ndim == 2:  # one sinogram (transmission)
+            rows.append((t.name, data, fits))
+        else:  # one per element
+            rows += [(f"{t.name}[{e}]", data[e], {m: f[e] for m, f in fits.items()}) for e in range(data.shape[0])]
     methods = list(arrays)
     fig, axes = plt.subplots(len(rows), len(methods) + 2, figsize=(2.4 * (len(methods) + 2), 2.0 * len(rows)),
                              squeeze=False)
