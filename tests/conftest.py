@@ -30,3 +30,29 @@ def tiny_dataset():
     from mmip_paper import simulate
 
     return simulate("phantom", seed=1, noise=0.03, n=48, probe_size=16, step=8)
+
+
+def _killed_after_checkpoint(cmd, out):
+    """Start ``cmd`` (writing ``out``), SIGKILL it once its first checkpoint exists; the checkpoint's path."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    ckpt = out.with_name(out.name + ".ckpt.h5")
+    proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it could be killed: make it longer"
+    assert ckpt.exists()
+    return ckpt
+
+
+@pytest.fixture
+def killed_after_checkpoint():
+    """``killed_after_checkpoint(cmd, out)``: a run of ``cmd -o out`` killed right after its first checkpoint."""
+    return _killed_after_checkpoint

@@ -1,11 +1,8 @@
 """The second problem family (mmip-tomography) through the generic machinery, and its physics checked by brute force."""
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -148,21 +145,14 @@ def test_cli_generic_commands_work_unchanged(tomo_file, tmp_path, capsys):
     assert (tmp_path / "rep").is_dir()
 
 
-def test_kill_then_resume_matches_uninterrupted(tmp_path):
+def test_kill_then_resume_matches_uninterrupted(tmp_path, killed_after_checkpoint):
     data = tmp_path / "d.h5"
     assert main(["simulate", "tomo-absorbing", "-o", str(data), "--n", "32", "--angles", "24", "--noise", "0.03"]) == 0
     mmip = [sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data), "--iterations", "150",
             "--checkpoint-every", "2"]
     subprocess.run([*mmip, "-o", str(tmp_path / "full.h5")], check=True, capture_output=True)
-    out, ckpt = tmp_path / "killed.h5", tmp_path / "killed.h5.ckpt.h5"
-    proc = subprocess.Popen([*mmip, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not out.exists(), "the run finished before it could be killed: make it longer"
+    out = tmp_path / "killed.h5"
+    killed_after_checkpoint(mmip, out)
     subprocess.run([*mmip, "-o", str(out), "--resume"], check=True, capture_output=True)
     full, resumed = load_result(tmp_path / "full.h5"), load_result(out)
     np.testing.assert_array_equal(resumed["variables"]["w"], full["variables"]["w"])

@@ -126,8 +126,19 @@ class _Tomography:
             raise DataError(msg)
         return data
 
+    def _term(self, td, op, data, xp, dtype, loss, photon_weighted):
+        return DataTerm(op, xp.asarray(data.astype(dtype)), self._loss(td, loss, photon_weighted), 1.0, self.inputs,
+                        td.name)
+
     def _matrix(self, td, shape, dtype, key="matrix"):
         return td.array(key, shape=shape, dtype_kind="fiu").astype(dtype) if key in td.arrays else None
+
+
+def _random_cases(rng, model, sizes, mu_range):
+    """Conformance cases ``(name, model, w)`` at random angles over a full turn: sizes ``(n0, n1, K, Ne)``."""
+    for n0, n1, k, ne in sizes:
+        geom = Geometry.make((n0, n1), np.sort(rng.uniform(0, 2 * np.pi, k)))
+        yield f"{n0}x{n1}-K{k}-Ne{ne}", model(geom, rng.uniform(*mu_range, ne)), rng.random((ne, n0, n1))
 
 
 class TransmissionTomography(_Tomography):
@@ -158,14 +169,10 @@ class TransmissionTomography(_Tomography):
         xp = xp or np
         op = TransmissionModel(geom, self._mu(td, ne), matrix=self._matrix(td, shape, dtype), dtype=dtype, xp=xp,
                                name="TransmissionModel")
-        return DataTerm(op, xp.asarray(data.astype(dtype)), self._loss(td, loss, photon_weighted), 1.0, self.inputs,
-                        td.name)
+        return self._term(td, op, data, xp, dtype, loss, photon_weighted)
 
     def conformance_cases(self, rng):
-        for shape, k, ne in (((9, 9), 4, 1), ((10, 12), 17, 2), ((8, 8), 3, 3)):
-            geom = Geometry.make(shape, np.sort(rng.uniform(0, 2 * np.pi, k)))
-            mu = rng.uniform(0.02, 0.1, ne)
-            yield f"{shape[0]}x{shape[1]}-K{k}-Ne{ne}", TransmissionModel(geom, mu), rng.random((ne, *shape))
+        yield from _random_cases(rng, TransmissionModel, ((9, 9, 4, 1), (10, 12, 17, 2), (8, 8, 3, 3)), (0.02, 0.1))
         geom = Geometry.make((11, 11), np.linspace(0, np.pi, 6), step=0.7)
         op = TransmissionModel(geom, [0.05, 0.02], matrix=0.01 * rng.random((11, 11)))
         yield "matrix-step0.7", op, rng.random((2, 11, 11))
@@ -220,14 +227,10 @@ class XRFTomography(_Tomography):
         mu = self._mu(td, ne) if attenuation == "self" else np.zeros(ne)
         op = XRFTomographyModel(geom, mu, attenuation=attenuation, matrix=self._matrix(td, shape, dtype),
                                 attenuation_map=amap, dtype=dtype, xp=xp)
-        return DataTerm(op, xp.asarray(data.astype(dtype)), self._loss(td, loss, photon_weighted), 1.0, self.inputs,
-                        td.name)
+        return self._term(td, op, data, xp, dtype, loss, photon_weighted)
 
     def conformance_cases(self, rng):
-        for shape, k, ne in (((9, 9), 4, 1), ((10, 12), 23, 2), ((8, 7), 3, 3)):
-            geom = Geometry.make(shape, np.sort(rng.uniform(0, 2 * np.pi, k)))
-            mu = rng.uniform(0.05, 0.2, ne)
-            yield f"{shape[0]}x{shape[1]}-K{k}-Ne{ne}", XRFTomographyModel(geom, mu), rng.random((ne, *shape))
+        yield from _random_cases(rng, XRFTomographyModel, ((9, 9, 4, 1), (10, 12, 23, 2), (8, 7, 3, 3)), (0.05, 0.2))
         geom = Geometry.make((11, 11), np.linspace(0, 2 * np.pi, 7), bins=9, step=0.6)
         yield "matrix-bins9-step0.6", XRFTomographyModel(geom, [0.1, 0.05], matrix=0.02 * rng.random((11, 11))), \
             rng.random((2, 11, 11))
