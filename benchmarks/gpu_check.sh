@@ -30,7 +30,7 @@ if [ "$MODE" = prepare ]; then
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_17_x86_64 -d .whl pylops pyproximal pylops-mpi || exit 1
     "$PY" -m pip wheel -q --no-deps -w .whl . plugins/scanprobe plugins/ptychography \
-        plugins/fluorescence plugins/paper examples/custom_modality || exit 1
+        plugins/fluorescence plugins/paper plugins/tomography examples/custom_modality || exit 1
     ls -l .whl
     exit 0
 fi

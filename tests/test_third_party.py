@@ -25,7 +25,8 @@ def test_conformance_run_covers_installed_modalities(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
     for name in ("toy-3x2", "toy-7x5", "ptychography-n16-Np8-Ne2", "ptychography-amplitude",
-                 "fluorescence-n9-K4-Ne2-fft"):
+                 "fluorescence-n9-K4-Ne2-fft", "xrf-tomography-10x12-K48-Ne2", "xrf-tomography-map",
+                 "transmission-tomography-10x12-K40-Ne2"):
         assert f"test_modality_adjoint[{name}] PASSED" in proc.stdout
         assert f"test_modality_taylor[{name}] PASSED" in proc.stdout
 

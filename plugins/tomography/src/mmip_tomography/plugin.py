@@ -172,7 +172,7 @@ class TransmissionTomography(_Tomography):
         return self._term(td, op, data, xp, dtype, loss, photon_weighted)
 
     def conformance_cases(self, rng):
-        yield from _random_cases(rng, TransmissionModel, ((9, 9, 4, 1), (10, 12, 17, 2), (8, 8, 3, 3)), (0.02, 0.1))
+        yield from _random_cases(rng, TransmissionModel, ((9, 9, 4, 1), (10, 12, 40, 2), (8, 8, 3, 3)), (0.02, 0.1))
         geom = Geometry.make((11, 11), np.linspace(0, np.pi, 6), step=0.7)
         op = TransmissionModel(geom, [0.05, 0.02], matrix=0.01 * rng.random((11, 11)))
         yield "matrix-step0.7", op, rng.random((2, 11, 11))
@@ -230,7 +230,7 @@ class XRFTomography(_Tomography):
         return self._term(td, op, data, xp, dtype, loss, photon_weighted)
 
     def conformance_cases(self, rng):
-        yield from _random_cases(rng, XRFTomographyModel, ((9, 9, 4, 1), (10, 12, 23, 2), (8, 7, 3, 3)), (0.05, 0.2))
+        yield from _random_cases(rng, XRFTomographyModel, ((9, 9, 4, 1), (10, 12, 48, 2), (8, 7, 3, 3)), (0.05, 0.2))
         geom = Geometry.make((11, 11), np.linspace(0, 2 * np.pi, 7), bins=9, step=0.6)
         yield "matrix-bins9-step0.6", XRFTomographyModel(geom, [0.1, 0.05], matrix=0.02 * rng.random((11, 11))), \
             rng.random((2, 11, 11))
