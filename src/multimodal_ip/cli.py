@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .config import run_config
+from .config import run_config, validation_settings
 from .distributed import mpi_world_size
 from .errors import ConfigError, MultimodalIPError, exit_code
 from .errors import one_line as _one_line
@@ -67,6 +67,11 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
 
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
+    _, _, rule, patience, min_delta = validation_settings(cfg)
+    if rule == "validation":
+        from .validation import StopOnValidation
+
+        opts["stopping"] = StopOnValidation(patience, min_delta)
     if resume_state is None:
         _check_start(problem, desc)
     try:
@@ -128,6 +133,7 @@ def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
                "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
                "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]),
                "regularizers": _regularizers(cfg["regularizers"])}
+    options["validation"], options["validation_seed"] = validation_settings(cfg)[:2]
     if comm is not None:  # each rank reads only its share of the split data
         from .distributed import build_distributed_problem
 
@@ -252,7 +258,7 @@ def cmd_reconstruct(args) -> int:
                    f"{problem.space.size} unknowns")
             raise ConfigError(msg)
         for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine",
-                  "refine_after", "likelihood", "coupling"):
+                  "refine_after", "likelihood", "coupling", "stopping"):
             if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
@@ -275,13 +281,17 @@ def cmd_reconstruct(args) -> int:
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
     ranks = 1 if comm is None else comm.Get_size()
     with deferred_interrupts():
-        save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks), res.status,
+        save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks,
+                                                      returned_iteration=res.returned_iteration), res.status,
                     res.message, extra={f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()})
         if ckpt.is_file():
             ckpt.unlink()
     last = res.history.last()
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("objective", "error")))
-    print(f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s); {summary}")
+    kept = res.returned_row()
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in kept.items() if k.startswith(("objective", "error", "validation")))
+    which = "" if res.returned_iteration is None else f"; iterate {res.returned_iteration} returned (best validation)"
+    print(f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s){which}; "
+          f"{summary}")
     return _final_status(args, problem, res)
 
 
@@ -517,6 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--chunk-memory", dest="chunk_memory", metavar="SIZE",
                        help="memory for one part of a split term (e.g. a run of scan positions) evaluated at a "
                             "time: 256M, 1G; 0 never splits (default: a quarter of the memory budget)")
+        s.add_argument("--stop", choices=("iterations", "validation"),
+                       help="iterations: run them all (default); validation: hold out a share of every term's data, "
+                            "stop when its loss has not improved for --patience iterations, return the best iterate "
+                            "(run file: [stopping] rule, patience, fraction, seed)")
+        s.add_argument("--patience", type=int, help="iterations without a better validation loss before stopping (10)")
+        s.add_argument("--validation-fraction", dest="validation_fraction", type=float,
+                       help="share of every term's measured values held out (default 0.1 with --stop validation; "
+                            "given alone, the validation loss is recorded without stopping)")
+        s.add_argument("--validation-seed", dest="validation_seed", type=int, help="which values are held out (0)")
         s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
                        help="exit 0 when the solver stalls (no acceptable step) instead of 3")
         s.add_argument("--allow-external-links", dest="allow_external_links", action="store_true",

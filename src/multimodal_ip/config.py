@@ -1,6 +1,6 @@
 """Run configuration: defaults <- TOML run file <- command-line flags, checked key by key."""
 
-__all__ = ["RUN_KEYS", "DEFAULTS", "parse_value", "run_config"]
+__all__ = ["RUN_KEYS", "DEFAULTS", "STOPPING_KEYS", "parse_value", "run_config", "validation_settings"]
 
 import math
 from typing import Any
@@ -11,13 +11,15 @@ RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
-    "regularizers": list, "chunk_memory": str,
+    "regularizers": list, "chunk_memory": str, "stopping": dict,
 }
+#: keys of the run file's ``[stopping]`` table (flags --stop, --patience, --validation-fraction, --validation-seed)
+STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float}
 DEFAULTS: dict[str, Any] = {
             "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
-            "balance_reference": None, "regularizers": [], "chunk_memory": None}
+            "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}}
 
 
 def parse_value(text: str):
@@ -96,6 +98,39 @@ def _check_regularizers(specs, where) -> None:
             raise ConfigError(msg)
 
 
+def _check_stopping(spec: dict, where: str) -> None:
+    for k, v in spec.items():
+        if k not in STOPPING_KEYS:
+            msg = f"{where}: unknown stopping setting {k!r}; known: {', '.join(STOPPING_KEYS)}"
+            raise ConfigError(msg)
+        want = STOPPING_KEYS[k]
+        accepted = (int, float) if want is float else want
+        if isinstance(v, bool) or not isinstance(v, accepted):
+            msg = f"{where}: stopping setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
+            raise ConfigError(msg)
+    if spec.get("rule", "iterations") not in ("iterations", "validation"):
+        msg = f"{where}: stopping rule must be 'iterations' or 'validation', got {spec['rule']!r}"
+        raise ConfigError(msg)
+    if "fraction" in spec and not 0 < spec["fraction"] < 1:
+        msg = f"{where}: stopping fraction (held out for validation) must be in (0, 1), got {spec['fraction']!r}"
+        raise ConfigError(msg)
+    for k, lo in (("patience", 1), ("seed", 0), ("min_delta", 0)):
+        if k in spec and not (math.isfinite(spec[k]) and spec[k] >= lo):
+            msg = f"{where}: stopping {k} must be >= {lo}, got {spec[k]!r}"
+            raise ConfigError(msg)
+
+
+def validation_settings(cfg: dict) -> tuple:
+    """``(fraction or None, seed, rule, patience, min_delta)`` of a run: a fraction is held out when the rule is
+    ``validation`` (default 10 %) or a fraction is given (then the validation loss is only recorded)."""
+    from .validation import DEFAULT_FRACTION
+
+    spec = cfg.get("stopping") or {}
+    rule = spec.get("rule", "iterations")
+    fraction = spec.get("fraction", DEFAULT_FRACTION if rule == "validation" else None)
+    return fraction, int(spec.get("seed", 0)), rule, int(spec.get("patience", 10)), float(spec.get("min_delta", 0.0))
+
+
 def _check_config(cfg: dict, where: str) -> dict:
     if isinstance(cfg.get("coupling"), list):  # coupling = [1.0, 0.5] in a run file: the flag's "1.0,0.5"
         cfg["coupling"] = ",".join(str(c) for c in cfg["coupling"])
@@ -110,6 +145,7 @@ def _check_config(cfg: dict, where: str) -> dict:
             msg = f"{where}: setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
             raise ConfigError(msg)
     _check_regularizers(cfg.get("regularizers") or [], where)
+    _check_stopping(cfg.get("stopping") or {}, where)
     if cfg.get("balance_c") is not None and not (math.isfinite(cfg["balance_c"]) and 0 < cfg["balance_c"] < 1e100):
         msg = f"{where}: balance_c must be a finite number > 0, got {cfg['balance_c']!r}"
         raise ConfigError(msg)
@@ -166,6 +202,11 @@ def run_config(args) -> dict:
             flags[k] = [t.strip() for t in getattr(args, k).split(",") if t.strip()]
     if getattr(args, "regularizer", None):
         flags["regularizers"] = [_regularizer_flag(t) for t in args.regularizer]
+    stop = {k: getattr(args, a) for k, a in (("rule", "stop"), ("patience", "patience"),
+                                             ("fraction", "validation_fraction"), ("seed", "validation_seed"))
+            if getattr(args, a, None) is not None}
+    if stop:
+        flags["stopping"] = dict(cfg.get("stopping") or {}, **stop)
     if getattr(args, "solver_option", None):
         opts = dict(cfg["solver_options"])
         for item in args.solver_option:

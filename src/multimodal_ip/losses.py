@@ -40,6 +40,24 @@ class Loss:
         root = self.scale**0.5
         return lambda delta: root * delta
 
+    def elementwise(self, y, d):
+        """``(values, gradient)``: the loss of every measured value (an array shaped like ``d``, summing to
+        :meth:`value`) and the gradient. Needed for held-out validation; a loss that is not a sum over the
+        measured values cannot hold values out."""
+        msg = f"{type(self).__name__} is not a sum over measured values: it cannot hold values out for validation"
+        raise NotImplementedError(msg)
+
+    def split(self, y, d, held):
+        """``(fit value, fit gradient, held-out value)`` with the values where ``held`` is true left out of the fit
+        and summed into the held-out value (one evaluation of the prediction serves both)."""
+        ncp = get_array_module(y)
+        values, grad = self.elementwise(y, d)
+        held = held.reshape(values.shape)
+        out = float(ncp.sum(values[held]))
+        fit = float(ncp.sum(values)) - out
+        grad = ncp.where(held.reshape(grad.shape), 0, grad)
+        return fit, grad, out
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scale={self.scale:g})"
 
@@ -53,6 +71,11 @@ class LeastSquares(Loss):
         r = y - d
         ncp = get_array_module(r)
         return 0.5 * self.scale * float(ncp.vdot(r, r).real), self.scale * r
+
+    def elementwise(self, y, d):
+        r = y - d
+        return 0.5 * self.scale * (r.real**2 + r.imag**2 if get_array_module(r).iscomplexobj(r) else r * r), \
+            self.scale * r
 
 
 class Amplitude(Loss):
@@ -82,6 +105,13 @@ class Amplitude(Loss):
             ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0)
         ratio *= self.scale
         return val, ratio * y
+
+    def elementwise(self, y, d):
+        ncp = get_array_module(y)
+        a = ncp.abs(y)
+        r = a - self._sqrt(d)
+        ratio = ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0) * self.scale
+        return 0.5 * self.scale * r * r, ratio * y
 
     def curvature_sqrt(self, y, d):
         # GN of | |y| - a |^2: projection onto the phase direction u = y/|y| (idempotent, so M^1/2 = M)
@@ -148,6 +178,22 @@ class Poisson(Loss):
         mu_eps = mu + self.eps
         val = s * float(ncp.sum(mu - d * ncp.log(mu_eps)))
         return val, 2 * s * (1 - d / mu_eps) * y
+
+    def elementwise(self, y, d):
+        ncp = get_array_module(y)
+        s = self.scale * self.photons_per_unit
+        if self.intensity:
+            mu0 = self._floor(d)
+            low = y < mu0
+            mu = ncp.where(low, mu0, y)
+            t = ncp.where(low, y - mu0, 0)
+            k = s * ncp.maximum(d, mu0) / mu0**2
+            dmu = s * (1 - d / mu)
+            return s * (mu - d * ncp.log(mu)) + ncp.where(low, dmu * t + 0.5 * k * t * t, 0), \
+                dmu + ncp.where(low, k * t, 0)
+        mu = y.real**2 + y.imag**2 if ncp.iscomplexobj(y) else y * y
+        mu_eps = mu + self.eps
+        return s * (mu - d * ncp.log(mu_eps)), 2 * s * (1 - d / mu_eps) * y
 
     def curvature_sqrt(self, y, d):
         ncp = get_array_module(y)

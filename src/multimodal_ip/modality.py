@@ -185,8 +185,10 @@ def split_term(td, axes: dict, part: int, parts: int):
             index[axes[k]] = sl
             a = np.asarray(a)[tuple(index)]
         arrays[k] = a
-    # a term that is already a part (an MPI rank's share) keeps the whole length it normalises by
-    return replace(td, arrays=arrays, attrs=dict(td.attrs, split_total=td.attrs.get("split_total", total)))
+    # a term that is already a part (an MPI rank's share) keeps the whole length it normalises by, and the place of
+    # its first index in the whole (split_offset: what held-out validation masks are keyed by)
+    return replace(td, arrays=arrays, attrs=dict(td.attrs, split_total=td.attrs.get("split_total", total),
+                                                 split_offset=int(td.attrs.get("split_offset", 0)) + sl.start))
 
 
 #: bytes of temporaries per byte of split data one evaluation of a part allocates (complex predictions, their FFTs,

@@ -36,6 +36,9 @@ class DataTerm:
         Index of this chunk when one term is evaluated as several parts (chunks of its split data, see
         :func:`~multimodal_ip.modality.split_term`): parts share the name, their objectives are summed and they
         are weighted, selected and reported together.
+    holdout : bool array, optional
+        Measured values held out for validation (``True``; shaped like ``data``): left out of the objective and
+        its gradient, their loss reported as the term's validation loss (:mod:`multimodal_ip.validation`).
     """
 
     operator: NonlinearOperator
@@ -45,6 +48,7 @@ class DataTerm:
     inputs: Sequence[str] = ("x",)
     name: str | None = None
     part: int = 0
+    holdout: object = None
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
@@ -52,7 +56,17 @@ class DataTerm:
         if tuple(self.data.shape) != self.operator.dimsd:
             msg = f"term {self.name!r}: data must have shape {self.operator.dimsd}; got {tuple(self.data.shape)}"
             raise ShapeError(msg)
+        if self.holdout is not None and tuple(self.holdout.shape) != tuple(self.data.shape):
+            msg = (f"term {self.name!r}: holdout mask must have the data's shape {tuple(self.data.shape)}; "
+                   f"got {tuple(self.holdout.shape)}")
+            raise ShapeError(msg)
         self.weight = float(self.weight)
+
+    def evaluate(self, y):
+        """``(fit value, gradient in y, held-out value or None)`` of the unweighted loss at prediction ``y``."""
+        if self.holdout is None:
+            return (*self.loss.value_and_gradient(y, self.data), None)
+        return self.loss.split(y, self.data, self.holdout)
 
 
 class _Restriction(LinearOperator):
@@ -103,6 +117,8 @@ class Linearization:
     extra_damping: float = 0.0
     #: applied to every Gauss-Newton product before damping (the MPI sum over ranks)
     reduce: Callable | None = None
+    #: weighted held-out loss of each term with a holdout, by name (empty when validation is off)
+    validation: dict = field(default_factory=dict)
 
     def jacobian(self) -> LinearOperator:
         """Stacked weighted Jacobian :math:`[\\sqrt{w_t} M_t^{1/2} J_t R_t]_t` (real in, real out)."""
@@ -299,7 +315,8 @@ class JointProblem:
         out: dict = {}
         for i, t in enumerate(self.terms):
             y = t.operator.forward(self._term_input(i, v))
-            out[t.name] = out.get(t.name, 0.0) + t.weight * t.loss.value(y, t.data)
+            val = t.loss.value(y, t.data) if t.holdout is None else t.evaluate(y)[0]
+            out[t.name] = out.get(t.name, 0.0) + t.weight * val
             del y  # one part's prediction at a time
         arrays = self.space.unpack(v) if self.regularizers else None
         for r in self.regularizers:
@@ -317,11 +334,14 @@ class JointProblem:
         ncp = get_array_module(v)
         grad = ncp.zeros_like(v)
         objectives: dict = {}
+        validation: dict = {}
         for i, t in enumerate(self.terms):
             restr = self._restrictions[i]
             y, jac = t.operator.linearize(self._term_input(i, v))
-            val, gy = t.loss.value_and_gradient(y, t.data)
+            val, gy, held = t.evaluate(y)
             objectives[t.name] = objectives.get(t.name, 0.0) + t.weight * val
+            if held is not None:
+                validation[t.name] = validation.get(t.name, 0.0) + t.weight * held
             grad += t.weight * restr.rmatvec(jac.rmatvec(gy.ravel())).real
             del y, jac, gy  # nothing of a part is kept: memory holds one part's temporaries at a time
         if self.regularizers:
@@ -336,7 +356,8 @@ class JointProblem:
                 objectives[r.name] = val
                 for name, gi in g.items():
                     self._add_packed(grad, name, gi)
-        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, None)
+        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, None,
+                             validation=validation)
 
     def _linear_parts(self, v) -> list:
         """Per-term ``(term, restriction, J, M^(1/2), sqrt(w), complex?, n_real_out)`` at ``v`` (Gauss-Newton)."""
@@ -346,8 +367,8 @@ class JointProblem:
             y, jac = t.operator.linearize(self._term_input(i, v))
             cplx = ncp.iscomplexobj(y)
             n_out = y.size * (2 if cplx else 1)
-            parts.append((t, self._restrictions[i], jac, _LazyCurvature(t.loss, y, t.data), t.weight**0.5, cplx,
-                          n_out))
+            parts.append((t, self._restrictions[i], jac, _LazyCurvature(t.loss, y, t.data, t.holdout),
+                          t.weight**0.5, cplx, n_out))
         return parts
 
     def value_and_gradient(self, v):
@@ -403,13 +424,15 @@ class JointProblem:
 class _LazyCurvature:
     """:math:`M^{1/2}` of a loss at ``y``, built on first use (a gradient alone never needs it)."""
 
-    def __init__(self, loss, y, data):
+    def __init__(self, loss, y, data, holdout=None):
         self.loss, self.y, self.data, self.fn = loss, y, data, None
+        self.keep = None if holdout is None else ~holdout.ravel()  # held-out values carry no curvature
 
     def __call__(self, delta):
         if self.fn is None:
             self.fn = self.loss.curvature_sqrt(self.y.ravel(), self.data.ravel())
-        return self.fn(delta).ravel()
+        out = self.fn(delta).ravel()
+        return out if self.keep is None else out * self.keep
 
 
 def balanced_weights(problem: JointProblem, v0, reference: str, c: float) -> dict:

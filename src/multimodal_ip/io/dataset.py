@@ -390,6 +390,7 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None)
             attrs = _attrs(g)
             if sl is not None:
                 attrs["split_total"] = int(total or 0)
+                attrs["split_offset"] = int(sl.start)
             term_data[name] = TermData(name, modality_of[name], arrays, attrs, str(path))
         if not term_data:
             msg = f"{path}:/terms holds no data term"

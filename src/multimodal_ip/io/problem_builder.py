@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..losses import Loss
 from ..modality import auto_chunk_size, capabilities, split_length, split_term
 from ..plugins import get_registry
 from ..problem import JointProblem, balanced_weights
@@ -15,7 +16,7 @@ LIKELIHOODS = ("balanced", "poisson")
 
 def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=None, registry=None,
                   term_options=None, regularizers=(), xp=None, dtype=None, refine=(), likelihood="balanced",
-                  coupling=None, chunk_bytes=None):
+                  coupling=None, chunk_bytes=None, validation=None, validation_seed=0):
     r"""Assemble a :class:`~multimodal_ip.JointProblem` from a :class:`Dataset` through the modality plugins.
 
     Parameters
@@ -53,6 +54,10 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         other. ``None`` (default): a quarter of the memory budget, so a term is split only when it would not
         fit otherwise, into as few parts as possible (each part repeats its term's object-sized work); ``0``:
         never split. A term whose refined unknowns split with its data (``split_unknowns``) is not split.
+    validation : :obj:`float`, optional
+        Fraction of every term's measured values held out for validation (:mod:`multimodal_ip.validation`);
+        ``None`` (default): none. ``validation_seed`` picks which (the same values for any split into parts or
+        MPI ranks).
     """
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
@@ -97,7 +102,10 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         if coupling is not None and "coupling" in modalities[n].options:
             options["coupling"] = coupling
         for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], chunk_bytes, mine)):
-            built.append(replace(modalities[n].obj.build_term(part, space, xp=xp, **options), part=i))
+            term = replace(modalities[n].obj.build_term(part, space, xp=xp, **options), part=i)
+            if validation is not None:
+                term = replace(term, holdout=_holdout(part, modalities[n], term, validation, validation_seed, xp))
+            built.append(term)
     truth = {k: v for k, v in dataset.truth.items() if k in space}
     for k in calibration:
         if k in truth and np.shape(truth[k]) != np.shape(calibration[k]):
@@ -111,6 +119,22 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
     return apply_balance(problem, dataset, balance_c, reference, xp, registry) \
         if balance and likelihood == "balanced" else problem
+
+
+def _holdout(td, info, term, fraction, seed, xp):
+    """The held-out mask of one built term (part), shaped like the term's data."""
+    from ..validation import check_fraction, term_holdout
+
+    mask = term_holdout(td, info, check_fraction(fraction), int(seed))
+    if mask.size != int(np.prod(term.data.shape)):
+        msg = (f"{td.where()}: modality {td.modality!r} builds data of shape {tuple(term.data.shape)} from a "
+               f"'data' of shape {mask.shape}: it must declare validation_mask(td, fraction, seed) to hold values out")
+        raise DataError(msg)
+    if type(term.loss).elementwise is Loss.elementwise:
+        msg = (f"term {term.name!r}: loss {type(term.loss).__name__} is not a sum over measured values (no "
+               "elementwise()): it cannot hold values out for validation")
+        raise ConfigError(msg)
+    return (xp or np).asarray(mask.reshape(term.data.shape))
 
 
 def _chunks(td, info, chunk_bytes, refined) -> list:

@@ -21,6 +21,7 @@ def declare_options(fn, *classes, **extra):
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                     opts[p.name] = p.default
     opts.pop("callback", None)
+    opts.pop("stopping", None)  # given by the run (--stop validation), not a solver option
     opts.update(extra)
     fn.options = opts
     return fn

@@ -55,6 +55,8 @@ STATUSES = {
     "stalled": "the solver could not make progress (a failed line search, no acceptable damped step): "
                "not a convergence test, often a wrong gradient or a round-off limit",
     "failed": "the objective or gradient is not finite (at the start or during the run)",
+    "validation": "the held-out validation loss did not improve for `patience` iterations; the iterate with the "
+                  "lowest validation loss is returned (see multimodal_ip.validation)",
 }
 
 
@@ -89,6 +91,15 @@ class Result:
     status: str
     message: str
     arrays: dict = field(default_factory=dict)
+    #: the iteration whose iterate ``x`` is (``None``: the last; with early stopping, the best-validation one)
+    returned_iteration: int | None = None
+
+    def returned_row(self) -> dict:
+        """The history row of the returned iterate."""
+        if self.returned_iteration is None:
+            return self.history.last()
+        return next((r for r in self.history.rows if int(r["iteration"]) == self.returned_iteration),
+                    self.history.last())
 
 
 class Checkpointable(Protocol):
@@ -127,19 +138,28 @@ class Solver:
         Stop after this much solver time (callbacks excluded).
     callback : callable, optional
         ``callback(state)`` after every iteration (:class:`SolverState`); the timer pauses meanwhile.
+    stopping : :class:`~multimodal_ip.validation.StopOnValidation`, optional
+        Early stopping on the held-out validation loss (the problem's terms need a holdout): the run ends with
+        status ``validation`` when it has not improved for ``stopping.patience`` iterations, and whatever ends the
+        run, the iterate with the lowest validation loss is returned.
     """
 
     name = "solver"
     #: state attributes that are lists of arrays (stored stacked)
     _list_states: tuple[str, ...] = ()
 
-    def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None):
+    def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None, stopping=None):
         self.problem = problem
         self.maxiter = int(maxiter)
         self.gtol = float(gtol)
         self.ftol = float(ftol)
         self.max_time_s = max_time_s
         self.callback = callback
+        self.stopping = stopping
+        terms = getattr(problem, "terms", None) or getattr(getattr(problem, "local", None), "terms", ())
+        if stopping is not None and not any(getattr(t, "holdout", None) is not None for t in terms):
+            msg = "stopping on validation needs held-out values: build the problem with validation on"
+            raise SolverError(msg)
         self.history = History()
         self.iteration = 0
         self.elapsed = 0.0
@@ -171,10 +191,31 @@ class Solver:
         for k, v in self.lin.objectives.items():
             row[f"objective_{k}"] = v
         row["grad_norm"] = float(ncp.linalg.norm(self.lin.gradient))
+        validation = getattr(self.lin, "validation", None) or {}
+        for k, v in validation.items():
+            row[f"validation_{k}"] = v
+        if validation:
+            row["validation_total"] = float(sum(validation.values()))
         for k, v in self.problem.relative_errors(self.x).items():
             row[f"error_{k}"] = v
         self.history.append(row)
         return row
+
+    def _early_stop(self, row) -> bool:
+        """Feed the stopping rule one history row; ``True`` when it asks the run to end."""
+        if self.stopping is None:
+            return False
+        return self.stopping.update(int(row["iteration"]), row.get("validation_total", np.nan), self.x)
+
+    def _result(self, status, message) -> Result:
+        """The result; with a stopping rule, at the best-validation iterate (and the message says which)."""
+        x, best = self.x, None
+        if self.stopping is not None and self.stopping.best_x is not None:
+            x, best = self.stopping.best_x, self.stopping.best_iteration
+            message = f"{message}; best validation loss {self.stopping.best:.6g} at iteration {best}, returned"
+        if status in ("failed", "stalled"):
+            log.warning("%s stopped: %s", self.name, message)
+        return Result(x, self.history, status, message, self.problem.space.unpack(x), best)
 
     def solve(self, x0=None, resume_state=None) -> Result:
         """Run from ``x0``, or continue from a state saved by :meth:`state_dict`."""
@@ -184,7 +225,7 @@ class Solver:
         else:
             self.setup(x0)
             self.elapsed = time.perf_counter() - t0
-            self.record()
+            self._early_stop(self.record())
         status, message = "maxiter", f"reached maxiter={self.maxiter}"
         while self.iteration < self.maxiter:
             if not np.isfinite(self.lin.objective):
@@ -198,6 +239,10 @@ class Solver:
             row = self.record()
             if self.callback is not None:
                 self.callback(SolverState(self.iteration, self.x, self.history, self))
+            if self._early_stop(row):
+                status = "validation"
+                message = f"validation loss did not improve for {self.stopping.patience} iterations"
+                break
             if stop:
                 status, message = (stop.status, stop.message) if isinstance(stop, Stop) else ("converged", str(stop))
                 break
@@ -213,9 +258,7 @@ class Solver:
             if self.max_time_s is not None and self.elapsed >= self.max_time_s:
                 status, message = "max_time", f"reached max_time_s={self.max_time_s:g}"
                 break
-        if status in ("failed", "stalled"):
-            log.warning("%s stopped: %s", self.name, message)
-        return Result(self.x, self.history, status, message, self.problem.space.unpack(self.x))
+        return self._result(status, message)
 
     # ---- save / resume ---------------------------------------------------------
     def state_dict(self) -> dict:
@@ -227,12 +270,16 @@ class Solver:
                 arrays[n] = np.stack([to_numpy(v) for v in val]) if val else np.zeros((0, self.x.size))
             else:
                 arrays[n] = to_numpy(val)
+        scalars = self._state_scalars()
+        if self.stopping is not None and self.stopping.best_x is not None:
+            arrays["stopping_best_x"] = to_numpy(self.stopping.best_x)
+            scalars = dict(scalars, **{f"stopping_{k}": v for k, v in self.stopping.state().items()})
         return {
             "solver": self.name,
             "iteration": self.iteration,
             "elapsed": self.elapsed,
             "arrays": arrays,
-            "scalars": self._state_scalars(),
+            "scalars": scalars,
             "history": self.history.as_arrays(),
         }
 
@@ -266,6 +313,10 @@ class Solver:
                 a = arrays[n]
                 setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
             self._load_scalars(state["scalars"])
+            if self.stopping is not None and "stopping_best_x" in arrays:
+                self.stopping.best_x = xp.asarray(arrays["stopping_best_x"])
+                self.stopping.best = float(state["scalars"]["stopping_best"])
+                self.stopping.best_iteration = int(state["scalars"]["stopping_best_iteration"])
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"checkpoint of solver {self.name!r} is incomplete or corrupt ({type(exc).__name__}: {exc})"
             raise SolverError(one_line(msg)) from None

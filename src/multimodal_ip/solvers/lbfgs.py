@@ -193,11 +193,12 @@ class ScipyLBFGSB(Solver):
             t0 = time.perf_counter()
             self.lin = self.cache(self.x)
             self.elapsed = time.perf_counter() - t0
-            self.record()
+            self._early_stop(self.record())
         remaining = self.maxiter - self.iteration
         if remaining <= 0:
-            return Result(self.x, self.history, "maxiter", "nothing to do", self.problem.space.unpack(self.x))
+            return self._result("maxiter", "nothing to do")
         t_start = [time.perf_counter()]
+        early = []
 
         def fun(x):
             lin = self.cache(x)
@@ -214,6 +215,9 @@ class ScipyLBFGSB(Solver):
 
                 self.callback(SolverState(self.iteration, self.x, self.history, self))
             t_start[0] = time.perf_counter()
+            if self._early_stop(row):
+                early.append(self.iteration)
+                raise StopIteration
             if self.max_time_s is not None and self.elapsed >= self.max_time_s:
                 raise StopIteration
             return row
@@ -223,7 +227,10 @@ class ScipyLBFGSB(Solver):
             options={"maxiter": remaining, "maxcor": self.memory, "gtol": self.gtol,
                      "ftol": self.ftol if self.ftol > 0 else 1e3 * np.finfo(float).eps, "maxfun": 20 * remaining},
         )
-        if res.success:
+        if early:
+            status = "validation"
+            res.message = f"validation loss did not improve for {self.stopping.patience} iterations"
+        elif res.success:
             status = "converged"
         elif self.iteration >= self.maxiter or res.status == 1:  # 1: iteration or evaluation budget
             status = "maxiter"
@@ -233,7 +240,7 @@ class ScipyLBFGSB(Solver):
             status = "failed"
         else:  # ABNORMAL_TERMINATION_IN_LNSRCH and the like: no progress, not convergence
             status = "stalled"
-        return Result(self.x, self.history, status, str(res.message), self.problem.space.unpack(self.x))
+        return self._result(status, str(res.message))
 
 
 def solve_lbfgs(problem, x0, method="auto", resume_state=None, **options) -> Result:

@@ -62,10 +62,12 @@ def _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_s
         wrapped = None if callback is None else (
             lambda st: callback(SolverState(st.iteration, st.x, st.history, _StageSolver(st.solver, 1))))
         res = run(problem.with_frozen(frozen), x0, maxiter=k, callback=wrapped, resume_state=resume_state, **options)
-        if maxiter - k == 0 or res.status == "failed":
+        if maxiter - k == 0 or res.status in ("failed", "validation"):
             return res
         first, x0, resume_state = res.history, res.x, None
     offset = int(first.last().get("iteration", 0))
+    if options.get("stopping") is not None:  # one validation record over both stages, in overall iterations
+        options["stopping"].offset = offset
 
     def second_callback(st):
         callback(SolverState(st.iteration + offset, st.x, _merge(first, st.history),
@@ -73,4 +75,4 @@ def _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_s
 
     res = run(problem, x0, maxiter=maxiter - k, callback=None if callback is None else second_callback,
               resume_state=resume_state, **options)
-    return Result(res.x, _merge(first, res.history), res.status, res.message, res.arrays)
+    return Result(res.x, _merge(first, res.history), res.status, res.message, res.arrays, res.returned_iteration)

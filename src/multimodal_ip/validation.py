@@ -1,0 +1,100 @@
+r"""Held-out validation: a deterministic split of every term's measurements into a fit part and a validation part.
+
+A fraction of the measured values of each term (by default 10 %, drawn independently per value) is held out: the
+objective and its gradient use the others, and every evaluation also returns the held-out loss of each term from the
+same prediction (no extra forward model). The validation loss falls while the model learns the sample and rises once
+it fits the noise: it picks the stopping iteration and the weights without a truth.
+
+Which values are held out depends only on the seed, the term's name and each value's place in the *whole* term
+(the global index along the term's split axis, ``split_axes["data"]``), never on how the term is cut into parts or MPI
+ranks: a chunked or distributed run holds out the same values as one process. A modality may choose its own split
+(e.g. whole detector rows) with the optional method ``validation_mask(td, fraction, seed) -> bool array`` shaped like
+its ``data`` (``True``: held out).
+
+For a ptychography term this holds out random detector pixels inside every diffraction pattern (the scan overlap is
+untouched); for fluorescence maps random (element, position) values; for sinograms random (angle, bin) values.
+"""
+
+__all__ = ["DEFAULT_FRACTION", "holdout_mask", "term_holdout", "StopOnValidation"]
+
+import zlib
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+#: share of every term's measurements held out for validation when validation is on
+DEFAULT_FRACTION = 0.1
+
+
+def _key(name: str) -> int:
+    return zlib.crc32(str(name).encode())
+
+
+def holdout_mask(shape, fraction: float, seed: int, name: str, axis=None, offset: int = 0) -> np.ndarray:
+    """``True`` where a value is held out. With ``axis``, the slab at global index ``offset + i`` along it is drawn
+    from its own generator seeded by ``(seed, name, offset + i)``: any contiguous split gives the same values."""
+    shape = tuple(int(s) for s in shape)
+    if axis is None:
+        return np.random.default_rng([int(seed), _key(name)]).random(shape) < fraction
+    out = np.empty(shape, dtype=bool)
+    slabs = np.moveaxis(out, axis, 0)
+    for i in range(shape[axis]):
+        slabs[i] = np.random.default_rng([int(seed), _key(name), int(offset) + i]).random(slabs.shape[1:]) < fraction
+    return out
+
+
+def check_fraction(fraction) -> float:
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not 0 < f < 1:
+        msg = f"validation fraction must be a number in (0, 1); got {fraction!r}"
+        raise ConfigError(msg)
+    return f
+
+
+def term_holdout(td, info, fraction: float, seed: int) -> np.ndarray:
+    """The held-out mask of one term (a whole term, a part or an MPI rank's share): the modality's
+    ``validation_mask`` when it has one, else :func:`holdout_mask` along the data's split axis."""
+    shape = np.shape(td.arrays["data"]) if "data" in td.arrays else None
+    custom = getattr(info.obj, "validation_mask", None)
+    if custom is not None:
+        mask = np.asarray(custom(td, fraction, seed))
+        if shape is not None and mask.shape != shape or mask.dtype != bool:
+            msg = (f"{td.where()}: validation_mask of modality {td.modality!r} returned {mask.dtype} {mask.shape}; "
+                   f"expected bool {shape}")
+            raise DataError(msg)
+        return mask
+    if shape is None:
+        msg = f"{td.where()}: no dataset 'data' to hold values out of (give the modality a validation_mask)"
+        raise DataError(msg)
+    axis = info.split_axes.get("data")
+    return holdout_mask(shape, fraction, seed, td.name, axis, int(td.attrs.get("split_offset", 0)))
+
+
+class StopOnValidation:
+    """Early stopping: remembers the iterate with the lowest ``validation_total`` and asks to stop once it has not
+    improved (by more than ``min_delta`` relative) for ``patience`` iterations."""
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0):
+        if int(patience) < 1:
+            msg = f"stopping patience must be >= 1 iteration; got {patience!r}"
+            raise ConfigError(msg)
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.best = np.inf
+        self.best_iteration = -1
+        self.best_x = None
+        #: added to the iteration numbers it is fed (a staged run's second stage counts on from the first)
+        self.offset = 0
+
+    def update(self, iteration: int, value: float, x) -> bool:
+        """Record one iteration; ``True`` when the run should stop."""
+        iteration += self.offset
+        if np.isfinite(value) and value < self.best - self.min_delta * abs(self.best if np.isfinite(self.best) else 0):
+            self.best, self.best_iteration, self.best_x = float(value), int(iteration), x.copy()
+        return iteration - self.best_iteration >= self.patience
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_iteration": self.best_iteration}
