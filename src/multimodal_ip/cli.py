@@ -9,6 +9,7 @@ __all__ = ["main"]
 import argparse
 import contextlib
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -372,6 +373,167 @@ def cmd_compare(args) -> int:
     return max(codes)
 
 
+def _number_list(text, what, positive=True) -> list:
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in values):
+        msg = f"{what} takes comma-separated finite numbers {'> 0' if positive else '>= 0'}; got {text!r}"
+        raise ConfigError(msg)
+    return values
+
+
+def cmd_tune(args) -> int:
+    """Search balance c, likelihood and regularizer strengths by held-out validation; table, figure, run file."""
+    from .backend import to_numpy
+    from .io import build_problem, load_dataset
+    from .io.problem_builder import LIKELIHOODS
+    from .safety import check_outputs
+    from .solvers import check_solver_options, get_solver, solve_staged
+    from .tune import settings_grid, tune
+    from .validation import DEFAULT_FRACTION
+
+    cfg = run_config(args)
+    check_outputs([args.output], [args.data, args.config], folder=True)
+    fraction, seed, _, patience, _ = validation_settings(cfg)
+    fraction = fraction if fraction is not None else DEFAULT_FRACTION
+    likelihoods = [v.strip() for v in args.likelihoods.split(",") if v.strip()]
+    bad = [v for v in likelihoods if v not in LIKELIHOODS]
+    if bad or not likelihoods:
+        msg = f"--likelihoods takes a comma-separated subset of {', '.join(LIKELIHOODS)}; got {args.likelihoods!r}"
+        raise ConfigError(msg)
+    grids: dict = {}
+    for item in args.strength or []:
+        index, _, values = item.partition(":")
+        if not index.strip().isdigit() or int(index) >= len(cfg["regularizers"]):
+            msg = (f"--strength {item!r}: expected INDEX:v1,v2,... with INDEX the position (0, 1, ...) of a "
+                   f"--regularizer among the {len(cfg['regularizers'])} given")
+            raise ConfigError(msg)
+        grids[int(index)] = _number_list(values, f"--strength {index}", positive=False)
+    grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids)
+    opts = dict(cfg["solver_options"])
+    check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
+    ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links)
+    names = [spec["name"] for spec in cfg["regularizers"]]
+    common = {"term_options": cfg["term_options"], "xp": _xp(cfg["backend"]), "dtype": cfg["dtype"],
+              "refine": cfg["refine"], "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
+              "chunk_bytes": _chunk_bytes(cfg["chunk_memory"])}
+
+    def specs(setting):
+        out = [dict(spec) for spec in cfg["regularizers"]]
+        for i, v in setting.strengths:
+            out[i]["strength"] = v
+        return out
+
+    def build(setting, validation, vseed, score=False):
+        if score:  # default losses, unit weights, no regularizer: only the held-out values matter
+            return build_problem(ds, balance=False, validation=validation, validation_seed=vseed, **common)
+        return build_problem(ds, balance_c=setting.balance_c, likelihood=setting.likelihood,
+                             regularizers=_regularizers(specs(setting)), validation=validation, validation_seed=vseed,
+                             **common)
+
+    def solve(problem, x0, stop):
+        return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
+                            refine_after=refine_after(cfg), stopping=stop, **opts)
+
+    def progress(trial):
+        print(f"{trial.setting.label(names)}: score {trial.score:.4f} at iteration {trial.best_iteration} "
+              f"({trial.status}, {trial.wall_s:.1f} s)" + ("" if np.isnan(trial.error) else
+                                                            f", true error {trial.error:.4f}"), flush=True)
+
+    trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget)
+    best = min(trials, key=lambda t: t.score)
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds)
+    if args.refit:
+        refit_cfg = dict(cfg, iterations=max(best.best_iteration, 1), balance_c=best.setting.balance_c,
+                         likelihood=best.setting.likelihood, regularizers=specs(best.setting), stopping={})
+        problem = build_problem(ds, balance_c=best.setting.balance_c, likelihood=best.setting.likelihood,
+                                regularizers=_regularizers(specs(best.setting)), **common)
+        res = solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=refit_cfg["iterations"],
+                           refine_after=refine_after(refit_cfg), **opts)
+        err = problem.relative_errors(res.x).get("total", np.nan)
+        print(f"refit on all the data, {refit_cfg['iterations']} iterations: {res.status}"
+              + ("" if np.isnan(err) else f", true error {err:.4f} (tuned fit: {best.error:.4f})"))
+        _write_run_file(outdir / "refit.toml", refit_cfg, {})
+        from .io import save_result
+
+        save_result(outdir / "refit.h5", {k: to_numpy(v) for k, v in res.arrays.items()}, res.history,
+                    dict(refit_cfg, data=str(args.data)), res.status, res.message)
+    return 0
+
+
+def _write_run_file(path, cfg, stopping) -> None:
+    """A TOML run file of the chosen settings (``mmip reconstruct --config``)."""
+    lines = [f'solver = "{cfg["solver"]}"', f"iterations = {int(cfg['iterations'])}",
+             f'likelihood = "{cfg["likelihood"]}"']
+    if cfg.get("balance_c") is not None:
+        lines.append(f"balance_c = {cfg['balance_c']!r}")
+    if cfg.get("dtype"):
+        lines.append(f'dtype = "{cfg["dtype"]}"')
+    if cfg.get("terms"):
+        lines.append("terms = [" + ", ".join(f'"{t}"' for t in cfg["terms"]) + "]")
+    if cfg.get("regularizers"):
+        items = []
+        for spec in cfg["regularizers"]:
+            parts = [f'name = "{spec["name"]}"', "variables = [" + ", ".join(f'"{v}"' for v in spec["variables"]) + "]"]
+            parts += [f"{k} = {v!r}" for k, v in spec.items() if k not in ("name", "variables")]
+            items.append("{" + ", ".join(parts) + "}")
+        lines.append("regularizers = [" + ", ".join(items) + "]")
+    if stopping:
+        lines.append("\n[stopping]")
+        lines += [f"{k} = " + (f'"{v}"' if isinstance(v, str) else repr(v)) for k, v in stopping.items()]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds) -> None:
+    from .report import _plt, markdown_table
+
+    truth = bool(ds.truth)
+    header = ["setting", "score", *(f"held-out {t}" for t in best.per_term), "best iteration", "status", "time (s)"] \
+        + (["true error"] if truth else [])
+    rows = [[("**" if t is best else "") + t.setting.label(names) + ("**" if t is best else ""), f"{t.score:.4f}",
+             *(f"{t.per_term[k]:.4f}" for k in best.per_term), str(t.best_iteration), t.status, f"{t.wall_s:.1f}"]
+            + ([f"{t.error:.4f}"] if truth else []) for t in trials]
+    table = markdown_table(header, rows)
+    chosen = dict(cfg, balance_c=best.setting.balance_c, likelihood=best.setting.likelihood,
+                  regularizers=[dict(spec) for spec in cfg["regularizers"]])
+    for i, v in best.setting.strengths:
+        chosen["regularizers"][i]["strength"] = v
+    _write_run_file(outdir / "chosen.toml", chosen, {"rule": "validation", "patience": patience, "fraction": fraction,
+                                                      "seed": seed})
+    text = (f"# mmip tune\n\nscore: sum over terms of the held-out loss at the best-validation iterate over that of "
+            f"the flat start (default losses; lower is better); {fraction:g} of every term held out (seed {seed}), "
+            f"patience {patience}.\n\n{table}\n\nchosen: {best.setting.label(names)} -> chosen.toml\n")
+    (outdir / "table.md").write_text(text)
+    print(table)
+    print(f"chosen: {best.setting.label(names)}; wrote {outdir}/table.md, tune.png, chosen.toml")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    balanced = [t for t in trials if t.setting.likelihood == "balanced" and t.setting.balance_c is not None]
+    groups: dict = {}
+    for t in balanced:
+        groups.setdefault(t.setting.strengths, []).append(t)
+    for strengths, ts in groups.items():
+        label = "balanced" + "".join(f", {names[i]}={v:g}" for i, v in strengths)
+        ax.semilogx([t.setting.balance_c for t in ts], [t.score for t in ts], "o-", label=f"score: {label}")
+        if truth:
+            ax.semilogx([t.setting.balance_c for t in ts], [t.error for t in ts], "s--", label=f"true error: {label}")
+    for t in trials:
+        if t.setting.likelihood != "balanced":
+            ax.axhline(t.score, color="C3", lw=1, label=f"score: {t.setting.label(names)}")
+            if truth:
+                ax.axhline(t.error, color="C3", lw=1, ls="--", label=f"true error: {t.setting.label(names)}")
+    ax.set_xlabel("balance c")
+    ax.set_ylabel("validation score / true error")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(outdir / "tune.png", dpi=100)
+    plt.close(fig)
+
+
 def cmd_report(args) -> int:
     from .io import load_result
     from .report import plot_histories, plot_reconstructions
@@ -556,6 +718,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     run_flags(s)
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("tune", help="choose balance c, likelihood and strengths by held-out validation")
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    run_flags(s)
+    s.add_argument("--c", default="0.001,0.003,0.01,0.03,0.1,0.3,1",
+                   help="balance constants to try (balanced likelihood), comma-separated")
+    s.add_argument("--likelihoods", default="balanced", help="comma-separated: balanced, poisson")
+    s.add_argument("--strength", action="append", metavar="INDEX:v1,v2,...",
+                   help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
+    s.add_argument("--budget", type=float, help="stop trying settings after this many seconds")
+    s.add_argument("--refit", action="store_true",
+                   help="also run the chosen setting on all the data for its best iteration count (refit.h5)")
+    s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("report", help="figures and a summary from a result file")
     s.add_argument("result")

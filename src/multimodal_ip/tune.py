@@ -1,0 +1,100 @@
+r"""Choosing the balance, likelihood and regularization strengths from the data alone (``mmip tune``).
+
+Every setting of the grid is fitted on the same fit part of the data (the held-out values of
+:mod:`multimodal_ip.validation`), stopped on its validation loss, and scored by how well its best iterate predicts
+the held-out values. The score must compare settings whose objectives differ (another ``c`` reweights the terms,
+another likelihood changes the losses), so it uses neither: each term's held-out values are measured with the term's
+default loss (the ``balanced`` likelihood) and divided by that of the flat start point, and the terms' ratios are
+summed (:func:`validation_score`): a unitless "how much of the held-out data does this setting explain", equal for
+every term whatever its units. The lowest score wins.
+"""
+
+__all__ = ["Setting", "settings_grid", "validation_score", "tune"]
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the grid: balance constant, likelihood, regularizer strengths (``{regularizer index: value}``)."""
+
+    balance_c: float | None
+    likelihood: str = "balanced"
+    strengths: tuple = ()
+
+    def label(self, names=()) -> str:
+        parts = [self.likelihood] + ([f"c={self.balance_c:g}"] if self.balance_c is not None else [])
+        parts += [f"{names[i] if i < len(names) else i}={v:g}" for i, v in self.strengths]
+        return ", ".join(parts)
+
+
+@dataclass
+class Trial:
+    setting: Setting
+    score: float
+    per_term: dict
+    best_iteration: int
+    status: str
+    error: float
+    wall_s: float
+    x: object = field(repr=False, default=None)
+
+
+def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
+    """The settings to try: every ``c`` for the balanced likelihood (the Poisson likelihood takes its weights from the
+    photon statistics: one setting), times every combination of regularizer strengths."""
+    combos = list(itertools.product(*[[(i, v) for v in vals] for i, vals in sorted(strength_grids.items())]))
+    out = []
+    for lik in likelihoods:
+        for c in (c_values if lik == "balanced" else [None]):
+            out += [Setting(None if c is None else float(c), lik, tuple(combo)) for combo in combos]
+    if not out:
+        msg = "tune: the grid is empty (give --c values and --likelihoods)"
+        raise ConfigError(msg)
+    return out
+
+
+def validation_score(scorer, x, reference: dict) -> tuple:
+    """``(score, {term: ratio})``: each term's held-out loss at ``x`` (default loss) over its value at the start."""
+    val = scorer.linearize(x).validation
+    ratios = {t: val[t] / reference[t] if reference[t] > 0 else math.inf for t in reference}
+    return float(sum(ratios.values())), ratios
+
+
+def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=None) -> list:
+    """Fit every setting of ``grid`` with validation stopping; return the :class:`Trial` list in grid order.
+
+    ``build(setting, validation, seed, score=False) -> JointProblem`` and ``solve(problem, x0, stopping) -> Result``
+    are the caller's (the CLI passes its run configuration). Every fit starts from the flat start, so that its best
+    iteration is also the iteration count of a run on all the data from that start (a warm start from the previous
+    setting would save iterations but make the counts incomparable). ``budget_s``: stop trying settings after this
+    much time (the trials so far are returned).
+    """
+    from .validation import StopOnValidation
+
+    scorer = build(Setting(None, "balanced", ()), fraction, seed, score=True)
+    reference = scorer.linearize(scorer.start()).validation
+    trials: list = []
+    started = time.perf_counter()
+    for setting in grid:
+        if budget_s is not None and trials and time.perf_counter() - started > budget_s:
+            break
+        t0 = time.perf_counter()
+        problem = build(setting, fraction, seed)
+        stop = StopOnValidation(patience)
+        res = solve(problem, problem.start(), stop)
+        score, ratios = validation_score(scorer, res.x, reference)
+        errors = problem.relative_errors(res.x)
+        trials.append(Trial(setting, score, ratios, int(res.returned_iteration if res.returned_iteration is not None
+                                                        else res.history.last()["iteration"]),
+                            res.status, float(errors.get("total", np.nan)), time.perf_counter() - t0, res.x))
+        if progress is not None:
+            progress(trials[-1])
+    return trials
