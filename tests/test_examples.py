@@ -58,3 +58,14 @@ def test_coupling_example_small():
                "--iterations", "10")
     assert "'Fe': 1.0" in out and "| joint, physical coupling (from the file) |" in out
     assert "| joint, the paper's a_e = 1 |" in out
+
+
+def test_validation_study_small(tmp_path):
+    out = _run("examples/validation/study.py", "--cases", "phantom,sparse", "--noise", "0.1", "--seeds", "2",
+               "--scale", "0.3", "--iterations", "15", "-o", str(tmp_path))
+    for case in ("| phantom | 0.1 |", "| sparse | 0.1 |"):
+        assert case in out
+    records = json.loads((tmp_path / "records.json").read_text())
+    assert len(records) == 4
+    for r in records:  # the tuned setting is on the grid and its error is the grid's, never better than the best
+        assert r["grid_best"] <= r["tuned"] + 1e-12 and r["oracle"] <= r["stopped"] + 1e-12
