@@ -38,12 +38,15 @@ def test_tune_writes_table_figure_and_a_run_file_reconstruct_takes(data, tmp_pat
         assert label in table
     assert table.count("**") == 2  # the chosen row is marked
     assert (out / "tune.png").stat().st_size > 1000
-    chosen = (out / "chosen.toml").read_text()
-    assert 'rule = "validation"' in chosen
+    chosen, held = (out / "chosen.toml").read_text(), (out / "chosen_validation.toml").read_text()
+    assert "[stopping]" not in chosen and 'rule = "validation"' in held
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "r.h5"), "--config", str(out / "chosen.toml")]) == 0
-    assert load_result(tmp_path / "r.h5")["status"] in ("validation", "maxiter")
     refit = load_result(out / "refit.h5")
     assert refit["status"] == "maxiter" and "validation_total" not in refit["history"]
+    np.testing.assert_array_equal(load_result(tmp_path / "r.h5")["variables"]["x"], refit["variables"]["x"])
+    assert main(["reconstruct", str(data), "-o", str(tmp_path / "v.h5"), "--config",
+                 str(out / "chosen_validation.toml")]) == 0
+    assert load_result(tmp_path / "v.h5")["status"] in ("validation", "maxiter")
 
 
 def test_strength_grid_and_budget(data, tmp_path, capsys):

@@ -457,7 +457,6 @@ def cmd_tune(args) -> int:
         err = problem.relative_errors(res.x).get("total", np.nan)
         print(f"refit on all the data, {refit_cfg['iterations']} iterations: {res.status}"
               + ("" if np.isnan(err) else f", true error {err:.4f} (tuned fit: {best.error:.4f})"))
-        _write_run_file(outdir / "refit.toml", refit_cfg, {})
         from .io import save_result
 
         save_result(outdir / "refit.h5", {k: to_numpy(v) for k, v in res.arrays.items()}, res.history,
@@ -502,14 +501,19 @@ def _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds) 
                   regularizers=[dict(spec) for spec in cfg["regularizers"]])
     for i, v in best.setting.strengths:
         chosen["regularizers"][i]["strength"] = v
-    _write_run_file(outdir / "chosen.toml", chosen, {"rule": "validation", "patience": patience, "fraction": fraction,
-                                                      "seed": seed})
+    # the default: all the data, as many iterations as the validation chose (measured better than the held-out fit
+    # itself on every case of docs/validation.md); the held-out fit as chosen_validation.toml
+    _write_run_file(outdir / "chosen.toml", dict(chosen, iterations=max(best.best_iteration, 1)), {})
+    _write_run_file(outdir / "chosen_validation.toml", chosen, {"rule": "validation", "patience": patience,
+                                                                "fraction": fraction, "seed": seed})
     text = (f"# mmip tune\n\nscore: sum over terms of the held-out loss at the best-validation iterate over that of "
             f"the flat start (default losses; lower is better); {fraction:g} of every term held out (seed {seed}), "
-            f"patience {patience}.\n\n{table}\n\nchosen: {best.setting.label(names)} -> chosen.toml\n")
+            f"patience {patience}.\n\n{table}\n\nchosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} "
+            "iterations on all the data -> chosen.toml (the held-out fit itself: chosen_validation.toml)\n")
     (outdir / "table.md").write_text(text)
     print(table)
-    print(f"chosen: {best.setting.label(names)}; wrote {outdir}/table.md, tune.png, chosen.toml")
+    print(f"chosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations; wrote {outdir}/table.md, "
+          "tune.png, chosen.toml, chosen_validation.toml")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     balanced = [t for t in trials if t.setting.likelihood == "balanced" and t.setting.balance_c is not None]
@@ -730,7 +734,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
     s.add_argument("--budget", type=float, help="stop trying settings after this many seconds")
     s.add_argument("--refit", action="store_true",
-                   help="also run the chosen setting on all the data for its best iteration count (refit.h5)")
+                   help="also run chosen.toml (the chosen setting on all the data for its best iteration count): "
+                        "refit.h5")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("report", help="figures and a summary from a result file")
