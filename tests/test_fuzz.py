@@ -192,9 +192,11 @@ def test_every_flag_of_every_subcommand_ends_cleanly(tmp_path, base, capsys, fla
     data = tmp_path / "d.h5"
     data.write_bytes(base.read_bytes())
     positional = {"simulate": ["phantom"], "reconstruct": [str(data)], "compare": [str(data)],
-                  "hessian": [str(data)], "report": [str(data)], "import": [], "plugins": []}[command]
-    quick = ["--iterations", "1"] if command in ("reconstruct", "compare", "hessian") and option != "--iterations" \
-        else []
+                  "hessian": [str(data)], "report": [str(data)], "import": [], "plugins": [],
+                  "tune": [str(data)]}[command]
+    quick = ["--iterations", "1"] if command in ("reconstruct", "compare", "hessian", "tune") \
+        and option != "--iterations" else []
+    quick += ["--c", "0.1"] if command == "tune" and option != "--c" else []
     extra = ["--n", "20", "--probe-size", "16", "--step", "4"] if command == "simulate" and option not in (
         "--n", "--probe-size", "--step") else []
     out = [] if command == "plugins" else ["-o", str(tmp_path / "out")]
