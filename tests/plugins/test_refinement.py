@@ -312,3 +312,19 @@ def test_probe_refinement_at_whole_pixel_positions(npx):
     assert check_jacobian(op, v) > 1.8
     fixed = PtychographyModel(probe, pos, (15, 15), 2)
     np.testing.assert_allclose(op.forward(v), fixed.forward(v[: 15 * 15 * 3]), atol=1e-12)
+
+
+def test_true_positions_are_a_minimum_of_the_refinement_model():
+    """Noise-free data at jittered positions (up to 2 px from the nominal raster): with the true object the refinement
+    model fits exactly at the true positions (the corners follow the positions; with corners fixed at the nominal
+    raster the probe was shifted by up to 2.5 px inside its window, wrapped around, and the truth was not a minimum)."""
+    ds = simulate("phantom", seed=0, n=96, probe_size=32, step=12, position_jitter_px=2.0)
+    p = build_problem(ds, terms=["ptychography"], refine=("positions",))
+    v = p.start()
+    for k in ("x", "w"):
+        v[p.space.slice(k)] = ds.truth[k].ravel()
+    v[p.space.slice("positions")] = ds.truth["positions"].ravel()
+    assert np.max(np.abs(ds.truth["positions"] - p.calibration["positions"])) > 1.0
+    assert p.value(v) < 1e-20
+    r = solve(p.with_frozen(("x", "w")), v, "lbfgs", maxiter=10)
+    np.testing.assert_allclose(r.arrays["positions"], ds.truth["positions"], atol=1e-6)

@@ -65,8 +65,11 @@ class FluorescenceModel(NonlinearOperator):
     def _state(self, v):
         ncp = get_array_module(v)
         v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
-        w, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.probe.dtype)
         corners = self.corners
+        if "positions" in self.refine:  # the corners follow refined positions (shifts stay within half a pixel)
+            corners = split_positions(to_numpy(self.layout.split(v)[2]), self.object_shape, self.window,
+                                      allow_outside=True, strict=False)[0]
+        w, probe, probes, shift = self.layout.probes(v, self.probe, corners, self.fractions, self.probe.dtype)
         kernel = (self.kernel_scale * ncp.abs(probes) ** 2).astype(self.dtype)
         fmap = FluorescenceMap(kernel, corners, self.object_shape, self.ne, dtype=self.dtype,
                                method=self.method if shift is None else "gather")

@@ -73,8 +73,14 @@ class PtychographyModel(NonlinearOperator):
     def _state(self, v):
         ncp = get_array_module(v)
         v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
+        corners_np = self.corners
+        if "positions" in self.refine:
+            # the whole-pixel corners follow the refined positions (the Fourier shift stays within half a pixel;
+            # a shift of several pixels would wrap the probe around its window and misplace the minimum)
+            corners_np = split_positions(to_numpy(self.layout.split(v)[2]), self.object_shape, self.window,
+                                         strict=False)[0]
         if self.refine or self._fixed is None:
-            main, probe, probes, shift = self.layout.probes(v, self.probe, self.corners, self.fractions, self.dtyped)
+            main, probe, probes, shift = self.layout.probes(v, self.probe, corners_np, self.fractions, self.dtyped)
             probes = self.fold(probes if shift is not None else probe[None])
             if not self.refine:  # fixed probe and positions: the shifted probes are computed once
                 self._fixed = (probe, probes, shift)
@@ -82,7 +88,7 @@ class PtychographyModel(NonlinearOperator):
             main = self.layout.split(v)[0]
             probe, probes, shift = self._fixed
         z = self.coupling.matvec(main).reshape(self.object_shape)
-        corners = ncp.asarray(self.corners)
+        corners = ncp.asarray(corners_np)
         patches = extract_patches(z, corners, self.window)
         # "probes" carry the checkerboard on even windows: transform() and its adjoint then need no shifts
         return {"probe": probe, "probes": probes, "shift": shift, "corners": corners, "patches": patches, "xp": ncp}

@@ -184,9 +184,11 @@ class CalibrationLayout:
         """``(main, probe, probes, shift)`` at the packed input ``v``: the current probe (the fixed ``probe``
         unless refined), and the probe shifted to every position (``probes``, ``(J, Np0, Np1)``, with its
         :class:`SubpixelShift`) or, when every position is a whole pixel and none is refined, the probe itself
-        and ``shift=None``. Refined positions keep the whole-pixel ``corners`` and move by the shift alone,
-        so the model is smooth in them (a corner flipping at half pixels would make it jump by the window's
-        wrapped edge)."""
+        and ``shift=None``. Refined positions move by the shift from the given ``corners``: callers pass corners
+        that follow the positions (:func:`split_positions` of the current positions), so the shift stays within
+        half a pixel. (With corners fixed at the start, a position refined by two pixels shifted the probe by two
+        pixels inside its window, wrapped around: the true positions were not a minimum. The corners now flip at
+        half pixels, where the model jumps by the wrapped edge of a half-pixel shift, which is small.)"""
         main, current, positions = self.split(v)
         probe = probe if current is None else current
         if positions is not None:
