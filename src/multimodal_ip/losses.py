@@ -77,6 +77,15 @@ class LeastSquares(Loss):
         return 0.5 * self.scale * (r.real**2 + r.imag**2 if get_array_module(r).iscomplexobj(r) else r * r), \
             self.scale * r
 
+    def split(self, y, d, held):
+        # the residual zeroed where held out: two extra reductions, no per-value array of losses
+        r = y - d
+        ncp = get_array_module(r)
+        total = float(ncp.vdot(r, r).real)
+        r[held.reshape(r.shape)] = 0
+        fit = float(ncp.vdot(r, r).real)
+        return 0.5 * self.scale * fit, self.scale * r, 0.5 * self.scale * (total - fit)
+
 
 class Amplitude(Loss):
     r"""Gaussian misfit on amplitudes: :math:`L = \tfrac{s}{2}\| |y| - \sqrt{d} \|^2`.
@@ -112,6 +121,19 @@ class Amplitude(Loss):
         r = a - self._sqrt(d)
         ratio = ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0) * self.scale
         return 0.5 * self.scale * r * r, ratio * y
+
+    def split(self, y, d, held):
+        # the amplitude residual zeroed where held out (its gradient there is then zero too): two extra reductions
+        ncp = get_array_module(y)
+        a = ncp.abs(y)
+        r = a - self._sqrt(d)
+        total = float(ncp.vdot(r, r).real)
+        r[held.reshape(r.shape)] = 0
+        fit = float(ncp.vdot(r, r).real)
+        ratio = ncp.divide(r, a, out=ncp.zeros_like(a), where=a > 0) if ncp is np else \
+            ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0)
+        ratio *= self.scale
+        return 0.5 * self.scale * fit, ratio * y, 0.5 * self.scale * (total - fit)
 
     def curvature_sqrt(self, y, d):
         # GN of | |y| - a |^2: projection onto the phase direction u = y/|y| (idempotent, so M^1/2 = M)
