@@ -69,3 +69,10 @@ def test_validation_study_small(tmp_path):
     assert len(records) == 4
     for r in records:  # the tuned setting is on the grid and its error is the grid's, never better than the best
         assert r["grid_best"] <= r["tuned"] + 1e-12 and r["oracle"] <= r["stopped"] + 1e-12
+
+
+def test_position_information_example_small():
+    out = _run("examples/beyond_paper/position_information.py", "--n", "64", "--probe-size", "16", "--step", "8",
+               "--radius", "1", "--iterations", "5")
+    assert "noise-free objective at the true positions 0," in out  # the refinement model is exact at the truth
+    assert "positions have an offset that fits the noisy data better" in out and "L-BFGS on the positions" in out
