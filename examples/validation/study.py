@@ -36,7 +36,7 @@ from scipy.signal import correlate
 from multimodal_ip.io import Dataset, TermData, build_problem
 from multimodal_ip.report import markdown_table
 from multimodal_ip.solvers import solve_staged
-from multimodal_ip.tune import settings_grid, tune
+from multimodal_ip.tune import choose, settings_grid, tune
 from multimodal_ip.validation import StopOnValidation
 from multimodal_ip.variables import Variable
 
@@ -46,6 +46,8 @@ parser.add_argument("--noise", default="0.03,0.1")
 parser.add_argument("--seeds", type=int, default=5)
 parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
+parser.add_argument("--tolerance", type=float, default=0.01,
+                    help="mmip tune --tolerance: scores within this of the best count as equal (0: lowest score)")
 parser.add_argument("-o", "--output", default="out/validation")
 args = parser.parse_args()
 outdir = Path(args.output)
@@ -152,8 +154,11 @@ def run(case, noise, seed):
     t0 = time.perf_counter()
     trials = tune(build(None), solve, settings_grid(C_GRID, ["balanced", "poisson"], {}), 0.1, 0, 10)
     out["tune_s"] = time.perf_counter() - t0
-    best = min(trials, key=lambda t: t.score)
+    out["trials"] = [{"setting": t.setting.label(), "c": t.setting.balance_c, "likelihood": t.setting.likelihood,
+                      "score": t.score, "error": t.error, "best_iteration": t.best_iteration} for t in trials]
+    best = choose(trials, args.tolerance)
     out["tuned"], out["tuned_setting"] = best.error, best.setting.label()
+    out["tuned_min_score"] = min(trials, key=lambda t: t.score).error
     chosen = build_problem(ds, balance_c=best.setting.balance_c, likelihood=best.setting.likelihood)
     r = solve_staged(chosen, chosen.start(), "lbfgs", maxiter=max(best.best_iteration, 1))
     out["tuned_refit"] = chosen.relative_errors(r.x)["total"]
@@ -161,7 +166,7 @@ def run(case, noise, seed):
     out["grid_best_setting"] = min(trials, key=lambda t: t.error).setting.label()
     alone = tune(build(["ptychography"]), solve, settings_grid([None], ["balanced", "poisson"], {}), 0.1, 0, 10)
     # the error of x alone is what ptychography alone reconstructs (it sees w only through Im z)
-    best_alone = min(alone, key=lambda t: t.score)
+    best_alone = choose(alone, args.tolerance)
     out["alone_tuned"] = best_alone.error
     single = build_problem(ds, terms=["ptychography"], likelihood=best_alone.setting.likelihood)
     r = solve_staged(single, single.start(), "lbfgs", maxiter=max(best_alone.best_iteration, 1))
@@ -217,22 +222,27 @@ for case in args.cases.split(","):
         rs = [r for r in records if r["case"] == case and r["noise"] == noise]
         col = {k: [r[k] for r in rs] for k in rs[0] if isinstance(rs[0][k], float)}
         rows.append([case, f"{noise:g}", ms(col["fixed"]), ms(col["oracle"]), ms(col["stopped"]),
-                     ms(col["stopped_refit"]), ms(col["tuned"]), ms(col["tuned_refit"]), ms(col["grid_best"]),
+                     ms(col["stopped_refit"]), ms(col["tuned_min_score"]), ms(col["tuned"]), ms(col["tuned_refit"]),
+                     ms(col["grid_best"]),
                      ms(col["alone_tuned"]), ms(col["alone_tuned_refit"]),
                      ", ".join(sorted({r["tuned_setting"] for r in rs}))])
         checks.append([case, f"{noise:g}", worst(col, "stopped", "oracle"), worst(col, "stopped", "fixed"),
-                       worst(col, "stopped_refit", "fixed"), worst(col, "tuned", "grid_best"),
+                       worst(col, "stopped_refit", "fixed"), worst(col, "tuned_min_score", "grid_best"),
+                       worst(col, "tuned", "grid_best"),
                        worst(col, "tuned", "alone_tuned"), worst(col, "tuned_refit", "alone_tuned_refit"),
                        f"{np.mean(col['tuned']) / np.mean(col['fixed']):.3f}",
                        f"{np.mean(col['tuned_refit']) / np.mean(col['fixed']):.3f}"])
 header = ["case", "noise", "fixed rule (c=0.01, 100 it)", "oracle (best along the held-out run)",
-          "stopped on validation", "stopped, refit on all data", "tuned joint", "tuned, refit", "best on the grid "
-          "(truth)", "tuned ptychography alone", "tuned alone, refit", "settings chosen"]
-cheader = ["case", "noise", "stopped/oracle", "stopped/fixed", "stopped refit/fixed", "tuned/grid best",
+          "stopped on validation", "stopped, refit on all data", "tuned, lowest score", "tuned joint (tolerance)",
+          "tuned, refit", "best on the grid (truth)", "tuned ptychography alone", "tuned alone, refit",
+          "settings chosen"]
+cheader = ["case", "noise", "stopped/oracle", "stopped/fixed", "stopped refit/fixed", "lowest score/grid best",
+           "tuned/grid best",
            "tuned joint/tuned alone", "refit joint/refit alone", "mean tuned/fixed", "mean tuned refit/fixed"]
 times = {case: overhead(case) for case in args.cases.split(",")}
 trows = [[c, f"{a * 1e3:.1f}", f"{b * 1e3:.1f}", f"{b / a:.3f}"] for c, (a, b) in times.items()]
-text = (f"relative error of [x; w], mean ± std over {args.seeds} seed(s); 10 % held out (seed 0), patience 10\n\n"
+text = (f"relative error of [x; w], mean ± std over {args.seeds} seed(s); 10 % held out (seed 0), patience 10, "
+        f"tune tolerance {args.tolerance:g}\n\n"
         + markdown_table(header, rows)
         + "\n\nper-seed worst ratios (the issue's acceptance: stopped <= 1.03 x oracle and <= fixed, "
         "tuned <= 1.05 x grid best and <= tuned alone; mean tuned <= 0.9 x fixed)\n\n"

@@ -391,7 +391,7 @@ def cmd_tune(args) -> int:
     from .io.problem_builder import LIKELIHOODS
     from .safety import check_outputs
     from .solvers import check_solver_options, get_solver, solve_staged
-    from .tune import settings_grid, tune
+    from .tune import choose, settings_grid, tune
     from .validation import DEFAULT_FRACTION
 
     cfg = run_config(args)
@@ -443,7 +443,10 @@ def cmd_tune(args) -> int:
                                                             f", true error {trial.error:.4f}"), flush=True)
 
     trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget)
-    best = min(trials, key=lambda t: t.score)
+    if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
+        msg = f"--tolerance must be in [0, 1); got {args.tolerance}"
+        raise ConfigError(msg)
+    best = choose(trials, args.tolerance)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
     _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds)
@@ -733,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strength", action="append", metavar="INDEX:v1,v2,...",
                    help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
     s.add_argument("--budget", type=float, help="stop trying settings after this many seconds")
+    s.add_argument("--tolerance", type=float, default=0.01,
+                   help="scores within this fraction of the best count as equal; among them the balanced likelihood "
+                        "and the smallest c are chosen (0: the lowest score)")
     s.add_argument("--refit", action="store_true",
                    help="also run chosen.toml (the chosen setting on all the data for its best iteration count): "
                         "refit.h5")
