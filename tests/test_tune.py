@@ -88,3 +88,24 @@ def test_tune_score_prefers_the_setting_that_predicts_held_out_data(data, tmp_pa
     fluo = {k: float(v[3]) for k, v in rows.items()}
     assert fluo["balanced, c=1"] < fluo["balanced, c=0.0001"]
     assert np.isfinite(list(fluo.values())).all()
+
+
+def test_choose_prefers_the_most_conservative_setting_within_the_tolerance():
+    from multimodal_ip.tune import Trial, choose
+
+    def trial(c, lik, score):
+        return Trial(Setting(c, lik, ()), score, {}, 10, "validation", 0.1, 1.0)
+
+    trials = [trial(0.01, "balanced", 0.40), trial(0.1, "balanced", 0.3310), trial(1.0, "balanced", 0.3290),
+              trial(None, "poisson", 0.3280)]
+    assert choose(trials).setting.likelihood == "poisson"  # the lowest score
+    assert choose(trials, 0.01).setting.balance_c == 0.1  # within 1 %: balanced, smallest c
+    assert choose(trials, 0.001).setting.likelihood == "poisson"  # nothing else within 0.1 %
+    assert choose(trials, 0.5).setting.balance_c == 0.01
+
+
+def test_tolerance_flag_is_checked(data, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["tune", str(data), "-o", str(tmp_path / "t"), "--iterations", "2", "--c", "0.1",
+                 "--tolerance", "-1"]) == 2
+    assert "--tolerance" in capsys.readouterr().err and not (tmp_path / "t").exists()

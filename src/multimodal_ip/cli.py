@@ -398,6 +398,9 @@ def cmd_tune(args) -> int:
     check_outputs([args.output], [args.data, args.config], folder=True)
     fraction, seed, _, patience, _ = validation_settings(cfg)
     fraction = fraction if fraction is not None else DEFAULT_FRACTION
+    if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
+        msg = f"--tolerance must be in [0, 1); got {args.tolerance}"
+        raise ConfigError(msg)
     likelihoods = [v.strip() for v in args.likelihoods.split(",") if v.strip()]
     bad = [v for v in likelihoods if v not in LIKELIHOODS]
     if bad or not likelihoods:
@@ -443,9 +446,6 @@ def cmd_tune(args) -> int:
                                                             f", true error {trial.error:.4f}"), flush=True)
 
     trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget)
-    if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
-        msg = f"--tolerance must be in [0, 1); got {args.tolerance}"
-        raise ConfigError(msg)
     best = choose(trials, args.tolerance)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
