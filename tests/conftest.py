@@ -56,3 +56,36 @@ def _killed_after_checkpoint(cmd, out):
 def killed_after_checkpoint():
     """``killed_after_checkpoint(cmd, out)``: a run of ``cmd -o out`` killed right after its first checkpoint."""
     return _killed_after_checkpoint
+
+
+@pytest.fixture
+def killed_and_resumed(tmp_path, killed_after_checkpoint):
+    """``killed_and_resumed(cmd) -> (uninterrupted, resumed)`` result dicts of ``cmd -o ...`` (a reconstruct command
+    with checkpoints): one run straight through, one killed after its first checkpoint and resumed."""
+    import subprocess
+
+    from multimodal_ip.io import load_result
+
+    def run(cmd):
+        full, out = tmp_path / "uninterrupted.h5", tmp_path / "killed.h5"
+        subprocess.run([*cmd, "-o", str(full)], check=True, capture_output=True)
+        killed_after_checkpoint(cmd, out)
+        subprocess.run([*cmd, "-o", str(out), "--resume"], check=True, capture_output=True)
+        return load_result(full), load_result(out)
+
+    return run
+
+
+@pytest.fixture
+def mpiexec():
+    """The ``mpiexec`` of this environment (pip's mpich); the test is skipped without MPI."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("mpi4py", reason="MPI needs mpi4py (make test installs mpich + mpi4py from wheels)")
+    pytest.importorskip("pylops_mpi", reason="MPI runs need pylops-mpi (make test installs it)")
+    exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    if exe is None:
+        pytest.skip("no mpiexec on PATH (pip install mpich)")
+    return exe

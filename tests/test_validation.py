@@ -1,9 +1,7 @@
 """Held-out validation: masks, losses, history columns, early stopping, chunks, MPI, resume and the CLI."""
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,26 +137,17 @@ def test_bad_stopping_settings_exit_2(tmp_path, noisy, capsys, text, message):
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_resume_keeps_the_best_iterate(tmp_path, noisy, killed_after_checkpoint):
+def test_resume_keeps_the_best_iterate(tmp_path, killed_and_resumed):
     data = tmp_path / "d.h5"
     save_dataset(data, simulate("phantom", n=96, probe_size=32, step=8, noise=0.1, seed=1))
-    cmd = [sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data), "--iterations", "60",
-           "--checkpoint-every", "2", "--stop", "validation", "--patience", "15"]
-    subprocess.run([*cmd, "-o", str(tmp_path / "full.h5")], check=True, capture_output=True)
-    out = tmp_path / "killed.h5"
-    killed_after_checkpoint(cmd, out)
-    subprocess.run([*cmd, "-o", str(out), "--resume"], check=True, capture_output=True)
-    full, resumed = load_result(tmp_path / "full.h5"), load_result(out)
+    full, resumed = killed_and_resumed([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data),
+                                        "--iterations", "60", "--checkpoint-every", "2", "--stop", "validation",
+                                        "--patience", "15"])
     np.testing.assert_array_equal(resumed["variables"]["x"], full["variables"]["x"])
     assert resumed["config"]["returned_iteration"] == full["config"]["returned_iteration"]
 
 
-def test_mpi_ranks_hold_out_the_same_values(tmp_path, noisy):
-    pytest.importorskip("mpi4py")
-    pytest.importorskip("pylops_mpi")
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec on PATH (pip install mpich)")
+def test_mpi_ranks_hold_out_the_same_values(tmp_path, noisy, mpiexec):
     data = tmp_path / "d.h5"
     save_dataset(data, noisy)
     flags = ["--iterations", "30", "--stop", "validation", "--patience", "3"]

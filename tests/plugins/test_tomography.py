@@ -1,6 +1,5 @@
 """The second problem family (mmip-tomography) through the generic machinery, and its physics checked by brute force."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,16 +144,11 @@ def test_cli_generic_commands_work_unchanged(tomo_file, tmp_path, capsys):
     assert (tmp_path / "rep").is_dir()
 
 
-def test_kill_then_resume_matches_uninterrupted(tmp_path, killed_after_checkpoint):
+def test_kill_then_resume_matches_uninterrupted(tmp_path, killed_and_resumed):
     data = tmp_path / "d.h5"
     assert main(["simulate", "tomo-absorbing", "-o", str(data), "--n", "32", "--angles", "24", "--noise", "0.03"]) == 0
-    mmip = [sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data), "--iterations", "150",
-            "--checkpoint-every", "2"]
-    subprocess.run([*mmip, "-o", str(tmp_path / "full.h5")], check=True, capture_output=True)
-    out = tmp_path / "killed.h5"
-    killed_after_checkpoint(mmip, out)
-    subprocess.run([*mmip, "-o", str(out), "--resume"], check=True, capture_output=True)
-    full, resumed = load_result(tmp_path / "full.h5"), load_result(out)
+    full, resumed = killed_and_resumed([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data),
+                                        "--iterations", "150", "--checkpoint-every", "2"])
     np.testing.assert_array_equal(resumed["variables"]["w"], full["variables"]["w"])
     np.testing.assert_array_equal(resumed["history"]["objective"], full["history"]["objective"])
 
@@ -166,12 +160,7 @@ def test_hessian_on_a_small_slice(tmp_path):
     assert any((tmp_path / "hs").glob("*.png"))
 
 
-def test_mpi_ranks_reproduce_one_process(tomo_file, tmp_path):
-    pytest.importorskip("mpi4py")
-    pytest.importorskip("pylops_mpi")
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec on PATH (pip install mpich)")
+def test_mpi_ranks_reproduce_one_process(tomo_file, tmp_path, mpiexec):
     flags = ["--iterations", "6"]
     assert main(["reconstruct", str(tomo_file), "-o", str(tmp_path / "r1.h5"), *flags]) == 0
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "multimodal_ip.cli", "reconstruct",
