@@ -98,7 +98,7 @@ def test_choose_prefers_the_most_conservative_setting_within_the_tolerance():
 
     trials = [trial(0.01, "balanced", 0.40), trial(0.1, "balanced", 0.3310), trial(1.0, "balanced", 0.3290),
               trial(None, "poisson", 0.3280)]
-    assert choose(trials).setting.likelihood == "poisson"  # the lowest score
+    assert choose(trials).setting.likelihood == "poisson"  # the lowest score (the default)
     assert choose(trials, 0.01).setting.balance_c == 0.1  # within 1 %: balanced, smallest c
     assert choose(trials, 0.001).setting.likelihood == "poisson"  # nothing else within 0.1 %
     assert choose(trials, 0.5).setting.balance_c == 0.01

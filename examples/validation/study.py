@@ -46,7 +46,7 @@ parser.add_argument("--noise", default="0.03,0.1")
 parser.add_argument("--seeds", type=int, default=5)
 parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
-parser.add_argument("--tolerance", type=float, default=0.01,
+parser.add_argument("--tolerance", type=float, default=0.0,
                     help="mmip tune --tolerance: scores within this of the best count as equal (0: lowest score)")
 parser.add_argument("-o", "--output", default="out/validation")
 args = parser.parse_args()

@@ -736,9 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strength", action="append", metavar="INDEX:v1,v2,...",
                    help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
     s.add_argument("--budget", type=float, help="stop trying settings after this many seconds")
-    s.add_argument("--tolerance", type=float, default=0.01,
+    s.add_argument("--tolerance", type=float, default=0.0,
                    help="scores within this fraction of the best count as equal; among them the balanced likelihood "
-                        "and the smallest c are chosen (0: the lowest score)")
+                        "and the smallest c are chosen (default 0: the lowest score; docs/validation.md compares)")
     s.add_argument("--refit", action="store_true",
                    help="also run chosen.toml (the chosen setting on all the data for its best iteration count): "
                         "refit.h5")
