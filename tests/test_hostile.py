@@ -560,3 +560,17 @@ def _with_func(parser, func):
         for sub in action.choices.values():
             sub.set_defaults(func=func)
     return parser
+
+
+@pytest.mark.parametrize("where", ["data", "output", "config"])
+@pytest.mark.parametrize("command", ["reconstruct", "compare", "tune"])
+def test_file_names_with_a_nul_byte_are_bad_input(case, capsys, where, command):
+    """The OS cannot name such a file (os.stat raises ValueError): one line, exit 2 (was an internal error)."""
+    root, _ = case
+    data, out = str(root / "d.h5"), str(root / "out")
+    argv = [command, data + "\x00x" if where == "data" else data, "-o", out + "\x00" if where == "output" else out,
+            "--iterations", "1"] + (["--config", "\x00"] if where == "config" else [])
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "NUL byte" in err and len(err.splitlines()) == 1

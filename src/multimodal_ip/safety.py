@@ -37,6 +37,9 @@ def regular_input(path, what="file") -> Path:
     if not text.strip():
         msg = f"empty {what} name"
         raise DataError(msg)
+    if "\x00" in text:  # the OS cannot name it (os.stat raises ValueError, not OSError)
+        msg = f"{what} name {text!r} contains a NUL byte"
+        raise DataError(msg)
     p = Path(text)
     try:
         st = p.stat()
@@ -160,6 +163,10 @@ def check_outputs(outputs, inputs, folder=False) -> None:
 
     Compared by identity (device, inode) through symlinks and hard links, and by resolved path for files that
     do not exist yet; a folder output may not be an input and may not contain one."""
+    for name in (*outputs, *(i for i in inputs if i)):
+        if "\x00" in str(name):  # the OS cannot name it (os.stat raises ValueError, not OSError)
+            msg = f"file name {str(name)!r} contains a NUL byte"
+            raise ConfigError(msg)
     ins = [(Path(str(i)), _identity(Path(str(i)))) for i in inputs if i]
     for out in outputs:
         text = str(out)
