@@ -125,16 +125,22 @@ def _check_start(problem, desc) -> None:
         raise ConfigError(msg)
 
 
-def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
-    from .io import build_problem, load_dataset
-
-    terms = terms if terms is not None else cfg["terms"]
+def _build_options(cfg) -> dict:
+    """The keyword options of ``build_problem`` a run configuration gives."""
     options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
                "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
                "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
                "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]),
                "regularizers": _regularizers(cfg["regularizers"])}
     options["validation"], options["validation_seed"] = validation_settings(cfg)[:2]
+    return options
+
+
+def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
+    from .io import build_problem, load_dataset
+
+    terms = terms if terms is not None else cfg["terms"]
+    options = _build_options(cfg)
     if comm is not None:  # each rank reads only its share of the split data
         from .distributed import build_distributed_problem
 
@@ -419,22 +425,23 @@ def cmd_tune(args) -> int:
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
     ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links)
     names = [spec["name"] for spec in cfg["regularizers"]]
-    common = {"term_options": cfg["term_options"], "xp": _xp(cfg["backend"]), "dtype": cfg["dtype"],
-              "refine": cfg["refine"], "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
-              "chunk_bytes": _chunk_bytes(cfg["chunk_memory"])}
+    common = _build_options(cfg)
 
-    def specs(setting):
-        out = [dict(spec) for spec in cfg["regularizers"]]
+    def setting_cfg(setting):
+        """The run configuration of one setting (its c, likelihood and regularizer strengths)."""
+        specs = [dict(spec) for spec in cfg["regularizers"]]
         for i, v in setting.strengths:
-            out[i]["strength"] = v
-        return out
+            specs[i]["strength"] = v
+        return dict(cfg, balance_c=setting.balance_c, likelihood=setting.likelihood, regularizers=specs)
 
     def build(setting, validation, vseed, score=False):
         if score:  # default losses, unit weights, no regularizer: only the held-out values matter
-            return build_problem(ds, balance=False, validation=validation, validation_seed=vseed, **common)
-        return build_problem(ds, balance_c=setting.balance_c, likelihood=setting.likelihood,
-                             regularizers=_regularizers(specs(setting)), validation=validation, validation_seed=vseed,
-                             **common)
+            return build_problem(ds, balance=False, **dict(common, likelihood="balanced", regularizers=(),
+                                                             validation=validation, validation_seed=vseed))
+        own = setting_cfg(setting)
+        return build_problem(ds, **dict(common, balance_c=own["balance_c"], likelihood=own["likelihood"],
+                                        regularizers=_regularizers(own["regularizers"]), validation=validation,
+                                        validation_seed=vseed))
 
     def solve(problem, x0, stop):
         return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
@@ -449,12 +456,11 @@ def cmd_tune(args) -> int:
     best = choose(trials, args.tolerance)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
-    _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds)
-    if args.refit:
-        refit_cfg = dict(cfg, iterations=max(best.best_iteration, 1), balance_c=best.setting.balance_c,
-                         likelihood=best.setting.likelihood, regularizers=specs(best.setting), stopping={})
-        problem = build_problem(ds, balance_c=best.setting.balance_c, likelihood=best.setting.likelihood,
-                                regularizers=_regularizers(specs(best.setting)), **common)
+    chosen = setting_cfg(best.setting)
+    _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds)
+    if args.refit:  # what chosen.toml runs: all the data, the chosen iteration count
+        refit_cfg = dict(chosen, iterations=max(best.best_iteration, 1), stopping={})
+        problem = build(best.setting, None, seed)
         res = solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=refit_cfg["iterations"],
                            refine_after=refine_after(refit_cfg), **opts)
         err = problem.relative_errors(res.x).get("total", np.nan)
@@ -490,7 +496,7 @@ def _write_run_file(path, cfg, stopping) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds) -> None:
+def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds) -> None:
     from .report import _plt, markdown_table
 
     truth = bool(ds.truth)
@@ -500,10 +506,6 @@ def _write_tune(outdir, trials, best, names, cfg, fraction, seed, patience, ds) 
              *(f"{t.per_term[k]:.4f}" for k in best.per_term), str(t.best_iteration), t.status, f"{t.wall_s:.1f}"]
             + ([f"{t.error:.4f}"] if truth else []) for t in trials]
     table = markdown_table(header, rows)
-    chosen = dict(cfg, balance_c=best.setting.balance_c, likelihood=best.setting.likelihood,
-                  regularizers=[dict(spec) for spec in cfg["regularizers"]])
-    for i, v in best.setting.strengths:
-        chosen["regularizers"][i]["strength"] = v
     # the default: all the data, as many iterations as the validation chose (measured better than the held-out fit
     # itself on every case of docs/validation.md); the held-out fit as chosen_validation.toml
     _write_run_file(outdir / "chosen.toml", dict(chosen, iterations=max(best.best_iteration, 1)), {})

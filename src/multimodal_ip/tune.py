@@ -14,7 +14,7 @@ __all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose"]
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +44,6 @@ class Trial:
     status: str
     error: float
     wall_s: float
-    x: object = field(repr=False, default=None)
 
 
 def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
@@ -110,9 +109,8 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
         res = solve(problem, problem.start(), stop)
         score, ratios = validation_score(scorer, res.x, reference)
         errors = problem.relative_errors(res.x)
-        trials.append(Trial(setting, score, ratios, int(res.returned_iteration if res.returned_iteration is not None
-                                                        else res.history.last()["iteration"]),
-                            res.status, float(errors.get("total", np.nan)), time.perf_counter() - t0, res.x))
+        trials.append(Trial(setting, score, ratios, int(res.returned_row()["iteration"]), res.status,
+                            float(errors.get("total", np.nan)), time.perf_counter() - t0))
         if progress is not None:
             progress(trials[-1])
     return trials
