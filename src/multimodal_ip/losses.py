@@ -105,35 +105,35 @@ class Amplitude(Loss):
             self._data, self._sqrt_data = d, get_array_module(d).sqrt(get_array_module(d).maximum(d, 0))
         return self._sqrt_data
 
-    def value_and_gradient(self, y, d):
+    def _residual(self, y, d):
+        """``(|y|, |y| - sqrt(d))``."""
+        a = get_array_module(y).abs(y)
+        return a, a - self._sqrt(d)
+
+    def _gradient(self, y, a, r):
+        r""":math:`s\,r\,y/|y|` (0 where :math:`y = 0`)."""
         ncp = get_array_module(y)
-        a = ncp.abs(y)
-        r = a - self._sqrt(d)
-        val = 0.5 * self.scale * float(ncp.vdot(r, r).real)
         ratio = ncp.divide(r, a, out=ncp.zeros_like(a), where=a > 0) if ncp is np else \
             ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0)
         ratio *= self.scale
-        return val, ratio * y
+        return ratio * y
+
+    def value_and_gradient(self, y, d):
+        a, r = self._residual(y, d)
+        return 0.5 * self.scale * float(get_array_module(r).vdot(r, r).real), self._gradient(y, a, r)
 
     def elementwise(self, y, d):
-        ncp = get_array_module(y)
-        a = ncp.abs(y)
-        r = a - self._sqrt(d)
-        ratio = ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0) * self.scale
-        return 0.5 * self.scale * r * r, ratio * y
+        a, r = self._residual(y, d)
+        return 0.5 * self.scale * r * r, self._gradient(y, a, r)
 
     def split(self, y, d, held):
         # the amplitude residual zeroed where held out (its gradient there is then zero too): two extra reductions
-        ncp = get_array_module(y)
-        a = ncp.abs(y)
-        r = a - self._sqrt(d)
+        a, r = self._residual(y, d)
+        ncp = get_array_module(r)
         total = float(ncp.vdot(r, r).real)
         r[held.reshape(r.shape)] = 0
         fit = float(ncp.vdot(r, r).real)
-        ratio = ncp.divide(r, a, out=ncp.zeros_like(a), where=a > 0) if ncp is np else \
-            ncp.where(a > 0, r / ncp.where(a > 0, a, 1), 0)
-        ratio *= self.scale
-        return 0.5 * self.scale * fit, ratio * y, 0.5 * self.scale * (total - fit)
+        return 0.5 * self.scale * fit, self._gradient(y, a, r), 0.5 * self.scale * (total - fit)
 
     def curvature_sqrt(self, y, d):
         # GN of | |y| - a |^2: projection onto the phase direction u = y/|y| (idempotent, so M^1/2 = M)

@@ -68,6 +68,10 @@ class DataTerm:
             return (*self.loss.value_and_gradient(y, self.data), None)
         return self.loss.split(y, self.data, self.holdout)
 
+    def fit_value(self, y) -> float:
+        """The unweighted loss at ``y`` over the values not held out (no gradient computed when nothing is)."""
+        return self.loss.value(y, self.data) if self.holdout is None else self.loss.split(y, self.data, self.holdout)[0]
+
 
 class _Restriction(LinearOperator):
     """Packed joint vector -> a term's input (one variable's array, or the packed sub-vector)."""
@@ -315,8 +319,7 @@ class JointProblem:
         out: dict = {}
         for i, t in enumerate(self.terms):
             y = t.operator.forward(self._term_input(i, v))
-            val = t.loss.value(y, t.data) if t.holdout is None else t.evaluate(y)[0]
-            out[t.name] = out.get(t.name, 0.0) + t.weight * val
+            out[t.name] = out.get(t.name, 0.0) + t.weight * t.fit_value(y)
             del y  # one part's prediction at a time
         arrays = self.space.unpack(v) if self.regularizers else None
         for r in self.regularizers:

@@ -97,4 +97,8 @@ class StopOnValidation:
         return iteration - self.best_iteration >= self.patience
 
     def state(self) -> dict:
+        """Scalars a checkpoint keeps (with :attr:`best_x`); :meth:`load` restores them."""
         return {"best": self.best, "best_iteration": self.best_iteration}
+
+    def load(self, scalars: dict, best_x) -> None:
+        self.best, self.best_iteration, self.best_x = float(scalars["best"]), int(scalars["best_iteration"]), best_x

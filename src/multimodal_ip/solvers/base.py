@@ -314,9 +314,8 @@ class Solver:
                 setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
             self._load_scalars(state["scalars"])
             if self.stopping is not None and "stopping_best_x" in arrays:
-                self.stopping.best_x = xp.asarray(arrays["stopping_best_x"])
-                self.stopping.best = float(state["scalars"]["stopping_best"])
-                self.stopping.best_iteration = int(state["scalars"]["stopping_best_iteration"])
+                self.stopping.load({k.removeprefix("stopping_"): v for k, v in state["scalars"].items()
+                                    if k.startswith("stopping_")}, xp.asarray(arrays["stopping_best_x"]))
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"checkpoint of solver {self.name!r} is incomplete or corrupt ({type(exc).__name__}: {exc})"
             raise SolverError(one_line(msg)) from None

@@ -142,10 +142,12 @@ class LBFGS(Solver):
         """Armijo backtracking from step 1 (halving, 40 tries) where the Wolfe search failed or left a non-finite
         point; ``None`` when no step decreases the objective enough."""
         slope = float(get_array_module(p).vdot(p, g))
+        if slope >= 0:  # not a descent direction: no step can satisfy the Armijo condition
+            return None
         alpha = 1.0
         for _ in range(40):
             value = f(self.x + alpha * p)
-            if np.isfinite(value) and value <= self.lin.objective + self.c1 * alpha * slope and slope < 0:
+            if np.isfinite(value) and value <= self.lin.objective + self.c1 * alpha * slope:
                 return alpha
             alpha *= 0.5
         return None
