@@ -120,7 +120,7 @@ class _Tomography:
         return LeastSquares()
 
     def _data(self, td, shape):
-        data = td.array("data", shape=shape, dtype_kind="fiu").astype(float)
+        data = td.array("data", shape=shape, dtype_kind="fiu")  # cast once, to the compute dtype, by _term
         if np.any(data < 0):
             msg = f"{td.where('data')}: measured intensities must be non-negative (min {data.min():.3g})"
             raise DataError(msg)

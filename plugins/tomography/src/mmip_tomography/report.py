@@ -12,20 +12,12 @@ from multimodal_ip.report import figure_backend
 from .models import TransmissionModel, XRFTomographyModel
 
 
-def _sinogram_terms(problem):
-    """``[(label, term)]`` of the tomography terms of a problem (parts of a split term are skipped: one per name)."""
-    seen, out = set(), []
-    for t in problem.terms:
-        if isinstance(t.operator, (TransmissionModel, XRFTomographyModel)) and t.name not in seen:
-            seen.add(t.name)
-            out.append(t)
-    return out
-
-
 def plot_sinograms(problem, arrays: dict, path) -> Path | None:
     """One row per sinogram (each element of a fluorescence term, the transmission): measured, then each method's
     fit (the term's model at that method's ``w``), then the joint residual."""
-    terms = [t for t in _sinogram_terms(problem) if t.part == 0 and problem.parts[t.name] == 1]
+    # tomography terms evaluated whole (a term split into parts has no one sinogram to draw)
+    terms = [t for t in problem.terms if isinstance(t.operator, (TransmissionModel, XRFTomographyModel))
+             and problem.parts[t.name] == 1]
     if not terms:
         return None
     plt = figure_backend()
