@@ -574,3 +574,16 @@ def test_file_names_with_a_nul_byte_are_bad_input(case, capsys, where, command):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "NUL byte" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("command", "message"), [("reconstruct", "balancing against"),
+                                                  ("tune", "held-out loss at the flat start is not finite")])
+def test_overflowing_balance_is_one_line(case, capsys, command, message):
+    """A coupling so large the start gradients overflow: the balancing's error alone, no numpy warnings before it
+    (found by the flag fuzzer: tune --coupling 1e308)."""
+    root, _ = case
+    capsys.readouterr()
+    assert main([command, str(root / "d.h5"), "-o", str(root / "out"), "--iterations", "1", "--coupling",
+                 "1e308"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

@@ -97,7 +97,13 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
     from .validation import StopOnValidation
 
     scorer = build(Setting(None, "balanced", ()), fraction, seed, score=True)
-    reference = scorer.linearize(scorer.start()).validation
+    with np.errstate(all="ignore"):  # a non-finite start is reported below, in one line
+        reference = scorer.linearize(scorer.start()).validation
+    bad = {t: v for t, v in reference.items() if not np.isfinite(v)}
+    if bad:
+        msg = (f"tune: the held-out loss at the flat start is not finite ({bad}); check the data and term options "
+               "(e.g. coupling)")
+        raise ConfigError(msg)
     trials: list = []
     started = time.perf_counter()
     for setting in grid:

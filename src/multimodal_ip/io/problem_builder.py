@@ -213,7 +213,8 @@ def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None, reg
         raise ConfigError(msg)
     # the object's gradients only: refined calibration unknowns leave the weights as they are without refinement
     frozen = problem.with_frozen(tuple(problem.calibration)) if problem.calibration else problem
-    weights = balanced_weights(frozen, problem.start(xp=xp or np), ref, c)
+    with np.errstate(all="ignore"):  # a non-finite weight is reported below, in one line, not as numpy warnings
+        weights = balanced_weights(frozen, problem.start(xp=xp or np), ref, c)
     bad = {k: w for k, w in weights.items() if not (np.isfinite(w) and w >= 0)}
     if bad:
         msg = (f"balancing against {ref!r} gives weights {bad} (a term's gradient at the start point is zero or not "
