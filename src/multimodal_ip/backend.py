@@ -89,10 +89,29 @@ def fft2(a, overwrite_x=False):
     return fft.fft2(a, axes=(-2, -1), norm="ortho", overwrite_x=overwrite_x, **kw)
 
 
-def ifft2(a):
-    """Inverse of :func:`fft2`."""
+def ifft2(a, overwrite_x=False):
+    """Inverse of :func:`fft2` (``overwrite_x`` as there)."""
     fft, kw = _fft_module(get_array_module(a))
-    return fft.ifft2(a, axes=(-2, -1), norm="ortho", **kw)
+    return fft.ifft2(a, axes=(-2, -1), norm="ortho", overwrite_x=overwrite_x, **kw)
+
+
+def rfft2(a, shape):
+    """Real-input 2-D FFT over the last two axes, zero-padded to ``shape`` (scipy.fft with the FFT workers)."""
+    fft, kw = _fft_module(get_array_module(a))
+    return fft.rfft2(a, s=shape, axes=(-2, -1), **kw)
+
+
+def irfft2(a, shape):
+    """Inverse of :func:`rfft2` (real output of ``shape`` on the last two axes)."""
+    fft, kw = _fft_module(get_array_module(a))
+    return fft.irfft2(a, s=shape, axes=(-2, -1), **kw)
+
+
+def fast_shape(shape) -> tuple:
+    """The smallest sizes >= ``shape`` with small prime factors (fast real FFTs)."""
+    import scipy.fft
+
+    return tuple(int(scipy.fft.next_fast_len(int(n), real=True)) for n in shape)
 
 
 def fft2c(a):

@@ -34,6 +34,11 @@ class Loss:
     def value_and_gradient(self, y, d):
         raise NotImplementedError
 
+    def value_and_gradient_(self, y, d):
+        """:meth:`value_and_gradient` that may overwrite ``y`` (a prediction the caller owns and no longer
+        needs): a loss that can write its gradient into ``y`` saves the memory traffic of new arrays."""
+        return self.value_and_gradient(y, d)
+
     def curvature_sqrt(self, y, d):
         r"""Return :math:`M^{1/2}` as a function, where the Gauss-Newton Hessian in prediction space is
         :math:`M` (so that :math:`H_{GN} = J^H M J`). Default: :math:`\sqrt{s}\,I`."""
@@ -121,6 +126,14 @@ class Amplitude(Loss):
     def value_and_gradient(self, y, d):
         a, r = self._residual(y, d)
         return 0.5 * self.scale * float(get_array_module(r).vdot(r, r).real), self._gradient(y, a, r)
+
+    def value_and_gradient_(self, y, d):
+        # one fused pass (multimodal_ip.kernels): |y|, the residual, its sum of squares and the gradient in y
+        if self._data is not d and getattr(y, "flags", None) is not None and y.flags.writeable:
+            from .kernels import amplitude_misfit_
+
+            return 0.5 * self.scale * amplitude_misfit_(y, d, self.scale), y
+        return self.value_and_gradient(y, d)
 
     def elementwise(self, y, d):
         a, r = self._residual(y, d)

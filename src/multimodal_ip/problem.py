@@ -2,6 +2,7 @@ __all__ = ["DataTerm", "JointProblem", "Linearization", "balanced_weights"]
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pylops import LinearOperator
@@ -9,7 +10,7 @@ from pylops import LinearOperator
 from .backend import get_array_module, real_dtype
 from .errors import DtypeError, ShapeError, UnknownVariableError
 from .losses import LeastSquares, Loss
-from .operators import NonlinearOperator
+from .operators import NonlinearOperator, Streamed
 from .variables import VariableSpace
 
 
@@ -42,13 +43,13 @@ class DataTerm:
     """
 
     operator: NonlinearOperator
-    data: object
+    data: Any
     loss: Loss = field(default_factory=LeastSquares)
     weight: float = 1.0
     inputs: Sequence[str] = ("x",)
     name: str | None = None
     part: int = 0
-    holdout: object = None
+    holdout: Any = None
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
@@ -71,6 +72,63 @@ class DataTerm:
     def fit_value(self, y) -> float:
         """The unweighted loss at ``y`` over the values not held out (no gradient computed when nothing is)."""
         return self.loss.value(y, self.data) if self.holdout is None else self.loss.split(y, self.data, self.holdout)[0]
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the term is evaluated block by block (its operator is :class:`~multimodal_ip.operators.Streamed`)."""
+        return isinstance(self.operator, Streamed)
+
+    def _block(self, y, rows):
+        """``(fit value, gradient, held-out value or None)`` of the loss on output block ``rows``."""
+        data = self.data[rows]
+        if self.holdout is None:  # y is this block's fresh prediction: the loss may write its gradient into it
+            return (*self.loss.value_and_gradient_(y, data), None)
+        return self.loss.split(y, data, self.holdout[rows])
+
+    def linearize_input(self, u):
+        """``(fit value, gradient in the input u, held-out value or None)`` of the unweighted loss at input ``u``;
+        block by block for a streamed operator (no whole-output array)."""
+        if not self.streamed:
+            y, jac = self.operator.linearize(u)
+            val, gy, held = self.evaluate(y)
+            del y
+            return val, jac.rmatvec(gy.ravel()), held
+        op: Any = self.operator
+        state = op.stream_prepare(u)
+        acc = op.stream_accumulator(state)
+        val, held = 0.0, None
+        for rows in op.blocks():
+            v, g, h = self._block(op.stream_forward(state, rows), rows)
+            val += v
+            held = h if held is None else held + h
+            op.stream_vjp(state, rows, g, acc)
+        return val, op.stream_finish(state, acc), held
+
+    def objective_input(self, u) -> float:
+        """The unweighted fit value at input ``u`` (no gradient; block by block for a streamed operator)."""
+        if not self.streamed:
+            return self.fit_value(self.operator.forward(u))
+        op: Any = self.operator
+        state = op.stream_prepare(u)
+        out = 0.0
+        for rows in op.blocks():
+            y = op.stream_forward(state, rows)
+            out += self.loss.value(y, self.data[rows]) if self.holdout is None else \
+                self.loss.split(y, self.data[rows], self.holdout[rows])[0]
+        return out
+
+    def gauss_newton_input(self, state, du):
+        r""":math:`J^H M J\,du` of a streamed term at ``state`` (from ``operator.stream_prepare``), block by block:
+        each block's prediction is recomputed for its curvature (nothing output-sized is kept between products)."""
+        op: Any = self.operator
+        tangent = op.stream_tangent(state, du)
+        acc = op.stream_accumulator(state)
+        for rows in op.blocks():
+            msqrt = _LazyCurvature(self.loss, op.stream_forward(state, rows), self.data[rows],
+                                   None if self.holdout is None else self.holdout[rows])
+            dy = op.stream_jvp(state, tangent, rows)
+            op.stream_vjp(state, rows, msqrt(msqrt(dy.ravel())).reshape(dy.shape), acc)
+        return op.stream_finish(state, acc)
 
 
 class _Restriction(LinearOperator):
@@ -172,7 +230,17 @@ class _GaussNewton(LinearOperator):
         super().__init__(dtype=jac.dtype, shape=(jac.shape[1], jac.shape[1]))
 
     def _matvec(self, v):
-        out = self.jac.rmatvec(self.jac.matvec(v))
+        ncp = get_array_module(v)
+        out = ncp.zeros_like(v)
+        vf = self.problem._freeze(v.copy()) if self.problem.frozen else v
+        for term, restr, jac, msqrt, sw, _cplx, _n in self.jac.parts:
+            du = restr.matvec(vf)
+            if isinstance(jac, _StreamState):  # block by block: no output-sized array
+                hu = term.gauss_newton_input(jac.state, du.reshape(term.operator.dims))
+            else:
+                hu = jac.rmatvec(msqrt(msqrt(jac.matvec(du))))
+            out += sw**2 * restr.rmatvec(hu.ravel()).real
+        out = self.problem._freeze(out)
         for reg in self.problem.regularizers:
             if reg.is_smooth:
                 out = out + self.problem._reg_hvp(reg, self.point, v)
@@ -318,9 +386,7 @@ class JointProblem:
         """Weighted value of each data term and regularizer, by name."""
         out: dict = {}
         for i, t in enumerate(self.terms):
-            y = t.operator.forward(self._term_input(i, v))
-            out[t.name] = out.get(t.name, 0.0) + t.weight * t.fit_value(y)
-            del y  # one part's prediction at a time
+            out[t.name] = out.get(t.name, 0.0) + t.weight * t.objective_input(self._term_input(i, v))
         arrays = self.space.unpack(v) if self.regularizers else None
         for r in self.regularizers:
             if not r.is_constraint:
@@ -339,14 +405,12 @@ class JointProblem:
         objectives: dict = {}
         validation: dict = {}
         for i, t in enumerate(self.terms):
-            restr = self._restrictions[i]
-            y, jac = t.operator.linearize(self._term_input(i, v))
-            val, gy, held = t.evaluate(y)
+            val, gu, held = t.linearize_input(self._term_input(i, v))
             objectives[t.name] = objectives.get(t.name, 0.0) + t.weight * val
             if held is not None:
                 validation[t.name] = validation.get(t.name, 0.0) + t.weight * held
-            grad += t.weight * restr.rmatvec(jac.rmatvec(gy.ravel())).real
-            del y, jac, gy  # nothing of a part is kept: memory holds one part's temporaries at a time
+            grad += t.weight * self._restrictions[i].rmatvec(gu.ravel()).real
+            del gu  # nothing of a part is kept: memory holds one part's temporaries at a time
         if self.regularizers:
             arrays = self.space.unpack(v)
             for r in self.regularizers:
@@ -367,7 +431,15 @@ class JointProblem:
         ncp = get_array_module(v)
         parts = []
         for i, t in enumerate(self.terms):
-            y, jac = t.operator.linearize(self._term_input(i, v))
+            u = self._term_input(i, v)
+            cplx = t.operator.dtyped.kind == "c"
+            n_out = int(np.prod(t.operator.dimsd)) * (2 if cplx else 1)
+            if t.streamed:  # the state only: products go block by block (the whole prediction only if asked)
+                state = _StreamState(t.operator, t.operator.stream_prepare(u))
+                parts.append((t, self._restrictions[i], state, _LazyCurvature(t.loss, state.forward, t.data,
+                                                                              t.holdout), t.weight**0.5, cplx, n_out))
+                continue
+            y, jac = t.operator.linearize(u)
             cplx = ncp.iscomplexobj(y)
             n_out = y.size * (2 if cplx else 1)
             parts.append((t, self._restrictions[i], jac, _LazyCurvature(t.loss, y, t.data, t.holdout),
@@ -424,8 +496,32 @@ class JointProblem:
         return out
 
 
+class _StreamState(LinearOperator):
+    """A streamed term's Jacobian at one point, kept as the operator's shared state: Gauss-Newton products go
+    block by block (:meth:`DataTerm.gauss_newton_input`); as a LinearOperator (the stacked Jacobian) it gives the
+    whole output."""
+
+    def __init__(self, op, state):
+        from .operators.streamed import _StreamedJacobian
+
+        self.op, self.state = op, state
+        self.whole = _StreamedJacobian(op, state)
+        super().__init__(dtype=self.whole.dtype, shape=self.whole.shape)
+
+    def forward(self):
+        ncp = get_array_module(self.state[0] if isinstance(self.state, tuple) else self.state)
+        return ncp.concatenate([self.op.stream_forward(self.state, b) for b in self.op.blocks()])
+
+    def _matvec(self, du):
+        return self.whole.matvec(du)
+
+    def _rmatvec(self, g):
+        return self.whole.rmatvec(g)
+
+
 class _LazyCurvature:
-    """:math:`M^{1/2}` of a loss at ``y``, built on first use (a gradient alone never needs it)."""
+    """:math:`M^{1/2}` of a loss at ``y`` (an array, or a function giving it), built on first use (a gradient
+    alone never needs it)."""
 
     def __init__(self, loss, y, data, holdout=None):
         self.loss, self.y, self.data, self.fn = loss, y, data, None
@@ -433,7 +529,8 @@ class _LazyCurvature:
 
     def __call__(self, delta):
         if self.fn is None:
-            self.fn = self.loss.curvature_sqrt(self.y.ravel(), self.data.ravel())
+            y = self.y() if callable(self.y) else self.y
+            self.fn = self.loss.curvature_sqrt(y.ravel(), self.data.ravel())
         out = self.fn(delta).ravel()
         return out if self.keep is None else out * self.keep
 

@@ -1,4 +1,5 @@
-__all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "Square", "Exp"]
+__all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "Square", "Exp", "Streamed",
+           "StreamedAfter"]
 
 from .composition import Composition, compose
 from .exp import Exp
@@ -6,3 +7,4 @@ from .linear import Linear
 from .modulus import Modulus
 from .nonlinear_operator import NonlinearOperator
 from .square import Square
+from .streamed import Streamed, StreamedAfter

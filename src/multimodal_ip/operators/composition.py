@@ -53,12 +53,15 @@ class Composition(NonlinearOperator):
         return f"{self.name}({self.left!r}, {self.right!r})"
 
 
-def compose(*ops) -> Composition:
+def compose(*ops) -> NonlinearOperator:
     """``compose(A, B, C)`` is ``A(B(C(x)))``; pylops operators may appear anywhere."""
     if len(ops) < 2:
         msg = "compose needs at least two operators"
         raise ValueError(msg)
+    from .streamed import Streamed, StreamedAfter
+
     out = ops[-1]
     for op in reversed(ops[:-1]):
-        out = Composition(op, out)
+        # a streamed operator stays streamed: what it reads becomes part of its shared work
+        out = StreamedAfter(op, out) if isinstance(op, Streamed) else Composition(op, out)
     return out

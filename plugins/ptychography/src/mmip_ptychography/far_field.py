@@ -1,4 +1,4 @@
-__all__ = ["FarField", "extract_patches", "validate_positions"]
+__all__ = ["FarField", "StreamedFarField", "extract_patches", "validate_positions"]
 
 import numpy as np
 from mmip_scanprobe import as_positions
@@ -16,6 +16,8 @@ from multimodal_ip.backend import (
     scatter_add,
 )
 from multimodal_ip.errors import ShapeError
+from multimodal_ip.kernels import gather_exit_waves, scatter_patches_
+from multimodal_ip.operators import Streamed
 
 
 def validate_positions(positions_px, object_shape, window_shape, allow_outside=False, what="positions"):
@@ -84,14 +86,7 @@ class FarField(LinearOperator):
         flat_index = rows * self.object_shape[1] + cols
         # numpy: one bincount over interleaved (re, im) pairs; cupy: cupyx.scatter_add on the plain index
         self.scatter_index = interleaved_index(flat_index) if ncp is np else flat_index
-        # for even windows fftshift(fft2(a)) = fft2(a * (-1)^(r+c)) and ifft2(ifftshift(b)) = (-1)^(r+c) ifft2(b):
-        # fold the checkerboard into the probe and skip both shifts (two full copies of the batch)
-        self.even = self.window[0] % 2 == 0 and self.window[1] % 2 == 0
-        if self.even:
-            checker = (-1.0) ** (ncp.arange(self.window[0])[:, None] + ncp.arange(self.window[1])[None, :])
-            self.probe_fft = (self.probe * checker).astype(dtype)
-        else:
-            self.probe_fft = self.probe
+        self.probe_fft, self.even = _fold_shift(self.probe)
         super().__init__(dtype=dtype, dims=self.object_shape, dimsd=(len(pos), *self.window), name=name)
 
     def _matvec(self, z):
@@ -106,7 +101,89 @@ class FarField(LinearOperator):
         return scatter_add(self.scatter_index, back, int(np.prod(self.object_shape)))
 
 
+def _fold_shift(probe):
+    """``(probe to multiply before a plain FFT, even)``: for even windows fftshift(fft2(a)) = fft2(a (-1)^(r+c))
+    and ifft2(ifftshift(b)) = (-1)^(r+c) ifft2(b), so the checkerboard is folded into the probe and both shifts
+    (two full copies of the batch) are skipped."""
+    ncp = get_array_module(probe)
+    even = probe.shape[0] % 2 == 0 and probe.shape[1] % 2 == 0
+    if not even:
+        return probe, False
+    checker = (-1.0) ** (ncp.arange(probe.shape[0])[:, None] + ncp.arange(probe.shape[1])[None, :])
+    return (probe * checker).astype(probe.dtype), True
+
+
 def _host(a):
     from multimodal_ip.backend import to_numpy
 
     return to_numpy(a)
+
+
+class StreamedFarField(Streamed):
+    r""":class:`FarField` evaluated a block of scan positions at a time (:class:`~multimodal_ip.operators.Streamed`).
+
+    The same map :math:`\Psi_j = F(P \odot S_j z)`; a data term over it computes the loss, its gradient and
+    Gauss-Newton products block by block, accumulating into an object-sized gradient, so memory does not grow
+    with the number of positions beyond the data itself. On numpy each block's patches are read and its adjoint
+    added with one slice per position (no index arrays); other backends gather and scatter each block at once.
+
+    Parameters
+    ----------
+    probe, positions_px, object_shape, dtype
+        As :class:`FarField` (whole-pixel positions, windows inside the object).
+    block : :obj:`int`, optional
+        Positions per block (default: about 4 MB of spectra).
+    """
+
+    def __init__(self, probe, positions_px, object_shape, dtype="complex128", name="FarField", block=None):
+        dtype = complex_dtype(dtype)
+        ncp = get_array_module(probe)
+        probe = ncp.asarray(probe, dtype=dtype)
+        self.window = tuple(probe.shape)
+        self.object_shape = tuple(int(s) for s in object_shape)
+        pos = validate_positions(_host(positions_px), self.object_shape, self.window)
+        self.rows, self.cols = np.ascontiguousarray(pos[:, 0]), np.ascontiguousarray(pos[:, 1])
+        self.positions = ncp.asarray(pos)
+        self.probe_fft, self.even = _fold_shift(probe)
+        self.probe_conj = self.probe_fft.conj()
+        super().__init__(self.object_shape, (len(pos), *self.window), dtype=dtype, name=name, block=block)
+
+    def _spectra(self, z, rows):
+        """The spectra of positions ``rows`` for object ``z`` (a fresh array)."""
+        if get_array_module(z) is np:
+            exit_waves = gather_exit_waves(z, self.probe_fft, self.rows[rows], self.cols[rows], self.dtype)
+        else:
+            exit_waves = self.probe_fft * extract_patches(z, self.positions[rows], self.window)
+        return fft2(exit_waves, overwrite_x=True) if self.even else fft2c(exit_waves)
+
+    def stream_prepare(self, z):
+        return z.reshape(self.object_shape)
+
+    def stream_tangent(self, state, dz):
+        return dz.reshape(self.object_shape)
+
+    def stream_forward(self, state, rows):
+        return self._spectra(state, rows)
+
+    def stream_jvp(self, state, tangent, rows):
+        return self._spectra(tangent, rows)
+
+    def stream_accumulator(self, state):
+        return get_array_module(state).zeros(self.object_shape, dtype=self.dtype)
+
+    def stream_vjp(self, state, rows, g, acc) -> None:
+        back = ifft2(g, overwrite_x=True) if self.even else ifft2c(g)
+        ncp = get_array_module(back)
+        if ncp is np:
+            scatter_patches_(acc, back, self.probe_conj, self.rows[rows], self.cols[rows])
+        else:
+            back *= self.probe_conj
+            wr, wc = self.window  # one scatter per block (the whole-scan index is never built)
+            import cupyx
+
+            prow = self.positions[rows, 0, None, None] + ncp.arange(wr)[None, :, None]
+            pcol = self.positions[rows, 1, None, None] + ncp.arange(wc)[None, None, :]
+            cupyx.scatter_add(acc.reshape(-1), (prow * self.object_shape[1] + pcol).ravel(), back.ravel())
+
+    def stream_finish(self, state, acc):
+        return acc

@@ -9,17 +9,19 @@ from multimodal_ip.losses import Amplitude, Poisson
 from multimodal_ip.operators import Linear, Modulus, compose
 
 from .coupling import parse_coupling
-from .far_field import FarField
+from .far_field import StreamedFarField
 from .probe import fresnel_zone_plate_probe
 from .ptychography_model import PtychographyModel
 from .scan import raster_positions
 
 
-def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="float64", coefficients=None):
-    r"""The paper's ptychography model on the packed real ``[x; w]``: :math:`\Psi = F(P S_j (x + i\sum_e w_e))`."""
+def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="float64", coefficients=None,
+                          block=None):
+    r"""The paper's ptychography model on the packed real ``[x; w]``: :math:`\Psi = F(P S_j (x + i\sum_e w_e))`,
+    streamed over blocks of ``block`` positions (:class:`~mmip_ptychography.far_field.StreamedFarField`)."""
     cdtype = np.result_type(dtype, np.complex64)
     coupling = ComplexCoupling(object_shape, n_elements, coefficients=coefficients, dtype=dtype)
-    return compose(Linear(FarField(probe, positions_px, object_shape, dtype=cdtype), name="FarField"),
+    return compose(StreamedFarField(probe, positions_px, object_shape, dtype=cdtype, block=block),
                    Linear(coupling, name="ComplexCoupling"))
 
 

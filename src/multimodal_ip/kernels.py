@@ -1,0 +1,103 @@
+"""Fused elementwise kernels for the block loops of streamed terms, with numba when it is installed.
+
+Each kernel makes one pass over a block where numpy makes several (each numpy ufunc is a trip through memory).
+numba is optional (``pip install multimodal_ip[fast]``): without it, or with ``MMIP_NUMBA=0``, the same functions
+run as in-place numpy with identical results to rounding. Measured gains are in docs/performance.md.
+"""
+
+__all__ = ["use_numba", "amplitude_misfit_", "gather_exit_waves", "scatter_patches_"]
+
+import os
+from typing import Any
+
+import numpy as np
+
+numba: Any
+try:  # pragma: no cover - depends on the environment
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
+
+def use_numba(a=None) -> bool:
+    """Whether the numba kernels run (numba importable, ``MMIP_NUMBA`` not 0, and ``a`` a numpy array)."""
+    if numba is None or os.environ.get("MMIP_NUMBA", "1").strip() == "0":
+        return False
+    return a is None or isinstance(a, np.ndarray)
+
+
+#: numba's fast-math flags without "no NaN / no inf": reductions may be reordered and vectorised (4x faster than
+#: strict IEEE here), while a non-finite prediction still gives a non-finite objective the solvers stop on
+_FASTMATH = {"arcp", "contract", "afn", "reassoc", "nsz"}
+
+if numba is not None:  # pragma: no cover - compiled code is not traced by coverage
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+    def _amplitude_nb(y, d, scale):
+        total = 0.0
+        zero = d[0] - d[0]
+        for i in range(y.size):
+            z = y[i]
+            a = np.sqrt(z.real * z.real + z.imag * z.imag)
+            di = d[i]
+            r = a - np.sqrt(di if di > zero else zero)
+            total += r * r
+            y[i] = z * (scale * r / a) if a > 0 else 0
+        return total
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+    def _scatter_nb(acc, back, probe_conj, rows, cols):
+        wr, wc = probe_conj.shape
+        for k in range(rows.size):
+            r, c = rows[k], cols[k]
+            for i in range(wr):
+                line, b, p = acc[r + i], back[k, i], probe_conj[i]
+                for j in range(wc):
+                    line[c + j] += b[j] * p[j]
+
+
+def amplitude_misfit_(y, d, scale: float) -> float:
+    r""":math:`\sum (|y| - \sqrt{d})^2` returned, and ``y`` overwritten by :math:`s\,(|y| - \sqrt d)\,y/|y|`
+    (0 where :math:`y = 0`): the amplitude loss's value (before the factor 1/2 s) and gradient in one pass."""
+    if use_numba(y) and y.flags.c_contiguous and d.flags.c_contiguous and y.size == d.size:
+        return float(_amplitude_nb(y.reshape(-1), d.reshape(-1), y.real.dtype.type(scale)))
+    ncp = _xp(y)
+    a = ncp.abs(y)
+    r = ncp.sqrt(ncp.maximum(d, 0)).reshape(a.shape).astype(a.dtype, copy=False)
+    ncp.subtract(a, r, out=r)
+    total = float(ncp.vdot(r.ravel(), r.ravel()).real)
+    zero = a == 0
+    a[zero] = 1
+    ncp.divide(r, a, out=r)
+    r *= scale
+    r[zero] = 0
+    y *= r
+    return total
+
+
+def gather_exit_waves(z, probe, rows, cols, dtype):
+    """``out[k] = z[rows[k]:rows[k]+Np, cols[k]:cols[k]+Np] * probe`` for a block of whole-pixel corners (numpy;
+    one in-place multiply per position: as fast as a compiled loop, measured)."""
+    out = np.empty((len(rows), *probe.shape), dtype=dtype)
+    wr, wc = probe.shape
+    for k in range(len(rows)):
+        np.multiply(z[rows[k] : rows[k] + wr, cols[k] : cols[k] + wc], probe, out=out[k])
+    return out
+
+
+def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
+    """``acc[rows[k]:+Np, cols[k]:+Np] += back[k] * probe_conj`` for every k of a block (numpy; ``back`` may be
+    overwritten)."""
+    if use_numba(acc) and acc.flags.c_contiguous and back.flags.c_contiguous:
+        _scatter_nb(acc, back, probe_conj, rows, cols)
+        return
+    back *= probe_conj
+    wr, wc = probe_conj.shape
+    for k in range(len(rows)):
+        acc[rows[k] : rows[k] + wr, cols[k] : cols[k] + wc] += back[k]
+
+
+def _xp(a):
+    from .backend import get_array_module
+
+    return get_array_module(a)
