@@ -25,8 +25,9 @@ PER_POSITION = 16 * (16 * 16 * 8 + 2 * 8)  # TEMPORARY_FACTOR x (a float64 16 x 
 
 @pytest.mark.parametrize("chunk", [1, 7, 25])
 def test_chunked_terms_equal_the_whole(tiny_dataset, chunk):
-    whole = build_problem(tiny_dataset, chunk_bytes=0)
-    chunked = build_problem(tiny_dataset, chunk_bytes=chunk * PER_POSITION)
+    """Parts (the probe refined: a model that evaluates all its positions at once) equal the whole term."""
+    whole = build_problem(tiny_dataset, chunk_bytes=0, refine=("probe",))
+    chunked = build_problem(tiny_dataset, chunk_bytes=chunk * PER_POSITION, refine=("probe",))
     j = tiny_dataset.terms["ptychography"].arrays["data"].shape[0]
     assert chunked.parts["ptychography"] == -(-j // chunk) and whole.parts["ptychography"] == 1
     # the full-grid XRF map is an FFT correlation over the object: its temporaries do not grow with the positions,
@@ -34,7 +35,24 @@ def test_chunked_terms_equal_the_whole(tiny_dataset, chunk):
     assert chunked.parts["fluorescence"] == 1
     assert chunked.term_names == whole.term_names and chunked.weights == pytest.approx(whole.weights, rel=1e-12)
     v = whole.start() + 0.05 * np.random.default_rng(1).standard_normal(whole.space.size)
-    _compare(whole, chunked, v)
+    _compare(whole, chunked, v, rtol=1e-9)
+
+
+@pytest.mark.parametrize("block", [1, 7, 25])
+def test_streamed_blocks_equal_the_whole(tiny_dataset, block):
+    """The fixed-probe model is streamed: one part whatever the memory, blocks sized by it, equal to one block."""
+    from multimodal_ip.operators.streamed import BLOCK_TEMPORARIES
+
+    whole = build_problem(tiny_dataset, chunk_bytes=0)
+    pattern = 16 * 16 * 16  # one complex128 16 x 16 spectrum
+    blocked = build_problem(tiny_dataset, chunk_bytes=block * BLOCK_TEMPORARIES * pattern)
+    term = blocked.terms[blocked.term_names.index("ptychography")]
+    j = tiny_dataset.terms["ptychography"].arrays["data"].shape[0]
+    assert term.streamed and blocked.parts["ptychography"] == 1
+    assert len(term.operator.blocks()) == -(-j // block)
+    whole.terms[whole.term_names.index("ptychography")].operator.block = j  # one block
+    v = whole.start() + 0.05 * np.random.default_rng(1).standard_normal(whole.space.size)
+    _compare(whole, blocked, v)
 
 
 def test_chunks_with_refined_calibration(tiny_dataset):
@@ -57,9 +75,10 @@ def test_auto_chunk_size_keeps_the_paper_cases_whole_and_splits_large_scans(tiny
     assert auto_chunk_size(td, axes) >= td.arrays["data"].shape[0]  # 25 patterns of 16 x 16: whole
     size = auto_chunk_size(td, axes, budget=4 * 10 * PER_POSITION)  # a quarter of it: ten patterns' temporaries
     assert size == 10
-    assert build_problem(tiny_dataset).parts["ptychography"] == 1
+    assert build_problem(tiny_dataset, refine=("probe",)).parts["ptychography"] == 1
     monkeypatch.setenv("MMIP_MAX_MEMORY", "1M")  # a quarter: 7 patterns' temporaries a part
-    assert build_problem(tiny_dataset).parts["ptychography"] == 4
+    assert build_problem(tiny_dataset, refine=("probe",)).parts["ptychography"] == 4
+    assert build_problem(tiny_dataset).parts["ptychography"] == 1  # streamed: never split
 
 
 def test_a_sparse_xrf_scan_is_chunked_by_its_windows(tiny_dataset):

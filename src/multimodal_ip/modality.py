@@ -37,7 +37,9 @@ attribute / method         default                      meaning
 ``temporaries(td)``        16 x split data bytes        bytes of temporaries one evaluation allocates per split
                                                         index (sizes the parts of chunked evaluation); 0: the
                                                         term's temporaries do not grow with its data (it is
-                                                        never chunked)
+                                                        never chunked: e.g. a streamed operator). A method
+                                                        that takes ``**options`` gets the build options
+                                                        (``refine``, ``loss``, ...)
 ``example_term(rng)``      ``None``                     ``(TermData, [Variable, ...])``: a small term the kit
                                                         builds through ``build_term`` and splits (required by the
                                                         conformance kit, not by the core)
@@ -92,10 +94,16 @@ class ModalityInfo:
         fn = getattr(self.obj, "calibration", None)
         return dict(fn(td)) if fn is not None else {}
 
-    def temporaries(self, td) -> float | None:
-        """Bytes of temporaries per split index (the modality's ``temporaries(td)``), or ``None`` for the default."""
+    def temporaries(self, td, options=None) -> float | None:
+        """Bytes of temporaries per split index (the modality's ``temporaries(td)``, given the build ``options``
+        as keywords when it accepts ``**options``), or ``None`` for the default."""
         fn = getattr(self.obj, "temporaries", None)
-        return float(fn(td)) if fn is not None else None
+        if fn is None:
+            return None
+        import inspect
+
+        takes = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+        return float(fn(td, **(options or {})) if takes else fn(td))
 
     def example_term(self, rng):
         fn = getattr(self.obj, "example_term", None)

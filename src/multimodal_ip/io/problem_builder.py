@@ -48,7 +48,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         Given as the option ``coupling`` to every term whose modality lists it in its ``options`` (its meaning
         is the modality's).
     chunk_bytes : :obj:`int`, optional
-        Memory for one part's temporaries: a term whose modality declares ``split_axes`` is built as parts
+        Memory for one part's temporaries (for a streamed term: one block's, which sizes its blocks; it is never
+        split into parts): a term whose modality declares ``split_axes`` is built as parts
         (contiguous runs of its split indices, e.g. scan positions) small enough that one evaluation of a part
         allocates about this much (:func:`~multimodal_ip.modality.auto_chunk_size`), evaluated one after the
         other. ``None`` (default): a quarter of the memory budget, so a term is split only when it would not
@@ -101,8 +102,10 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
             options["photon_weighted"] = True
         if coupling is not None and "coupling" in modalities[n].options:
             options["coupling"] = coupling
-        for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], chunk_bytes, mine)):
+        for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], chunk_bytes, mine, options)):
             term = replace(modalities[n].obj.build_term(part, space, xp=xp, **options), part=i)
+            if term.streamed and chunk_bytes:  # a memory target per chunk sizes a streamed term's blocks
+                term.operator.block = term.operator.block_for_bytes(chunk_bytes)
             if validation is not None:
                 term = replace(term, holdout=_holdout(part, modalities[n], term, validation, validation_seed, xp))
             built.append(term)
@@ -137,7 +140,7 @@ def _holdout(td, info, term, fraction, seed, xp):
     return (xp or np).asarray(mask.reshape(term.data.shape))
 
 
-def _chunks(td, info, chunk_bytes, refined) -> list:
+def _chunks(td, info, chunk_bytes, refined, options=None) -> list:
     """The parts a term is built as (itself when it is not split)."""
     if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int)
                                     or chunk_bytes < 0):
@@ -147,7 +150,7 @@ def _chunks(td, info, chunk_bytes, refined) -> list:
         return [td]
     try:
         total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, info.split_axes)
-        size = auto_chunk_size(td, info.split_axes, target=chunk_bytes, per_index=info.temporaries(td))
+        size = auto_chunk_size(td, info.split_axes, target=chunk_bytes, per_index=info.temporaries(td, options))
     except (DataError, KeyError, ValueError, TypeError, IndexError):
         return [td]  # malformed data: build_term says precisely what is wrong
     if not total or not size or size >= total:

@@ -14,7 +14,7 @@ A subclass implements the ``stream_*`` methods below; :func:`~multimodal_ip.oper
 operator after any other operator is streamed again (the other operator becomes part of the shared work).
 """
 
-__all__ = ["Streamed", "StreamedAfter", "STREAM_BLOCK_BYTES"]
+__all__ = ["Streamed", "StreamedAfter", "STREAM_BLOCK_BYTES", "BLOCK_TEMPORARIES"]
 
 import numpy as np
 from pylops import LinearOperator
@@ -26,6 +26,9 @@ from .nonlinear_operator import NonlinearOperator
 #: buffers that are reused from block to block (measured at Np = 128: 8-32 positions a block are equally fast,
 #: 128 are 20 % slower)
 STREAM_BLOCK_BYTES = 4 << 20
+#: output-sized arrays one block holds at once (its prediction, the loss gradient written into it, the adjoint's
+#: FFT output, the data slice): what a memory target per block is divided by
+BLOCK_TEMPORARIES = 4
 
 
 class Streamed(NonlinearOperator):
@@ -71,6 +74,11 @@ class Streamed(NonlinearOperator):
         raise NotImplementedError
 
     # ---- blocks ------------------------------------------------------------------------
+    def block_for_bytes(self, target: int) -> int:
+        """Rows per block so that one block's temporaries stay under ``target`` bytes."""
+        row_bytes = int(np.prod(self.dimsd[1:])) * self.dtyped.itemsize * BLOCK_TEMPORARIES
+        return max(1, int(target) // max(row_bytes, 1))
+
     def blocks(self) -> list:
         """Slices of the output's first axis, one per block."""
         total = self.dimsd[0]
