@@ -69,7 +69,9 @@ class FluorescenceMap(LinearOperator):
             raise ShapeError(msg)
         # index into the 'full' correlation / padded object, of shape (n0 + kh - 1, n1 + kw - 1)
         self.full_shape = (n0 + kh - 1, n1 + kw - 1)
-        self.full_index = ncp.asarray((ipos[:, 0] + kh - 1) * self.full_shape[1] + (ipos[:, 1] + kw - 1))
+        self.grid = _raster(ipos)  # a raster scan (the full grid) reads a slice: no index arrays
+        flat = None if self.grid is not None else (ipos[:, 0] + kh - 1) * self.full_shape[1] + (ipos[:, 1] + kw - 1)
+        self.full_index = None if flat is None else ncp.asarray(flat)
         if method == "auto":
             fft_cost = 6.0 * np.prod(self.full_shape) * np.log2(np.prod(self.full_shape))
             method = "gather" if j_count * kh * kw < fft_cost or self.stacked else "fft"
@@ -81,7 +83,7 @@ class FluorescenceMap(LinearOperator):
             raise ValueError(msg)
         self.method = method
         self._spectra = None  # the kernel's FFTs, computed on first use (method "fft")
-        self.positions = ncp.asarray(ipos)
+        self.positions = ncp.asarray(ipos) if method == "gather" else None  # the FFT method reads full_index/grid
         super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
 
     def _kernel_spectra(self):
@@ -92,6 +94,29 @@ class FluorescenceMap(LinearOperator):
             shape = fast_shape(self.full_shape)  # >= n + k - 1: the cyclic correlation equals the linear one
             self._spectra = (shape, rfft2(self.kernel[::-1, ::-1], shape), rfft2(self.kernel, shape))
         return self._spectra
+
+    def _pick(self, full):
+        """The data (Ne, J) at the scan positions from the full correlation (Ne, *full_shape)."""
+        ncp = get_array_module(full)
+        if self.grid is None:
+            return ncp.ascontiguousarray(full).reshape(self.ne, -1)[:, self.full_index]
+        (r0, c0), (nr, nc) = self.grid
+        kh, kw = self.kernel.shape[-2:]
+        return ncp.ascontiguousarray(full[:, r0 + kh - 1 : r0 + kh - 1 + nr, c0 + kw - 1 : c0 + kw - 1 + nc]) \
+            .reshape(self.ne, -1)
+
+    def _place(self, d):
+        """Adjoint of :meth:`_pick`: the data put at their positions in a zero full-correlation array."""
+        ncp = get_array_module(d)
+        if self.grid is None:
+            size = int(np.prod(self.full_shape))
+            offsets = ncp.arange(self.ne)[:, None] * size
+            return scatter_add(offsets + self.full_index[None, :], d, self.ne * size).reshape(self.ne, *self.full_shape)
+        (r0, c0), (nr, nc) = self.grid
+        kh, kw = self.kernel.shape[-2:]
+        out = ncp.zeros((self.ne, *self.full_shape), dtype=d.dtype)
+        out[:, r0 + kh - 1 : r0 + kh - 1 + nr, c0 + kw - 1 : c0 + kw - 1 + nc] = d.reshape(self.ne, nr, nc)
+        return out
 
     def _padded(self, w):
         kh, kw = self.kernel.shape[-2:]
@@ -104,8 +129,7 @@ class FluorescenceMap(LinearOperator):
             shape, flipped, _ = self._kernel_spectra()
             spectrum = rfft2(w, shape)
             spectrum *= flipped
-            full = irfft2(spectrum, shape)[:, : self.full_shape[0], : self.full_shape[1]]
-            return ncp.ascontiguousarray(full).reshape(self.ne, -1)[:, self.full_index].ravel()
+            return self._pick(irfft2(spectrum, shape)[:, : self.full_shape[0], : self.full_shape[1]]).ravel()
         windows = self._windows(w)  # (Ne, J, kh, kw)
         if self.stacked:
             return ncp.einsum("ejab,jab->ej", windows, self.kernel).ravel()
@@ -137,18 +161,14 @@ class FluorescenceMap(LinearOperator):
         if self.method == "gather":
             windows = self._windows(w)
             return ncp.einsum("ej,ejab->jab" if self.stacked else "ej,ejab->ab", d, windows)
-        size = int(np.prod(self.full_shape))
-        offsets = ncp.arange(self.ne)[:, None] * size
-        g = scatter_add(offsets + self.full_index[None, :], d, self.ne * size).reshape(self.ne, *self.full_shape)
+        g = self._place(d)
         return fftconvolve(self._padded(w.reshape(self.dims)), g[:, ::-1, ::-1], mode="valid").sum(axis=0)
 
     def _rmatvec(self, d):
         d = d.reshape(self.dimsd)
         ncp = get_array_module(d)
-        size = int(np.prod(self.full_shape))
         if self.method == "fft":
-            offsets = ncp.arange(self.ne)[:, None] * size
-            g = scatter_add(offsets + self.full_index[None, :], d, self.ne * size).reshape(self.ne, *self.full_shape)
+            g = self._place(d)
             shape, _, kernel = self._kernel_spectra()
             spectrum = rfft2(g, shape)
             spectrum *= kernel
@@ -165,3 +185,19 @@ class FluorescenceMap(LinearOperator):
         vals = d[:, :, None, None] * (self.kernel[None] if self.stacked else self.kernel[None, None])
         padded = scatter_add(offsets + idx[None], vals, self.ne * pshape[0] * pshape[1]).reshape(self.ne, *pshape)
         return padded[:, kh - 1 : kh - 1 + n0, kw - 1 : kw - 1 + n1].ravel()
+
+
+def _raster(ipos):
+    """``((row0, col0), (rows, cols))`` when the positions are a row-major raster with unit steps (the full grid,
+    or any rectangle of it), else ``None``."""
+    if len(ipos) == 0:
+        return None
+    r0, c0 = int(ipos[0, 0]), int(ipos[0, 1])
+    nc = int(np.argmax(ipos[:, 0] != r0)) or len(ipos)
+    if len(ipos) % nc:
+        return None
+    nr = len(ipos) // nc
+    grid = ipos.reshape(nr, nc, 2)
+    ok = np.array_equal(grid[:, 0, 0], np.arange(r0, r0 + nr)) and np.all(grid[:, :, 0] == grid[:, :1, 0]) and \
+        np.array_equal(grid[0, :, 1], np.arange(c0, c0 + nc)) and np.all(grid[:, :, 1] == grid[:1, :, 1])
+    return ((r0, c0), (nr, nc)) if ok else None
