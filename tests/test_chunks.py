@@ -23,47 +23,26 @@ def _compare(whole, chunked, v, rtol=1e-10):
 PER_POSITION = 16 * (16 * 16 * 8 + 2 * 8)  # TEMPORARY_FACTOR x (a float64 16 x 16 pattern + its position)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 25])
-def test_chunked_terms_equal_the_whole(tiny_dataset, chunk):
-    """Parts (the probe refined: a model that evaluates all its positions at once) equal the whole term."""
-    whole = build_problem(tiny_dataset, chunk_bytes=0, refine=("probe",))
-    chunked = build_problem(tiny_dataset, chunk_bytes=chunk * PER_POSITION, refine=("probe",))
-    j = tiny_dataset.terms["ptychography"].arrays["data"].shape[0]
-    assert chunked.parts["ptychography"] == -(-j // chunk) and whole.parts["ptychography"] == 1
-    # the full-grid XRF map is an FFT correlation over the object: its temporaries do not grow with the positions,
-    # so it stays whole (parts would each pay the whole FFT)
-    assert chunked.parts["fluorescence"] == 1
-    assert chunked.term_names == whole.term_names and chunked.weights == pytest.approx(whole.weights, rel=1e-12)
-    v = whole.start() + 0.05 * np.random.default_rng(1).standard_normal(whole.space.size)
-    _compare(whole, chunked, v, rtol=1e-9)
-
-
 @pytest.mark.parametrize("block", [1, 7, 25])
-def test_streamed_blocks_equal_the_whole(tiny_dataset, block):
-    """The fixed-probe model is streamed: one part whatever the memory, blocks sized by it, equal to one block."""
+@pytest.mark.parametrize("refine", [(), ("probe",), ("probe", "positions")])
+def test_streamed_blocks_equal_the_whole(tiny_dataset, block, refine):
+    """Ptychography is streamed (fixed or refined probe and positions): one part whatever the memory, blocks sized
+    by it, equal to one block."""
     from multimodal_ip.operators.streamed import BLOCK_TEMPORARIES
 
-    whole = build_problem(tiny_dataset, chunk_bytes=0)
+    whole = build_problem(tiny_dataset, chunk_bytes=0, refine=refine)
     pattern = 16 * 16 * 16  # one complex128 16 x 16 spectrum
-    blocked = build_problem(tiny_dataset, chunk_bytes=block * BLOCK_TEMPORARIES * pattern)
+    blocked = build_problem(tiny_dataset, chunk_bytes=block * BLOCK_TEMPORARIES * pattern, refine=refine)
     term = blocked.terms[blocked.term_names.index("ptychography")]
     j = tiny_dataset.terms["ptychography"].arrays["data"].shape[0]
     assert term.streamed and blocked.parts["ptychography"] == 1
     assert len(term.operator.blocks()) == -(-j // block)
+    # the full-grid XRF map is an FFT correlation over the object: its temporaries do not grow with the positions,
+    # so it stays whole (parts would each pay the whole FFT)
+    assert blocked.parts["fluorescence"] == 1
     whole.terms[whole.term_names.index("ptychography")].operator.block = j  # one block
-    v = whole.start() + 0.05 * np.random.default_rng(1).standard_normal(whole.space.size)
-    _compare(whole, blocked, v)
-
-
-def test_chunks_with_refined_calibration(tiny_dataset):
-    """A shared refined probe is read by every part; refined positions (one per split index) keep the term whole."""
-    whole = build_problem(tiny_dataset, chunk_bytes=0, refine=("probe",))
-    chunked = build_problem(tiny_dataset, chunk_bytes=6 * PER_POSITION, refine=("probe",))
-    assert chunked.parts["ptychography"] > 1
-    v = whole.start() + 0.01 * np.random.default_rng(3).standard_normal(whole.space.size)
-    _compare(whole, chunked, v, rtol=1e-9)
-    with_positions = build_problem(tiny_dataset, chunk_bytes=6 * PER_POSITION, refine=("probe", "positions"))
-    assert with_positions.parts["ptychography"] == 1
+    v = whole.start() + 0.01 * np.random.default_rng(1).standard_normal(whole.space.size)
+    _compare(whole, blocked, v, rtol=1e-9)
 
 
 def test_auto_chunk_size_keeps_the_paper_cases_whole_and_splits_large_scans(tiny_dataset, monkeypatch):
@@ -75,9 +54,7 @@ def test_auto_chunk_size_keeps_the_paper_cases_whole_and_splits_large_scans(tiny
     assert auto_chunk_size(td, axes) >= td.arrays["data"].shape[0]  # 25 patterns of 16 x 16: whole
     size = auto_chunk_size(td, axes, budget=4 * 10 * PER_POSITION)  # a quarter of it: ten patterns' temporaries
     assert size == 10
-    assert build_problem(tiny_dataset, refine=("probe",)).parts["ptychography"] == 1
-    monkeypatch.setenv("MMIP_MAX_MEMORY", "1M")  # a quarter: 7 patterns' temporaries a part
-    assert build_problem(tiny_dataset, refine=("probe",)).parts["ptychography"] == 4
+    monkeypatch.setenv("MMIP_MAX_MEMORY", "1M")
     assert build_problem(tiny_dataset).parts["ptychography"] == 1  # streamed: never split
 
 

@@ -86,13 +86,26 @@ def gather_exit_waves(z, probe, rows, cols, dtype):
 
 
 def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
-    """``acc[rows[k]:+Np, cols[k]:+Np] += back[k] * probe_conj`` for every k of a block (numpy; ``back`` may be
-    overwritten)."""
-    if use_numba(acc) and acc.flags.c_contiguous and back.flags.c_contiguous:
+    """``acc[rows[k]:+Np, cols[k]:+Np] += back[k] * probe_conj`` for every k of a block (``probe_conj`` ``None``:
+    ``back[k]`` alone; ``back`` may be overwritten). ``rows``, ``cols``: host integer arrays. numpy: one slice-add
+    per position (no index arrays); cupy: one ``scatter_add`` per block."""
+    if not isinstance(acc, np.ndarray):  # cupy: one scatter per block (the whole-scan index is never built)
+        import cupyx
+
+        ncp = _xp(acc)
+        if probe_conj is not None:
+            back *= probe_conj
+        wr, wc = back.shape[-2:]
+        prow = ncp.asarray(rows)[:, None, None] + ncp.arange(wr)[None, :, None]
+        pcol = ncp.asarray(cols)[:, None, None] + ncp.arange(wc)[None, None, :]
+        cupyx.scatter_add(acc.reshape(-1), (prow * acc.shape[1] + pcol).ravel(), back.ravel())
+        return
+    if probe_conj is not None and use_numba(acc) and acc.flags.c_contiguous and back.flags.c_contiguous:
         _scatter_nb(acc, back, probe_conj, rows, cols)
         return
-    back *= probe_conj
-    wr, wc = probe_conj.shape
+    if probe_conj is not None:
+        back *= probe_conj
+    wr, wc = back.shape[-2:]
     for k in range(len(rows)):
         acc[rows[k] : rows[k] + wr, cols[k] : cols[k] + wc] += back[k]
 

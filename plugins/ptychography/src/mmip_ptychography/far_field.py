@@ -173,17 +173,7 @@ class StreamedFarField(Streamed):
 
     def stream_vjp(self, state, rows, g, acc) -> None:
         back = ifft2(g, overwrite_x=True) if self.even else ifft2c(g)
-        ncp = get_array_module(back)
-        if ncp is np:
-            scatter_patches_(acc, back, self.probe_conj, self.rows[rows], self.cols[rows])
-        else:
-            back *= self.probe_conj
-            wr, wc = self.window  # one scatter per block (the whole-scan index is never built)
-            import cupyx
-
-            prow = self.positions[rows, 0, None, None] + ncp.arange(wr)[None, :, None]
-            pcol = self.positions[rows, 1, None, None] + ncp.arange(wc)[None, None, :]
-            cupyx.scatter_add(acc.reshape(-1), (prow * self.object_shape[1] + pcol).ravel(), back.ravel())
+        scatter_patches_(acc, back, self.probe_conj, self.rows[rows], self.cols[rows])
 
     def stream_finish(self, state, acc):
         return acc

@@ -77,14 +77,9 @@ class Ptychography:
         td = TermData("ptychography", "ptychography", {"data": data, "probe": probe, "positions": pos})
         return td, [Variable("x", (n, n)), Variable("w", (1, n, n))]
 
-    def temporaries(self, td, refine=(), **options):
-        """Bytes of temporaries per position: none that grow with the scan for the streamed fixed-probe model
-        (whole-pixel positions, nothing refined: one block at a time), else about 16 x the data."""
-        pos = np.asarray(td.arrays["positions"])
-        if not refine and pos.dtype.kind in "fiu" and np.all(pos == np.rint(pos)):
-            return 0.0
-        data = td.arrays["data"]
-        return 16.0 * np.dtype(getattr(data, "dtype", float)).itemsize * int(np.prod(np.shape(data)[1:]))
+    def temporaries(self, td):
+        """Both models are streamed (one block of positions at a time): no temporaries grow with the scan."""
+        return 0.0
 
     def calibration(self, td):
         """Start values this term offers for refinement: its probe and scan positions."""

@@ -1,16 +1,20 @@
-__all__ = ["PtychographyModel"]
+__all__ = ["PtychographyModel", "PROBE_CACHE_BYTES"]
 
 import numpy as np
-from mmip_scanprobe import CalibrationLayout, ComplexCoupling, split_positions
-from pylops import LinearOperator
+from mmip_scanprobe import CalibrationLayout, ComplexCoupling, SubpixelShift, split_positions
 
-from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, interleaved_index, scatter_add, to_numpy
-from multimodal_ip.operators import NonlinearOperator
+from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, to_numpy
+from multimodal_ip.kernels import scatter_patches_
+from multimodal_ip.operators import Streamed
 
 from .far_field import extract_patches
 
 
-class PtychographyModel(NonlinearOperator):
+#: fixed sub-pixel positions: the shifted probes (J x Np x Np complex) are kept when smaller than this
+PROBE_CACHE_BYTES = 256 << 20
+
+
+class PtychographyModel(Streamed):
     r"""Far-field ptychography with sub-pixel positions and, optionally, the probe and positions as unknowns.
 
     .. math:: \Psi_j = F\big(P(\cdot - \delta_j) \odot S_{c_j} z\big),\quad z = x + i \textstyle\sum_e a_e w_e
@@ -47,7 +51,7 @@ class PtychographyModel(NonlinearOperator):
     """
 
     def __init__(self, probe, positions_px, object_shape, n_elements, refine=(), coefficients=None,
-                 dtype="float64", name=None):
+                 dtype="float64", name=None, block=None):
         self.object_shape = tuple(int(s) for s in object_shape)
         self.window = tuple(int(s) for s in probe.shape)
         ncp = get_array_module(probe)
@@ -59,7 +63,9 @@ class PtychographyModel(NonlinearOperator):
         self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window)
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype)
         self.refine = self.layout.refine
-        self._fixed = None  # (probe, shifted probes, shift) once computed, when nothing is refined
+        # fixed sub-pixel positions and probe: the shifted probes are computed once and kept when they take less
+        # than PROBE_CACHE_BYTES (else each block shifts its probes again: one more batched FFT per block)
+        self._fixed = None
         # even windows: fftshift(fft2(a)) = fft2(C a) and ifft2(ifftshift(b)) = C ifft2(b) with the checkerboard
         # C = (-1)^(r+c); folding C into the probes and patches skips the two shifted copies of every batch
         self.checker = None
@@ -68,30 +74,7 @@ class PtychographyModel(NonlinearOperator):
             self.checker = ncp.asarray((-1.0) ** grid, dtype=np.dtype(dtype))
         label = "+".join(("object", *self.refine))
         super().__init__(dims=(self.layout.size,), dimsd=(len(self.positions), *self.window), dtype=dtype,
-                         dtyped=cdtype, name=name or f"PtychographyModel[{label}]")
-
-    def _state(self, v):
-        ncp = get_array_module(v)
-        v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
-        corners_np = self.corners
-        if "positions" in self.refine:
-            # the whole-pixel corners follow the refined positions (the Fourier shift stays within half a pixel;
-            # a shift of several pixels would wrap the probe around its window and misplace the minimum)
-            corners_np = split_positions(to_numpy(self.layout.split(v)[2]), self.object_shape, self.window,
-                                         strict=False)[0]
-        if self.refine or self._fixed is None:
-            main, probe, probes, shift = self.layout.probes(v, self.probe, corners_np, self.fractions, self.dtyped)
-            probes = self.fold(probes if shift is not None else probe[None])
-            if not self.refine:  # fixed probe and positions: the shifted probes are computed once
-                self._fixed = (probe, probes, shift)
-        else:
-            main = self.layout.split(v)[0]
-            probe, probes, shift = self._fixed
-        z = self.coupling.matvec(main).reshape(self.object_shape)
-        corners = ncp.asarray(corners_np)
-        patches = extract_patches(z, corners, self.window)
-        # "probes" carry the checkerboard on even windows: transform() and its adjoint then need no shifts
-        return {"probe": probe, "probes": probes, "shift": shift, "corners": corners, "patches": patches, "xp": ncp}
+                         dtyped=cdtype, name=name or f"PtychographyModel[{label}]", block=block)
 
     def fold(self, a):
         """``a`` times the checkerboard (even windows), else ``a``."""
@@ -99,81 +82,107 @@ class PtychographyModel(NonlinearOperator):
 
     def transform(self, a):
         """The centred far-field transform of a batch that already carries the checkerboard (even windows)."""
-        return fft2c(a) if self.checker is None else fft2(a)
+        return fft2c(a) if self.checker is None else fft2(a, overwrite_x=True)
 
     def transform_adjoint(self, b):
         """``ifft2c`` without the checkerboard (even windows: fold it into what multiplies the result)."""
-        return ifft2c(b) if self.checker is None else ifft2(b)
+        return ifft2c(b) if self.checker is None else ifft2(b, overwrite_x=True)
 
-    def _forward(self, v):
-        s = self._state(v)
-        return self.transform(s["probes"] * s["patches"])
+    # ---- streamed evaluation (multimodal_ip.operators.Streamed) -------------------------------------------------
+    def stream_prepare(self, v):
+        ncp = get_array_module(v)
+        v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
+        main, current, positions = self.layout.split(v)
+        corners = self.corners
+        fractions = self.fractions
+        if positions is not None:
+            # the whole-pixel corners follow the refined positions (the Fourier shift stays within half a pixel;
+            # a shift of several pixels would wrap the probe around its window and misplace the minimum)
+            corners = split_positions(to_numpy(positions), self.object_shape, self.window, strict=False)[0]
+            fractions = to_numpy(positions) - corners
+        probe = self.probe if current is None else current
+        shift = None
+        if positions is not None or np.any(fractions != 0):
+            shift = SubpixelShift(fractions, self.window, xp=ncp, dtype=self.dtyped)
+        z = self.coupling.matvec(main).reshape(self.object_shape)
+        cached = None
+        if shift is not None and not self.refine:
+            if self._fixed is None and len(self.positions) * np.prod(self.window) * self.dtyped.itemsize \
+                    <= PROBE_CACHE_BYTES:
+                self._fixed = self.fold(shift(probe))
+            cached = self._fixed
+        return {"z": z, "probe": probe, "folded": self.fold(probe)[None], "shift": shift, "cached": cached,
+                "corners": corners, "probe_hat": fft2(probe) if shift is not None else None, "xp": ncp}
 
-    def _linearize(self, v):
-        s = self._state(v)
-        return self.transform(s["probes"] * s["patches"]), _PtychographyJacobian(self, s)
+    def _probes(self, s, rows):
+        """The probes of positions ``rows`` (checkerboard folded): one shared probe, or shifted per position."""
+        if s["shift"] is None:
+            return s["folded"]
+        if s["cached"] is not None:
+            return s["cached"][rows]
+        return self.fold(s["shift"].subset(rows)(s["probe"]))
 
-    def _jacobian(self, v):
-        return self._linearize(v)[1]
+    def _patches(self, s, a, rows):
+        return extract_patches(a, s["xp"].asarray(s["corners"][rows]), self.window)
 
+    def stream_tangent(self, state, dv):
+        dv = dv.astype(self.dtype, copy=False)
+        main, dprobe, dpos = self.layout.split(dv)
+        dz = self.coupling.matvec(main).reshape(self.object_shape)
+        return dz, dprobe, None if dpos is None else state["xp"].asarray(dpos, dtype=self.dtype)
 
-class _PtychographyJacobian(LinearOperator):
-    def __init__(self, model, state):
-        self.m, self.s = model, state
-        self.dtype_in = model.dtype  # real input, complex output (pylops keeps one dtype)
+    def stream_forward(self, state, rows):
+        return self.transform(self._probes(state, rows) * self._patches(state, state["z"], rows))
+
+    def stream_jvp(self, state, tangent, rows):
+        dz, dprobe, dpos = tangent
+        dpsi = self._probes(state, rows) * self._patches(state, dz, rows)
+        if dprobe is not None or dpos is not None:
+            patches = self.fold(self._patches(state, state["z"], rows))
+            if state["shift"] is None:  # whole-pixel positions, not refined: only the probe can move
+                dpsi += dprobe[None] * patches
+            else:
+                shift = state["shift"].subset(rows)
+                dpsi += shift.perturbation(state["probe_hat"], dprobe, None if dpos is None else dpos[rows]) * patches
+        return self.transform(dpsi)
+
+    def stream_accumulator(self, state):
         ncp = state["xp"]
-        rows = state["corners"][:, 0, None, None] + ncp.arange(model.window[0])[None, :, None]
-        cols = state["corners"][:, 1, None, None] + ncp.arange(model.window[1])[None, None, :]
-        flat = rows * model.object_shape[1] + cols
-        self.index = interleaved_index(flat) if ncp is np else flat
-        # spectrum of the probe, for the probe/position parts of the products (one batched FFT each way)
-        self.probe_hat = fft2(state["probe"]) if model.refine and state["shift"] is not None else None
-        self._patches = None
-        super().__init__(dtype=model.dtyped, dims=model.dims, dimsd=model.dimsd, clinear=False,
-                         name=f"J({model.name})")
+        return {"z": ncp.zeros(self.object_shape, dtype=self.dtyped),
+                "probe": ncp.zeros(self.window, dtype=self.dtyped) if "probe" in self.refine else None,
+                "positions": ncp.zeros((len(self.positions), 2), dtype=self.dtype)
+                if "positions" in self.refine else None}
 
-    def _matvec(self, dv):
-        m, s = self.m, self.s
-        dv = dv.astype(m.dtype, copy=False)
-        main, dprobe, dpos = m.layout.split(dv)
-        dz = m.coupling.matvec(main).reshape(m.object_shape)
-        dpsi = s["probes"] * extract_patches(dz, s["corners"], m.window)
-        if s["shift"] is None:  # whole-pixel positions, not refined: only the probe can move
-            if dprobe is not None:
-                dpsi += dprobe[None] * self.patches()
-        elif dprobe is not None or dpos is not None:
-            dpos = None if dpos is None else s["xp"].asarray(dpos, dtype=m.dtype)
-            dpsi += s["shift"].perturbation(self.probe_hat, dprobe, dpos) * self.patches()
-        return m.transform(dpsi).ravel()
+    def stream_vjp(self, state, rows, g, acc) -> None:
+        ncp = state["xp"]
+        b = self.transform_adjoint(g)
+        corners = state["corners"][rows]
+        probes = self._probes(state, rows)
+        if len(probes) == 1:  # one probe for every position: multiplied while adding
+            # (the scatter may overwrite what it adds: a copy when b is still needed for the probe/positions)
+            scatter_patches_(acc["z"], b.copy() if self.refine else b, probes[0].conj(), corners[:, 0], corners[:, 1])
+        else:
+            scatter_patches_(acc["z"], ncp.conjugate(probes) * b, None, corners[:, 0], corners[:, 1])
+        if not self.refine:
+            return
+        patches = self._patches(state, state["z"], rows)
+        if state["shift"] is None:  # the probe alone: sum_j conj(patch_j) b_j, without a batch temporary
+            acc["probe"] += self.fold(_sum_conj_product(patches, b))
+            return
+        q = ncp.conjugate(patches)  # conj(patches) C b: the checkerboard applied in place
+        q *= b
+        if self.checker is not None:
+            q *= self.checker
+        gprobe, gpos = state["shift"].subset(rows).gradients(state["probe_hat"], q, shared="probe" in self.refine,
+                                                             shifts="positions" in self.refine)
+        if gprobe is not None:
+            acc["probe"] += gprobe
+        if gpos is not None:
+            acc["positions"][rows] = gpos
 
-    def patches(self):
-        """The patches with the checkerboard folded in, made on first use (probe/position parts only)."""
-        if self._patches is None:
-            self._patches = self.m.fold(self.s["patches"])
-        return self._patches
-
-    def _rmatvec(self, r):
-        m, s = self.m, self.s
-        b = m.transform_adjoint(r.reshape(m.dimsd))
-        ncp = s["xp"]
-        if s["shift"] is None:  # one probe: its conjugate is small
-            back = b * s["probes"].conj()
-        else:  # one probe per position: conjugate into a new array, multiply in place (one batch, not two)
-            back = ncp.conjugate(s["probes"])
-            back *= b
-        gz = scatter_add(self.index, back, int(np.prod(m.object_shape)))
-        main = m.coupling.rmatvec(gz)
-        gprobe = gpos = None
-        if s["shift"] is None and m.refine:  # the probe alone: sum_j conj(patch_j) b_j, without a batch temporary
-            gprobe = m.fold(_sum_conj_product(s["patches"], b))
-        elif m.refine:
-            q = ncp.conjugate(s["patches"])  # conj(patches) C b: the checkerboard applied in place
-            q *= b
-            if m.checker is not None:
-                q *= m.checker
-            gprobe, gpos = s["shift"].gradients(self.probe_hat, q, shared="probe" in m.refine,
-                                                shifts="positions" in m.refine)
-        return m.layout.join(main, gprobe, gpos)
+    def stream_finish(self, state, acc):
+        main = self.coupling.rmatvec(acc["z"].ravel())
+        return self.layout.join(main, acc["probe"], acc["positions"])
 
 
 def _sum_conj_product(a, b):

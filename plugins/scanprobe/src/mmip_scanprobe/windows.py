@@ -84,6 +84,14 @@ class SubpixelShift:
         self.r0 = xp.exp(-2j * np.pi * frac[:, 0, None, None] * self.k0).astype(dtype)
         self.r1 = xp.exp(-2j * np.pi * frac[:, 1, None, None] * self.k1).astype(dtype)
 
+    def subset(self, rows):
+        """The shift of positions ``rows`` only (a slice): the same ramps, no copies."""
+        import copy
+
+        out = copy.copy(self)
+        out.r0, out.r1 = self.r0[rows], self.r1[rows]
+        return out
+
     def _ramped(self, spectrum, conj=False):
         out = spectrum * (self.r0.conj() if conj else self.r0)
         out *= self.r1.conj() if conj else self.r1
