@@ -12,8 +12,11 @@ from multimodal_ip.errors import ShapeError
 
 def full_grid_positions(object_shape, kernel_shape):
     """Top-left corners of windows centred on every object pixel (the paper's full-grid XRF)."""
-    r, c = np.meshgrid(np.arange(object_shape[0]), np.arange(object_shape[1]), indexing="ij")
-    return np.stack([r.ravel() - kernel_shape[0] // 2, c.ravel() - kernel_shape[1] // 2], axis=1).astype(float)
+    n0, n1 = (int(s) for s in object_shape)
+    out = np.empty((n0, n1, 2))  # written in place: no index grids as large as the result
+    out[..., 0] = (np.arange(n0) - kernel_shape[0] // 2)[:, None]
+    out[..., 1] = (np.arange(n1) - kernel_shape[1] // 2)[None, :]
+    return out.reshape(-1, 2)
 
 
 class FluorescenceMap(LinearOperator):
@@ -51,17 +54,8 @@ class FluorescenceMap(LinearOperator):
         if pos.ndim != 2 or pos.shape[1] != 2 or len(pos) == 0:
             msg = f"positions must have shape (J, 2) with J >= 1; got {pos.shape}"
             raise ShapeError(msg)
-        ipos = np.rint(pos).astype(np.int64)
-        if np.any(np.abs(pos - ipos) > 1e-6) or not np.all(np.isfinite(pos)):
-            msg = "fluorescence positions must be finite whole pixels"
-            raise ShapeError(msg)
         n0, n1 = self.object_shape
-        bad = (ipos[:, 0] < -(kh - 1)) | (ipos[:, 0] > n0 - 1) | (ipos[:, 1] < -(kw - 1)) | (ipos[:, 1] > n1 - 1)
-        if np.any(bad):
-            j = int(np.flatnonzero(bad)[0])
-            msg = (f"positions[{j}] = {tuple(int(v) for v in ipos[j])}: the {kh}x{kw} window does not touch the "
-                   f"{n0}x{n1} object")
-            raise ShapeError(msg)
+        ipos = _whole_pixels(pos, (kh, kw), (n0, n1))
         j_count = len(ipos)
         self.stacked = self.kernel.ndim == 3
         if self.stacked and self.kernel.shape[0] != j_count:
@@ -70,7 +64,8 @@ class FluorescenceMap(LinearOperator):
         # index into the 'full' correlation / padded object, of shape (n0 + kh - 1, n1 + kw - 1)
         self.full_shape = (n0 + kh - 1, n1 + kw - 1)
         self.grid = _raster(ipos)  # a raster scan (the full grid) reads a slice: no index arrays
-        flat = None if self.grid is not None else (ipos[:, 0] + kh - 1) * self.full_shape[1] + (ipos[:, 1] + kw - 1)
+        flat = None if self.grid is not None else \
+            (ipos[:, 0].astype(np.int64) + kh - 1) * self.full_shape[1] + (ipos[:, 1] + kw - 1)
         self.full_index = None if flat is None else ncp.asarray(flat)
         if method == "auto":
             fft_cost = 6.0 * np.prod(self.full_shape) * np.log2(np.prod(self.full_shape))
@@ -83,7 +78,7 @@ class FluorescenceMap(LinearOperator):
             raise ValueError(msg)
         self.method = method
         self._spectra = None  # the kernel's FFTs, computed on first use (method "fft")
-        self.positions = ncp.asarray(ipos) if method == "gather" else None  # the FFT method reads full_index/grid
+        self.positions = ncp.asarray(ipos, dtype=np.int64) if method == "gather" else None  # the FFT method reads full_index/grid
         super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
 
     def _kernel_spectra(self):
@@ -201,3 +196,25 @@ def _raster(ipos):
     ok = np.array_equal(grid[:, 0, 0], np.arange(r0, r0 + nr)) and np.all(grid[:, :, 0] == grid[:, :1, 0]) and \
         np.array_equal(grid[0, :, 1], np.arange(c0, c0 + nc)) and np.all(grid[:, :, 1] == grid[:1, :, 1])
     return ((r0, c0), (nr, nc)) if ok else None
+
+
+def _whole_pixels(pos, window, object_shape, chunk=1 << 20):
+    """``pos`` as whole-pixel corners (int32 where they fit), checked a million positions at a time (a full-grid
+    scan has one position per object pixel: whole-array temporaries would be several times the positions)."""
+    kh, kw = window
+    n0, n1 = object_shape
+    ipos = np.empty(pos.shape, dtype=np.int32 if max(n0 + kh, n1 + kw) < 2**30 else np.int64)
+    for s in range(0, len(pos), chunk):
+        p = np.asarray(pos[s : s + chunk], dtype=float)
+        r = np.rint(p)
+        if not np.all(np.isfinite(p)) or np.any(np.abs(p - r) > 1e-6):
+            msg = "fluorescence positions must be finite whole pixels"
+            raise ShapeError(msg)
+        bad = (r[:, 0] < -(kh - 1)) | (r[:, 0] > n0 - 1) | (r[:, 1] < -(kw - 1)) | (r[:, 1] > n1 - 1)
+        if np.any(bad):
+            j = int(np.flatnonzero(bad)[0])
+            msg = (f"positions[{s + j}] = {tuple(int(v) for v in r[j])}: the {kh}x{kw} window does not touch the "
+                   f"{n0}x{n1} object")
+            raise ShapeError(msg)
+        ipos[s : s + chunk] = r
+    return ipos
