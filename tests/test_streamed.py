@@ -99,9 +99,13 @@ def test_fused_kernels_match_numpy(monkeypatch, dtype):
         out[flag] = (amplitude_misfit_(yy, d, 0.3), yy, acc)
     ref_val = float(np.sum((np.abs(y) - np.sqrt(np.maximum(d, 0))) ** 2))
     tol = 1e-5 if dtype == np.float32 else 1e-12
+    ref_acc = np.zeros((12, 12), cdt)
+    for k, (r, c) in enumerate(zip([0, 4, 2], [1, 0, 4], strict=True)):
+        ref_acc[r : r + 8, c : c + 8] += y[k] * y[2].conj()
     for val, grad, acc in out.values():
         assert val == pytest.approx(ref_val, rel=tol)
         assert np.all(grad[0, 0, :3] == 0)
+        np.testing.assert_allclose(acc, ref_acc, rtol=tol, atol=tol)
     np.testing.assert_allclose(out["1"][1], out["0"][1], rtol=tol, atol=tol)
     np.testing.assert_allclose(out["1"][2], out["0"][2], rtol=tol, atol=tol)
     monkeypatch.setenv("MMIP_NUMBA", "0")

@@ -78,7 +78,8 @@ class FluorescenceMap(LinearOperator):
             raise ValueError(msg)
         self.method = method
         self._spectra = None  # the kernel's FFTs, computed on first use (method "fft")
-        self.positions = ncp.asarray(ipos, dtype=np.int64) if method == "gather" else None  # the FFT method reads full_index/grid
+        # the FFT method reads full_index or grid
+        self.positions = ncp.asarray(ipos, dtype=np.int64) if method == "gather" else None
         super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
 
     def _kernel_spectra(self):

@@ -9,7 +9,6 @@ from multimodal_ip.operators import Streamed
 
 from .far_field import extract_patches
 
-
 #: fixed sub-pixel positions: the shifted probes (J x Np x Np complex) are kept when smaller than this
 PROBE_CACHE_BYTES = 256 << 20
 
