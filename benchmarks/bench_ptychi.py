@@ -4,7 +4,8 @@
     python benchmarks/bench_ptychi.py [--n 1306 --np 128 --step 37] [--epochs 5] [--dtype float32]
 
 pty-chi is not a dependency of this project: ``--install`` creates its own virtual environment
-(``benchmarks/.ptychi-venv``, or ``--venv``) with ``torch==2.13.0`` (a CPU build) and ``ptychi``, and each pty-chi
+(``benchmarks/.ptychi-venv``, or ``--venv``) with ``torch==2.14.1``, ``torchvision==0.29.1`` and ``ptychi``,
+and each pty-chi
 engine runs there in a subprocess on the same file. The data: ``mmip simulate phantom`` at the given size (3 %
 noise), the true probe, positions and probe fixed (object only), so both sides solve the same problem.
 
@@ -67,7 +68,8 @@ print(json.dumps({"engine": engine, "epochs": epochs, "s_per_epoch": elapsed / e
 def install(venv: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "torch==2.13.0", "ptychi"], check=True)
+    # torchvision (pty-chi imports it) must match torch: this pair installs together (a CUDA build that runs on the CPU)
+    subprocess.run([*pip, "torch==2.14.1", "torchvision==0.29.1", "ptychi"], check=True)
 
 
 def ours(path, epochs, dtype):

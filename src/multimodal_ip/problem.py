@@ -146,7 +146,10 @@ class _Restriction(LinearOperator):
 
     def _matvec(self, v):
         ncp = get_array_module(v)
-        out = ncp.concatenate([v[s] for s in self.slices]) if len(self.slices) > 1 else v[self.slices[0]]
+        contiguous = all(a.stop == b.start for a, b in zip(self.slices, self.slices[1:]))
+        # adjacent variables in packing order are one view (no copy of the term's whole input)
+        out = v[self.slices[0].start : self.slices[-1].stop] if contiguous else \
+            ncp.concatenate([v[s] for s in self.slices])
         if self.complex_single:
             out = ncp.ascontiguousarray(out).view(self.cdtype)
         return out
@@ -156,12 +159,20 @@ class _Restriction(LinearOperator):
         if self.complex_single:
             u = ncp.ascontiguousarray(u.astype(self.cdtype, copy=False)).view(real_dtype(self.cdtype))
         out = ncp.zeros(self.space.size, dtype=u.real.dtype)
+        self.add_rmatvec(out, u)
+        return out
+
+    def add_rmatvec(self, out, u) -> None:
+        """``out += R^T u`` in place (no joint-sized temporary)."""
+        if self.complex_single:
+            ncp = get_array_module(u)
+            u = ncp.ascontiguousarray(u.astype(self.cdtype, copy=False)).view(real_dtype(self.cdtype))
+        u = u.ravel()
         start = 0
         for s in self.slices:
             n = s.stop - s.start
-            out[s] = u[start : start + n].real
+            out[s] += u[start : start + n].real
             start += n
-        return out
 
 
 @dataclass
@@ -409,7 +420,11 @@ class JointProblem:
             objectives[t.name] = objectives.get(t.name, 0.0) + t.weight * val
             if held is not None:
                 validation[t.name] = validation.get(t.name, 0.0) + t.weight * held
-            grad += t.weight * self._restrictions[i].rmatvec(gu.ravel()).real
+            gu = gu.ravel()
+            if t.weight != 1.0:  # scaled in place when the gradient is a fresh array (not a view of the input)
+                gu = gu * t.weight if ncp.may_share_memory(gu, v) or not getattr(gu.flags, "writeable", True) \
+                    else _scale(gu, t.weight)
+            self._restrictions[i].add_rmatvec(grad, gu)
             del gu  # nothing of a part is kept: memory holds one part's temporaries at a time
         if self.regularizers:
             arrays = self.space.unpack(v)
@@ -517,6 +532,11 @@ class _StreamState(LinearOperator):
 
     def _rmatvec(self, g):
         return self.whole.rmatvec(g)
+
+
+def _scale(a, w):
+    a *= w
+    return a
 
 
 class _LazyCurvature:
