@@ -564,12 +564,9 @@ def balanced_weights(problem: JointProblem, v0, reference: str, c: float) -> dic
     if reference not in problem.term_names:
         msg = f"reference term {reference!r} not in problem; terms: {', '.join(problem.term_names)}"
         raise UnknownVariableError(msg)
-    unit = problem.with_weights(dict.fromkeys(problem.term_names, 1.0))
-    grads = unit.term_gradients(v0)
+    unit = problem.with_weights(dict.fromkeys(problem.term_names, 1.0)).with_regularizers(())
     ncp = get_array_module(v0)
-    gref = float(ncp.linalg.norm(grads[reference]))
-    out = {}
-    for name, g in grads.items():
-        gn = float(ncp.linalg.norm(g))
-        out[name] = 1.0 if name == reference else (c * gref / gn if gn > 0 else 1.0)
-    return out
+    # one term's gradient at a time (each is as large as the unknowns): only its norm is kept
+    norms = {name: float(ncp.linalg.norm(unit.with_terms([name]).gradient(v0))) for name in unit.term_names}
+    gref = norms[reference]
+    return {name: 1.0 if name == reference else (c * gref / gn if gn > 0 else 1.0) for name, gn in norms.items()}

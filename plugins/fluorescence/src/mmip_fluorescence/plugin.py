@@ -127,7 +127,7 @@ class Fluorescence:
         else:
             msg = f"fluorescence loss must be 'least-squares' or 'poisson'; got {loss!r}"
             raise ConfigError(msg)
-        return DataTerm(op, xp.asarray(data.astype(dtype)), lossfn, 1.0, (*self.inputs, *refine), td.name)
+        return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), lossfn, 1.0, (*self.inputs, *refine), td.name)
 
     def conformance_cases(self, rng):
         for n, k, ne, method in ((7, 3, 1, "gather"), (9, 4, 2, "fft"), (6, 5, 3, "auto")):

@@ -139,7 +139,7 @@ class Ptychography:
             msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
             raise ConfigError(msg)
         inputs = (*self.inputs, *getattr(op, "refine", ()))
-        return DataTerm(op, xp.asarray(data.astype(dtype)), lossfn, 1.0, inputs, td.name)
+        return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), lossfn, 1.0, inputs, td.name)
 
     def conformance_cases(self, rng):
         for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):

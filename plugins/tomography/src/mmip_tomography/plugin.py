@@ -127,7 +127,7 @@ class _Tomography:
         return data
 
     def _term(self, td, op, data, xp, dtype, loss, photon_weighted):
-        return DataTerm(op, xp.asarray(data.astype(dtype)), self._loss(td, loss, photon_weighted), 1.0, self.inputs,
+        return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), self._loss(td, loss, photon_weighted), 1.0, self.inputs,
                         td.name)
 
     def _matrix(self, td, shape, dtype, key="matrix"):
