@@ -102,6 +102,7 @@ class DataTerm:
             val += v
             held = h if held is None else held + h
             op.stream_vjp(state, rows, g, acc)
+        state = op.stream_release(state)  # e.g. the complex object: freed before the finishing adjoint allocates
         return val, op.stream_finish(state, acc), held
 
     def objective_input(self, u) -> float:

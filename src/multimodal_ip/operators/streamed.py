@@ -73,6 +73,11 @@ class Streamed(NonlinearOperator):
         """:math:`J_S^H` of the accumulated shared gradient: the gradient in the input ``u``."""
         raise NotImplementedError
 
+    def stream_release(self, state):
+        """What :meth:`stream_finish` still needs of ``state`` once every block is done (default: all of it); the
+        rest (e.g. the complex object) is freed before the finishing adjoint runs."""
+        return state
+
     # ---- blocks ------------------------------------------------------------------------
     def block_for_bytes(self, target: int) -> int:
         """Rows per block so that one block's temporaries stay under ``target`` bytes."""
@@ -175,6 +180,9 @@ class StreamedAfter(Streamed):
 
     def stream_vjp(self, state, rows, g, acc) -> None:
         self.left.stream_vjp(state[2], rows, g, acc)
+
+    def stream_release(self, state):
+        return None, state[1], self.left.stream_release(state[2])
 
     def stream_finish(self, state, acc):
         _, jac, inner = state

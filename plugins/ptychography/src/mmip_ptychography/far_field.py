@@ -175,5 +175,8 @@ class StreamedFarField(Streamed):
         back = ifft2(g, overwrite_x=True) if self.even else ifft2c(g)
         scatter_patches_(acc, back, self.probe_conj, self.rows[rows], self.cols[rows])
 
+    def stream_release(self, state):
+        return None  # the object is not needed to finish
+
     def stream_finish(self, state, acc):
         return acc

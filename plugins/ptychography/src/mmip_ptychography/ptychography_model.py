@@ -179,6 +179,9 @@ class PtychographyModel(Streamed):
         if gpos is not None:
             acc["positions"][rows] = gpos
 
+    def stream_release(self, state):
+        return None  # finishing reads the accumulators only
+
     def stream_finish(self, state, acc):
         main = self.coupling.rmatvec(acc["z"].ravel())
         return self.layout.join(main, acc["probe"], acc["positions"])

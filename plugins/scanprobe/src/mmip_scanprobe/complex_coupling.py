@@ -54,9 +54,15 @@ class ComplexCoupling(LinearOperator):
         x = v[: self.npix]
         w = v[self.npix :].reshape(self.ne, self.npix)
         coef = ncp.asarray(self.coefficients, dtype=v.dtype)
-        return x + 1j * (coef @ w)
+        out = ncp.empty(self.npix, dtype=complex_dtype(v.dtype))  # written in place: no complex temporaries
+        out.real = x
+        out.imag = coef @ w
+        return out
 
     def _rmatvec(self, r):
         ncp = get_array_module(r)
         coef = ncp.asarray(self.coefficients, dtype=r.real.dtype)
-        return ncp.concatenate([r.real, (coef[:, None] * r.imag[None, :]).ravel()])
+        out = ncp.empty(self.npix * (1 + self.ne), dtype=r.real.dtype)
+        out[: self.npix] = r.real
+        ncp.multiply(coef[:, None], r.imag[None, :], out=out[self.npix :].reshape(self.ne, self.npix))
+        return out
