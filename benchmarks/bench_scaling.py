@@ -8,7 +8,8 @@ streamed) + full-grid fluorescence problem on a square raster of J positions (st
 n = (sqrt(J) - 1) step + Np), simulates noise-free data block by block, then times one joint objective + gradient
 (best of ``--repeat`` after a warm-up) and the **FFT floor** in the same process: the forward and inverse FFT of
 all J patterns (complex, the run's precision), in batches of at most 256 patterns (the same work as one batch,
-without a 2 x J x Np x Np allocation that would not fit at large J), timed after the peak RSS is read. ``--lbfgs N`` then runs N L-BFGS iterations.
+without a 2 x J x Np x Np allocation that would not fit at large J), timed after the peak RSS is read.
+``--lbfgs N`` then runs N L-BFGS iterations.
 Reported: data bytes (diffraction + fluorescence, in the run's precision), peak RSS, their ratio.
 """
 
@@ -49,6 +50,7 @@ def build(j, npx, step, dtype):
     kernel = (np.abs(probe) ** 2).astype(dtype)
     fop = FluorescenceMap(kernel, full_grid_positions((n, n), kernel.shape), (n, n), 1, dtype=dtype)
     counts = (fop @ truth[n * n :]).reshape(1, -1).astype(dtype)
+    del truth  # the simulation's truth is not part of a reconstruction's memory
     terms = [DataTerm(op, intens, Amplitude(scale=1 / len(pos)), 1.0, ("x", "w"), "ptychography"),
              DataTerm(Linear(fop), counts, LeastSquares(), 1.0, ("w",), "fluorescence")]
     problem = JointProblem(space, terms)
@@ -142,7 +144,12 @@ def plot(source, target):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in open(source) if line.strip()]
+    latest = {}  # a size measured again replaces its earlier row
+    for line in open(source):
+        if line.strip():
+            r = json.loads(line)
+            latest[(r["J"], r["Np"], r["dtype"], "lbfgs_s" in r)] = r
+    rows = list(latest.values())
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for (npx, dtype) in sorted({(r["Np"], r["dtype"]) for r in rows}):
         sel = sorted((r for r in rows if r["Np"] == npx and r["dtype"] == dtype and "lbfgs_s" not in r),

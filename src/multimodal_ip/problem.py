@@ -156,10 +156,7 @@ class _Restriction(LinearOperator):
         return out
 
     def _rmatvec(self, u):
-        ncp = get_array_module(u)
-        if self.complex_single:
-            u = ncp.ascontiguousarray(u.astype(self.cdtype, copy=False)).view(real_dtype(self.cdtype))
-        out = ncp.zeros(self.space.size, dtype=u.real.dtype)
+        out = get_array_module(u).zeros(self.space.size, dtype=u.real.dtype)
         self.add_rmatvec(out, u)
         return out
 

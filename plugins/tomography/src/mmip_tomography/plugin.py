@@ -127,8 +127,8 @@ class _Tomography:
         return data
 
     def _term(self, td, op, data, xp, dtype, loss, photon_weighted):
-        return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), self._loss(td, loss, photon_weighted), 1.0, self.inputs,
-                        td.name)
+        return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), self._loss(td, loss, photon_weighted), 1.0,
+                        self.inputs, td.name)
 
     def _matrix(self, td, shape, dtype, key="matrix"):
         return td.array(key, shape=shape, dtype_kind="fiu").astype(dtype) if key in td.arrays else None
