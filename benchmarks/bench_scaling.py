@@ -22,6 +22,7 @@ import sys
 import time
 
 import numpy as np
+from _timing import best
 
 
 def build(j, npx, step, dtype):
@@ -66,16 +67,6 @@ def floor(j, npx, dtype):
     for s in range(0, j, 256):
         a = np.ones((min(256, j - s), npx, npx), cdt)
         ifft2(fft2(a))
-
-
-def best(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def one(args):

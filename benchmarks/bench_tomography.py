@@ -13,18 +13,10 @@ import os
 import resource
 import time
 
+from _timing import best
 from mmip_tomography.simulate import simulate
 
 from multimodal_ip.io import build_problem
-
-
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():
@@ -43,7 +35,6 @@ def main():
     xrf, trans = (problem.terms[problem.term_names.index(n)].operator for n in ("xrf", "transmission"))
     v = problem.start(0.5)
     w = problem.space.unpack(v)["w"]
-    problem.value_and_gradient(v)  # warm: caches, page faults of the first call
     total = best(lambda: problem.value_and_gradient(v), args.repeat)
     samples = xrf.sampling.forward(w)
     rays = trans.radon.forward(w[0])
