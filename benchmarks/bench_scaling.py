@@ -146,10 +146,11 @@ def plot(source, target):
         sel = sorted((r for r in rows if r["Np"] == npx and r["dtype"] == dtype and "lbfgs_s" not in r),
                      key=lambda r: r["J"])
         js = [r["J"] for r in sel]
-        a.loglog(js, [r["joint_s"] for r in sel], "o-", label=f"joint obj+grad, Np={npx}, {dtype}")
-        a.loglog(js, [r["floor_s"] for r in sel], "k:", alpha=0.6)
-        b.loglog(js, [r["peak_GB"] for r in sel], "o-", label=f"peak RSS, Np={npx}, {dtype}")
-        b.loglog(js, [r["bound_GB"] for r in sel], "--", alpha=0.6, label=f"1.5 x data + 1 GB, Np={npx}")
+        line = a.loglog(js, [r["joint_s"] for r in sel], "o-", label=f"joint obj+grad, Np={npx}, {dtype}")[0]
+        a.loglog(js, [r["floor_s"] for r in sel], ":", color=line.get_color(), alpha=0.7)
+        b.loglog(js, [r["peak_GB"] for r in sel], "o-", color=line.get_color(), label=f"peak RSS, Np={npx}, {dtype}")
+        b.loglog(js, [r["bound_GB"] for r in sel], "--", color=line.get_color(), alpha=0.5,
+                 label="1.5 x data + 1 GB (same colour)")
     a.set(xlabel="scan positions J", ylabel="seconds", title="one objective + gradient (dotted: FFT floor)")
     b.set(xlabel="scan positions J", ylabel="GB", title="peak memory of the process")
     a.legend(fontsize=7)
