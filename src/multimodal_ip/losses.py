@@ -75,7 +75,9 @@ class LeastSquares(Loss):
     def value_and_gradient(self, y, d):
         r = y - d
         ncp = get_array_module(r)
-        return 0.5 * self.scale * float(ncp.vdot(r, r).real), self.scale * r
+        value = 0.5 * self.scale * float(ncp.vdot(r, r).real)
+        r *= self.scale  # the residual becomes the gradient in place (no second data-sized array)
+        return value, r
 
     def elementwise(self, y, d):
         r = y - d

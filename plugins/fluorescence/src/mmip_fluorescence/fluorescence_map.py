@@ -83,12 +83,19 @@ class FluorescenceMap(LinearOperator):
         super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
 
     def _kernel_spectra(self):
-        """``(fft shape, spectrum of the flipped kernel, spectrum of the kernel)``: the kernel never changes, so its
-        two FFTs are taken once (the correlation per call is then one real FFT and one inverse; 3x faster than
+        """``(fft shape, phase ramps that flip the kernel, spectrum of the kernel)``: the kernel never changes, so its
+        FFT is taken once (the correlation per call is then one real FFT and one inverse; 3x faster than
         ``fftconvolve`` at n = 1306, kernel 128, measured)."""
         if self._spectra is None:
             shape = fast_shape(self.full_shape)  # >= n + k - 1: the cyclic correlation equals the linear one
-            self._spectra = (shape, rfft2(self.kernel[::-1, ::-1], shape), rfft2(self.kernel, shape))
+            spectrum = rfft2(self.kernel, shape)
+            # the flipped kernel's spectrum is conj(spectrum) times a separable phase ramp (the kernel is real): two
+            # small vectors instead of a second object-sized spectrum
+            ncp = get_array_module(spectrum)
+            kh, kw = self.kernel.shape[-2:]
+            r0 = ncp.exp(-2j * np.pi * ncp.arange(spectrum.shape[-2]) * (kh - 1) / shape[0]).astype(spectrum.dtype)
+            r1 = ncp.exp(-2j * np.pi * ncp.arange(spectrum.shape[-1]) * (kw - 1) / shape[1]).astype(spectrum.dtype)
+            self._spectra = (shape, (r0[:, None], r1[None, :]), spectrum)
         return self._spectra
 
     def _pick(self, full):
@@ -122,10 +129,16 @@ class FluorescenceMap(LinearOperator):
         w = w.reshape(self.dims)
         ncp = get_array_module(w)
         if self.method == "fft":
-            shape, flipped, _ = self._kernel_spectra()
+            shape, (r0, r1), kernel = self._kernel_spectra()
             spectrum = rfft2(w, shape)
-            spectrum *= flipped
-            return self._pick(irfft2(spectrum, shape)[:, : self.full_shape[0], : self.full_shape[1]]).ravel()
+            ncp.conjugate(spectrum, out=spectrum)  # W conj(K) = conj(conj(W) K): no conjugated copy of K
+            spectrum *= kernel
+            ncp.conjugate(spectrum, out=spectrum)
+            spectrum *= r0
+            spectrum *= r1
+            full = irfft2(spectrum, shape)
+            del spectrum  # object-sized temporaries freed as soon as they are used (at most two alive)
+            return self._pick(full[:, : self.full_shape[0], : self.full_shape[1]]).ravel()
         windows = self._windows(w)  # (Ne, J, kh, kw)
         if self.stacked:
             return ncp.einsum("ejab,jab->ej", windows, self.kernel).ravel()
@@ -164,13 +177,14 @@ class FluorescenceMap(LinearOperator):
         d = d.reshape(self.dimsd)
         ncp = get_array_module(d)
         if self.method == "fft":
-            g = self._place(d)
             shape, _, kernel = self._kernel_spectra()
-            spectrum = rfft2(g, shape)
+            spectrum = rfft2(self._place(d), shape)
             spectrum *= kernel
+            full = irfft2(spectrum, shape)
+            del spectrum  # object-sized temporaries freed as soon as they are used (at most two alive)
             kh, kw = self.kernel.shape[-2:]
             n0, n1 = self.object_shape
-            return ncp.ascontiguousarray(irfft2(spectrum, shape)[:, kh - 1 : kh - 1 + n0, kw - 1 : kw - 1 + n1]).ravel()
+            return ncp.ascontiguousarray(full[:, kh - 1 : kh - 1 + n0, kw - 1 : kw - 1 + n1]).ravel()
         kh, kw = self.kernel.shape[-2:]
         n0, n1 = self.object_shape
         pshape = (n0 + 2 * (kh - 1), n1 + 2 * (kw - 1))
