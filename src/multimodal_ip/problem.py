@@ -391,8 +391,15 @@ class JointProblem:
     def _term_input(self, i, v):
         return self._restrictions[i].matvec(v).reshape(self.terms[i].operator.dims)
 
+    def _precision(self, v):
+        """``v`` no wider than the unknowns' precision: a solver's trial point ``x + alpha * p`` with a numpy float64
+        ``alpha`` is float64 (NEP 50) and would silently run a float32 problem in float64. (A narrower ``v`` is
+        kept: a float32 point of a float64 space evaluates in float32, as its terms were built for.)"""
+        return v.astype(self.space.dtype) if v.dtype.itemsize > self.space.dtype.itemsize else v
+
     def objectives(self, v) -> dict:
         """Weighted value of each data term and regularizer, by name."""
+        v = self._precision(v)
         out: dict = {}
         for i, t in enumerate(self.terms):
             out[t.name] = out.get(t.name, 0.0) + t.weight * t.objective_input(self._term_input(i, v))
@@ -409,6 +416,7 @@ class JointProblem:
 
     def linearize(self, v) -> Linearization:
         """Objective, per-term objectives and gradient at ``v``, with a lazy Jacobian/GN operator."""
+        v = self._precision(v)
         ncp = get_array_module(v)
         grad = ncp.zeros_like(v)
         objectives: dict = {}

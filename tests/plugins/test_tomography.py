@@ -144,11 +144,15 @@ def test_cli_generic_commands_work_unchanged(tomo_file, tmp_path, capsys):
     assert (tmp_path / "rep").is_dir()
 
 
-def test_kill_then_resume_matches_uninterrupted(tmp_path, killed_and_resumed):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kill_then_resume_matches_uninterrupted(tmp_path, killed_and_resumed, dtype):
+    """Also in float32: the line search's float64 step length used to promote the iterate to float64 (NEP 50), so a
+    float32 run computed in float64 after its first step and a resumed one (from the float32 start) did not."""
     data = tmp_path / "d.h5"
     assert main(["simulate", "tomo-absorbing", "-o", str(data), "--n", "32", "--angles", "24", "--noise", "0.03"]) == 0
     full, resumed = killed_and_resumed([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data),
-                                        "--iterations", "150", "--checkpoint-every", "2"])
+                                        "--iterations", "150", "--checkpoint-every", "2", "--dtype", dtype])
+    assert full["variables"]["w"].dtype == np.dtype(dtype)
     np.testing.assert_array_equal(resumed["variables"]["w"], full["variables"]["w"])
     np.testing.assert_array_equal(resumed["history"]["objective"], full["history"]["objective"])
 

@@ -19,6 +19,9 @@ class _Cache:
         self.problem, self.lin = problem, None
 
     def __call__(self, x):
+        dtype = getattr(getattr(self.problem, "space", None), "dtype", x.dtype)
+        # scipy's trial points may come back in float64: no wider than the problem's (or the start's) precision
+        x = x.astype(dtype) if x.dtype.itemsize > np.dtype(dtype).itemsize else x
         if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
             self.lin = self.problem.linearize(x.copy())
         return self.lin
@@ -117,7 +120,7 @@ class LBFGS(Solver):
             if 0 < slope <= 1e-14 * abs(self.lin.objective):
                 return "first-order decrease below round-off of the objective"  # a convergence test, not a stall
             return stalled("line search found no acceptable step")
-        x_new = self.x + alpha * p
+        x_new = (self.x + alpha * p).astype(self.x.dtype, copy=False)  # the iterate keeps its precision
         lin_new = self.cache(x_new)
         s, y = x_new - self.x, lin_new.gradient - g
         if float(ncp.vdot(s, y)) > 1e-12 * float(ncp.vdot(y, y)):
