@@ -5,7 +5,7 @@ numba is optional (``pip install multimodal_ip[fast]``): without it, or with ``M
 run as in-place numpy with identical results to rounding. Measured gains are in docs/performance.md.
 """
 
-__all__ = ["use_numba", "amplitude_misfit_", "gather_exit_waves", "scatter_patches_"]
+__all__ = ["use_numba", "amplitude_misfit_", "scatter_patches_"]
 
 import os
 from typing import Any
@@ -75,20 +75,11 @@ def amplitude_misfit_(y, d, scale: float) -> float:
     return total
 
 
-def gather_exit_waves(z, probe, rows, cols, dtype):
-    """``out[k] = z[rows[k]:rows[k]+Np, cols[k]:cols[k]+Np] * probe`` for a block of whole-pixel corners (numpy;
-    one in-place multiply per position: as fast as a compiled loop, measured)."""
-    out = np.empty((len(rows), *probe.shape), dtype=dtype)
-    wr, wc = probe.shape
-    for k in range(len(rows)):
-        np.multiply(z[rows[k] : rows[k] + wr, cols[k] : cols[k] + wc], probe, out=out[k])
-    return out
-
-
 def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
     """``acc[rows[k]:+Np, cols[k]:+Np] += back[k] * probe_conj`` for every k of a block (``probe_conj`` ``None``:
-    ``back[k]`` alone; ``back`` may be overwritten). ``rows``, ``cols``: host integer arrays. numpy: one slice-add
-    per position (no index arrays); cupy: one ``scatter_add`` per block."""
+    ``back[k]`` alone; ``back`` may be overwritten). ``rows``, ``cols``: host integer arrays. numba: one compiled
+    pass; numpy without numba: one slice-add per position (overlapping windows rule out one fancy-indexed add, and
+    ``np.add.at`` is several times slower); cupy: one ``scatter_add`` per block."""
     if not isinstance(acc, np.ndarray):  # cupy: one scatter per block (the whole-scan index is never built)
         import cupyx
 

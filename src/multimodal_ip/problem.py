@@ -69,9 +69,11 @@ class DataTerm:
             return (*self.loss.value_and_gradient(y, self.data), None)
         return self.loss.split(y, self.data, self.holdout)
 
-    def fit_value(self, y) -> float:
-        """The unweighted loss at ``y`` over the values not held out (no gradient computed when nothing is)."""
-        return self.loss.value(y, self.data) if self.holdout is None else self.loss.split(y, self.data, self.holdout)[0]
+    def fit_value(self, y, rows=slice(None)) -> float:
+        """The unweighted loss at ``y`` (the prediction of output ``rows``, default all) over the values not held out
+        (no gradient computed when nothing is)."""
+        data = self.data[rows]
+        return self.loss.value(y, data) if self.holdout is None else self.loss.split(y, data, self.holdout[rows])[0]
 
     @property
     def streamed(self) -> bool:
@@ -111,12 +113,7 @@ class DataTerm:
             return self.fit_value(self.operator.forward(u))
         op: Any = self.operator
         state = op.stream_prepare(u)
-        out = 0.0
-        for rows in op.blocks():
-            y = op.stream_forward(state, rows)
-            out += self.loss.value(y, self.data[rows]) if self.holdout is None else \
-                self.loss.split(y, self.data[rows], self.holdout[rows])[0]
-        return out
+        return sum(self.fit_value(op.stream_forward(state, rows), rows) for rows in op.blocks())
 
     def gauss_newton_input(self, state, du):
         r""":math:`J^H M J\,du` of a streamed term at ``state`` (from ``operator.stream_prepare``), block by block:
@@ -248,7 +245,7 @@ class _GaussNewton(LinearOperator):
                 hu = term.gauss_newton_input(jac.state, du.reshape(term.operator.dims))
             else:
                 hu = jac.rmatvec(msqrt(msqrt(jac.matvec(du))))
-            out += sw**2 * restr.rmatvec(hu.ravel()).real
+            restr.add_rmatvec(out, sw**2 * hu.ravel())
         out = self.problem._freeze(out)
         for reg in self.problem.regularizers:
             if reg.is_smooth:
@@ -391,7 +388,7 @@ class JointProblem:
     def _term_input(self, i, v):
         return self._restrictions[i].matvec(v).reshape(self.terms[i].operator.dims)
 
-    def _precision(self, v):
+    def at_precision(self, v):
         """``v`` no wider than the unknowns' precision: a solver's trial point ``x + alpha * p`` with a numpy float64
         ``alpha`` is float64 (NEP 50) and would silently run a float32 problem in float64. (A narrower ``v`` is
         kept: a float32 point of a float64 space evaluates in float32, as its terms were built for.)"""
@@ -399,7 +396,7 @@ class JointProblem:
 
     def objectives(self, v) -> dict:
         """Weighted value of each data term and regularizer, by name."""
-        v = self._precision(v)
+        v = self.at_precision(v)
         out: dict = {}
         for i, t in enumerate(self.terms):
             out[t.name] = out.get(t.name, 0.0) + t.weight * t.objective_input(self._term_input(i, v))
@@ -416,7 +413,7 @@ class JointProblem:
 
     def linearize(self, v) -> Linearization:
         """Objective, per-term objectives and gradient at ``v``, with a lazy Jacobian/GN operator."""
-        v = self._precision(v)
+        v = self.at_precision(v)
         ncp = get_array_module(v)
         grad = ncp.zeros_like(v)
         objectives: dict = {}
@@ -530,8 +527,7 @@ class _StreamState(LinearOperator):
         super().__init__(dtype=self.whole.dtype, shape=self.whole.shape)
 
     def forward(self):
-        ncp = get_array_module(self.state[0] if isinstance(self.state, tuple) else self.state)
-        return ncp.concatenate([self.op.stream_forward(self.state, b) for b in self.op.blocks()])
+        return self.op.stream_whole(self.state)
 
     def _matvec(self, du):
         return self.whole.matvec(du)

@@ -79,34 +79,35 @@ class Streamed(NonlinearOperator):
         return state
 
     # ---- blocks ------------------------------------------------------------------------
+    def _rows_for_bytes(self, target: int, arrays: int = 1) -> int:
+        row_bytes = int(np.prod(self.dimsd[1:])) * self.dtyped.itemsize * arrays
+        return max(1, int(target) // max(row_bytes, 1))
+
     def block_for_bytes(self, target: int) -> int:
         """Rows per block so that one block's temporaries stay under ``target`` bytes."""
-        row_bytes = int(np.prod(self.dimsd[1:])) * self.dtyped.itemsize * BLOCK_TEMPORARIES
-        return max(1, int(target) // max(row_bytes, 1))
+        return self._rows_for_bytes(target, BLOCK_TEMPORARIES)
 
     def blocks(self) -> list:
         """Slices of the output's first axis, one per block."""
         total = self.dimsd[0]
-        size = self.block
-        if size is None:
-            row_bytes = int(np.prod(self.dimsd[1:])) * self.dtyped.itemsize
-            size = max(1, STREAM_BLOCK_BYTES // max(row_bytes, 1))
-        size = max(1, int(size))
+        size = max(1, int(self.block if self.block is not None else self._rows_for_bytes(STREAM_BLOCK_BYTES)))
         return [slice(s, min(s + size, total)) for s in range(0, total, size)]
 
     # ---- whole-output fallbacks (small problems, tests, the conformance kit) ----------------
+    def stream_whole(self, state):
+        """The whole output at ``state``: every block's prediction, concatenated."""
+        parts = [self.stream_forward(state, b) for b in self.blocks()]
+        return get_array_module(parts[0]).concatenate(parts)
+
     def _forward(self, u):
-        state = self.stream_prepare(u)
-        ncp = get_array_module(u)
-        return ncp.concatenate([self.stream_forward(state, b) for b in self.blocks()])
+        return self.stream_whole(self.stream_prepare(u))
 
     def _jacobian(self, u):
         return _StreamedJacobian(self, self.stream_prepare(u))
 
     def _linearize(self, u):
         state = self.stream_prepare(u)
-        ncp = get_array_module(u)
-        return ncp.concatenate([self.stream_forward(state, b) for b in self.blocks()]), _StreamedJacobian(self, state)
+        return self.stream_whole(state), _StreamedJacobian(self, state)
 
 
 class _StreamedJacobian(LinearOperator):

@@ -19,9 +19,9 @@ class _Cache:
         self.problem, self.lin = problem, None
 
     def __call__(self, x):
-        dtype = getattr(getattr(self.problem, "space", None), "dtype", x.dtype)
-        # scipy's trial points may come back in float64: no wider than the problem's (or the start's) precision
-        x = x.astype(dtype) if x.dtype.itemsize > np.dtype(dtype).itemsize else x
+        # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in
+        narrow = getattr(self.problem, "at_precision", None)
+        x = narrow(x) if narrow is not None else x
         if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
             self.lin = self.problem.linearize(x.copy())
         return self.lin
