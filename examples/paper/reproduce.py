@@ -35,6 +35,8 @@ parser.add_argument("--solver", default="lbfgs")
 parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--tv", type=float, default=0.0, help="isotropic TV weight on x and w (needed by admm)")
 parser.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE")
+parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                    help="compute precision of every term and unknown (default: the library's)")
 parser.add_argument("-o", "--output", default="out/paper")
 args = parser.parse_args()
 solver_options = {k: parse_value(v) for k, v in (o.split("=", 1) for o in args.solver_option)}
@@ -49,7 +51,8 @@ for case in args.cases:
         histories = {}
         for seed in range(args.seeds if level > 0 else 1):  # without noise every seed gives the same data
             ds = simulate(case, seed=seed, noise=level)
-            joint = build_problem(ds, regularizers=[TotalVariation(["x", "w"], args.tv)] if args.tv else ())
+            joint = build_problem(ds, regularizers=[TotalVariation(["x", "w"], args.tv)] if args.tv else (),
+                                  dtype=args.dtype)
             methods = {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
             for method, problem in methods.items():
                 t0 = time.perf_counter()
@@ -84,6 +87,7 @@ table = markdown_table(["case", "noise", "method", "error total (mean ± std)", 
                        rows)
 print(table)
 (outdir / "results.md").write_text(
-    f"solver {args.solver} {solver_options}, {args.iterations} iterations, TV {args.tv:g}, {args.seeds} seeds\n\n"
+    f"solver {args.solver} {solver_options}, {args.iterations} iterations, TV {args.tv:g}, {args.seeds} seeds, "
+    f"dtype {args.dtype or 'default'}\n\n"
     f"{table}\n")
 (outdir / "results.json").write_text(json.dumps(records, indent=1))

@@ -145,7 +145,7 @@ def _build(args_data, cfg, terms=None, comm=None, allow_external=False):
         from .distributed import build_distributed_problem
 
         return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, **options)
-    ds = load_dataset(args_data, terms=terms, allow_external=allow_external)
+    ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"])
     return ds, build_problem(ds, **options)
 
 
@@ -423,7 +423,7 @@ def cmd_tune(args) -> int:
     grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids)
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
-    ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links)
+    ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"])
     names = [spec["name"] for spec in cfg["regularizers"]]
     common = _build_options(cfg)
 

@@ -135,7 +135,8 @@ def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=No
     from .modality import capabilities
     from .plugins import get_registry
 
-    ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external)
+    ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external,
+                      precision=dtype)
     split = {u for td in ds.terms.values()
              for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
     bad = [r for r in (refine or ()) if r in split]

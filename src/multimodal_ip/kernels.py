@@ -59,6 +59,8 @@ if numba is not None:  # pragma: no cover - compiled code is not traced by cover
 def amplitude_misfit_(y, d, scale: float) -> float:
     r""":math:`\sum (|y| - \sqrt{d})^2` returned, and ``y`` overwritten by :math:`s\,(|y| - \sqrt d)\,y/|y|`
     (0 where :math:`y = 0`): the amplitude loss's value (before the factor 1/2 s) and gradient in one pass."""
+    if d.dtype.kind in "iub":  # integer counts: converted one block at a time (sqrt of an integer is float64)
+        d = d.astype(y.real.dtype)
     if use_numba(y) and y.flags.c_contiguous and d.flags.c_contiguous and y.size == d.size:
         return float(_amplitude_nb(y.reshape(-1), d.reshape(-1), y.real.dtype.type(scale)))
     ncp = _xp(y)

@@ -28,6 +28,11 @@ attribute / method         default                      meaning
 ``datasets``               ``None``                     names of the datasets of its group the term reads; when
                                                         given, the loader reads only those (others are never
                                                         read, whatever their size). ``None``: all of them
+``measurements``           ``()``                       datasets of measured values (intensities, counts) read
+                                                        compactly: integer counts of up to 32 bits stay integers,
+                                                        wider integers and floats are converted to the run's
+                                                        precision by HDF5 as they are read (no wider copy is
+                                                        held). The term must accept integer arrays for them
 ``refinable``              ``()``                       names of calibration unknowns the term can read
 ``split_unknowns``         ``()``                       calibration unknowns with one entry per split index
                                                         (they cannot be refined across MPI ranks)
@@ -85,6 +90,7 @@ class ModalityInfo:
     split_unknowns: tuple = ()
     inputs: tuple = ()
     datasets: tuple | None = None
+    measurements: tuple = ()
 
     def variables(self, td) -> list:
         fn = getattr(self.obj, "variables", None)
@@ -152,7 +158,8 @@ def check_modality_contract(obj) -> ModalityInfo:
                         _strings(getattr(obj, "split_unknowns", ()), f"{name}.split_unknowns"),
                         _strings(getattr(obj, "inputs", ()), f"{name}.inputs"),
                         None if getattr(obj, "datasets", None) is None
-                        else _strings(obj.datasets, f"{name}.datasets"))
+                        else _strings(obj.datasets, f"{name}.datasets"),
+                        _strings(getattr(obj, "measurements", ()), f"{name}.measurements"))
 
 
 def capabilities(obj) -> ModalityInfo:

@@ -63,16 +63,24 @@ class DataTerm:
             raise ShapeError(msg)
         self.weight = float(self.weight)
 
+    def measured(self, y, rows=slice(None)):
+        """The data of output ``rows`` as the losses see them beside prediction ``y``: integer counts (kept compact
+        in memory) converted to ``y``'s real precision here, one block at a time; floats as they are."""
+        data = self.data[rows]
+        if data.dtype.kind in "iub":
+            data = data.astype(y.real.dtype)
+        return data
+
     def evaluate(self, y):
         """``(fit value, gradient in y, held-out value or None)`` of the unweighted loss at prediction ``y``."""
         if self.holdout is None:
-            return (*self.loss.value_and_gradient(y, self.data), None)
-        return self.loss.split(y, self.data, self.holdout)
+            return (*self.loss.value_and_gradient(y, self.measured(y)), None)
+        return self.loss.split(y, self.measured(y), self.holdout)
 
     def fit_value(self, y, rows=slice(None)) -> float:
         """The unweighted loss at ``y`` (the prediction of output ``rows``, default all) over the values not held out
         (no gradient computed when nothing is)."""
-        data = self.data[rows]
+        data = self.measured(y, rows)
         return self.loss.value(y, data) if self.holdout is None else self.loss.split(y, data, self.holdout[rows])[0]
 
     @property
@@ -82,7 +90,7 @@ class DataTerm:
 
     def _block(self, y, rows):
         """``(fit value, gradient, held-out value or None)`` of the loss on output block ``rows``."""
-        data = self.data[rows]
+        data = self.measured(y, rows)
         if self.holdout is None:  # y is this block's fresh prediction: the loss may write its gradient into it
             return (*self.loss.value_and_gradient_(y, data), None)
         return self.loss.split(y, data, self.holdout[rows])
@@ -122,7 +130,8 @@ class DataTerm:
         tangent = op.stream_tangent(state, du)
         acc = op.stream_accumulator(state)
         for rows in op.blocks():
-            msqrt = _LazyCurvature(self.loss, op.stream_forward(state, rows), self.data[rows],
+            y = op.stream_forward(state, rows)
+            msqrt = _LazyCurvature(self.loss, y, self.measured(y, rows),
                                    None if self.holdout is None else self.holdout[rows])
             dy = op.stream_jvp(state, tangent, rows)
             op.stream_vjp(state, rows, msqrt(msqrt(dy.ravel())).reshape(dy.shape), acc)
@@ -552,7 +561,8 @@ class _LazyCurvature:
     def __call__(self, delta):
         if self.fn is None:
             y = self.y() if callable(self.y) else self.y
-            self.fn = self.loss.curvature_sqrt(y.ravel(), self.data.ravel())
+            data = self.data if self.data.dtype.kind not in "iub" else self.data.astype(y.real.dtype)
+            self.fn = self.loss.curvature_sqrt(y.ravel(), data.ravel())
         out = self.fn(delta).ravel()
         return out if self.keep is None else out * self.keep
 

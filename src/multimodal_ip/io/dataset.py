@@ -61,10 +61,14 @@ class TermData:
         if a.size == 0:
             msg = f"{self.where(key)}: dataset is empty"
             raise DataError(msg)
-        if finite and a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        if finite and a.dtype.kind in "fc" and not all(np.isfinite(b).all() for b in _blocks(a)):
             msg = f"{self.where(key)}: contains NaN or Inf"
             raise DataError(msg)
         return a
+
+    def minimum(self, key) -> float:
+        """The smallest value of a real dataset, taken block by block (no data-sized temporary)."""
+        return float(min(b.min() for b in _blocks(np.asarray(self.arrays[key]))))
 
     def attr(self, key, default=None, cast=float):
         if key not in self.attrs:
@@ -195,34 +199,59 @@ def open_h5(path) -> h5py.File:
         raise DataError(msg) from None
 
 
-def _read(d, axis_slice):
+def _blocks(a, elements=1 << 22):
+    """Views of ``a`` along its first axis of about ``elements`` values each (checks without data-sized temporaries)."""
+    if a.ndim == 0 or a.size <= elements:
+        yield a
+        return
+    step = max(1, elements // max(a.size // a.shape[0], 1))
+    for i in range(0, a.shape[0], step):
+        yield a[i : i + step]
+
+
+def _read(d, axis_slice, as_dtype=None):
+    src = d.astype(as_dtype) if as_dtype is not None else d  # converted by HDF5 through its own small buffer
     if axis_slice is None:
-        return d[()]
+        return src[()]
     axis, sl = axis_slice
     index = [slice(None)] * d.ndim
     index[axis] = sl
-    return d[tuple(index)]
+    return src[tuple(index)]
 
 
-def _nbytes(d, axis_slice=None) -> int:
+def _nbytes(d, axis_slice=None, as_dtype=None) -> int:
     n = int(np.prod(d.shape, dtype=np.float64)) if d.shape else 1
     if axis_slice is not None and d.shape:
         axis, sl = axis_slice
         n = n // max(d.shape[axis], 1) * len(range(*sl.indices(d.shape[axis])))
-    return n * d.dtype.itemsize
+    return n * np.dtype(as_dtype if as_dtype is not None else d.dtype).itemsize
 
 
-def _read_checked(path, d, where, budget, axis_slice=None):
-    """One dataset, after its declared size is checked against the memory budget (before any allocation)."""
+def compact_dtype(dtype, precision=None):
+    """The dtype a measurement dataset of ``dtype`` is read as (``None``: as it is): integer counts of up to 32 bits
+    stay integers; wider integers become ``precision`` (float64 without one); floats wider than ``precision``
+    become ``precision``. Booleans and complex values are not measurements this applies to."""
+    dtype = np.dtype(dtype)
+    real = np.dtype(precision) if precision is not None else None
+    if dtype.kind in "iu":
+        return None if dtype.itemsize <= 4 else (real or np.dtype(np.float64))
+    if dtype.kind == "f" and real is not None and dtype.itemsize > real.itemsize:
+        return real
+    return None
+
+
+def _read_checked(path, d, where, budget, axis_slice=None, as_dtype=None):
+    """One dataset (converted to ``as_dtype`` while it is read, when given), after its size is checked against the
+    memory budget (before any allocation)."""
     from ..safety import MemoryBudget
 
     if d.dtype.kind not in "biufc":  # strings, objects, compounds: refused before reading
         msg = f"{path}:{where}: expected a numeric dataset, got {d.dtype}"
         raise DataError(msg)
     budget = budget if budget is not None else MemoryBudget()
-    budget.take(_nbytes(d, axis_slice), f"{path}:{where}")
+    budget.take(_nbytes(d, axis_slice, as_dtype), f"{path}:{where}")
     try:
-        return _read(d, axis_slice)
+        return _read(d, axis_slice, as_dtype)
     except (OSError, ValueError, TypeError) as exc:
         msg = f"{path}:{where}: cannot read data ({one_line(exc)}); the file may be truncated or corrupt"
         raise DataError(msg) from None
@@ -285,7 +314,7 @@ def read_group(path, group, prefix, budget=None, finite=False, skip_groups=False
     return out
 
 
-def load_dataset(path, terms=None, part=None, allow_external=False, budget=None) -> Dataset:
+def load_dataset(path, terms=None, part=None, allow_external=False, budget=None, precision=None) -> Dataset:
     """Read and check a dataset file (opened read-only). ``terms`` keeps only the named terms.
 
     ``part = (rank, size)`` reads only this rank's contiguous share of every term's split axis
@@ -296,6 +325,10 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None)
     every dataset's declared size is checked against ``budget`` (:class:`~multimodal_ip.safety.MemoryBudget`,
     default from ``MMIP_MAX_MEMORY`` or the available memory) before it is read. ``/variables`` is optional:
     without it, the variables are those the modalities infer from their data (``variables(td)``).
+
+    The datasets a modality lists in ``measurements`` are read compactly (:func:`compact_dtype`): integer counts of
+    up to 32 bits as they are, floats wider than ``precision`` (the run's compute dtype, e.g. ``"float32"``) and wider
+    integers converted while they are read, so a float64 file in a float32 run never holds its float64 copy.
 
     Raises
     ------
@@ -385,7 +418,8 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None)
                     rank, size = part
                     sl = slice(rank * total // size, (rank + 1) * total // size)
             arrays = {k: _read_checked(path, d, f"/terms/{name}/{k}", budget,
-                                       (axes[k], sl) if k in axes and sl is not None else None)
+                                       (axes[k], sl) if k in axes and sl is not None else None,
+                                       compact_dtype(d.dtype, precision) if k in info.measurements else None)
                       for k, d in datasets.items()}
             attrs = _attrs(g)
             if sl is not None:

@@ -32,6 +32,8 @@ class Fluorescence:
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
     #: the datasets of a term group this modality reads (the loader reads no others)
     datasets = ("data", "kernel", "positions")
+    #: read in the run's precision (a float64 file in a float32 run holds no float64 copy); integer counts accepted
+    measurements = ("data",)
     #: calibration unknowns with one entry per scan position (split with the data)
     split_unknowns = ("positions",)
     split_axes = {"data": 1, "positions": 0}
@@ -91,7 +93,7 @@ class Fluorescence:
             msg = f"{td.where()}: fluorescence needs variable 'w'; the file declares {space.names}"
             raise DataError(msg)
         ne, n0, n1 = space["w"].shape
-        data = td.array("data", ndim=2, dtype_kind="f", shape=(ne, None))
+        data = td.array("data", ndim=2, dtype_kind="fiu", shape=(ne, None))  # maps, or integer counts (cast below)
         kernel = td.array("kernel", ndim=2, dtype_kind="f")
         positions = td.array("positions", shape=(data.shape[1], 2), dtype_kind="fiu").astype(float)
         if np.any(data < 0) or np.any(kernel < 0):

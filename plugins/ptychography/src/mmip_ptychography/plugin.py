@@ -5,6 +5,7 @@ from mmip_scanprobe import REFINABLE, ComplexCoupling
 
 from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
+from multimodal_ip.io.dataset import compact_dtype
 from multimodal_ip.losses import Amplitude, Poisson
 from multimodal_ip.operators import Linear, Modulus, compose
 
@@ -42,6 +43,9 @@ class Ptychography:
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
     #: the datasets of a term group this modality reads (the loader reads no others)
     datasets = ("data", "probe", "positions")
+    #: read compactly: a detector's integer counts stay integers, float64 intensities are read in a float32 run's
+    #: precision without a float64 copy
+    measurements = ("data",)
     #: calibration unknowns with one entry per scan position (split with the data)
     split_unknowns = ("positions",)
     split_axes = {"data": 0, "positions": 0}
@@ -101,9 +105,9 @@ class Ptychography:
         if space["w"].shape[1:] != n_shape:
             msg = f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}), got {space['w'].shape}"
             raise DataError(msg)
-        data = td.array("data", ndim=3, dtype_kind="f")
-        if np.any(data < 0):
-            msg = f"{td.where('data')}: intensities must be non-negative (min {data.min():.3g})"
+        data = td.array("data", ndim=3, dtype_kind="fiu")  # intensities, or a detector's integer counts
+        if data.dtype.kind != "u" and td.minimum("data") < 0:
+            msg = f"{td.where('data')}: intensities must be non-negative (min {td.minimum('data'):.3g})"
             raise DataError(msg)
         npx = data.shape[1:]
         probe = td.array("probe", shape=npx, dtype_kind="cf")
@@ -139,7 +143,9 @@ class Ptychography:
             msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
             raise ConfigError(msg)
         inputs = (*self.inputs, *getattr(op, "refine", ()))
-        return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), lossfn, 1.0, inputs, td.name)
+        if data.dtype.kind == "f" or compact_dtype(data.dtype) is not None:  # counts of <= 32 bits stay integers
+            data = data.astype(dtype, copy=False)
+        return DataTerm(op, xp.asarray(data), lossfn, 1.0, inputs, td.name)
 
     def conformance_cases(self, rng):
         for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):

@@ -37,6 +37,8 @@ class _Tomography:
     options: tuple[str, ...] = ("loss", "dtype", "photon_weighted")
     #: ``data`` (sinograms), ``angles`` (radians), ``mu`` (per element), ``matrix`` (known attenuation map)
     datasets: tuple[str, ...] = ("data", "angles", "mu", "matrix")
+    #: read in the run's precision (no float64 copy in a float32 run); integer counts accepted, cast once
+    measurements: tuple[str, ...] = ("data",)
     #: the sinogram axis along the angles, and the angles themselves (MPI ranks and chunks take runs of angles)
     split_axes: dict = {}
     data_ndim = 2
