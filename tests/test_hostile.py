@@ -576,14 +576,17 @@ def test_file_names_with_a_nul_byte_are_bad_input(case, capsys, where, command):
     assert "NUL byte" in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize(("command", "message"), [("reconstruct", "balancing against"),
-                                                  ("tune", "held-out loss at the flat start is not finite")])
-def test_overflowing_balance_is_one_line(case, capsys, command, message):
-    """A coupling so large the start gradients overflow: the balancing's error alone, no numpy warnings before it
-    (found by the flag fuzzer: tune --coupling 1e308)."""
+@pytest.mark.parametrize(("command", "dtype", "message"), [
+    ("reconstruct", "float64", "balancing against"),
+    ("tune", "float64", "held-out loss at the flat start is not finite"),
+    ("reconstruct", "float32", "do not fit the compute precision float32"),
+    ("tune", "float32", "do not fit the compute precision float32")])
+def test_overflowing_balance_is_one_line(case, capsys, command, dtype, message):
+    """A coupling so large the start gradients overflow (float64), or that float32 cannot hold: one error line, no
+    numpy warnings before it (found by the flag fuzzer: tune --coupling 1e308)."""
     root, _ = case
     capsys.readouterr()
     assert main([command, str(root / "d.h5"), "-o", str(root / "out"), "--iterations", "1", "--coupling",
-                 "1e308"]) == 2
+                 "1e308", "--dtype", dtype]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err

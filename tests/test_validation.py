@@ -151,7 +151,7 @@ def test_resume_keeps_the_best_iterate(tmp_path, killed_and_resumed):
 def test_mpi_ranks_hold_out_the_same_values(tmp_path, noisy, mpiexec):
     data = tmp_path / "d.h5"
     save_dataset(data, noisy)
-    flags = ["--iterations", "30", "--stop", "validation", "--patience", "3"]
+    flags = ["--iterations", "30", "--stop", "validation", "--patience", "3", "--dtype", "float64"]
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "r1.h5"), *flags]) == 0
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data),
                            "-o", str(tmp_path / "r2.h5"), *flags], capture_output=True, text=True, timeout=300)

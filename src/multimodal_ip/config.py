@@ -17,7 +17,7 @@ RUN_KEYS = {
 STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float}
 DEFAULTS: dict[str, Any] = {
             "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
-            "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float64",
+            "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float32",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
             "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}}
 
@@ -172,7 +172,7 @@ def _check_config(cfg: dict, where: str) -> dict:
     if cfg.get("backend", "numpy") not in ("numpy", "cupy"):
         msg = f"{where}: backend must be 'numpy' or 'cupy', got {cfg['backend']!r}"
         raise ConfigError(msg)
-    if cfg.get("dtype", "float64") not in ("float32", "float64"):
+    if cfg.get("dtype", "float32") not in ("float32", "float64"):
         msg = f"{where}: dtype must be 'float32' or 'float64', got {cfg['dtype']!r}"
         raise ConfigError(msg)
     from .io.problem_builder import LIKELIHOODS

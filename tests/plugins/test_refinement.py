@@ -248,7 +248,8 @@ def test_cli_checkpoint_of_a_staged_run_resumes(miscalibrated, tmp_path):
     from multimodal_ip.io.results import load_checkpoint, save_checkpoint
 
     _, path = miscalibrated
-    flags = ["--iterations", "10", "--refine", "probe,positions", "--refine-after", "4", "--checkpoint-every", "3"]
+    flags = ["--iterations", "10", "--refine", "probe,positions", "--refine-after", "4", "--checkpoint-every", "3",
+             "--dtype", "float64"]  # the checkpoint below comes from a float64 library run
     assert main(["reconstruct", str(path), "-o", str(tmp_path / "full.h5"), *flags]) == 0
     # a checkpoint as the run leaves it at iteration 6 (second stage), then --resume (the problem is built from
     # the file, as the CLI builds it: the packing order of the variables follows the file)

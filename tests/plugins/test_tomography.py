@@ -165,7 +165,7 @@ def test_hessian_on_a_small_slice(tmp_path):
 
 
 def test_mpi_ranks_reproduce_one_process(tomo_file, tmp_path, mpiexec):
-    flags = ["--iterations", "6"]
+    flags = ["--iterations", "6", "--dtype", "float64"]  # equality to 1e-9: float64
     assert main(["reconstruct", str(tomo_file), "-o", str(tmp_path / "r1.h5"), *flags]) == 0
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "multimodal_ip.cli", "reconstruct",
                            str(tomo_file), "-o", str(tmp_path / "r2.h5"), *flags], capture_output=True, text=True,

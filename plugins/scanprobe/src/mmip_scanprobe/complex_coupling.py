@@ -4,6 +4,7 @@ import numpy as np
 from pylops import LinearOperator
 
 from multimodal_ip.backend import complex_dtype, get_array_module
+from multimodal_ip.errors import ConfigError
 
 
 class ComplexCoupling(LinearOperator):
@@ -39,7 +40,12 @@ class ComplexCoupling(LinearOperator):
         if coef.shape != (self.ne,):
             msg = f"ComplexCoupling: need {self.ne} coefficients, got {coef.shape[0]}"
             raise ValueError(msg)
-        self.coefficients = coef.astype(dtype)
+        with np.errstate(over="ignore"):
+            self.coefficients = coef.astype(dtype)
+        if not np.all(np.isfinite(self.coefficients)):
+            msg = (f"coupling coefficients {coef.tolist()} do not fit the compute precision {np.dtype(dtype)} "
+                   f"(largest {np.finfo(dtype).max:.3g}); use smaller ones or dtype float64")
+            raise ConfigError(msg)
         self.dtype_in = np.dtype(dtype)
         super().__init__(
             dtype=complex_dtype(dtype),
