@@ -1,6 +1,7 @@
 """CI runs every example (reduced sizes where the example takes flags)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,5 +75,8 @@ def test_validation_study_small(tmp_path):
 def test_position_information_example_small():
     out = _run("examples/beyond_paper/position_information.py", "--n", "64", "--probe-size", "16", "--step", "8",
                "--radius", "1", "--iterations", "5")
-    assert "noise-free objective at the true positions 0," in out  # the refinement model is exact at the truth
+    # the simulator's band-limited windows are another model than the cubic ones: a small model error at the truth
+    found = re.search(r"true positions ([0-9.e-]+), at the nominal raster ([0-9.e-]+)", out)
+    at_truth, at_nominal = (float(v) for v in found.groups())
+    assert 0 < at_truth < 0.3 * at_nominal
     assert "positions have an offset that fits the noisy data better" in out and "L-BFGS on the positions" in out

@@ -5,7 +5,8 @@ How much do the data say about each scan position? (diagnostic for position refi
 With the **true** object and probe (so nothing but the positions is unknown), a paper case with jittered scan
 positions is examined four ways:
 
-1. the objective at the true positions with noise-free data (0 when the refinement model is exact there);
+1. the objective at the true positions with noise-free data (the model error: the simulator makes jittered data with
+   band-limited windows, the reconstruction samples them by cubic convolution);
 2. an exhaustive search over whole-pixel offsets within ``--radius`` px of the nominal raster, per position, on the
    noisy data: how many positions have an offset whose misfit is lower than the true position's (the data cannot
    place those positions, whatever the method);

@@ -1,6 +1,6 @@
 """The simulated cases of the paper (docs/paper.md) as :class:`~multimodal_ip.io.Dataset` objects."""
 
-__all__ = ["CASES", "simulate", "poisson_noise"]
+__all__ = ["CASES", "simulate", "poisson_noise", "band_limited_spectra"]
 
 import numpy as np
 from mmip_fluorescence import FluorescenceModel, full_grid_positions
@@ -42,6 +42,27 @@ def _objects(kind, n, ne):
         x = scale_to_range(shepp_logan(n))
         w = [scale_to_range(random_ellipses(n, seed=100 + e)) for e in range(ne)]
     return x, np.stack(w)
+
+
+def band_limited_spectra(z, probe, positions, margin=8):
+    """Far-field spectra ``(J, Np0, Np1)`` of the probe times the object windows at fractional top-left positions,
+    each window cut from a patch ``margin`` pixels larger on every side (the object extended by its edge values)
+    shifted by a Fourier phase ramp: band-limited interpolation of the object, a different sub-pixel model from the
+    reconstruction's cubic windows, so position refinement is not scored on data made by its own model."""
+    from multimodal_ip.backend import fft2c
+
+    w0, w1 = probe.shape
+    zp = np.pad(z, margin, mode="edge")
+    k0 = np.fft.fftfreq(w0 + 2 * margin)[:, None]
+    k1 = np.fft.fftfreq(w1 + 2 * margin)[None, :]
+    out = np.empty((len(positions), w0, w1), dtype=np.result_type(z.dtype, probe.dtype, np.complex64))
+    for j, pos in enumerate(np.asarray(positions, dtype=float)):
+        c = np.floor(pos).astype(int)
+        f = pos - c
+        patch = zp[c[0] : c[0] + w0 + 2 * margin, c[1] : c[1] + w1 + 2 * margin]
+        shifted = np.fft.ifft2(np.fft.fft2(patch) * np.exp(2j * np.pi * (k0 * f[0] + k1 * f[1])))
+        out[j] = fft2c(probe * shifted[margin : margin + w0, margin : margin + w1])
+    return out
 
 
 def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elements=None, xrf_grid="full",
@@ -108,8 +129,12 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     if position_jitter_px > 0:
         jitter = np.random.default_rng([seed, 1]).uniform(-position_jitter_px, position_jitter_px, positions.shape)
         true_pos = np.clip(positions + jitter, 0, n - npx)
-    model = PtychographyModel(probe, true_pos, (n, n), ne, coefficients=coef)
-    intens = np.abs(model.forward(np.concatenate([x.ravel(), w.ravel()]))) ** 2
+    if position_jitter_px > 0:  # another sub-pixel model than the reconstruction's (no inverse crime)
+        z = x + 1j * np.tensordot(np.ones(ne) if coef is None else np.asarray(coef, dtype=float), w, axes=1)
+        intens = np.abs(band_limited_spectra(z, probe, true_pos)) ** 2
+    else:
+        model = PtychographyModel(probe, true_pos, (n, n), ne, coefficients=coef)
+        intens = np.abs(model.forward(np.concatenate([x.ravel(), w.ravel()]))) ** 2
     kernel = np.abs(probe) ** 2
     xrf_pos = full_grid_positions((n, n), kernel.shape) if xrf_grid == "full" else true_pos
     xrf = FluorescenceModel(probe, xrf_pos, (n, n), ne).forward(w.ravel())

@@ -4,7 +4,16 @@ positions, their calibration layout, and the coupling of element maps into a com
 A library for modality plugins, not a plugin itself: it registers nothing.
 """
 
-__all__ = ["CalibrationLayout", "SubpixelShift", "as_positions", "split_positions", "REFINABLE", "ComplexCoupling"]
+__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "split_positions",
+           "REFINABLE", "ComplexCoupling"]
 
 from .complex_coupling import ComplexCoupling
-from .windows import REFINABLE, CalibrationLayout, SubpixelShift, as_positions, split_positions
+from .windows import (
+    REFINABLE,
+    CalibrationLayout,
+    CubicPatches,
+    SubpixelShift,
+    as_positions,
+    cubic_weights,
+    split_positions,
+)
