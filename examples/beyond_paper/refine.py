@@ -75,8 +75,10 @@ for seed in range(args.seeds):
                         "probe_error": best_phase_error(probe, ds.truth["probe"]),
                         "positions_rms_px": rms_px(positions, ds.truth["positions"]),
                         "wall_s": time.perf_counter() - t0})
-        if seed == 0:
-            first[method] = (probe, positions)
+        if seed == 0:  # the history's relative position error as an rms in px, per iteration
+            scale = np.linalg.norm(ds.truth["positions"]) / np.sqrt(ds.truth["positions"].size)
+            per_it = res.history["error_positions"] * scale if "error_positions" in res.history.columns else None
+            first[method] = (probe, positions, per_it)
     print(f"seed {seed}: " + ", ".join(f"{r['method']} {r['error']:.4f}" for r in records[-4:]), flush=True)
     if seed == 0:
         truth0 = (ds.truth["probe"], ds.truth["positions"], ds.terms["ptychography"].arrays["probe"])
@@ -97,7 +99,8 @@ print(markdown_table(["method", "error [x; w]", "probe error", "positions rms (p
 (outdir / "results.json").write_text(json.dumps(records, indent=2))
 
 # %%
-# Figure: true, nominal and refined positions; true, start and refined probe amplitude (seed 0).
+# Figure (seed 0): position errors (nominal -> joint refined as arrows; the truth is the origin), true, start and
+# refined probe amplitude, and the positions' rms error per iteration.
 try:
     import matplotlib
 
@@ -107,13 +110,16 @@ except ImportError:  # pragma: no cover
     plt = None
 if plt is not None:
     true_probe, true_pos, start_probe = truth0
-    fig, ax = plt.subplots(1, 4, figsize=(16, 4))
+    fig, ax = plt.subplots(1, 5, figsize=(20, 4))
     nominal = first["joint, fixed"][1]
     for label, pos, marker in (("file (nominal)", nominal, "x"), ("joint, refined", first["joint, refined"][1], "o"),
                                ("ptychography alone, refined", first["ptychography alone, refined"][1], ".")):
         err = pos - true_pos
         ax[0].scatter(err[:, 1], err[:, 0], marker=marker, s=18,
                       label=f"{label}: rms {np.sqrt(np.mean(err ** 2)):.2f} px")
+    start, end = nominal - true_pos, first["joint, refined"][1] - true_pos  # the truth is the origin
+    ax[0].quiver(start[:, 1], start[:, 0], end[:, 1] - start[:, 1], end[:, 0] - start[:, 0], angles="xy",
+                 scale_units="xy", scale=1, width=0.003, color="0.4")
     ax[0].axhline(0, color="k", lw=0.5)
     ax[0].axvline(0, color="k", lw=0.5)
     ax[0].set_aspect("equal")
@@ -126,6 +132,14 @@ if plt is not None:
         ax[i + 1].imshow(np.abs(p), cmap="magma")
         ax[i + 1].set_title(f"|P|: {title}")
         ax[i + 1].axis("off")
+    for method in ("joint, refined", "ptychography alone, refined"):
+        if first[method][2] is not None:
+            ax[4].plot(first[method][2], label=method)
+    ax[4].axvline(args.refine_after, color="k", lw=0.5, ls="--")
+    ax[4].set_xlabel("iteration")
+    ax[4].set_ylabel("positions rms (px)")
+    ax[4].set_title("positions error per iteration (seed 0)")
+    ax[4].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(outdir / "refinement.png", dpi=110)
     print(f"wrote {outdir}/refinement.png, results.json")
