@@ -80,3 +80,11 @@ def test_position_information_example_small():
     at_truth, at_nominal = (float(v) for v in found.groups())
     assert 0 < at_truth < 0.3 * at_nominal
     assert "positions have an offset that fits the noisy data better" in out and "L-BFGS on the positions" in out
+
+
+def test_drift_example_small():
+    out = _run("examples/beyond_paper/drift.py", "--case", "cameraman", "--n", "64", "--probe-size", "16", "--step",
+               "8", "--mode", "oracle", "--iterations", "30")
+    found = re.search(r"nominal rms ([0-9.]+) px.*rms ([0-9.]+) px$", out.strip().splitlines()[-1])
+    nominal, fitted = (float(v) for v in found.groups())
+    assert fitted < nominal  # with the true object the affine map moves the positions towards the truth
