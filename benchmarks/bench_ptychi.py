@@ -48,7 +48,9 @@ options.object_options.optimizer = api.Optimizers.SGD
 options.object_options.step_size = 1.0 if engine == "lsqml" else 0.1
 options.probe_options.initial_guess = torch.as_tensor(probe[None, None], dtype=torch.complex64)
 options.probe_options.optimizable = False
-centre = pos + np.array(probe.shape) / 2.0  # pty-chi takes probe centres
+# pty-chi takes probe centres relative to its origin pixel, round(n / 2) - 0.5 (absolute centres put every window
+# off the object: pty-chi then padded its buffers by n / 2 on two sides)
+centre = pos + (np.array(probe.shape) - 1) / 2.0 - (np.round(n / 2.0) - 0.5)
 options.probe_position_options.position_x_px = centre[:, 1]
 options.probe_position_options.position_y_px = centre[:, 0]
 options.probe_position_options.optimizable = False
