@@ -67,7 +67,7 @@ def run(root, argv, code, message, capsys, inputs=None):
     assert got == code, err
     if code:
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-        assert message in err, err
+        assert any(m in err for m in (message if isinstance(message, tuple) else (message,))), err
     assert not outside, outside
     assert {p: _digest(p) for p in inputs} == before
     assert not list(root.rglob("*.tmp")), list(root.rglob("*.tmp"))
@@ -377,7 +377,10 @@ def test_admm_from_the_command_line(case, capsys):
 RUN_FILES = {
     "directory": (lambda p: p.mkdir(), "expected a regular run file, got a directory"),
     "invalid utf-8": (lambda p: p.write_bytes(b"iterations = \xff\xfe\n"), "not valid UTF-8"),
-    "deep nesting": (lambda p: p.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n"), "invalid TOML"),
+    # too deep for the parser, or (under a raised recursion limit: mypy's, when it ran in the same process) parsed
+    # and refused for its unknown key: one line either way
+    "deep nesting": (lambda p: p.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n"),
+                     ("invalid TOML", "unknown setting 'a'")),
     "too large": (lambda p: p.write_text("# " + "x" * (2 << 20) + "\n"), "more than the"),
     "unknown method": (lambda p: p.write_text('solver_options = {method = "bogus"}\n'), "lbfgs method must be"),
     "bad regularizer table": (lambda p: p.write_text('regularizers = [{name = "tv"}]\n'), "needs name"),

@@ -162,3 +162,26 @@ def test_solvers_run_blas_on_one_thread_unless_asked(monkeypatch, tiny_dataset):
     solve(problem, problem.start(), "lbfgs", maxiter=2, callback=lambda st: seen.append(
         {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}))
     assert seen and all(s == {1} for s in seen)
+
+
+@pytest.mark.parametrize("method", ["native", "scipy"])
+def test_lbfgs_history_fits_the_memory_budget(tiny_dataset, monkeypatch, method):
+    """With a budget too small for 10 pairs the history shrinks, with one warning naming the numbers; the run
+    still converges downhill. With room, nothing changes (no warning)."""
+    import warnings
+
+    from multimodal_ip.solvers.lbfgs import fit_memory
+
+    p = build_problem(tiny_dataset)
+    nbytes = p.start().nbytes
+    assert fit_memory(10, nbytes, budget=100 * nbytes) == 10
+    with pytest.warns(UserWarning, match=r"keeps 3 correction pair\(s\) instead of 10"):
+        assert fit_memory(10, nbytes, budget=12 * nbytes) == 3
+    monkeypatch.setenv("MMIP_MAX_MEMORY", str(8 * nbytes))  # room for 2 pairs
+    with pytest.warns(UserWarning, match="instead of 10"):
+        r = solve(p, p.start(), "lbfgs", maxiter=10, method=method)
+    assert r.history["objective"][-1] < r.history["objective"][0]
+    monkeypatch.setenv("MMIP_MAX_MEMORY", "8G")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solve(p, p.start(), "lbfgs", maxiter=3, method=method)

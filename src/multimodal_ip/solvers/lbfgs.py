@@ -41,6 +41,30 @@ def _check_smooth(problem, name, allow_constraints=False):
             raise SolverError(msg)
 
 
+#: share of the memory budget (``MMIP_MAX_MEMORY``, else 80 % of the available memory) the L-BFGS history may take
+HISTORY_BUDGET_FRACTION = 0.5
+
+
+def fit_memory(memory: int, vector_bytes: int, budget: int | None = None) -> int:
+    """The number of L-BFGS correction pairs to keep: ``memory``, or fewer when ``2 x memory`` vectors of
+    ``vector_bytes`` would take more than :data:`HISTORY_BUDGET_FRACTION` of the memory budget (then with a warning
+    naming both numbers; at least 1)."""
+    import warnings
+
+    from ..safety import memory_budget_bytes
+
+    budget = memory_budget_bytes() if budget is None else int(budget)
+    room = int(HISTORY_BUDGET_FRACTION * budget // max(2 * int(vector_bytes), 1))
+    if memory <= room:
+        return memory
+    fitted = max(1, room)
+    need = 2 * memory * vector_bytes / 2**30
+    warnings.warn(f"L-BFGS keeps {fitted} correction pair(s) instead of {memory}: {memory} pairs of "
+                  f"{vector_bytes / 2**30:.2f} GiB vectors would take {need:.1f} GiB, more than half the memory "
+                  f"budget ({budget / 2**30:.1f} GiB; MMIP_MAX_MEMORY)", stacklevel=3)
+    return fitted
+
+
 class LBFGS(Solver):
     r"""Backend-agnostic L-BFGS: two-loop recursion and a strong-Wolfe line search.
 
@@ -51,7 +75,8 @@ class LBFGS(Solver):
     Parameters
     ----------
     memory : :obj:`int`, optional
-        Number of stored correction pairs.
+        Number of stored correction pairs (fewer, with a warning, when they would take more than half the memory
+        budget: :func:`fit_memory`).
     c1, c2 : :obj:`float`, optional
         Wolfe constants.
     """
@@ -69,8 +94,13 @@ class LBFGS(Solver):
     def _state_variable_names(self):
         return ("s_list", "y_list")
 
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.memory = fit_memory(self.memory, self.x.nbytes)  # as the interrupted run fitted it
+
     def setup(self, x0):
         self.x = x0
+        self.memory = fit_memory(self.memory, x0.nbytes)
         self.lin = self.cache(x0)
 
     def _direction(self, g):
@@ -195,6 +225,7 @@ class ScipyLBFGSB(Solver):
                 msg = "lbfgs-b runs on numpy arrays only; use method='native' for cupy"
                 raise SolverError(msg)
             self.x = np.asarray(x0, dtype=np.float64)
+            self.memory = fit_memory(self.memory, self.x.nbytes)
             t0 = time.perf_counter()
             self.lin = self.cache(self.x)
             self.elapsed = time.perf_counter() - t0
