@@ -243,3 +243,24 @@ def test_misbehaving_plugins_are_named_and_isolated(tmp_path, tiny_dataset):
     assert "badsplit (mmip-fixture-badsplit): split into 2 parts" in kit.stdout
     assert "test_modality_example_term_builds_and_splits[ptychography] PASSED" not in kit.stdout  # -q: no names
     assert "FAILED" in kit.stdout and "test_modality_adjoint[ptychography" not in kit.stdout.split("FAILED", 1)[1]
+
+
+@pytest.mark.parametrize("attr", ["options", "refinable", "split_unknowns", "inputs", "datasets", "measurements"])
+def test_capability_names_must_be_tuples_of_strings(attr):
+    """A modality that declares a capability list as one string (a common slip: ``measurements = "data"``) is refused
+    at registration, naming the attribute; a tuple of strings is taken."""
+    from multimodal_ip.errors import PluginLoadError
+    from multimodal_ip.modality import check_modality_contract
+
+    class Bad:
+        def build_term(self, td, space, **options): ...
+
+        def conformance_cases(self, rng):
+            return []
+
+    setattr(Bad, attr, "data")
+    with pytest.raises(PluginLoadError, match=f"{attr} must be a tuple of strings"):
+        check_modality_contract(Bad())
+    setattr(Bad, attr, ("data",))
+    info = check_modality_contract(Bad())
+    assert getattr(info, attr) == ("data",)
