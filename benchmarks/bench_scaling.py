@@ -1,7 +1,8 @@
 """Cost and memory of the joint problem as the scan grows: one process per size, peak RSS of that process.
 
     python benchmarks/bench_scaling.py [--j 256 1024 4096 10000 40000] [--np 128] [--step 37]
-                                       [--dtype float32] [--repeat 3] [--lbfgs 0] [--json out.json] [--plot out.png]
+                                       [--dtype float32] [--repeat 3] [--lbfgs 0] [--lbfgs-memory 10]
+                                       [--json out.json] [--plot out.png]
 
 Each size runs in a fresh process (so its peak RSS is its own): it builds the joint ptychography (amplitude,
 streamed) + full-grid fluorescence problem on a square raster of J positions (step ``--step`` px, object side
@@ -81,7 +82,7 @@ def one(args):
         from multimodal_ip import solve
 
         t1 = time.perf_counter()
-        res = solve(problem, v0, "lbfgs", maxiter=args.lbfgs, method="native", gtol=0.0)
+        res = solve(problem, v0, "lbfgs", maxiter=args.lbfgs, method="native", gtol=0.0, memory=args.lbfgs_memory)
         row.update(lbfgs_iterations=len(res.history) - 1, lbfgs_s=time.perf_counter() - t1, status=res.status,
                    evaluations=int(getattr(res, "nfev", 0) or 0))
     row["peak_GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # before the floor's batches
@@ -99,6 +100,7 @@ def main():
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--lbfgs", type=int, default=0)
+    p.add_argument("--lbfgs-memory", type=int, default=10, help="L-BFGS correction pairs kept (its history)")
     p.add_argument("--json", help="append the rows here (JSON lines)")
     p.add_argument("--plot", help="draw time/floor and peak memory against J from --json")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -113,7 +115,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for j in args.j:
         cmd = [sys.executable, __file__, "--one", "--j", str(j), "--np", str(args.np), "--step", str(args.step),
-               "--dtype", args.dtype, "--repeat", str(args.repeat), "--lbfgs", str(args.lbfgs)]
+               "--dtype", args.dtype, "--repeat", str(args.repeat), "--lbfgs", str(args.lbfgs),
+               "--lbfgs-memory", str(args.lbfgs_memory)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             print(f"| {j} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode} |")
