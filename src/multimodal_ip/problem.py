@@ -130,9 +130,7 @@ class DataTerm:
         tangent = op.stream_tangent(state, du)
         acc = op.stream_accumulator(state)
         for rows in op.blocks():
-            y = op.stream_forward(state, rows)
-            msqrt = _LazyCurvature(self.loss, y, self.measured(y, rows),
-                                   None if self.holdout is None else self.holdout[rows])
+            msqrt = _LazyCurvature(self, op.stream_forward(state, rows), rows)
             dy = op.stream_jvp(state, tangent, rows)
             op.stream_vjp(state, rows, msqrt(msqrt(dy.ravel())).reshape(dy.shape), acc)
         return op.stream_finish(state, acc)
@@ -463,13 +461,13 @@ class JointProblem:
             n_out = int(np.prod(t.operator.dimsd)) * (2 if cplx else 1)
             if t.streamed:  # the state only: products go block by block (the whole prediction only if asked)
                 state = _StreamState(t.operator, t.operator.stream_prepare(u))
-                parts.append((t, self._restrictions[i], state, _LazyCurvature(t.loss, state.forward, t.data,
-                                                                              t.holdout), t.weight**0.5, cplx, n_out))
+                parts.append((t, self._restrictions[i], state, _LazyCurvature(t, state.forward), t.weight**0.5, cplx,
+                              n_out))
                 continue
             y, jac = t.operator.linearize(u)
             cplx = ncp.iscomplexobj(y)
             n_out = y.size * (2 if cplx else 1)
-            parts.append((t, self._restrictions[i], jac, _LazyCurvature(t.loss, y, t.data, t.holdout),
+            parts.append((t, self._restrictions[i], jac, _LazyCurvature(t, y),
                           t.weight**0.5, cplx, n_out))
         return parts
 
@@ -551,18 +549,18 @@ def _scale(a, w):
 
 
 class _LazyCurvature:
-    """:math:`M^{1/2}` of a loss at ``y`` (an array, or a function giving it), built on first use (a gradient
-    alone never needs it)."""
+    """:math:`M^{1/2}` of a term's loss at ``y`` (the prediction of output ``rows``: an array, or a function giving
+    it), built on first use (a gradient alone never needs it)."""
 
-    def __init__(self, loss, y, data, holdout=None):
-        self.loss, self.y, self.data, self.fn = loss, y, data, None
-        self.keep = None if holdout is None else ~holdout.ravel()  # held-out values carry no curvature
+    def __init__(self, term, y, rows=slice(None)):
+        self.term, self.y, self.rows, self.fn = term, y, rows, None
+        holdout = term.holdout
+        self.keep = None if holdout is None else ~holdout[rows].ravel()  # held-out values carry no curvature
 
     def __call__(self, delta):
         if self.fn is None:
             y = self.y() if callable(self.y) else self.y
-            data = self.data if self.data.dtype.kind not in "iub" else self.data.astype(y.real.dtype)
-            self.fn = self.loss.curvature_sqrt(y.ravel(), data.ravel())
+            self.fn = self.term.loss.curvature_sqrt(y.ravel(), self.term.measured(y, self.rows).ravel())
         out = self.fn(delta).ravel()
         return out if self.keep is None else out * self.keep
 

@@ -37,6 +37,7 @@ def test_shift_adjoint_and_derivative():
     a = rng.standard_normal((4, 6, 6)) + 1j * rng.standard_normal((4, 6, 6))
     b = rng.standard_normal((4, 6, 6)) + 1j * rng.standard_normal((4, 6, 6))
     assert np.isclose(np.vdot(b, shift(a)), np.vdot(shift.adjoint(b), a))
+    np.testing.assert_allclose(shift.shared_adjoint(b), shift.adjoint(b).sum(axis=0), atol=1e-12)
     p = a[0]
     d0, d1 = shift.derivatives(p)
     h = 1e-6

@@ -122,7 +122,7 @@ class _FluorescenceJacobian(LinearOperator):
             g = s["fmap"].kernel_adjoint(s["w"], r)
             if "probe" in m.refine:
                 u = 2 * m.kernel_scale * s["probes"] * g
-                gprobe = u if s["shift"] is None else s["shift"].gradients(None, u, shifts=False)[0]
+                gprobe = u if s["shift"] is None else s["shift"].shared_adjoint(u)
             if "positions" in m.refine:
                 gpos = ncp.stack([ncp.sum(d * g, axis=(1, 2)) for d in self.dkernels], axis=1)
         return m.layout.join(gw, gprobe, gpos)

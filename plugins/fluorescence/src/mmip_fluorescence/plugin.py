@@ -96,7 +96,7 @@ class Fluorescence:
         data = td.array("data", ndim=2, dtype_kind="fiu", shape=(ne, None))  # maps, or integer counts (cast below)
         kernel = td.array("kernel", ndim=2, dtype_kind="f")
         positions = td.array("positions", shape=(data.shape[1], 2), dtype_kind="fiu").astype(float)
-        if np.any(data < 0) or np.any(kernel < 0):
+        if td.minimum("data") < 0 or np.any(kernel < 0):  # the data block by block: no data-sized boolean array
             msg = f"{td.where()}: fluorescence data and kernel must be non-negative"
             raise DataError(msg)
         dtype = np.dtype(dtype or space.dtype)

@@ -126,10 +126,9 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     probe = fresnel_zone_plate_probe(npx)
     positions = raster_positions(n, npx, step_px=p["step"])
     true_pos = positions
-    if position_jitter_px > 0:
+    if position_jitter_px > 0:  # data from another sub-pixel model than the reconstruction's (no inverse crime)
         jitter = np.random.default_rng([seed, 1]).uniform(-position_jitter_px, position_jitter_px, positions.shape)
         true_pos = np.clip(positions + jitter, 0, n - npx)
-    if position_jitter_px > 0:  # another sub-pixel model than the reconstruction's (no inverse crime)
         z = x + 1j * np.tensordot(np.ones(ne) if coef is None else np.asarray(coef, dtype=float), w, axes=1)
         intens = np.abs(band_limited_spectra(z, probe, true_pos)) ** 2
     else:

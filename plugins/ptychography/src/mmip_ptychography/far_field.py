@@ -1,8 +1,7 @@
 __all__ = ["FarField", "StreamedFarField", "extract_patches", "validate_positions"]
 
 import numpy as np
-from mmip_scanprobe import as_positions
-from numpy.lib.stride_tricks import sliding_window_view
+from mmip_scanprobe import as_positions, extract_patches
 from pylops import LinearOperator
 
 from multimodal_ip.backend import (
@@ -39,13 +38,6 @@ def validate_positions(positions_px, object_shape, window_shape, allow_outside=F
         )
         raise ShapeError(msg)
     return ipos
-
-
-def extract_patches(z, positions, window):
-    """Gather the (J, *window) patches of ``z`` at top-left ``positions`` (one vectorised gather)."""
-    windows = get_array_module(z).lib.stride_tricks.sliding_window_view(z, window) if get_array_module(z) is not np \
-        else sliding_window_view(z, window)
-    return windows[positions[:, 0], positions[:, 1]]
 
 
 class FarField(LinearOperator):

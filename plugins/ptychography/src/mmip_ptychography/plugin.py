@@ -106,8 +106,9 @@ class Ptychography:
             msg = f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}), got {space['w'].shape}"
             raise DataError(msg)
         data = td.array("data", ndim=3, dtype_kind="fiu")  # intensities, or a detector's integer counts
-        if data.dtype.kind != "u" and td.minimum("data") < 0:
-            msg = f"{td.where('data')}: intensities must be non-negative (min {td.minimum('data'):.3g})"
+        low = td.minimum("data")  # block by block: no data-sized boolean array
+        if low < 0:
+            msg = f"{td.where('data')}: intensities must be non-negative (min {low:.3g})"
             raise DataError(msg)
         npx = data.shape[1:]
         probe = td.array("probe", shape=npx, dtype_kind="cf")

@@ -1,13 +1,11 @@
 __all__ = ["PtychographyModel"]
 
 import numpy as np
-from mmip_scanprobe import CalibrationLayout, ComplexCoupling, CubicPatches, split_positions
+from mmip_scanprobe import CalibrationLayout, ComplexCoupling, CubicPatches, extract_patches, split_positions
 
 from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, to_numpy
 from multimodal_ip.kernels import scatter_patches_
 from multimodal_ip.operators import Streamed
-
-from .far_field import extract_patches
 
 
 class PtychographyModel(Streamed):

@@ -4,8 +4,8 @@ positions, their calibration layout, and the coupling of element maps into a com
 A library for modality plugins, not a plugin itself: it registers nothing.
 """
 
-__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "split_positions",
-           "REFINABLE", "ComplexCoupling"]
+__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "extract_patches",
+           "split_positions", "REFINABLE", "ComplexCoupling"]
 
 from .complex_coupling import ComplexCoupling
 from .windows import (
@@ -15,5 +15,6 @@ from .windows import (
     SubpixelShift,
     as_positions,
     cubic_weights,
+    extract_patches,
     split_positions,
 )

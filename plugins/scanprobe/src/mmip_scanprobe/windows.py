@@ -1,5 +1,5 @@
-__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "split_positions",
-           "REFINABLE"]
+__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "extract_patches",
+           "split_positions", "REFINABLE"]
 
 from typing import Any
 
@@ -56,6 +56,12 @@ def split_positions(positions_px, object_shape, window, allow_outside=False, wha
     return corners, pos - corners
 
 
+def extract_patches(z, positions, window):
+    """Gather the (J, *window) patches of ``z`` at top-left ``positions`` (one vectorised gather)."""
+    windows = get_array_module(z).lib.stride_tricks.sliding_window_view(z, window)  # numpy and cupy alike
+    return windows[positions[:, 0], positions[:, 1]]
+
+
 class SubpixelShift:
     r"""Fourier shift of a window function by per-position fractions: :math:`a_j(r) = a(r - \delta_j)`.
 
@@ -87,14 +93,6 @@ class SubpixelShift:
         self.r0 = xp.exp(-2j * np.pi * frac[:, 0, None, None] * self.k0).astype(dtype)
         self.r1 = xp.exp(-2j * np.pi * frac[:, 1, None, None] * self.k1).astype(dtype)
 
-    def subset(self, rows):
-        """The shift of positions ``rows`` only (a slice): the same ramps, no copies."""
-        import copy
-
-        out = copy.copy(self)
-        out.r0, out.r1 = self.r0[rows], self.r1[rows]
-        return out
-
     def _ramped(self, spectrum, conj=False):
         out = spectrum * (self.r0.conj() if conj else self.r0)
         out *= self.r1.conj() if conj else self.r1
@@ -105,7 +103,8 @@ class SubpixelShift:
         return ifft2(self._ramped(fft2(a)))
 
     def adjoint(self, b):
-        """Adjoint of :meth:`__call__` for a per-position batch ``b``; sum over positions for a shared ``a``."""
+        """Adjoint of :meth:`__call__` for a per-position batch ``b`` (:meth:`shared_adjoint` sums it for a shared
+        ``a`` without the batch of inverse FFTs)."""
         return ifft2(self._ramped(fft2(b), conj=True))
 
     def derivatives(self, a):
@@ -113,34 +112,12 @@ class SubpixelShift:
         spectrum = self._ramped(fft2(a))
         return ifft2(spectrum * (-2j * np.pi * self.k0)), ifft2(spectrum * (-2j * np.pi * self.k1))
 
-    # ---- in the Fourier domain: fewer batched FFTs for Jacobian products -----------------------------------
-    def perturbation(self, a_hat, da=None, d_shift=None):
-        r"""First-order change of the shifted copies, :math:`\mathrm{shift}_j(\delta a) + \sum_k \delta_{jk}
-        \partial_{\delta_{jk}} a_j`, from ``a_hat = fft2(a)``, with one batched inverse FFT."""
-        if d_shift is not None:
-            spec = (-2j * np.pi) * (d_shift[:, 0, None, None] * self.k0 + d_shift[:, 1, None, None] * self.k1)
-            spec = spec * a_hat
-            if da is not None:
-                spec += fft2(da)
-        else:
-            spec = fft2(da)[None]
-        return ifft2(self._ramped(spec))
-
-    def gradients(self, a_hat, q, shared=True, shifts=True):  # a_hat = fft2(a) is read only for ``shifts``
-        r"""Adjoints for a per-position batch ``q``: :math:`\sum_j \mathrm{shift}_j^H q_j` (``shared``) and
-        :math:`\Re\langle \partial_{\delta_{jk}} a_j, q_j\rangle` as ``(J, 2)`` (``shifts``), from one batched FFT of
-        ``q`` (the FFT is unitary, so inner products are taken between spectra)."""
+    def shared_adjoint(self, q):
+        r""":math:`\sum_j \mathrm{shift}_j^H q_j` for a per-position batch ``q`` (the adjoint for a window function
+        shared by every position), from one batched FFT of ``q`` and one inverse FFT of the sum."""
         spec = fft2(q)
         ncp = get_array_module(spec)
-        out_a = ifft2(ncp.einsum("jab,jax,jxb->ab", spec, self.r0.conj(), self.r1.conj())) if shared else None
-        out_d = None
-        if shifts:  # Re <-2 pi i k a_hat ramp_j, spec_j> = -2 pi Im sum k conj(a_hat ramp_j) spec_j
-            t = self._ramped(a_hat[None] if a_hat.ndim == 2 else a_hat)
-            ncp.conjugate(t, out=t)
-            t *= spec
-            out_d = ncp.stack([-2 * np.pi * ncp.imag(ncp.einsum("jab,a->j", t, self.k0[0, :, 0])),
-                               -2 * np.pi * ncp.imag(ncp.einsum("jab,b->j", t, self.k1[0, 0, :]))], axis=1)
-        return out_a, out_d
+        return ifft2(ncp.einsum("jab,jax,jxb->ab", spec, self.r0.conj(), self.r1.conj()))
 
 
 class CalibrationLayout:
@@ -343,11 +320,8 @@ class CubicPatches:
 
     def _support(self, zp, rows):
         """``(B, Np0 + 3, Np1 + 3)`` whole-pixel patches covering every tap of the block's samples."""
-        ncp = get_array_module(zp)
-        wr, wc = self.window
-        view = ncp.lib.stride_tricks.sliding_window_view(zp, (wr + _TAPS - 1, wc + _TAPS - 1))
-        c = ncp.asarray(self.corners[rows] + self.PAD - 1)
-        return view[c[:, 0], c[:, 1]]
+        c = get_array_module(zp).asarray(self.corners[rows] + self.PAD - 1)
+        return extract_patches(zp, c, (self.window[0] + _TAPS - 1, self.window[1] + _TAPS - 1))
 
     def _weights(self, rows, like, derivative=False):
         ncp = get_array_module(like)

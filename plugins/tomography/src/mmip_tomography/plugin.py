@@ -123,8 +123,9 @@ class _Tomography:
 
     def _data(self, td, shape):
         data = td.array("data", shape=shape, dtype_kind="fiu")  # cast once, to the compute dtype, by _term
-        if np.any(data < 0):
-            msg = f"{td.where('data')}: measured intensities must be non-negative (min {data.min():.3g})"
+        low = td.minimum("data")  # block by block: no data-sized boolean array
+        if low < 0:
+            msg = f"{td.where('data')}: measured intensities must be non-negative (min {low:.3g})"
             raise DataError(msg)
         return data
 
