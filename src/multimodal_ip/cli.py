@@ -130,7 +130,7 @@ def _build_options(cfg) -> dict:
     options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
                "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
                "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
-               "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]),
+               "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]), "refine_bounds": cfg["refine_bound"],
                "regularizers": _regularizers(cfg["regularizers"])}
     options["validation"], options["validation_seed"] = validation_settings(cfg)[:2]
     return options
@@ -265,7 +265,7 @@ def cmd_reconstruct(args) -> int:
                    f"{problem.space.size} unknowns")
             raise ConfigError(msg)
         for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine",
-                  "refine_after", "likelihood", "coupling", "stopping"):
+                  "refine_after", "likelihood", "coupling", "stopping", "refine_bound"):
             if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
@@ -688,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--refine",
                        help="calibration unknowns refined with the object, comma-separated (names the modalities "
                             "offer; see docs/plugins.md)")
+        s.add_argument("--refine-bound", dest="refine_bound", action="append", metavar="NAME=DISTANCE",
+                       help="keep every entry of a refined unknown within DISTANCE of its start, e.g. positions=1.5 "
+                            "(pixels; repeatable; run file: [refine_bound] table); L-BFGS then runs scipy's L-BFGS-B")
         s.add_argument("--refine-after", dest="refine_after", type=int,
                        help="iterations with the calibration fixed before it is refined (default: a third)")
         s.add_argument("--likelihood", choices=("balanced", "poisson"),

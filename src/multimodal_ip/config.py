@@ -11,7 +11,7 @@ RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
-    "regularizers": list, "chunk_memory": str, "stopping": dict,
+    "regularizers": list, "chunk_memory": str, "stopping": dict, "refine_bound": dict,
 }
 #: keys of the run file's ``[stopping]`` table (flags --stop, --patience, --validation-fraction, --validation-seed)
 STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float}
@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
             "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float32",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
-            "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}}
+            "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}, "refine_bound": {}}
 
 
 def parse_value(text: str):
@@ -184,6 +184,12 @@ def _check_config(cfg: dict, where: str) -> dict:
     if not all(isinstance(r, str) and r.isidentifier() for r in refine) or len(set(refine)) != len(refine):
         msg = f"{where}: refine takes distinct names of calibration unknowns (e.g. from `mmip plugins`); got {refine}"
         raise ConfigError(msg)
+    for k, d in (cfg.get("refine_bound") or {}).items():
+        if not (isinstance(k, str) and k.isidentifier()) or isinstance(d, bool) or not isinstance(d, int | float) \
+                or not (math.isfinite(d) and d > 0):
+            msg = (f"{where}: refine_bound takes a finite distance > 0 per refined unknown (e.g. positions = 1.5); "
+                   f"got {k!r} = {d!r}")
+            raise ConfigError(msg)
     return cfg
 
 
@@ -202,6 +208,15 @@ def run_config(args) -> dict:
             flags[k] = [t.strip() for t in getattr(args, k).split(",") if t.strip()]
     if getattr(args, "regularizer", None):
         flags["regularizers"] = [_regularizer_flag(t) for t in args.regularizer]
+    if getattr(args, "refine_bound", None):
+        bounds = dict(cfg.get("refine_bound") or {})
+        for item in args.refine_bound:
+            name, sep, value = item.partition("=")
+            if not sep:
+                msg = f"--refine-bound expects NAME=DISTANCE (e.g. positions=1.5), got {item!r}"
+                raise ConfigError(msg)
+            bounds[name.strip()] = parse_value(value)
+        flags["refine_bound"] = bounds
     stop = {k: getattr(args, a) for k, a in (("rule", "stop"), ("patience", "patience"),
                                              ("fraction", "validation_fraction"), ("seed", "validation_seed"))
             if getattr(args, a, None) is not None}

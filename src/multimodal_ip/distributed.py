@@ -125,7 +125,7 @@ class DistributedProblem(JointProblem):
 def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None,
                               dtype=None, refine=(), likelihood="balanced", coupling=None, reference=None,
                               regularizers=(), allow_external=False, chunk_bytes=None, validation=None,
-                              validation_seed=0):
+                              validation_seed=0, refine_bounds=None):
     """Each rank loads its share of the split data of ``path`` and builds its local terms; the paper's
     balancing is computed on the whole (reduced) problem, so it equals the single-process weights.
     Shared calibration unknowns may be refined (gradients summed over ranks); those a modality lists in
@@ -145,7 +145,7 @@ def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=No
         raise ConfigError(msg)
     local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
                           likelihood=likelihood, coupling=coupling, regularizers=regularizers, chunk_bytes=chunk_bytes,
-                          validation=validation, validation_seed=validation_seed)
+                          validation=validation, validation_seed=validation_seed, refine_bounds=refine_bounds)
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)
     problem = DistributedProblem(local, comm, replicated=unsplit)
     return ds, apply_balance(problem, ds, balance_c, reference, xp=xp) if balance and likelihood == "balanced" \

@@ -13,6 +13,7 @@ import pyproximal
 from pylops import FirstDerivative, VStack
 
 from .backend import get_array_module
+from .errors import ConfigError
 from .hookspecs import hookimpl
 
 
@@ -145,27 +146,48 @@ class TotalVariation(Regularizer):
 
 
 class Box(Regularizer):
-    """Indicator of ``lower <= v <= upper`` (a constraint: bounds for L-BFGS-B, projection otherwise)."""
+    """Indicator of ``lower <= v <= upper`` (a constraint: bounds for L-BFGS-B, projection otherwise).
+
+    ``lower`` and ``upper`` are numbers, or arrays of the shape of each of ``variables`` (one bound per entry,
+    e.g. a refined unknown kept within a distance of its start: :func:`~multimodal_ip.io.build_problem`'s
+    ``refine_bounds``)."""
 
     has_prox = True
     is_constraint = True
 
     def __init__(self, variables, lower=-np.inf, upper=np.inf, name=None):
         super().__init__(variables, 0.0, name)
-        self.lower, self.upper = float(lower), float(upper)
+        self.lower, self.upper = _bound(lower), _bound(upper)
+        if np.any(np.asarray(self.lower) > np.asarray(self.upper)):
+            msg = f"{type(self).__name__}: a lower bound exceeds its upper bound"
+            raise ConfigError(msg)
 
     def value(self, arrays) -> float:
-        ok = all(bool(((arrays[n] >= self.lower - 1e-12) & (arrays[n] <= self.upper + 1e-12)).all())
-                 for n in self.variables)
+        ok = all(bool(((arrays[n] >= self._on(arrays[n], self.lower) - 1e-12)
+                       & (arrays[n] <= self._on(arrays[n], self.upper) + 1e-12)).all()) for n in self.variables)
         return 0.0 if ok else float("inf")
 
+    @staticmethod
+    def _on(array, b):
+        """``b`` on the array module and in the shape of ``array`` (a variable, or its packed slice; per-entry
+        bounds are kept on the host)."""
+        return b if np.ndim(b) == 0 else get_array_module(array).asarray(b, dtype=array.dtype).reshape(array.shape)
+
     def prox(self, array, tau):
-        return get_array_module(array).clip(array, self.lower, self.upper)
+        return get_array_module(array).clip(array, self._on(array, self.lower), self._on(array, self.upper))
 
     project = prox
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self.variables)}, [{self.lower:g}, {self.upper:g}])"
+        def show(b):
+            return f"{b:g}" if np.ndim(b) == 0 else f"per-entry {np.min(b):g}..{np.max(b):g}"
+
+        return f"{type(self).__name__}({list(self.variables)}, [{show(self.lower)}, {show(self.upper)}])"
+
+
+def _bound(b):
+    """A bound as a float, or a float array when given per entry."""
+    return float(b) if np.ndim(b) == 0 else np.asarray(b, dtype=float)
 
 
 class NonNegative(Box):

@@ -16,16 +16,17 @@ from multimodal_ip.io import build_problem, save_dataset
 from multimodal_ip.solvers import solve, solve_staged
 from multimodal_ip.testing import check_adjoint, check_gradient, check_jacobian
 
-REFINES = [(), ("probe",), ("positions",), ("probe", "positions")]
+REFINES = [(), ("probe",), ("positions",), ("probe", "positions"), ("affine",), ("positions", "affine"),
+           ("probe", "positions", "affine")]
 
 
-def _packed(main, probe, positions, refine):
+def _packed(main, probe, positions, refine, affine=None):
     parts = [main.ravel()] + [probe.view(float).ravel()] * ("probe" in refine) + [positions.ravel()] * (
-        "positions" in refine)
+        "positions" in refine) + [np.zeros(6) if affine is None else affine] * ("affine" in refine)
     return np.concatenate(parts)
 
 
-@given(n=st.integers(8, 14), npx=st.integers(3, 6), ne=st.integers(1, 2), k=st.integers(0, 3),
+@given(n=st.integers(8, 14), npx=st.integers(3, 6), ne=st.integers(1, 2), k=st.integers(0, len(REFINES) - 1),
        seed=st.integers(0, 2**32 - 1))
 def test_ptychography_model_derivatives(n, npx, ne, k, seed):
     rng = np.random.default_rng(seed)
@@ -34,12 +35,13 @@ def test_ptychography_model_derivatives(n, npx, ne, k, seed):
     pos = np.clip(rng.uniform(0, n - npx, (4, 2)), 0.3, n - npx - 0.3)
     pos = np.rint(pos) + rng.uniform(-0.2, 0.2, pos.shape)  # Taylor steps must not cross a rounding boundary
     op = PtychographyModel(probe, np.clip(pos, 0, n - npx), (n, n), ne, refine=refine)
-    v = _packed(1 + rng.random(n * n * (1 + ne)), probe, np.clip(pos, 0, n - npx), refine)
+    v = _packed(1 + rng.random(n * n * (1 + ne)), probe, np.clip(pos, 0, n - npx), refine,
+                rng.uniform(-0.05, 0.05, 6))
     check_adjoint(op.jacobian(v), dtype=v.dtype, rng=rng)
     check_jacobian(op, v, rng=rng)
 
 
-@given(n=st.integers(6, 12), k=st.integers(2, 5), ne=st.integers(1, 2), r=st.integers(0, 3),
+@given(n=st.integers(6, 12), k=st.integers(2, 5), ne=st.integers(1, 2), r=st.integers(0, len(REFINES) - 1),
        seed=st.integers(0, 2**32 - 1))
 def test_fluorescence_model_derivatives(n, k, ne, r, seed):
     rng = np.random.default_rng(seed)
@@ -47,7 +49,7 @@ def test_fluorescence_model_derivatives(n, k, ne, r, seed):
     probe = rng.standard_normal((k, k)) + 1j * rng.standard_normal((k, k))
     pos = np.rint(rng.uniform(-(k - 1) + 1, n - 2, (5, 2))) + rng.uniform(-0.2, 0.2, (5, 2))
     op = FluorescenceModel(probe, pos, (n, n), ne, kernel_scale=0.3, refine=refine)
-    v = _packed(rng.random(ne * n * n), probe, pos, refine)
+    v = _packed(rng.random(ne * n * n), probe, pos, refine, rng.uniform(-0.02, 0.02, 6))
     check_adjoint(op.jacobian(v), dtype=v.dtype, rng=rng)
     check_jacobian(op, v, rng=rng)
 
@@ -169,7 +171,7 @@ def test_full_grid_xrf_shares_only_the_probe():
 
 def test_refinement_errors(miscalibrated, tiny_dataset):
     ds, _ = miscalibrated
-    with pytest.raises(ConfigError, match=r"cannot refine \['gain'\].*offered: \['positions', 'probe'\]"):
+    with pytest.raises(ConfigError, match=r"cannot refine \['gain'\].*offered: \['affine', 'positions', 'probe'\]"):
         build_problem(ds, refine=("gain",))
     with pytest.raises(ConfigError, match="offers a start value"):
         build_problem(ds, terms=["fluorescence"], refine=("probe",))
@@ -376,3 +378,115 @@ def test_simulator_windows_are_another_model_than_the_reconstructions():
     b = np.abs(PtychographyModel(probe, frac, (40, 40), 1).forward(main))
     rel = np.linalg.norm(a - b) / np.linalg.norm(b)
     assert 1e-6 < rel < 0.05, rel
+
+
+# ---- the affine map of the positions and bounded offsets (issue 20) ---------------------------------------------
+def test_affine_map_moves_the_positions_and_sums_their_gradient():
+    """The affine unknown is the identity at zero; its gradient is the position gradient summed through the map
+    (the same in both models and in any chunk: the frame depends on the object and window only)."""
+    from mmip_scanprobe import CalibrationLayout, affine_frame, affine_positions
+
+    rng = np.random.default_rng(4)
+    nominal = raster_positions(40, 8, step_px=6).astype(float)
+    np.testing.assert_array_equal(affine_positions(nominal, np.zeros(6), (40, 40), (8, 8)), nominal)
+    centre, half = affine_frame((40, 40), (8, 8))
+    assert tuple(centre) == (16, 16) and half == 16
+    a = rng.standard_normal(6)
+    moved = affine_positions(nominal, a, (40, 40), (8, 8))
+    np.testing.assert_allclose(moved, nominal + (nominal - 16) / 16 @ a[:4].reshape(2, 2).T + a[4:])
+    lay = CalibrationLayout(3, (8, 8), len(nominal), ("positions", "affine"), nominal=nominal, object_shape=(40, 40))
+    main = rng.standard_normal(3)
+    offsets = nominal + rng.uniform(-1, 1, nominal.shape)
+    v = np.concatenate([main, offsets.ravel(), a])
+    np.testing.assert_allclose(lay.split(v)[2], affine_positions(nominal, a, (40, 40), (8, 8), base=offsets))
+    g = rng.standard_normal(nominal.shape)  # a gradient in the effective positions
+    packed = lay.join(main, None, g)
+    dv = rng.standard_normal(v.size)
+    # <join(g), dv> = <g, d(effective positions)>: the adjoint of the tangent map
+    assert packed[3:] @ dv[3:] == pytest.approx(float(np.sum(g * lay.split(dv, tangent=True)[2])))
+    with pytest.raises(ConfigError, match="nominal positions"):
+        CalibrationLayout(3, (8, 8), len(nominal), ("affine",))
+
+
+def test_affine_refinement_finds_a_drift_at_the_true_object():
+    """A global scale and shift of the scan, with the object known: six parameters recover it (the positions
+    themselves are not unknowns)."""
+    from mmip_paper import band_limited_spectra
+    from mmip_scanprobe import affine_frame, affine_positions
+
+    ds = simulate("cameraman", seed=1, n=64, probe_size=16, step=6)
+    td = ds.terms["ptychography"]
+    nominal = td.arrays["positions"].astype(float)
+    _, half = affine_frame((64, 64), (16, 16))
+    a_true = np.array([-0.02 * half, 0.0, 0.0, -0.015 * half, 0.4, -0.3])  # inward: no window leaves the object
+    truth = affine_positions(nominal, a_true, (64, 64), (16, 16))
+    z = ds.truth["x"] + 1j * ds.truth["w"][0]
+    ds.terms["ptychography"] = replace(td, arrays=dict(td.arrays, data=np.abs(band_limited_spectra(
+        z, td.arrays["probe"], truth)) ** 2))
+    p = build_problem(ds, terms=["ptychography"], refine=("affine",), dtype="float64")
+    assert p.space["affine"].shape == (6,) and not np.any(p.start()[p.space.slice("affine")])
+    v = p.space.pack({**p.space.unpack(p.start()), "x": ds.truth["x"], "w": ds.truth["w"]})
+    r = solve(p.with_frozen(("x", "w")), v, "lbfgs", maxiter=40)
+    fitted = affine_positions(nominal, r.arrays["affine"], (64, 64), (16, 16))
+    # 0.45 px -> 0.06 px measured (the data are another model than the reconstruction's: band-limited windows)
+    assert np.sqrt(np.mean((fitted - truth) ** 2)) < 0.2 * np.sqrt(np.mean((nominal - truth) ** 2))
+    np.testing.assert_allclose(r.arrays["affine"][[0, 3]], a_true[[0, 3]], atol=0.1)  # px at the frame edge
+
+
+def test_xrf_at_the_scan_shares_the_affine_map(miscalibrated):
+    ds, _ = miscalibrated
+    p = build_problem(ds, refine=("positions", "affine"))
+    assert {t.name: t.inputs for t in p.terms} == {"ptychography": ("x", "w", "positions", "affine"),
+                                                   "fluorescence": ("w", "positions", "affine")}
+    rng = np.random.default_rng(0)
+    v = p.start()
+    v[p.space.slice("affine")] = rng.uniform(-0.3, 0.3, 6)
+    assert check_gradient(p, v + 0.01 * rng.standard_normal(p.space.size), rng=rng) > 1.8
+    full = simulate("phantom", seed=0, n=40, probe_size=16, step=8, position_jitter_px=1.0)
+    with pytest.warns(UserWarning, match="not the scan positions.*not affine"):
+        q = build_problem(full, refine=("probe", "affine"))
+    assert dict((t.name, t.inputs) for t in q.terms)["fluorescence"] == ("w", "probe")
+
+
+def test_bounded_offsets_stay_within_their_distance(miscalibrated):
+    ds, _ = miscalibrated
+    p = build_problem(ds, refine=("positions",), refine_bounds={"positions": 0.25})
+    (box,) = [r for r in p.regularizers if r.name == "bound_positions"]
+    assert "per-entry" in repr(box)
+    start = p.calibration["positions"]
+    r = solve_staged(p, p.start(), "lbfgs", maxiter=16, refine_after=4)  # auto: scipy's L-BFGS-B takes the bound
+    moved = r.arrays["positions"] - start
+    assert np.abs(moved).max() <= 0.25 + 1e-9 and np.abs(moved).max() > 0.2  # it reached the bound somewhere
+    free = solve_staged(build_problem(ds, refine=("positions",)), p.start(), "lbfgs", maxiter=16, refine_after=4)
+    assert np.abs(free.arrays["positions"] - start).max() > 0.25
+    gn = solve(p, p.start(), "gauss-newton", maxiter=2)  # Gauss-Newton projects onto the box
+    assert np.abs(gn.arrays["positions"] - start).max() <= 0.25 + 1e-9
+    for bounds, match in (({"probe": 1.0}, "not refined"), ({"positions": 0.0}, "finite distance > 0"),
+                          ({"positions": float("inf")}, "finite distance > 0"), ({"positions": True}, "finite")):
+        with pytest.raises(ConfigError, match=match):
+            build_problem(ds, refine=("positions",), refine_bounds=bounds)
+    with pytest.raises(ConfigError, match="only real unknowns"):
+        build_problem(ds, refine=("probe",), refine_bounds={"probe": 1.0})
+
+
+def test_cli_refine_affine_and_bound(miscalibrated, tmp_path, capsys):
+    ds, path = miscalibrated
+    out = tmp_path / "r.h5"
+    assert main(["reconstruct", str(path), "-o", str(out), "--iterations", "6", "--refine", "positions,affine",
+                 "--refine-after", "2", "--refine-bound", "positions=0.5"]) == 0
+    import h5py
+
+    with h5py.File(out) as f:
+        assert f["results/variables/affine"].shape == (6,)
+        start = ds.terms["ptychography"].arrays["positions"]
+        assert np.abs(f["results/variables/positions"][()] - start).max() <= 0.5 + 1e-6
+    run = tmp_path / "run.toml"
+    run.write_text('refine = ["positions"]\n[refine_bound]\npositions = -1\n')
+    capsys.readouterr()
+    assert main(["reconstruct", str(path), "-o", str(tmp_path / "b.h5"), "--config", str(run)]) == 2
+    assert "refine_bound takes a finite distance > 0" in capsys.readouterr().err
+    for flag in ("positions", "probe=1"):
+        assert main(["reconstruct", str(path), "-o", str(tmp_path / "b.h5"), "--refine", "probe,positions",
+                     "--iterations", "2", "--refine-bound", flag]) == 2
+    err = capsys.readouterr().err
+    assert "--refine-bound expects NAME=DISTANCE" in err and "only real unknowns" in err

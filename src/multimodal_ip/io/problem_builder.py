@@ -16,7 +16,7 @@ LIKELIHOODS = ("balanced", "poisson")
 
 def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=None, registry=None,
                   term_options=None, regularizers=(), xp=None, dtype=None, refine=(), likelihood="balanced",
-                  coupling=None, chunk_bytes=None, validation=None, validation_seed=0):
+                  coupling=None, chunk_bytes=None, validation=None, validation_seed=0, refine_bounds=None):
     r"""Assemble a :class:`~multimodal_ip.JointProblem` from a :class:`Dataset` through the modality plugins.
 
     Parameters
@@ -59,6 +59,11 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         Fraction of every term's measured values held out for validation (:mod:`multimodal_ip.validation`);
         ``None`` (default): none. ``validation_seed`` picks which (the same values for any split into parts or
         MPI ranks).
+    refine_bounds : mapping, optional
+        ``{unknown: d}``: keep each entry of a refined (real) calibration unknown within ``d`` of its start value
+        (a :class:`~multimodal_ip.regularizers.Box` per entry; e.g. ``{"positions": 1.5}`` in pixels). A bound is
+        a constraint: L-BFGS takes it with ``method='scipy'`` (chosen by ``auto``), Gauss-Newton projects, ADMM
+        projects.
     """
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
@@ -119,9 +124,30 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     if coupling is not None and not any("coupling" in m.options for m in modalities.values()):
         msg = f"coupling {coupling!r}: no term of {dataset.source} takes the option 'coupling'"
         raise ConfigError(msg)
+    regularizers = (*regularizers, *_refine_bounds(refine_bounds or {}, calibration, space))
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
     return apply_balance(problem, dataset, balance_c, reference, xp, registry) \
         if balance and likelihood == "balanced" else problem
+
+
+def _refine_bounds(bounds, calibration, space) -> list:
+    """A :class:`Box` keeping each bounded calibration unknown within its distance of the start value."""
+    from ..regularizers import Box
+
+    out = []
+    for name, d in bounds.items():
+        if name not in calibration:
+            msg = f"refine bound for {name!r}: it is not refined (refined: {sorted(calibration) or 'none'})"
+            raise ConfigError(msg)
+        if space[name].is_complex:
+            msg = f"refine bound for {name!r}: only real unknowns can be bounded ({name} is complex)"
+            raise ConfigError(msg)
+        if isinstance(d, bool) or not (isinstance(d, int | float) and np.isfinite(d) and d > 0):
+            msg = f"refine bound for {name!r} must be a finite distance > 0; got {d!r}"
+            raise ConfigError(msg)
+        start = np.asarray(calibration[name], dtype=float)
+        out.append(Box((name,), start - d, start + d, name=f"bound_{name}"))
+    return out
 
 
 def _holdout(td, info, term, fraction, seed, xp):

@@ -209,8 +209,8 @@ class ScipyLBFGSB(Solver):
             if r.is_constraint:
                 for n in r.variables:
                     sl = space.slice(n)
-                    lo[sl] = np.maximum(lo[sl], r.lower)
-                    hi[sl] = np.minimum(hi[sl], r.upper)
+                    lo[sl] = np.maximum(lo[sl], np.ravel(r.lower))  # a number, or one bound per entry
+                    hi[sl] = np.minimum(hi[sl], np.ravel(r.upper))
         if np.all(np.isinf(lo)) and np.all(np.isinf(hi)):
             return None
         return scipy.optimize.Bounds(lo, hi)

@@ -30,7 +30,8 @@ class FluorescenceModel(NonlinearOperator):
     kernel_scale : :obj:`float`, optional
         :math:`c`.
     refine : sequence of :obj:`str`, optional
-        ``"probe"`` and/or ``"positions"``; the input is then ``[w; probe (re, im pairs); positions]``.
+        ``"probe"``, ``"positions"`` and/or ``"affine"``; the input is then
+        ``[w; probe (re, im pairs); positions; affine]`` (:class:`~mmip_scanprobe.CalibrationLayout`).
     dtype : :obj:`str`, optional
         Real dtype.
     method : :obj:`str`, optional
@@ -56,7 +57,8 @@ class FluorescenceModel(NonlinearOperator):
         self.kernel_scale = float(kernel_scale)
         self.method = method
         n_main = self.ne * int(np.prod(self.object_shape))
-        self.layout = CalibrationLayout(n_main, self.window, len(self.positions), refine, dtype)
+        self.layout = CalibrationLayout(n_main, self.window, len(self.positions), refine, dtype,
+                                        nominal=self.positions, object_shape=self.object_shape)
         self.refine = self.layout.refine
         label = "+".join(("w", *self.refine))
         super().__init__(dims=(self.layout.size,), dimsd=(self.ne, len(self.positions)), dtype=dtype,
@@ -66,7 +68,7 @@ class FluorescenceModel(NonlinearOperator):
         ncp = get_array_module(v)
         v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
         corners = self.corners
-        if "positions" in self.refine:  # the corners follow refined positions (shifts stay within half a pixel)
+        if self.layout.moves:  # the corners follow refined positions (shifts stay within half a pixel)
             corners = split_positions(to_numpy(self.layout.split(v)[2]), self.object_shape, self.window,
                                       allow_outside=True, strict=False)[0]
         w, probe, probes, shift = self.layout.probes(v, self.probe, corners, self.fractions, self.probe.dtype)
@@ -91,7 +93,7 @@ class _FluorescenceJacobian(LinearOperator):
     def __init__(self, model, state):
         self.m, self.s = model, state
         self.dkernels = None
-        if "positions" in model.refine:
+        if model.layout.moves:
             c, probes = model.kernel_scale, state["probes"]
             self.dkernels = [2 * c * (probes.conj() * d).real for d in state["shift"].derivatives(state["probe"])]
         super().__init__(dtype=model.dtype, dims=model.dims, dimsd=model.dimsd, name=f"J({model.name})")
@@ -99,7 +101,7 @@ class _FluorescenceJacobian(LinearOperator):
     def _matvec(self, dv):
         m, s = self.m, self.s
         dv = dv.astype(m.dtype, copy=False)
-        dw, dprobe, dpos = m.layout.split(dv)
+        dw, dprobe, dpos = m.layout.split(dv, tangent=True)
         out = s["fmap"].matvec(dw)
         dkernel = None
         if dprobe is not None:
@@ -123,6 +125,6 @@ class _FluorescenceJacobian(LinearOperator):
             if "probe" in m.refine:
                 u = 2 * m.kernel_scale * s["probes"] * g
                 gprobe = u if s["shift"] is None else s["shift"].shared_adjoint(u)
-            if "positions" in m.refine:
+            if m.layout.moves:
                 gpos = ncp.stack([ncp.sum(d * g, axis=(1, 2)) for d in self.dkernels], axis=1)
         return m.layout.join(gw, gprobe, gpos)

@@ -3,7 +3,7 @@
 import warnings
 
 import numpy as np
-from mmip_scanprobe import REFINABLE, SubpixelShift, split_positions
+from mmip_scanprobe import AFFINE_SIZE, REFINABLE, SubpixelShift, split_positions
 
 from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.backend import get_array_module
@@ -141,26 +141,27 @@ class Fluorescence:
         probe = rng.standard_normal((k, k)) + 1j * rng.standard_normal((k, k))
         scan = np.clip(full_grid_positions((n, n), (k, k))[::7] + rng.uniform(-0.2, 0.2, (15, 2)), -2.7, n - 1.3)
         for refine, pos in (((), scan), (("probe",), full_grid_positions((n, n), (k, k))), (("positions",), scan),
-                            (("probe", "positions"), scan)):
+                            (("probe", "positions"), scan), (("positions", "affine"), scan)):
             op = FluorescenceModel(probe, pos, (n, n), 2, kernel_scale=0.5, refine=refine)
             v = [rng.random(2 * n * n)] + [probe.view(float).ravel()] * ("probe" in refine) \
-                + [pos.ravel()] * ("positions" in refine)
+                + [pos.ravel()] * ("positions" in refine) + [rng.uniform(-0.1, 0.1, AFFINE_SIZE)] * ("affine" in refine)
             yield "probe-footprint-" + "-".join(refine or ("none",)), op, np.concatenate(v)
 
 
 def _shared_refinement(td, refine, calibration, positions):
-    """The calibration unknowns this term can read: the probe, and the positions only when the XRF was
-    measured at the scan positions (a separate XRF grid keeps its own, fixed positions)."""
+    """The calibration unknowns this term can read: the probe, and the positions and their affine map only when
+    the XRF was measured at the scan positions (a separate XRF grid keeps its own, fixed positions)."""
     refine = tuple(refine)
     if refine and "probe" not in calibration:
         msg = f"{td.where()}: refining {list(refine)} needs a probe offered by another term (e.g. ptychography)"
         raise ConfigError(msg)
-    if "positions" in refine:
+    moving = [r for r in refine if r in ("positions", "affine")]
+    if moving:
         scan = np.asarray(calibration.get("positions", np.empty((0, 2))))
         if scan.shape != positions.shape or not np.allclose(scan, positions):
             warnings.warn(f"{td.where('positions')}: the XRF positions are not the scan positions; they stay fixed "
-                          "(only the probe is shared)", stacklevel=3)
-            refine = tuple(r for r in refine if r != "positions")
+                          f"(only the probe is shared, not {' or '.join(moving)})", stacklevel=3)
+            refine = tuple(r for r in refine if r not in moving)
     return refine
 
 

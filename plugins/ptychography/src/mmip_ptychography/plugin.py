@@ -1,7 +1,7 @@
 """Registers the ``ptychography`` modality."""
 
 import numpy as np
-from mmip_scanprobe import REFINABLE, ComplexCoupling
+from mmip_scanprobe import AFFINE_SIZE, REFINABLE, ComplexCoupling
 
 from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
@@ -30,7 +30,7 @@ class Ptychography:
     """The ``ptychography`` modality: builds the term from ``/terms/<name>`` (data, probe, positions).
 
     Options of :meth:`build_term`: ``loss`` (``"amplitude"``, the paper's, or ``"poisson"``), ``refine``
-    (``"probe"``, ``"positions"``: calibration unknowns read besides ``x`` and ``w``), ``coupling`` (see
+    (``"probe"``, ``"positions"``, ``"affine"``: calibration unknowns read besides ``x`` and ``w``), ``coupling`` (see
     :func:`~mmip_ptychography.coupling.parse_coupling`; default the term's ``coupling`` attribute, else ones),
     ``photon_weighted`` (the loss in photon counts, from ``photons_per_unit``: amplitude gets weight
     :math:`4p`, the variance-stabilised Poisson likelihood; Poisson is the exact one), ``dtype``.
@@ -86,9 +86,11 @@ class Ptychography:
         return 0.0
 
     def calibration(self, td):
-        """Start values this term offers for refinement: its probe and scan positions."""
+        """Start values this term offers for refinement: its probe, its scan positions and the identity of the
+        positions' global affine map (``affine``: :func:`~mmip_scanprobe.affine_positions`, zeros)."""
         return {"probe": td.array("probe", ndim=2, dtype_kind="cf"),
-                "positions": td.array("positions", ndim=2, dtype_kind="fiu").astype(float)}
+                "positions": td.array("positions", ndim=2, dtype_kind="fiu").astype(float),
+                "affine": np.zeros(AFFINE_SIZE)}
 
     def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, refine=(), calibration=None,
                    coupling=None, photon_weighted=False, **options):
@@ -157,13 +159,13 @@ class Ptychography:
         probe = rng.standard_normal((4, 4)) + 1j * rng.standard_normal((4, 4))
         op = ptychography_operator(probe, raster_positions(10, 4, step_px=2), (10, 10), 2)
         yield "amplitude", compose(Modulus(op.dimsd, dtype="complex128"), op), 1 + rng.random(300)
-        for refine in ((), ("probe",), ("positions",), ("probe", "positions")):
+        for refine in ((), ("probe",), ("positions",), ("probe", "positions"), ("affine",), ("positions", "affine")):
             probe = rng.standard_normal((6, 6)) + 1j * rng.standard_normal((6, 6))
             pos = raster_positions(14, 6, step_px=4) + rng.uniform(-0.2, 0.2, (9, 2))
             pos = np.clip(pos, 0.3, 14 - 6 - 0.3)
             op = PtychographyModel(probe, pos, (14, 14), 2, refine=refine, coefficients=[1.0, 0.4])
             v = [1 + rng.random(14 * 14 * 3)] + [probe.view(float).ravel()] * ("probe" in refine) \
-                + [pos.ravel()] * ("positions" in refine)
+                + [pos.ravel()] * ("positions" in refine) + [rng.uniform(-0.1, 0.1, AFFINE_SIZE)] * ("affine" in refine)
             yield "subpixel-refine-" + "-".join(refine or ("none",)), op, np.concatenate(v)
         probe = fresnel_zone_plate_probe(16)
         yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \

@@ -29,8 +29,9 @@ class PtychographyModel(Streamed):
     n_elements : :obj:`int`
         Number of element maps :math:`w_e`.
     refine : sequence of :obj:`str`, optional
-        Unknowns besides ``[x; w]``: ``"probe"`` and/or ``"positions"``; the input is then the packed real
-        vector ``[x; w; probe (re, im pairs); positions]`` (see :class:`~multimodal_ip.operators.CalibrationLayout`).
+        Unknowns besides ``[x; w]``: ``"probe"``, ``"positions"`` and/or ``"affine"`` (a global affine map of the
+        positions, :func:`~mmip_scanprobe.affine_positions`); the input is then the packed real vector
+        ``[x; w; probe (re, im pairs); positions; affine]`` (see :class:`~mmip_scanprobe.CalibrationLayout`).
     coefficients : array-like, optional
         Coupling :math:`a_e` (default ones).
     dtype : :obj:`str`, optional
@@ -58,10 +59,11 @@ class PtychographyModel(Streamed):
         self.positions = np.asarray(to_numpy(positions_px), dtype=float)
         # validated now: errors before any solve (the corners serve whole-pixel positions)
         self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window)
-        self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype)
+        self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype,
+                                        nominal=self.positions, object_shape=self.object_shape)
         self.refine = self.layout.refine
-        #: windows are sampled (cubic) when a position is fractional or the positions are refined
-        self.sampled = "positions" in self.refine or bool(np.any(self.fractions != 0))
+        #: windows are sampled (cubic) when a position is fractional or the positions move (refined or affine)
+        self.sampled = self.layout.moves or bool(np.any(self.fractions != 0))
         # even windows: fftshift(fft2(a)) = fft2(C a) and ifft2(ifftshift(b)) = C ifft2(b) with the checkerboard
         # C = (-1)^(r+c); folding C into the probes and patches skips the two shifted copies of every batch
         self.checker = None
@@ -106,7 +108,7 @@ class PtychographyModel(Streamed):
 
     def stream_tangent(self, state, dv):
         dv = dv.astype(self.dtype, copy=False)
-        main, dprobe, dpos = self.layout.split(dv)
+        main, dprobe, dpos = self.layout.split(dv, tangent=True)
         dz = self.coupling.matvec(main).reshape(self.object_shape)
         if state["sampler"] is not None:
             dz = state["sampler"].pad(dz)
@@ -131,8 +133,7 @@ class PtychographyModel(Streamed):
         ncp = state["xp"]
         return {"z": ncp.zeros(state["z"].shape, dtype=self.dtyped),
                 "probe": ncp.zeros(self.window, dtype=self.dtyped) if "probe" in self.refine else None,
-                "positions": ncp.zeros((len(self.positions), 2), dtype=self.dtype)
-                if "positions" in self.refine else None}
+                "positions": ncp.zeros((len(self.positions), 2), dtype=self.dtype) if self.layout.moves else None}
 
     def stream_vjp(self, state, rows, g, acc) -> None:
         b = self.transform_adjoint(g)
@@ -144,7 +145,7 @@ class PtychographyModel(Streamed):
             return
         b *= state["folded"].conj()  # the windows' cotangent
         sampler.scatter(acc["z"], b, rows)
-        if "positions" in self.refine:
+        if self.layout.moves:
             acc["positions"][rows] = sampler.position_gradient(state["z"], rows, b)
 
     def stream_release(self, state):

@@ -4,15 +4,18 @@ positions, their calibration layout, and the coupling of element maps into a com
 A library for modality plugins, not a plugin itself: it registers nothing.
 """
 
-__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "extract_patches",
-           "split_positions", "REFINABLE", "ComplexCoupling"]
+__all__ = ["AFFINE_SIZE", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame", "affine_positions",
+           "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE", "ComplexCoupling"]
 
 from .complex_coupling import ComplexCoupling
 from .windows import (
+    AFFINE_SIZE,
     REFINABLE,
     CalibrationLayout,
     CubicPatches,
     SubpixelShift,
+    affine_frame,
+    affine_positions,
     as_positions,
     cubic_weights,
     extract_patches,

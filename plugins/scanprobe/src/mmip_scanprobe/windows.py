@@ -1,5 +1,5 @@
-__all__ = ["CalibrationLayout", "CubicPatches", "SubpixelShift", "as_positions", "cubic_weights", "extract_patches",
-           "split_positions", "REFINABLE"]
+__all__ = ["AFFINE_SIZE", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame", "affine_positions",
+           "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE"]
 
 from typing import Any
 
@@ -9,7 +9,33 @@ from multimodal_ip.backend import complex_dtype, fft2, get_array_module, ifft2, 
 from multimodal_ip.errors import ConfigError, ShapeError
 
 #: calibration unknowns a window-based model may refine, in packing order
-REFINABLE = ("probe", "positions")
+REFINABLE = ("probe", "positions", "affine")
+#: entries of the ``affine`` unknown: the 2 x 2 matrix (row-major) and the translation, all in pixels
+AFFINE_SIZE = 6
+
+
+def affine_frame(object_shape, window):
+    r"""``(centre, half)`` of the frame the ``affine`` unknown acts in: the centre of the range of window corners
+    of an ``object_shape`` object and its larger half-extent (at least 1). Both depend on the object and window
+    only, so every chunk and MPI rank uses the same frame."""
+    centre = (np.asarray(object_shape, dtype=float) - np.asarray(window, dtype=float)) / 2
+    return centre, max(float(np.abs(centre).max()), 1.0)
+
+
+def affine_positions(nominal, affine, object_shape, window, base=None):
+    r"""Positions moved by the ``affine`` unknown :math:`a = (m_{00}, m_{01}, m_{10}, m_{11}, t_0, t_1)`:
+
+    .. math:: p_j = q_j + M u_j + t,\qquad u_j = (n_j - c) / h
+
+    where :math:`n_j` are the ``nominal`` positions, :math:`q_j` the ``base`` (the refined positions variable
+    when the positions are refined too; default the nominal positions), and :math:`(c, h)` the
+    :func:`affine_frame`: :math:`M` is in pixels of displacement at the frame's edge (a 1 % scale of an
+    ``h = 200`` px scan is :math:`m_{00} = m_{11} = 2`), :math:`t` in pixels. Zero is the identity."""
+    nominal = np.asarray(to_numpy(nominal), dtype=float)
+    base = nominal if base is None else np.asarray(to_numpy(base), dtype=float)
+    centre, half = affine_frame(object_shape, window)
+    a = np.asarray(to_numpy(affine), dtype=float).ravel()
+    return base + ((nominal - centre) / half) @ a[:4].reshape(2, 2).T + a[4:]
 
 
 def as_positions(positions_px, what="positions"):
@@ -121,15 +147,18 @@ class SubpixelShift:
 
 
 class CalibrationLayout:
-    r"""Packing of a model input ``[main; probe; positions]`` where the last two are optional unknowns.
+    r"""Packing of a model input ``[main; probe; positions; affine]`` where the last three are optional unknowns.
 
     ``main`` is the packed real vector of the model's own variables (length ``n_main``), ``probe`` a complex
-    ``window`` array stored as interleaved (re, im) pairs, ``positions`` ``(J, 2)`` floats, in that order and
-    only when named in ``refine`` (the order of :class:`~multimodal_ip.VariableSpace` packing of
-    ``inputs + refine``).
+    ``window`` array stored as interleaved (re, im) pairs, ``positions`` ``(J, 2)`` floats, ``affine`` the
+    :data:`AFFINE_SIZE` parameters of :func:`affine_positions`, in that order and only when named in ``refine``
+    (the order of :class:`~multimodal_ip.VariableSpace` packing of ``inputs + refine``). The model sees the
+    *effective* positions (:meth:`split`): the positions variable (else ``nominal``) moved by the affine map;
+    :meth:`join` takes the gradient with respect to them and returns it for each refined unknown.
+    ``nominal`` (the file's positions of this chunk or rank) and ``object_shape`` are needed for ``affine``.
     """
 
-    def __init__(self, n_main, window, n_positions, refine=(), dtype="float64"):
+    def __init__(self, n_main, window, n_positions, refine=(), dtype="float64", nominal=None, object_shape=None):
         refine = tuple(refine)
         unknown = [r for r in refine if r not in REFINABLE]
         if unknown:
@@ -138,15 +167,27 @@ class CalibrationLayout:
         self.refine = tuple(r for r in REFINABLE if r in refine)
         self.window, self.n_positions = tuple(window), int(n_positions)
         self.dtype, self.cdtype = np.dtype(dtype), complex_dtype(dtype)
-        sizes = {"probe": 2 * int(np.prod(window)), "positions": 2 * self.n_positions}
+        #: the positions move (refined directly or through the affine map)
+        self.moves = "positions" in self.refine or "affine" in self.refine
+        self.nominal = self.unit = None
+        if "affine" in self.refine:
+            if nominal is None or object_shape is None:
+                msg = "refining 'affine' needs the nominal positions and the object shape"
+                raise ConfigError(msg)
+            self.nominal = np.asarray(to_numpy(nominal), dtype=float)
+            centre, half = affine_frame(object_shape, window)
+            self.unit = (self.nominal - centre) / half  # (J, 2) in the frame's units
+        sizes = {"probe": 2 * int(np.prod(window)), "positions": 2 * self.n_positions, "affine": AFFINE_SIZE}
         self.bounds, start = {"main": (0, int(n_main))}, int(n_main)
         for r in self.refine:
             self.bounds[r] = (start, start + sizes[r])
             start += sizes[r]
         self.size = start
 
-    def split(self, v):
-        """``(main, probe or None, positions or None)`` views of ``v``."""
+    def split(self, v, tangent=False):
+        """``(main, probe or None, positions or None)`` of ``v``: views, except the effective positions (the
+        positions variable, else the nominal positions, moved by the affine map; ``None`` when neither is refined).
+        ``tangent``: ``v`` is a direction, so the nominal positions do not enter (the map is affine)."""
         ncp = get_array_module(v)
         main = v[slice(*self.bounds["main"])]
         probe = positions = None
@@ -155,17 +196,26 @@ class CalibrationLayout:
             probe = part.view(complex_dtype(part.dtype)).reshape(self.window)
         if "positions" in self.bounds:
             positions = v[slice(*self.bounds["positions"])].reshape(self.n_positions, 2)
+        if "affine" in self.bounds:
+            a = v[slice(*self.bounds["affine"])]
+            base = positions if positions is not None else 0.0 if tangent else ncp.asarray(self.nominal, v.dtype)
+            unit = ncp.asarray(self.unit, dtype=v.dtype)
+            positions = base + unit @ a[:4].reshape(2, 2).T + a[4:]
         return main, probe, positions
 
     def join(self, main, probe=None, positions=None):
-        """The packed real vector of the adjoint parts (``probe`` complex, ``positions`` (J, 2))."""
+        """The packed real vector of the adjoint parts (``probe`` complex, ``positions`` (J, 2): the gradient
+        with respect to the effective positions, summed through the affine map for ``affine``)."""
         ncp = get_array_module(main)
         parts = [main.ravel()]
+        rdt = main.real.dtype
         if "probe" in self.bounds:
-            rdt = main.real.dtype
             parts.append(ncp.ascontiguousarray(probe.astype(complex_dtype(rdt), copy=False)).view(rdt).ravel())
         if "positions" in self.bounds:
-            parts.append(positions.ravel().astype(main.real.dtype, copy=False))
+            parts.append(positions.ravel().astype(rdt, copy=False))
+        if "affine" in self.bounds:
+            g = positions.astype(rdt, copy=False)
+            parts.append(ncp.concatenate([(g.T @ ncp.asarray(self.unit, dtype=rdt)).ravel(), g.sum(axis=0)]))
         return ncp.concatenate(parts)
 
     def probes(self, v, probe, corners, fractions, dtype):
