@@ -1,7 +1,16 @@
-"""Side by side with pty-chi on the same ptychography data: time per full pass over the data (CPU).
+"""Side by side with pty-chi on the same ptychography data: time per full pass over the data, and position
+correction (CPU).
 
     python benchmarks/bench_ptychi.py --install               # once: pty-chi + CPU torch in .ptychi-venv/
     python benchmarks/bench_ptychi.py [--n 1306 --np 128 --step 37] [--epochs 5] [--dtype float32]
+    python benchmarks/bench_ptychi.py --positions [--cases phantom cameraman] [--seeds 3] [--epochs 150]
+
+``--positions``: the paper's cases at 3 % noise with the positions jittered by ±``--jitter`` px (the file holds the
+nominal raster, the true probe is given and fixed); pty-chi LSQML with its position correction from epoch
+``--correct-from`` and ours (ptychography alone, L-BFGS, positions refined after ``--refine-after`` iterations) from
+the same flat start; final object error over [x; w], positions rms against the truth, wall time; and both codes with
+the true positions fixed, which shows that the two set up the same problem (pty-chi's unnormalised FFT, its
+first-epoch probe rescaling and its object-probe ambiguity removal are accounted for in its script).
 
 pty-chi is not a dependency of this project: ``--install`` creates its own virtual environment
 (``benchmarks/.ptychi-venv``, or ``--venv``) with ``torch==2.14.1``, ``torchvision==0.29.1`` and ``ptychi``,
@@ -28,7 +37,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
-#: what runs inside pty-chi's environment: reads the .npz written below, runs one engine, prints JSON
+#: what runs inside pty-chi's environment: reads the .npz written below, runs one engine, prints JSON.
+#: argv: npz, engine, epochs, threads, correct_from (-1: time epochs, positions fixed; -2: a whole run with the
+#: positions fixed; >= 0: a whole run with position correction from that epoch)
 PTYCHI_SCRIPT = r"""
 import json, sys, time
 import numpy as np, torch
@@ -37,33 +48,52 @@ from ptychi.api.task import PtychographyTask
 
 torch.set_num_threads(int(sys.argv[4]))
 f = np.load(sys.argv[1])
-engine, epochs = sys.argv[2], int(sys.argv[3])
+engine, epochs, correct_from = sys.argv[2], int(sys.argv[3]), int(sys.argv[5])
 data, probe, pos, n = f["data"], f["probe"], f["positions"], int(f["n"])
 options = {"lsqml": api.LSQMLOptions, "epie": api.EPIEOptions}[engine]()
-options.data_options.data = data
-options.object_options.initial_guess = torch.ones((1, n, n), dtype=torch.complex64)
+# the same problem as ours: pty-chi's FFT is unnormalised (ours orthonormal), so its intensities are Np0 * Np1 times
+# ours; the same start (1 + 1j: x = w = 1); the probe is the given one, so pty-chi must not rescale it to the data's
+# power in the first epoch nor move the object's mean transmission to 1 (both change the object's scale)
+options.data_options.data = data * float(probe.size)
+options.object_options.initial_guess = torch.full((1, n, n), 1 + 1j, dtype=torch.complex64)
 options.object_options.pixel_size_m = 1.0
 options.object_options.optimizable = True
 options.object_options.optimizer = api.Optimizers.SGD
 options.object_options.step_size = 1.0 if engine == "lsqml" else 0.1
+options.object_options.remove_object_probe_ambiguity.enabled = False
 options.probe_options.initial_guess = torch.as_tensor(probe[None, None], dtype=torch.complex64)
 options.probe_options.optimizable = False
 # pty-chi takes probe centres relative to its origin pixel, round(n / 2) - 0.5 (absolute centres put every window
 # off the object: pty-chi then padded its buffers by n / 2 on two sides)
-centre = pos + (np.array(probe.shape) - 1) / 2.0 - (np.round(n / 2.0) - 0.5)
+shift = (np.array(probe.shape) - 1) / 2.0 - (np.round(n / 2.0) - 0.5)
+centre = pos + shift
 options.probe_position_options.position_x_px = centre[:, 1]
 options.probe_position_options.position_y_px = centre[:, 0]
-options.probe_position_options.optimizable = False
-options.reconstructor_options.batch_size = 100
-options.reconstructor_options.num_epochs = epochs + 1
+options.probe_position_options.optimizable = correct_from >= 0
+if correct_from >= 0:
+    options.probe_position_options.optimization_plan.start = correct_from
+timing = correct_from == -1
+options.reconstructor_options.batch_size = 100 if timing else 20
+options.reconstructor_options.num_epochs = epochs + timing
 if engine == "lsqml":
     options.reconstructor_options.noise_model = api.NoiseModels.GAUSSIAN
+    options.reconstructor_options.rescale_probe_intensity_in_first_epoch = False
 task = PtychographyTask(options)
-task.run(n_epochs=1)  # first epoch: allocation and warm-up, not timed
-t0 = time.perf_counter()
-task.run(n_epochs=epochs)
-elapsed = time.perf_counter() - t0
-print(json.dumps({"engine": engine, "epochs": epochs, "s_per_epoch": elapsed / epochs}))
+out = {"engine": engine, "epochs": epochs}
+if timing:
+    task.run(n_epochs=1)  # first epoch: allocation and warm-up, not timed
+    t0 = time.perf_counter()
+    task.run(n_epochs=epochs)
+    out["s_per_epoch"] = (time.perf_counter() - t0) / epochs
+else:
+    t0 = time.perf_counter()
+    task.run()
+    out["wall_s"] = time.perf_counter() - t0
+    p = task.get_data_to_cpu("probe_positions", as_numpy=True)
+    out["positions"] = (np.asarray(p)[:, :2] - shift).tolist()  # back to top-left corners (row, col)
+obj = np.asarray(task.get_data_to_cpu("object", as_numpy=True))[0]
+np.save(sys.argv[1] + f".{engine}.object.npy", obj)
+print(json.dumps(out))
 """
 
 
@@ -89,6 +119,78 @@ def ours(path, epochs, dtype):
     return best, per_iteration
 
 
+def ours_positions(ds, iterations, refine_after, dtype, refine):
+    """Ptychography alone from the flat start, the given probe fixed; positions refined after ``refine_after``
+    iterations (or fixed at the file's when not ``refine``). Returns (object x + iw, positions, seconds)."""
+    from multimodal_ip.io import build_problem
+    from multimodal_ip.solvers import solve_staged
+
+    problem = build_problem(ds, terms=["ptychography"], dtype=dtype, refine=("positions",) if refine else ())
+    t0 = time.perf_counter()
+    res = solve_staged(problem, problem.start(), "lbfgs", maxiter=iterations,
+                       refine_after=refine_after if refine else 0)
+    wall = time.perf_counter() - t0
+    positions = res.arrays["positions"] if refine else ds.terms["ptychography"].arrays["positions"]
+    return res.arrays["x"] + 1j * res.arrays["w"][0], np.asarray(positions, dtype=float), wall
+
+
+def positions_study(args, venv, threads):
+    """Position correction side by side: the same data (3 % noise, uniform jitter, the true probe given), each code
+    from the flat start; also both with the true positions fixed (the two codes' conventions agree)."""
+    from dataclasses import replace
+
+    from mmip_paper import simulate
+
+    script_dir = Path(tempfile.mkdtemp())
+    script = script_dir / "run_ptychi.py"
+    script.write_text(PTYCHI_SCRIPT)
+    rows = {}
+    for case in args.cases:
+        for seed in range(args.seeds):
+            ds = simulate(case, seed=seed, noise=0.03, position_jitter_px=args.jitter)
+            td = ds.terms["ptychography"]
+            truth = ds.truth["positions"]
+            z = ds.truth["x"] + 1j * ds.truth["w"][0]
+            exact = replace(ds, terms={"ptychography": replace(td, arrays=dict(td.arrays, positions=truth))})
+            for label, data, correct in (("nominal, corrected", ds, True), ("true positions, fixed", exact, False)):
+                term = data.terms["ptychography"]
+                npz = script_dir / f"{case}{seed}.npz"
+                np.savez(npz, data=np.asarray(term.arrays["data"], dtype=np.float32), probe=term.arrays["probe"],
+                         positions=term.arrays["positions"], n=z.shape[0])
+                out = subprocess.run([str(venv / "bin" / "python"), str(script), str(npz), "lsqml", str(args.epochs),
+                                      str(threads), str(args.correct_from if correct else -2)], capture_output=True,
+                                     text=True, check=False)
+                if out.returncode:
+                    print(f"pty-chi failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                    return 1
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                obj = np.load(str(npz) + ".lsqml.object.npy")
+                pc_pos = np.asarray(r["positions"]) if correct else truth
+                pc = (float(np.linalg.norm(obj - z) / np.linalg.norm(z)), _rms(pc_pos, truth), r.get("wall_s", np.nan))
+                mine, pos, wall = ours_positions(data, args.epochs, args.refine_after, args.dtype, correct)
+                err = float(np.linalg.norm(mine - z) / np.linalg.norm(z))  # over [x; w]: |z| = |[x; w]| for Ne = 1
+                rows.setdefault((case, label, "pty-chi 2.2 LSQML"), []).append(pc)
+                rows.setdefault((case, label, "multimodal_ip L-BFGS"), []).append((err, _rms(pos, truth), wall))
+                print(f"{case} seed {seed} {label}: pty-chi {pc[0]:.4f} / {pc[1]:.3f} px / {pc[2]:.1f} s, ours "
+                      f"{err:.4f} / {_rms(pos, truth):.3f} px / {wall:.1f} s", flush=True)
+    print(f"\n{args.epochs} epochs / L-BFGS iterations; pty-chi position correction from epoch {args.correct_from}, "
+          f"ours refines positions after {args.refine_after} iterations; 3 % noise, jitter ±{args.jitter} px, "
+          f"{args.seeds} seeds (mean ± std); nominal positions rms "
+          f"{_rms(ds.terms['ptychography'].arrays['positions'], truth):.3f} px (last seed)\n")
+    print("| case | positions | code | object error [x; w] | positions rms (px) | time (s) |")
+    print("|---|---|---|---|---|---|")
+    for (case, label, code), vals in rows.items():
+        v = np.array(vals, dtype=float)
+        sd = v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros(3)
+        m = v.mean(axis=0)
+        print(f"| {case} | {label} | {code} | {m[0]:.4f} ± {sd[0]:.4f} | {m[1]:.3f} ± {sd[1]:.3f} | {m[2]:.1f} |")
+    return 0
+
+
+def _rms(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -105,6 +207,13 @@ def main():
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--engines", nargs="+", default=["lsqml", "epie"])
+    p.add_argument("--positions", action="store_true",
+                   help="position correction side by side on the paper's cases (jittered positions, true probe)")
+    p.add_argument("--cases", nargs="+", default=["phantom", "cameraman"])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--jitter", type=float, default=2.0)
+    p.add_argument("--correct-from", type=int, default=10, help="pty-chi: first epoch of position correction")
+    p.add_argument("--refine-after", type=int, default=50, help="ours: iterations before the positions move")
     args = p.parse_args()
     venv = Path(args.venv)
     if args.install:
@@ -119,6 +228,10 @@ def main():
 
     threads = os.cpu_count() or 1
     print(f"load {os.getloadavg()[0]:.2f} on {threads} cores")
+    if args.positions:
+        if args.epochs == 5:  # the timing default; a correction needs a run
+            args.epochs = 150
+        return positions_study(args, venv, threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.h5"
         save_dataset(path, simulate("phantom", seed=0, noise=0.03, n=args.n, probe_size=args.np, step=args.step))
@@ -132,7 +245,7 @@ def main():
         rows = []
         for engine in args.engines:
             out = subprocess.run([str(venv / "bin" / "python"), str(script), str(npz), engine, str(args.epochs),
-                                  str(threads)], capture_output=True, text=True, check=False)
+                                  str(threads), "-1"], capture_output=True, text=True, check=False)
             if out.returncode:
                 print(f"pty-chi {engine} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 continue

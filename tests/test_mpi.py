@@ -68,11 +68,12 @@ def test_each_rank_reads_only_its_share(tmp_path, tiny_dataset):
 
 
 def test_probe_refinement_under_mpi_matches_single_process(tmp_path):
-    """The probe is one unknown shared by all ranks: its gradient is summed like the object's."""
+    """The probe and the positions' affine map are unknowns shared by all ranks: their gradients are summed like
+    the object's (the affine frame depends on the object and window only, so every rank uses the same)."""
     data = tmp_path / "d.h5"
     assert main(["simulate", "phantom", "-o", str(data), "--n", "48", "--probe-size", "16", "--step", "8",
                  "--noise", "0.03", "--probe-error", "0.2"]) == 0
-    flags = ["--iterations", "8", "--refine", "probe", "--refine-after", "3", "--dtype", "float64"]
+    flags = ["--iterations", "8", "--refine", "probe,affine", "--refine-after", "3", "--dtype", "float64"]
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "r1.h5"), *flags]) == 0
     single = load_result(tmp_path / "r1.h5")
     out = tmp_path / "r2.h5"
@@ -80,7 +81,8 @@ def test_probe_refinement_under_mpi_matches_single_process(tmp_path):
                            str(data), "-o", str(out), *flags], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = load_result(out)
-    for v in ("x", "w", "probe"):
+    assert np.any(single["variables"]["affine"] != 0)
+    for v in ("x", "w", "probe", "affine"):
         np.testing.assert_allclose(res["variables"][v], single["variables"][v], rtol=1e-8, atol=1e-10)
     proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "multimodal_ip.cli", "reconstruct",
                            str(data), "-o", str(out), "--refine", "positions"], capture_output=True, text=True,

@@ -62,8 +62,7 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
     refine_bounds : mapping, optional
         ``{unknown: d}``: keep each entry of a refined (real) calibration unknown within ``d`` of its start value
         (a :class:`~multimodal_ip.regularizers.Box` per entry; e.g. ``{"positions": 1.5}`` in pixels). A bound is
-        a constraint: L-BFGS takes it with ``method='scipy'`` (chosen by ``auto``), Gauss-Newton projects, ADMM
-        projects.
+        a constraint: L-BFGS takes it with ``method='scipy'`` (chosen by ``auto``); Gauss-Newton and ADMM project.
     """
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
