@@ -72,6 +72,19 @@ def test_validation_study_small(tmp_path):
         assert r["grid_best"] <= r["tuned"] + 1e-12 and r["oracle"] <= r["stopped"] + 1e-12
 
 
+def test_validation_stopping_example_small():
+    out = _run("examples/validation/stopping.py", "--cases", "sparse", "--noise", "0.1", "--seeds", "2", "--scale",
+               "0.3", "--iterations", "12", "--patience", "3,30")
+    row = next(line for line in out.splitlines() if line.startswith("| sparse | 0.1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][2:]
+    assert len(cells) == 5 * 2  # five scores x two patiences
+    for cell in cells:  # worst / mean (last iteration): ratios to the oracle are >= 1, the worst >= the mean
+        worst, mean = (float(v) for v in re.match(r"([0-9.]+) / ([0-9.]+) \(", cell).groups())
+        assert worst >= mean >= 1.0 - 1e-12
+    # a patience longer than the run never stops early: the returned iterate is the validation's minimum over all
+    assert all(cell.endswith("(12)") for cell in cells[1::2])
+
+
 def test_position_information_example_small():
     out = _run("examples/beyond_paper/position_information.py", "--n", "64", "--probe-size", "16", "--step", "8",
                "--radius", "1", "--iterations", "5")

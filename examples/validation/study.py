@@ -28,17 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mmip_paper import simulate
-from mmip_paper.cases import poisson_noise
-from scipy.ndimage import gaussian_filter
-from scipy.signal import correlate
+import validation_cases
 
-from multimodal_ip.io import Dataset, TermData, build_problem
+from multimodal_ip.io import build_problem
 from multimodal_ip.report import markdown_table
 from multimodal_ip.solvers import solve_staged
 from multimodal_ip.tune import choose, settings_grid, tune
 from multimodal_ip.validation import StopOnValidation
-from multimodal_ip.variables import Variable
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--cases", default="phantom,cameraman,smooth,sparse")
@@ -56,68 +52,9 @@ C_GRID = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
 
 
 # %%
-# The independent simulator of the two new cases.
-def smooth_field(n, rng, sigma):
-    f = gaussian_filter(rng.standard_normal((n, n)), sigma)
-    return 1 + (f - f.min()) / (f.max() - f.min())
-
-
-def probe_of(kind, npx):
-    r = np.arange(npx) - (npx - 1) / 2
-    rr = r[:, None] ** 2 + r[None, :] ** 2
-    if kind == "gaussian":
-        return np.exp(-rr / (2 * (npx / 6) ** 2)) * np.exp(1j * 2.5 * rr / npx**2 * np.pi)
-    pinhole = (rr <= (npx / 3) ** 2).astype(float)  # a pinhole propagated a little: soft edge and curvature
-    return gaussian_filter(pinhole, 1.5) * np.exp(1j * 4.0 * rr / npx**2 * np.pi)
-
-
-def new_case(kind, noise, seed, scale):
-    n = int(160 * scale)
-    npx, step = (int(48 * scale), max(int(8 * scale), 2)) if kind == "smooth" else (int(40 * scale),
-                                                                                   max(int(12 * scale), 2))
-    objects = np.random.default_rng(1000 + (kind == "sparse"))  # the sample does not change with the noise seed
-    x = smooth_field(n, objects, 4 * scale + 1)
-    if kind == "smooth":
-        w = smooth_field(n, objects, 6 * scale + 1)[None]
-    else:
-        yy, xx = np.mgrid[:n, :n]
-        w = np.zeros((1, n, n))
-        for cy, cx in objects.uniform(0.1 * n, 0.9 * n, (12, 2)):
-            w[0][(yy - cy) ** 2 + (xx - cx) ** 2 <= (0.02 * n) ** 2] = 1.0
-    probe = probe_of("gaussian" if kind == "smooth" else "pinhole", npx)
-    corners = np.arange(0, n - npx + 1, step)
-    positions = np.array([(r, c) for r in corners for c in corners], dtype=float)
-    z = x + 1j * w[0]
-    intens = np.empty((len(positions), npx, npx))
-    for j, (r, c) in enumerate(positions.astype(int)):  # one position at a time, numpy's FFT
-        intens[j] = np.abs(np.fft.fftshift(np.fft.fft2(probe * z[r : r + npx, c : c + npx], norm="ortho"))) ** 2
-    kernel = np.abs(probe) ** 2
-    off0, off1 = kernel.shape[0] - 1 - kernel.shape[0] // 2, kernel.shape[1] - 1 - kernel.shape[1] // 2
-    xrf = np.stack([correlate(w[e], kernel, mode="full", method="direct")[off0 : off0 + n, off1 : off1 + n].ravel()
-                    for e in range(len(w))])
-    rng = np.random.default_rng(seed)
-    intens_noisy, p_ptycho = poisson_noise(intens, noise, rng)
-    xrf_noisy, p_xrf = poisson_noise(xrf, noise, rng)
-    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    xrf_pos = np.stack([rows.ravel() - kernel.shape[0] // 2, cols.ravel() - kernel.shape[1] // 2], 1).astype(float)
-    terms = {"ptychography": TermData("ptychography", "ptychography",
-                                      {"data": intens_noisy, "probe": probe, "positions": positions},
-                                      {"photons_per_unit": p_ptycho}),
-             "fluorescence": TermData("fluorescence", "fluorescence",
-                                      {"data": xrf_noisy, "kernel": kernel, "positions": xrf_pos},
-                                      {"photons_per_unit": p_xrf, "grid_shape": np.array([n, n])})}
-    return Dataset([Variable("x", (n, n)), Variable("w", (1, n, n))], terms, {"x": x, "w": w},
-                   {"case": kind, "balance_c": 0.01, "reference_term": "ptychography"})
-
-
+# The cases (validation_cases.py, beside this script).
 def dataset(case, noise, seed):
-    if case in ("smooth", "sparse"):
-        return new_case(case, noise, seed, args.scale)
-    if args.scale == 1.0:
-        return simulate(case, seed=seed, noise=noise)
-    size = {"phantom": (334, 64, 30), "cameraman": (244, 64, 20)}[case]
-    n, npx, step = (max(int(v * args.scale), 4) for v in size)
-    return simulate(case, seed=seed, noise=noise, n=n, probe_size=npx, step=step)
+    return validation_cases.dataset(case, noise, seed, args.scale)
 
 
 # %%

@@ -1,0 +1,94 @@
+r"""
+Stopping on held-out data: the rule against the truth, at a given balance constant
+==================================================================================
+
+For every case, noise level and seed: one joint L-BFGS run of ``--iterations`` with 10 % of every term's values
+held out (seed 0) at balance constant ``--c``, recording each iteration's validation loss per term and the true
+error. Stopping is a function of that history (a run stopped at iteration k followed the same path up to k), so every
+rule is scored on the same runs: for each patience K and each score (the weighted validation total that
+``--stop validation`` uses; the per-term losses divided by their start values and summed; the sum of their logs;
+one term alone), the iterate it returns against the best error along the run (the oracle). Prints the worst seed and
+the mean over seeds of error(returned) / error(oracle), and the mean iteration at which the run would end.
+
+    python examples/validation/stopping.py --c 0.01      # the paper's fixed weight (the study's "stopped" column)
+    python examples/validation/stopping.py --c 1         # the weight `mmip tune` chose most often
+"""
+
+# %%
+# Imports and command line.
+import argparse
+
+import numpy as np
+import validation_cases
+
+from multimodal_ip.io import build_problem
+from multimodal_ip.report import markdown_table
+from multimodal_ip.solvers import solve_staged
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+parser.add_argument("--cases", default="phantom,cameraman,smooth,sparse")
+parser.add_argument("--noise", default="0.03,0.1")
+parser.add_argument("--seeds", type=int, default=5)
+parser.add_argument("--iterations", type=int, default=100)
+parser.add_argument("--c", type=float, default=0.01, help="balance constant of every run")
+parser.add_argument("--patience", default="10,20,30", help="patience values K to score")
+parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
+args = parser.parse_args()
+patiences = [int(k) for k in args.patience.split(",")]
+
+
+# %%
+# The rule of StopOnValidation, replayed on a recorded history.
+def stopped(score, patience):
+    """(returned iteration, last iteration run) of the patience rule on a score per iteration."""
+    best, best_it = np.inf, 0
+    for i, v in enumerate(score):
+        if v < best:
+            best, best_it = v, i
+        elif i - best_it >= patience:
+            return best_it, i
+    return best_it, len(score) - 1
+
+
+def scores(history, terms):
+    per = {t: np.asarray(history[f"validation_{t}"], dtype=float) for t in terms}
+    out = {"weighted total": np.asarray(history["validation_total"], dtype=float),
+           "sum of v/v0": sum(v / v[0] for v in per.values()),
+           "sum of log v": sum(np.log(v) for v in per.values())}
+    out.update({f"{t} alone": v for t, v in per.items()})
+    return out
+
+
+# %%
+# Runs.
+records = []
+for case in args.cases.split(","):
+    for noise in (float(s) for s in args.noise.split(",")):
+        for seed in range(args.seeds):
+            ds = validation_cases.dataset(case, noise, seed, args.scale)
+            held = build_problem(ds, balance_c=args.c, validation=0.1)
+            h = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations).history
+            error = np.asarray(h["error_total"], dtype=float)
+            for name, score in scores(h, held.term_names).items():
+                for k in patiences:
+                    returned, ran = stopped(score, k)
+                    records.append({"case": case, "noise": noise, "score": name, "patience": k,
+                                    "ratio": error[returned] / error.min(), "ran": ran})
+            print(f"{case} {noise:g} seed {seed}: oracle {error.min():.4f} at {int(np.argmin(error))}", flush=True)
+
+# %%
+# Table: worst seed / mean over seeds of error(returned) / error(oracle), and the mean last iteration.
+names = list(dict.fromkeys(r["score"] for r in records))
+rows = []
+for case in args.cases.split(","):
+    for noise in (float(s) for s in args.noise.split(",")):
+        row = [case, f"{noise:g}"]
+        for name in names:
+            for k in patiences:
+                key = (case, noise, name, k)
+                sel = [r for r in records if (r["case"], r["noise"], r["score"], r["patience"]) == key]
+                ratios = [r["ratio"] for r in sel]
+                row.append(f"{max(ratios):.3f} / {np.mean(ratios):.3f} ({np.mean([r['ran'] for r in sel]):.0f})")
+        rows.append(row)
+print(f"\nc = {args.c:g}; worst seed / mean of error(returned) / error(oracle) (mean last iteration run)\n")
+print(markdown_table(["case", "noise", *[f"{n}, K={k}" for n in names for k in patiences]], rows))
