@@ -69,7 +69,7 @@ toml_values = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True), st.text(m
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(["solver", "terms", "iterations", "backend", "dtype", "balance_c", "checkpoint_every",
-                            "refine", "refine_after", "likelihood", "coupling", "nonsense"]),
+                            "refine", "refine_after", "refine_bound", "likelihood", "coupling", "nonsense"]),
        value=toml_values | st.sampled_from([["probe"], ["positions", "probe"], "poisson", "xraylib:8.8", "1,2"]),
        raw=st.text(max_size=30))
 def test_malformed_run_files_end_cleanly(tmp_path, base, capsys, key, value, raw):

@@ -188,6 +188,7 @@ def test_frozen_variables_do_not_move(miscalibrated):
     np.testing.assert_array_equal(r.arrays["positions"], p.calibration["positions"])
     staged = solve_staged(p, p.start(), "lbfgs", maxiter=12, refine_after=6)
     assert len(staged.history) == 13 and staged.history["iteration"].tolist() == list(range(13))
+    assert staged.status != "maxiter" or staged.message == "reached maxiter=12 in two stages: 6 + 6"
     assert not np.array_equal(staged.arrays["positions"], p.calibration["positions"])
 
 
@@ -481,6 +482,9 @@ def test_cli_refine_affine_and_bound(miscalibrated, tmp_path, capsys):
         assert f["results/variables/affine"].shape == (6,)
         start = ds.terms["ptychography"].arrays["positions"]
         assert np.abs(f["results/variables/positions"][()] - start).max() <= 0.5 + 1e-6
+    assert main(["report", str(out), "-o", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Affine map of the scan" in text and "| method | m00 | m01 | m10 | m11 | t0 | t1 |" in text
     run = tmp_path / "run.toml"
     run.write_text('refine = ["positions"]\n[refine_bound]\npositions = -1\n')
     capsys.readouterr()

@@ -75,4 +75,6 @@ def _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_s
 
     res = run(problem, x0, maxiter=maxiter - k, callback=None if callback is None else second_callback,
               resume_state=resume_state, **options)
-    return Result(res.x, _merge(first, res.history), res.status, res.message, res.arrays, res.returned_iteration)
+    message = f"reached maxiter={maxiter} in two stages: {k} + {maxiter - k}" if res.status == "maxiter" \
+        else res.message  # the second stage's own count is not the run's
+    return Result(res.x, _merge(first, res.history), res.status, message, res.arrays, res.returned_iteration)

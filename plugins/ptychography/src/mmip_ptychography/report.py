@@ -62,8 +62,12 @@ def plot_calibration(results: dict, start: dict, truth: dict | None, path) -> Pa
     return Path(path)
 
 
+#: names of the entries of the ``affine`` unknown, in order
+AFFINE_NAMES = ["m00", "m01", "m10", "m11", "t0", "t1"]
+
+
 class CalibrationReport:
-    """``tables`` and ``figures`` for results that refined a probe and/or scan positions."""
+    """``tables`` and ``figures`` for results that refined a probe, scan positions and/or their affine map."""
 
     header = ["method", "probe error (best phase)", "positions rms (px)", "mean shift (px)"]
 
@@ -72,10 +76,16 @@ class CalibrationReport:
         return bool(start) and ("probe" in start or "positions" in start)
 
     def tables(self, arrays, start, truth):
-        if not self._concerns(arrays, start):
-            return []
-        rows = [[r[0]] + [f"{v:.4f}" for v in r[1:]] for r in calibration_rows(arrays, start, truth)]
-        return [("Calibration", self.header, rows)]
+        out = []
+        if self._concerns(arrays, start):
+            rows = [[r[0]] + [f"{v:.4f}" for v in r[1:]] for r in calibration_rows(arrays, start, truth)]
+            out.append(("Calibration", self.header, rows))
+        affine = [(m, a["affine"]) for m, a in arrays.items() if "affine" in a]
+        if affine:  # the positions columns above are of the positions variable, before this map
+            out.append(("Affine map of the scan (px; the positions the terms see are p + M u + t, "
+                        "mmip_scanprobe.affine_positions)", ["method", *AFFINE_NAMES],
+                        [[m, *(f"{float(v):+.4f}" for v in np.ravel(a))] for m, a in affine]))
+        return out
 
     def figures(self, arrays, start, truth, outdir):
         if not self._concerns(arrays, start):
