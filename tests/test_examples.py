@@ -41,6 +41,12 @@ def test_refinement_example_small(tmp_path):
     assert all(r["positions_rms_px"] > 0 for r in fixed)
     assert [r["positions_rms_px"] for r in refined] != [r["positions_rms_px"] for r in fixed]  # positions moved
     assert (tmp_path / "refinement.png").stat().st_size > 1000
+    # one method only (the overlap study's runs): the table, the records and the figure of that method alone
+    out = _run("examples/beyond_paper/refine.py", "--n", "48", "--probe-size", "16", "--step", "8", "--seeds", "1",
+               "--iterations", "6", "--refine-after", "2", "--methods", "joint, refined", "-o", str(tmp_path / "one"))
+    assert "| joint, refined |" in out and "| joint, fixed |" not in out
+    assert len(json.loads((tmp_path / "one" / "results.json").read_text())) == 1
+    assert (tmp_path / "one" / "refinement.png").stat().st_size > 1000
 
 
 def test_likelihood_example_small(tmp_path):

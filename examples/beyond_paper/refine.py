@@ -41,6 +41,8 @@ parser.add_argument("--iterations", type=int, default=150)
 parser.add_argument("--refine-after", type=int, default=50)
 parser.add_argument("--solver", default="lbfgs")
 parser.add_argument("--likelihood", choices=("balanced", "poisson"), default="balanced")
+parser.add_argument("--methods", default="joint, fixed;joint, refined;ptychography alone, fixed;ptychography alone, "
+                    "refined", help="which of the four methods to run, separated by ';'")
 parser.add_argument("-o", "--output", default="out/refine")
 args = parser.parse_args()
 outdir = Path(args.output)
@@ -64,6 +66,7 @@ for seed in range(args.seeds):
     methods = {"joint, fixed": fixed, "joint, refined": refined,
                "ptychography alone, fixed": fixed.alone("ptychography"),
                "ptychography alone, refined": refined.alone("ptychography")}
+    methods = {m: methods[m] for m in (m.strip() for m in args.methods.split(";"))}
     for method, problem in methods.items():
         t0 = time.perf_counter()
         res = solve_staged(problem, problem.start(), args.solver, maxiter=args.iterations,
@@ -79,9 +82,11 @@ for seed in range(args.seeds):
             scale = np.linalg.norm(ds.truth["positions"]) / np.sqrt(ds.truth["positions"].size)
             per_it = res.history["error_positions"] * scale if "error_positions" in res.history.columns else None
             first[method] = (probe, positions, per_it)
-    print(f"seed {seed}: " + ", ".join(f"{r['method']} {r['error']:.4f}" for r in records[-4:]), flush=True)
+    print(f"seed {seed}: " + ", ".join(f"{r['method']} {r['error']:.4f}" for r in records[-len(methods):]),
+          flush=True)
     if seed == 0:
-        truth0 = (ds.truth["probe"], ds.truth["positions"], ds.terms["ptychography"].arrays["probe"])
+        truth0 = (ds.truth["probe"], ds.truth["positions"], ds.terms["ptychography"].arrays["probe"],
+                  ds.terms["ptychography"].arrays["positions"])
 
 # %%
 # Table: mean ± std over the seeds.
@@ -108,16 +113,17 @@ try:
     import matplotlib.pyplot as plt
 except ImportError:  # pragma: no cover
     plt = None
-if plt is not None:
-    true_probe, true_pos, start_probe = truth0
+refined_runs = [m for m in ("joint, refined", "ptychography alone, refined") if m in first]
+if plt is not None and refined_runs:
+    true_probe, true_pos, start_probe, nominal = truth0
+    main_run = refined_runs[0]  # the joint refinement when it ran
     fig, ax = plt.subplots(1, 5, figsize=(20, 4))
-    nominal = first["joint, fixed"][1]
-    for label, pos, marker in (("file (nominal)", nominal, "x"), ("joint, refined", first["joint, refined"][1], "o"),
-                               ("ptychography alone, refined", first["ptychography alone, refined"][1], ".")):
+    for label, pos, marker in (("file (nominal)", nominal, "x"),
+                               *((m, first[m][1], "o" if m == "joint, refined" else ".") for m in refined_runs)):
         err = pos - true_pos
         ax[0].scatter(err[:, 1], err[:, 0], marker=marker, s=18,
                       label=f"{label}: rms {np.sqrt(np.mean(err ** 2)):.2f} px")
-    start, end = nominal - true_pos, first["joint, refined"][1] - true_pos  # the truth is the origin
+    start, end = nominal - true_pos, first[main_run][1] - true_pos  # the truth is the origin
     ax[0].quiver(start[:, 1], start[:, 0], end[:, 1] - start[:, 1], end[:, 0] - start[:, 0], angles="xy",
                  scale_units="xy", scale=1, width=0.003, color="0.4")
     ax[0].axhline(0, color="k", lw=0.5)
@@ -128,11 +134,11 @@ if plt is not None:
     ax[0].set_title("position - true position")
     ax[0].legend(fontsize=7)
     for i, (title, p) in enumerate((("true probe", true_probe), ("file probe", start_probe),
-                                    ("joint, refined", first["joint, refined"][0]))):
+                                    (main_run, first[main_run][0]))):
         ax[i + 1].imshow(np.abs(p), cmap="magma")
         ax[i + 1].set_title(f"|P|: {title}")
         ax[i + 1].axis("off")
-    for method in ("joint, refined", "ptychography alone, refined"):
+    for method in refined_runs:
         if first[method][2] is not None:
             ax[4].plot(first[method][2], label=method)
     ax[4].axvline(args.refine_after, color="k", lw=0.5, ls="--")
