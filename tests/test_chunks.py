@@ -24,10 +24,10 @@ PER_POSITION = 16 * (16 * 16 * 8 + 2 * 8)  # TEMPORARY_FACTOR x (a float64 16 x 
 
 
 @pytest.mark.parametrize("block", [1, 7, 25])
-@pytest.mark.parametrize("refine", [(), ("probe",), ("probe", "positions")])
+@pytest.mark.parametrize("refine", [(), ("probe",), ("probe", "positions"), ("positions", "affine")])
 def test_streamed_blocks_equal_the_whole(tiny_dataset, block, refine):
-    """Ptychography is streamed (fixed or refined probe and positions): one part whatever the memory, blocks sized
-    by it, equal to one block."""
+    """Ptychography is streamed (fixed or refined probe, positions, their affine map): one part whatever the memory,
+    blocks sized by it, equal to one block."""
     from multimodal_ip.operators.streamed import BLOCK_TEMPORARIES
 
     whole = build_problem(tiny_dataset, chunk_bytes=0, refine=refine)
