@@ -495,3 +495,23 @@ def test_cli_refine_affine_and_bound(miscalibrated, tmp_path, capsys):
                      "--iterations", "2", "--refine-bound", flag]) == 2
     err = capsys.readouterr().err
     assert "--refine-bound expects NAME=DISTANCE" in err and "only real unknowns" in err
+
+
+def test_refining_positions_on_a_low_overlap_scan_warns():
+    """The object takes up position errors where windows hardly overlap (docs/refinement.md): one warning line
+    naming the overlap, none on a well-overlapped scan."""
+    import warnings
+
+    from mmip_ptychography.plugin import scan_overlap
+
+    sparse_scan = simulate("cameraman", seed=0, n=64, probe_size=16, step=12, position_jitter_px=1.0)
+    td = sparse_scan.terms["ptychography"]
+    overlap, radius, step = scan_overlap(td.arrays["probe"], td.arrays["positions"])
+    assert step == 12 and overlap == pytest.approx(1 - 12 / (2 * radius)) and overlap < 0.5
+    with pytest.warns(UserWarning, match=rf"neighbours share {overlap:.2f} of the probe's 90 % disc"):
+        build_problem(sparse_scan, terms=["ptychography"], refine=("positions",))
+    dense = simulate("cameraman", seed=0, n=64, probe_size=16, step=4, position_jitter_px=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all
+        build_problem(dense, terms=["ptychography"], refine=("positions",))
+        build_problem(sparse_scan, terms=["ptychography"], refine=("probe",))  # only refined positions warn

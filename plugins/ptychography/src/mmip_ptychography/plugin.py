@@ -1,5 +1,7 @@
 """Registers the ``ptychography`` modality."""
 
+import warnings
+
 import numpy as np
 from mmip_scanprobe import AFFINE_SIZE, REFINABLE, ComplexCoupling
 
@@ -145,6 +147,8 @@ class Ptychography:
         else:
             msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
             raise ConfigError(msg)
+        if "positions" in refine:
+            _warn_low_overlap(td, probe, positions)
         inputs = (*self.inputs, *getattr(op, "refine", ()))
         if data.dtype.kind == "f" or compact_dtype(data.dtype) is not None:  # counts of <= 32 bits stay integers
             data = data.astype(dtype, copy=False)
@@ -170,6 +174,39 @@ class Ptychography:
         probe = fresnel_zone_plate_probe(16)
         yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \
             1 + rng.random(24 * 24 * 2)
+
+
+#: below this overlap of the probe's 90 % disc between neighbouring positions, refining positions warns
+LOW_OVERLAP = 0.5
+
+
+def scan_overlap(probe, positions):
+    """``(overlap, radius, step)``: the linear overlap ``1 - step / (2 radius)`` of the disc holding 90 % of the
+    probe's intensity (radius about its intensity centroid, px) between neighbouring positions (step: the median
+    distance to the nearest other position, px). ``nan`` overlap for a single position."""
+    from scipy.spatial import cKDTree
+
+    intensity = np.abs(np.asarray(probe)) ** 2
+    grid = np.indices(intensity.shape).reshape(2, -1).T.astype(float)
+    weights = intensity.ravel() / intensity.sum()
+    distance = np.linalg.norm(grid - weights @ grid, axis=1)
+    order = np.argsort(distance)
+    radius = float(distance[order][np.searchsorted(np.cumsum(weights[order]), 0.9)])
+    pos = np.asarray(positions, dtype=float)
+    if len(pos) < 2:
+        return float("nan"), radius, float("nan")
+    step = float(np.median(cKDTree(pos).query(pos, k=2)[0][:, 1]))
+    return 1.0 - step / (2.0 * max(radius, 0.5)), radius, step
+
+
+def _warn_low_overlap(td, probe, positions) -> None:
+    """One warning line when positions are refined on a scan whose windows hardly overlap (measured: the object then
+    takes up the position errors; docs/refinement.md, "Overlap and iteration count")."""
+    overlap, radius, step = scan_overlap(probe, positions)
+    if overlap < LOW_OVERLAP:
+        warnings.warn(f"{td.where('positions')}: refining positions on a scan whose neighbours share {overlap:.2f} of "
+                      f"the probe's 90 % disc (radius {radius:.1f} px, step {step:.1f} px); below {LOW_OVERLAP} the "
+                      "object takes up most position errors (docs/refinement.md)", stacklevel=4)
 
 
 @hookimpl
