@@ -137,11 +137,16 @@ def ours_positions(ds, iterations, refine_after, dtype, refine):
 def positions_study(args, venv, threads):
     """Position correction side by side: the same data (3 % noise, uniform jitter, the true probe given), each code
     from the flat start; also both with the true positions fixed (the two codes' conventions agree)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return _positions_study(args, venv, threads, Path(tmp))
+
+
+def _positions_study(args, venv, threads, script_dir):
+    """:func:`positions_study` with its files (pty-chi's script, each dataset, pty-chi's objects) in ``script_dir``."""
     from dataclasses import replace
 
     from mmip_paper import simulate
 
-    script_dir = Path(tempfile.mkdtemp())
     script = script_dir / "run_ptychi.py"
     script.write_text(PTYCHI_SCRIPT)
     rows = {}
@@ -204,7 +209,7 @@ def main():
     p.add_argument("--n", type=int, default=1306)
     p.add_argument("--np", type=int, default=128)
     p.add_argument("--step", type=int, default=37)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, help="epochs / iterations (default 5 for timing, 150 with --positions)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--engines", nargs="+", default=["lsqml", "epie"])
     p.add_argument("--positions", action="store_true",
@@ -228,9 +233,9 @@ def main():
 
     threads = os.cpu_count() or 1
     print(f"load {os.getloadavg()[0]:.2f} on {threads} cores")
+    if args.epochs is None:
+        args.epochs = 150 if args.positions else 5  # a correction needs a whole run; timing a few epochs
     if args.positions:
-        if args.epochs == 5:  # the timing default; a correction needs a run
-            args.epochs = 150
         return positions_study(args, venv, threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.h5"

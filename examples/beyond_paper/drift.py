@@ -56,8 +56,16 @@ nominal = td.arrays["positions"].astype(float)
 n, npx = ds.truth["x"].shape[0], td.arrays["probe"].shape[0]
 rng = np.random.default_rng([args.seed, 7])
 lo, hi = nominal[:, 1].min(), nominal[:, 1].max()
+slope = -args.ramp / max(hi - lo, 1)
+
+
+def ramp(column):
+    """The drift's column shift at a nominal column: +ramp/2 at the first column, -ramp/2 at the last."""
+    return args.ramp / 2 + slope * (column - lo)
+
+
 truth = nominal + rng.uniform(-args.jitter, args.jitter, nominal.shape)
-truth[:, 1] += args.ramp / 2 - args.ramp * (nominal[:, 1] - lo) / max(hi - lo, 1)
+truth[:, 1] += ramp(nominal[:, 1])
 truth = np.clip(truth, 0, n - npx)
 z = ds.truth["x"] + 1j * ds.truth["w"][0]
 data, photons = poisson_noise(np.abs(band_limited_spectra(z, td.arrays["probe"], truth)) ** 2, args.noise,
@@ -65,7 +73,6 @@ data, photons = poisson_noise(np.abs(band_limited_spectra(z, td.arrays["probe"],
 ds.terms["ptychography"] = replace(td, arrays=dict(td.arrays, data=data),
                                    attrs=dict(td.attrs, photons_per_unit=photons))
 ds.truth["positions"] = truth
-slope = -args.ramp / max(hi - lo, 1)
 
 
 def rms(p):
@@ -90,7 +97,7 @@ fitted = affine_positions(nominal, a, (n, n), (npx, npx), base=res.arrays["posit
 centre, half = affine_frame((n, n), (npx, npx))
 ideal = np.zeros(6)
 ideal[3] = slope * half
-ideal[5] = args.ramp / 2 - args.ramp * (centre[1] - lo) / max(hi - lo, 1)
+ideal[5] = ramp(centre[1])
 print(f"{args.case}, {args.mode}{' + offsets' if args.offsets else ''}: nominal rms {rms(nominal):.3f} px, the true "
       f"affine map {rms(affine_positions(nominal, ideal, (n, n), (npx, npx))):.3f} px (the jitter); fitted after "
       f"{len(res.history) - 1} iterations ({res.status}): column scale {a[3] / half:+.4f} (true {slope:+.4f}), "

@@ -24,6 +24,7 @@ import validation_cases
 from multimodal_ip.io import build_problem
 from multimodal_ip.report import markdown_table
 from multimodal_ip.solvers import solve_staged
+from multimodal_ip.validation import StopOnValidation
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--cases", default="phantom,cameraman,smooth,sparse")
@@ -38,16 +39,14 @@ patiences = [int(k) for k in args.patience.split(",")]
 
 
 # %%
-# The rule of StopOnValidation, replayed on a recorded history.
+# The library's rule (StopOnValidation, as `--stop validation` runs it), replayed on a recorded history.
 def stopped(score, patience):
-    """(returned iteration, last iteration run) of the patience rule on a score per iteration."""
-    best, best_it = np.inf, 0
+    """(returned iteration, last iteration run) of :class:`StopOnValidation` fed a score per iteration."""
+    rule, nothing = StopOnValidation(patience), np.empty(0)
     for i, v in enumerate(score):
-        if v < best:
-            best, best_it = v, i
-        elif i - best_it >= patience:
-            return best_it, i
-    return best_it, len(score) - 1
+        if rule.update(i, float(v), nothing):
+            return rule.best_iteration, i
+    return rule.best_iteration, len(score) - 1
 
 
 def scores(history, terms):

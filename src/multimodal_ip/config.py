@@ -184,9 +184,10 @@ def _check_config(cfg: dict, where: str) -> dict:
     if not all(isinstance(r, str) and r.isidentifier() for r in refine) or len(set(refine)) != len(refine):
         msg = f"{where}: refine takes distinct names of calibration unknowns (e.g. from `mmip plugins`); got {refine}"
         raise ConfigError(msg)
+    from .io.problem_builder import is_distance
+
     for k, d in (cfg.get("refine_bound") or {}).items():
-        if not (isinstance(k, str) and k.isidentifier()) or isinstance(d, bool) or not isinstance(d, int | float) \
-                or not (math.isfinite(d) and d > 0):
+        if not (isinstance(k, str) and k.isidentifier() and is_distance(d)):
             msg = (f"{where}: refine_bound takes a finite distance > 0 per refined unknown (e.g. positions = 1.5); "
                    f"got {k!r} = {d!r}")
             raise ConfigError(msg)

@@ -129,6 +129,11 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         if balance and likelihood == "balanced" else problem
 
 
+def is_distance(d) -> bool:
+    """A refine bound's distance: a finite number > 0 (not a boolean)."""
+    return not isinstance(d, bool) and isinstance(d, int | float) and bool(np.isfinite(d)) and d > 0
+
+
 def _refine_bounds(bounds, calibration, space) -> list:
     """A :class:`Box` keeping each bounded calibration unknown within its distance of the start value."""
     from ..regularizers import Box
@@ -141,7 +146,7 @@ def _refine_bounds(bounds, calibration, space) -> list:
         if space[name].is_complex:
             msg = f"refine bound for {name!r}: only real unknowns can be bounded ({name} is complex)"
             raise ConfigError(msg)
-        if isinstance(d, bool) or not (isinstance(d, int | float) and np.isfinite(d) and d > 0):
+        if not is_distance(d):
             msg = f"refine bound for {name!r} must be a finite distance > 0; got {d!r}"
             raise ConfigError(msg)
         start = np.asarray(calibration[name], dtype=float)
