@@ -44,8 +44,11 @@ parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
 parser.add_argument("--tolerance", type=float, default=0.0,
                     help="mmip tune --tolerance: scores within this of the best count as equal (0: lowest score)")
+parser.add_argument("--align", action="store_true",
+                    help="every run but the fixed rule with L-BFGS align=true (the object's phase follows the maps)")
 parser.add_argument("-o", "--output", default="out/validation")
 args = parser.parse_args()
+ALIGN = {"align": True} if args.align else {}
 outdir = Path(args.output)
 outdir.mkdir(parents=True, exist_ok=True)
 C_GRID = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
@@ -66,15 +69,15 @@ def run(case, noise, seed):
     r = solve_staged(fixed, fixed.start(), "lbfgs", maxiter=args.iterations)
     out["fixed"] = fixed.relative_errors(r.x)["total"]
     held = build_problem(ds, balance_c=0.01, validation=0.1)
-    r = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations)
+    r = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations, **ALIGN)
     err, val = r.history["error_total"], r.history["validation_total"]
     out["oracle"], out["oracle_iteration"] = float(err.min()), int(np.argmin(err))
     out["argmin_validation"] = float(err[int(np.nanargmin(val))])
     stop = StopOnValidation(10)
-    r = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations, stopping=stop)
+    r = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations, stopping=stop, **ALIGN)
     out["stopped"], out["stopped_iteration"] = held.relative_errors(r.x)["total"], stop.best_iteration
     # refit: all the data (nothing held out), as many iterations as the validation chose
-    r = solve_staged(fixed, fixed.start(), "lbfgs", maxiter=max(stop.best_iteration, 1))
+    r = solve_staged(fixed, fixed.start(), "lbfgs", maxiter=max(stop.best_iteration, 1), **ALIGN)
     out["stopped_refit"] = fixed.relative_errors(r.x)["total"]
 
     def build(terms):
@@ -86,7 +89,7 @@ def run(case, noise, seed):
         return make
 
     def solve(problem, x0, stopping):
-        return solve_staged(problem, x0, "lbfgs", maxiter=args.iterations, stopping=stopping)
+        return solve_staged(problem, x0, "lbfgs", maxiter=args.iterations, stopping=stopping, **ALIGN)
 
     t0 = time.perf_counter()
     trials = tune(build(None), solve, settings_grid(C_GRID, ["balanced", "poisson"], {}), 0.1, 0, 10)
@@ -97,7 +100,7 @@ def run(case, noise, seed):
     out["tuned"], out["tuned_setting"] = best.error, best.setting.label()
     out["tuned_min_score"] = min(trials, key=lambda t: t.score).error
     chosen = build_problem(ds, balance_c=best.setting.balance_c, likelihood=best.setting.likelihood)
-    r = solve_staged(chosen, chosen.start(), "lbfgs", maxiter=max(best.best_iteration, 1))
+    r = solve_staged(chosen, chosen.start(), "lbfgs", maxiter=max(best.best_iteration, 1), **ALIGN)
     out["tuned_refit"] = chosen.relative_errors(r.x)["total"]
     out["grid_best"] = min(t.error for t in trials)
     out["grid_best_setting"] = min(trials, key=lambda t: t.error).setting.label()

@@ -6,6 +6,7 @@ __all__ = [
     "Variable",
     "VariableSpace",
     "DataTerm",
+    "Invariance",
     "JointProblem",
     "balanced_weights",
     "solve",
@@ -14,6 +15,6 @@ __all__ = [
 __version__ = "0.1.0"
 
 from .hookspecs import hookimpl
-from .problem import DataTerm, JointProblem, balanced_weights
+from .problem import DataTerm, Invariance, JointProblem, balanced_weights
 from .solvers import solve
 from .variables import Variable, VariableSpace

@@ -1,4 +1,4 @@
-__all__ = ["DataTerm", "JointProblem", "Linearization", "balanced_weights"]
+__all__ = ["DataTerm", "Invariance", "JointProblem", "Linearization", "balanced_weights"]
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +12,31 @@ from .errors import DtypeError, ShapeError, UnknownVariableError
 from .losses import LeastSquares, Loss
 from .operators import NonlinearOperator, Streamed
 from .variables import VariableSpace
+
+
+@dataclass(frozen=True)
+class Invariance:
+    r"""A one-parameter group of changes of a term's input variables that leaves the term's objective unchanged
+    (ptychography: the global phase of the object, :math:`z \to e^{it} z`).
+
+    A gradient method moves slowly along such a direction: this term has no curvature there, only the other terms
+    (or regularizers) pin it. With ``align`` on, the solvers minimise the *other* terms along the group after every
+    iteration (:meth:`JointProblem.align`; docs/validation.md, "The slow mode").
+
+    Parameters
+    ----------
+    apply : callable
+        ``apply(arrays, t) -> dict``: the input variables (by name, as :meth:`VariableSpace.unpack` gives them) moved
+        by the group parameter ``t``; returns the changed variables only; ``t = 0`` changes nothing.
+    max_step : :obj:`float`
+        Largest ``|t|`` one alignment may take (a trust region in the group's own unit).
+    name : :obj:`str`, optional
+        What the history column ``align_<term>`` records, for messages.
+    """
+
+    apply: Callable[[dict, float], dict]
+    max_step: float
+    name: str = "invariance"
 
 
 @dataclass
@@ -40,6 +65,8 @@ class DataTerm:
     holdout : bool array, optional
         Measured values held out for validation (``True``; shaped like ``data``): left out of the objective and
         its gradient, their loss reported as the term's validation loss (:mod:`multimodal_ip.validation`).
+    invariance : :class:`Invariance`, optional
+        A change of the input variables that leaves this term's objective unchanged (solvers' ``align`` option).
     """
 
     operator: NonlinearOperator
@@ -50,6 +77,7 @@ class DataTerm:
     name: str | None = None
     part: int = 0
     holdout: Any = None
+    invariance: Invariance | None = None
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
@@ -499,6 +527,42 @@ class JointProblem:
             part[1::2] += a.imag.ravel()
         else:
             part += a.ravel()
+
+    # ---- invariances -------------------------------------------------------------
+    def align(self, v):
+        r"""``(v', {term: t})``: ``v`` moved along every term's :class:`Invariance` to the minimum of the *other*
+        terms and the regularizers over ``|t| <= max_step`` (bounded Brent search to 1 % of ``max_step``, about ten
+        evaluations of the other terms, none of the invariant term). The term itself does not change along its
+        group, so the objective never rises. A group that touches a frozen variable, or that nothing else pins (the
+        term alone, no regularizer), is left alone."""
+        from scipy.optimize import minimize_scalar
+
+        moves: dict = {}
+        for name, inv in self.invariances().items():
+            others = [n for n in self.term_names if n != name]
+            arrays = self.space.unpack(v)
+            if not others and not self.regularizers or set(inv.apply(arrays, 0.0)) & set(self.frozen):
+                continue
+            pinned = self.with_terms(others)
+
+            def moved(t, arrays=arrays, inv=inv):
+                return self.space.pack({**arrays, **inv.apply(arrays, t)})
+
+            m = float(inv.max_step)
+            res = minimize_scalar(lambda t, pinned=pinned, moved=moved: pinned.value(moved(t)), bounds=(-m, m),
+                                  method="bounded", options={"xatol": 1e-2 * m})
+            moves[name] = 0.0
+            if np.isfinite(res.fun) and res.fun < pinned.value(v):
+                v, moves[name] = moved(float(res.x)), float(res.x)
+        return v, moves
+
+    def invariances(self) -> dict:
+        """``{term: Invariance}`` of the terms that declare one (a split term's parts share their first part's)."""
+        out: dict = {}
+        for t in self.terms:
+            if t.invariance is not None:
+                out.setdefault(t.name, t.invariance)
+        return out
 
     # ---- errors vs truth ---------------------------------------------------------
     def relative_errors(self, v) -> dict:

@@ -108,6 +108,7 @@ class ADMMSolver(Solver):
     """
 
     name = "admm"
+    cannot_align = "its splitting variables and duals would not follow a moved iterate; use lbfgs or gauss-newton"
 
     def __init__(self, problem, tau=None, inner="lbfgs", inner_iterations=5, **kw):
         super().__init__(problem, **kw)

@@ -142,14 +142,28 @@ class Solver:
         Early stopping on the held-out validation loss (the problem's terms need a holdout): the run ends with
         status ``validation`` when it has not improved for ``stopping.patience`` iterations, and whatever ends the
         run, the iterate with the lowest validation loss is returned.
+    align : :obj:`bool`, optional
+        After every iteration, move the iterate along each term's :class:`~multimodal_ip.Invariance` to the best
+        fit of the other terms (:meth:`~multimodal_ip.JointProblem.align`); the history gets ``align_<term>``.
+        Solvers that cannot change their iterate between iterations refuse it.
     """
 
     name = "solver"
     #: state attributes that are lists of arrays (stored stacked)
     _list_states: tuple[str, ...] = ()
 
-    def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None, stopping=None):
+    #: why this solver cannot take ``align`` (its state would not follow an iterate moved between iterations);
+    #: empty when it can
+    cannot_align = ""
+
+    def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None, stopping=None,
+                 align=False):
         self.problem = problem
+        self.align = bool(align)
+        if self.align and self.cannot_align:
+            msg = f"solver {self.name!r} cannot take align=true: {self.cannot_align}"
+            raise SolverError(msg)
+        self.moves: dict = {}
         self.maxiter = int(maxiter)
         self.gtol = float(gtol)
         self.ftol = float(ftol)
@@ -184,6 +198,15 @@ class Solver:
     def _load_scalars(self, scalars: dict) -> None:
         pass
 
+    def _align(self) -> None:
+        """Move ``self.x`` along the problem's invariances (``align``) and linearize there."""
+        x, self.moves = self.problem.align(self.x)
+        if x is not self.x:
+            self.x, self.lin = x, self._linearize(x)
+
+    def _linearize(self, x):
+        return self.problem.linearize(x)
+
     # ---- loop ------------------------------------------------------------------
     def record(self) -> dict:
         ncp = get_array_module(self.x)
@@ -196,6 +219,8 @@ class Solver:
             row[f"validation_{k}"] = v
         if validation:
             row["validation_total"] = float(sum(validation.values()))
+        for k, v in self.moves.items():
+            row[f"align_{k}"] = v
         for k, v in self.problem.relative_errors(self.x).items():
             row[f"error_{k}"] = v
         self.history.append(row)
@@ -233,6 +258,8 @@ class Solver:
                 break
             t0 = time.perf_counter()
             stop = self.step()
+            if self.align and not stop:
+                self._align()
             self.iteration += 1
             self.elapsed += time.perf_counter() - t0
             prev = self.history.last()["objective"]

@@ -103,6 +103,9 @@ class LBFGS(Solver):
         self.memory = fit_memory(self.memory, x0.nbytes)
         self.lin = self.cache(x0)
 
+    def _linearize(self, x):
+        return self.cache(x)
+
     def _direction(self, g):
         ncp = get_array_module(g)
         q = g.copy()
@@ -194,6 +197,8 @@ class ScipyLBFGSB(Solver):
     """
 
     name = "lbfgs-b"
+    cannot_align = ("scipy owns its loop, so the iterate cannot be moved between iterations (bounds select it; "
+                    "method='native' without bounds can)")
 
     def __init__(self, problem, memory=10, **kw):
         super().__init__(problem, **kw)

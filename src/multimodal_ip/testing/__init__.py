@@ -1,7 +1,7 @@
 """Conformance kit: checks, Hypothesis strategies, and a pytest plugin (``pytest --mmip-conformance``)."""
 
 __all__ = ["check_adjoint", "check_jacobian", "check_gradient", "adjoint_tolerance", "check_modality",
-           "check_example_term"]
+           "check_example_term", "check_invariance"]
 
 from .checks import adjoint_tolerance, check_adjoint, check_gradient, check_jacobian
 
@@ -22,7 +22,8 @@ def check_modality(modality, rng, label="modality"):
 
 def check_example_term(modality, xp=None, seed=3, dtype="float64"):
     """Build a modality's ``example_term`` through ``build_term`` on the array module ``xp`` (numpy or cupy) and run
-    the adjoint test of the term's Jacobian and the Taylor test of its gradient there, on ``xp`` arrays.
+    the adjoint test of the term's Jacobian and the Taylor test of its gradient there, on ``xp`` arrays; when the
+    term declares an :class:`~multimodal_ip.Invariance`, also that its objective does not change along it.
 
     This is the check of the data path on a backend: data moved with ``xp.asarray`` by ``build_term``, operators
     applied to ``xp`` arrays. Returns ``(adjoint_error, taylor_slope)``.
@@ -42,4 +43,18 @@ def check_example_term(modality, xp=None, seed=3, dtype="float64"):
     jac = problem.linearize(v).jacobian()
     err = check_adjoint(jac, dtype=v.dtype, rng=rng, xp=xp, name=f"J({td.name} on {xp.__name__})")
     slope = check_gradient(problem, v, rng=rng)
+    check_invariance(problem, v)
     return err, slope
+
+
+def check_invariance(problem, v, rtol=1e-8):
+    """Every declared :class:`~multimodal_ip.Invariance` of ``problem``'s terms leaves its term's objective unchanged
+    at ``v`` (moved by ``+-max_step`` and by 1); ``AssertionError`` naming the term and the change otherwise."""
+    for name, inv in problem.invariances().items():
+        alone = problem.alone(name).with_regularizers(())
+        arrays = problem.space.unpack(v)
+        at = alone.value(v)
+        for t in (inv.max_step, -inv.max_step, 1.0):
+            moved = alone.value(problem.space.pack({**arrays, **inv.apply(arrays, t)}))
+            assert abs(moved - at) <= rtol * max(abs(at), 1e-300), (
+                f"term {name!r}: objective {at!r} became {moved!r} along its invariance {inv.name!r} (t = {t:g})")

@@ -1,10 +1,36 @@
 """Physical coupling of element maps to the object's imaginary part (absorption), optionally via xraylib."""
 
-__all__ = ["absorption_coupling", "parse_coupling"]
+__all__ = ["absorption_coupling", "parse_coupling", "global_phase", "PHASE_STEP"]
 
 import numpy as np
 
+from multimodal_ip import Invariance
+from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError
+
+#: largest global-phase change (rad) one alignment may take (``align``): enough to follow the phase where the
+#: element maps pin it (measured, docs/validation.md), small enough not to jump to another local minimum early on
+PHASE_STEP = 0.1
+
+
+def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> Invariance:
+    r"""The ptychography's invariance: intensities do not change when the object takes a global phase,
+    :math:`z \to e^{it} z` with :math:`z = x + i s`, :math:`s = \sum_e a_e w_e`. In the unknowns:
+    :math:`x' = x \cos t - s \sin t`, and the change of :math:`s` goes to the maps in proportion to :math:`a_e`
+    (the least change of :math:`w` that gives it): :math:`w_e' = w_e + a_e (s' - s) / \sum_e a_e^2`."""
+    a = np.ones(int(ne)) if coefficients is None else np.asarray(coefficients, dtype=float).ravel()
+    share = a / float(a @ a)
+
+    def apply(arrays, t):
+        x, w = arrays["x"], arrays["w"]
+        ncp = get_array_module(x)
+        s = ncp.tensordot(ncp.asarray(a, dtype=w.dtype), w, axes=1)
+        c, sn = float(np.cos(t)), float(np.sin(t))
+        ds = sn * x + (c - 1.0) * s
+        return {"x": (c * x - sn * s).astype(x.dtype, copy=False),
+                "w": (w + ncp.asarray(share, dtype=w.dtype)[:, None, None] * ds[None]).astype(w.dtype, copy=False)}
+
+    return Invariance(apply, max_step, "global phase")
 
 
 def absorption_coupling(elements, energy_kev, normalize=True):

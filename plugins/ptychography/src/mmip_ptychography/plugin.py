@@ -11,7 +11,7 @@ from multimodal_ip.io.dataset import compact_dtype
 from multimodal_ip.losses import Amplitude, Poisson
 from multimodal_ip.operators import Linear, Modulus, compose
 
-from .coupling import parse_coupling
+from .coupling import global_phase, parse_coupling
 from .far_field import StreamedFarField
 from .probe import fresnel_zone_plate_probe
 from .ptychography_model import PtychographyModel
@@ -152,7 +152,7 @@ class Ptychography:
         inputs = (*self.inputs, *getattr(op, "refine", ()))
         if data.dtype.kind == "f" or compact_dtype(data.dtype) is not None:  # counts of <= 32 bits stay integers
             data = data.astype(dtype, copy=False)
-        return DataTerm(op, xp.asarray(data), lossfn, 1.0, inputs, td.name)
+        return DataTerm(op, xp.asarray(data), lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne))
 
     def conformance_cases(self, rng):
         for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):
