@@ -30,7 +30,7 @@ def test_grid_and_score():
 def test_tune_writes_table_figure_and_a_run_file_reconstruct_takes(data, tmp_path, capsys):
     out = tmp_path / "tune"
     assert main(["tune", str(data), "-o", str(out), "--c", "0.01,1", "--likelihoods", "balanced,poisson",
-                 "--iterations", "40", "--refit"]) == 0
+                 "--iterations", "40", "--refit", "--solver-option", "memory=7"]) == 0
     printed = capsys.readouterr().out
     assert "chosen:" in printed and "refit on all the data" in printed
     table = (out / "table.md").read_text()
@@ -40,6 +40,7 @@ def test_tune_writes_table_figure_and_a_run_file_reconstruct_takes(data, tmp_pat
     assert (out / "tune.png").stat().st_size > 1000
     chosen, held = (out / "chosen.toml").read_text(), (out / "chosen_validation.toml").read_text()
     assert "[stopping]" not in chosen and 'rule = "validation"' in held
+    assert "memory = 7" in chosen and "memory = 7" in held  # what the tune ran with (was dropped before)
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "r.h5"), "--config", str(out / "chosen.toml")]) == 0
     refit = load_result(out / "refit.h5")
     assert refit["status"] == "maxiter" and "validation_total" not in refit["history"]
@@ -109,3 +110,25 @@ def test_tolerance_flag_is_checked(data, tmp_path, capsys):
     assert main(["tune", str(data), "-o", str(tmp_path / "t"), "--iterations", "2", "--c", "0.1",
                  "--tolerance", "-1"]) == 2
     assert "--tolerance" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def test_run_files_round_trip_every_run_key(tmp_path):
+    """chosen.toml keeps what the tune ran with (solver and term options, refinement, coupling, regularizers, ...):
+    a run file written by ``to_toml`` reads back the same configuration."""
+    from types import SimpleNamespace
+
+    from multimodal_ip.config import DEFAULTS, run_config, to_toml
+
+    cfg = dict(DEFAULTS, solver="gauss-newton", iterations=17, terms=["ptychography", "fluorescence"],
+               balance_c=0.3, likelihood="poisson", dtype="float64", refine=["probe", "positions"], refine_after=4,
+               coupling="absorption:10.5", checkpoint_every=3, chunk_memory="2G",
+               solver_options={"align": True, "inner_iterations": 5, "damping": 0.5},
+               term_options={"ptychography": {"loss": "poisson"}, "fluorescence": {}},
+               regularizers=[{"name": "tv", "variables": ["x", "w"], "strength": 1e-6},
+                             {"name": "nonnegative", "variables": ["w"]}],
+               refine_bound={"positions": 1.5}, stopping={"rule": "validation", "patience": 7, "fraction": 0.2})
+    path = tmp_path / "run.toml"
+    path.write_text(to_toml(cfg))
+    back = run_config(SimpleNamespace(config=str(path)))
+    assert {k: back[k] for k in DEFAULTS} == {k: cfg[k] for k in DEFAULTS} | {"term_options": {"ptychography":
+                                                                                                {"loss": "poisson"}}}

@@ -474,26 +474,11 @@ def cmd_tune(args) -> int:
 
 
 def _write_run_file(path, cfg, stopping) -> None:
-    """A TOML run file of the chosen settings (``mmip reconstruct --config``)."""
-    lines = [f'solver = "{cfg["solver"]}"', f"iterations = {int(cfg['iterations'])}",
-             f'likelihood = "{cfg["likelihood"]}"']
-    if cfg.get("balance_c") is not None:
-        lines.append(f"balance_c = {cfg['balance_c']!r}")
-    if cfg.get("dtype"):
-        lines.append(f'dtype = "{cfg["dtype"]}"')
-    if cfg.get("terms"):
-        lines.append("terms = [" + ", ".join(f'"{t}"' for t in cfg["terms"]) + "]")
-    if cfg.get("regularizers"):
-        items = []
-        for spec in cfg["regularizers"]:
-            parts = [f'name = "{spec["name"]}"', "variables = [" + ", ".join(f'"{v}"' for v in spec["variables"]) + "]"]
-            parts += [f"{k} = {v!r}" for k, v in spec.items() if k not in ("name", "variables")]
-            items.append("{" + ", ".join(parts) + "}")
-        lines.append("regularizers = [" + ", ".join(items) + "]")
-    if stopping:
-        lines.append("\n[stopping]")
-        lines += [f"{k} = " + (f'"{v}"' if isinstance(v, str) else repr(v)) for k, v in stopping.items()]
-    Path(path).write_text("\n".join(lines) + "\n")
+    """A TOML run file of the chosen settings (``mmip reconstruct --config``): every run key of ``cfg`` (solver and
+    term options, refinement, coupling, regularizers, ...) and the ``[stopping]`` table ``stopping``."""
+    from .config import to_toml
+
+    Path(path).write_text(to_toml(dict(cfg, stopping=stopping)))
 
 
 def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds) -> None:

@@ -1,6 +1,6 @@
 """Run configuration: defaults <- TOML run file <- command-line flags, checked key by key."""
 
-__all__ = ["RUN_KEYS", "DEFAULTS", "STOPPING_KEYS", "parse_value", "run_config", "validation_settings"]
+__all__ = ["RUN_KEYS", "DEFAULTS", "STOPPING_KEYS", "parse_value", "run_config", "validation_settings", "to_toml"]
 
 import math
 from typing import Any
@@ -20,6 +20,53 @@ DEFAULTS: dict[str, Any] = {
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float32",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
             "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}, "refine_bound": {}}
+
+
+#: written to every run file, even at their defaults (a reader sees what ran)
+_ALWAYS = ("solver", "iterations", "likelihood", "dtype")
+
+
+def _toml_key(key) -> str:
+    import json
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) else json.dumps(str(key))
+
+
+def _toml_value(v) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    msg = f"cannot write {v!r} ({type(v).__name__}) to a run file"
+    raise ConfigError(msg)
+
+
+def to_toml(cfg: dict) -> str:
+    """A TOML run file of the run keys of ``cfg`` that differ from :data:`DEFAULTS` (and the solver, iterations,
+    likelihood and dtype always): ``mmip reconstruct --config`` reads back the same configuration."""
+    lines, tables = [], []
+    for key in RUN_KEYS:
+        value = cfg.get(key, DEFAULTS[key])
+        if value is None or (value == DEFAULTS[key] and key not in _ALWAYS):
+            continue
+        if key == "term_options":
+            tables += [(f"term_options.{_toml_key(term)}", opts) for term, opts in value.items() if opts]
+        elif isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]", *(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
 
 
 def parse_value(text: str):
