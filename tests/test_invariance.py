@@ -154,3 +154,9 @@ def test_the_kit_catches_a_wrong_invariance(small):
     bad = JointProblem(problem.space, [t for t in problem.terms if t.name != "fluorescence"] + [wrong])
     with pytest.raises(AssertionError, match="fluorescence.*along its invariance 'scale'"):
         check_invariance(bad, bad.start())
+
+
+def test_no_invariance_when_the_maps_do_not_reach_the_object():
+    assert global_phase([0.0, 0.0], 2) is None  # Im z = 0 whatever w is: no change of the unknowns turns z
+    share = global_phase([1e308], 1).apply({"x": np.ones((2, 2)), "w": np.zeros((1, 2, 2))}, 0.1)["w"]
+    assert np.all(np.isfinite(share))  # a / sum(a^2) without overflowing a^2

@@ -13,13 +13,17 @@ from multimodal_ip.errors import ConfigError
 PHASE_STEP = 0.1
 
 
-def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> Invariance:
+def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> Invariance | None:
     r"""The ptychography's invariance: intensities do not change when the object takes a global phase,
     :math:`z \to e^{it} z` with :math:`z = x + i s`, :math:`s = \sum_e a_e w_e`. In the unknowns:
     :math:`x' = x \cos t - s \sin t`, and the change of :math:`s` goes to the maps in proportion to :math:`a_e`
-    (the least change of :math:`w` that gives it): :math:`w_e' = w_e + a_e (s' - s) / \sum_e a_e^2`."""
+    (the least change of :math:`w` that gives it): :math:`w_e' = w_e + a_e (s' - s) / \sum_e a_e^2`. ``None`` when
+    every :math:`a_e` is zero: the maps then do not reach :math:`\Im z`, and no change of the unknowns turns it."""
     a = np.ones(int(ne)) if coefficients is None else np.asarray(coefficients, dtype=float).ravel()
-    share = a / float(a @ a)
+    scale = float(np.abs(a).max())
+    if scale == 0:
+        return None
+    share = (a / scale) / float((a / scale) @ (a / scale)) / scale  # a / sum(a^2), without overflowing a^2
 
     def apply(arrays, t):
         x, w = arrays["x"], arrays["w"]
