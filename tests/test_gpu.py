@@ -53,3 +53,17 @@ def test_refinement_with_cubic_windows_matches_numpy(dtype):
     tol = 1e-9 if dtype == "float64" else 1e-4
     assert abs(f_gpu - f_cpu) <= tol * abs(f_cpu)
     assert np.linalg.norm(cupy.asnumpy(g_gpu) - g_cpu) <= tol * np.linalg.norm(g_cpu)
+
+
+def test_aligned_runs_match_numpy(tiny_dataset):
+    """``align``: the phase search (scipy on host scalars, the group applied to cupy arrays) takes the numpy run's
+    moves."""
+    from multimodal_ip.io import build_problem
+    from multimodal_ip.solvers import solve_staged
+
+    cpu = build_problem(tiny_dataset, dtype="float64")
+    gpu = build_problem(tiny_dataset, dtype="float64", xp=cupy)
+    h_cpu = solve_staged(cpu, cpu.start(), "lbfgs", maxiter=5, align=True).history
+    h_gpu = solve_staged(gpu, gpu.start(), "lbfgs", maxiter=5, align=True).history
+    np.testing.assert_allclose(h_gpu["align_ptychography"][1:], h_cpu["align_ptychography"][1:], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h_gpu["objective"], h_cpu["objective"], rtol=1e-8)
