@@ -31,7 +31,8 @@ class Invariance:
     max_step : :obj:`float`
         Largest ``|t|`` one alignment may take (a trust region in the group's own unit).
     name : :obj:`str`, optional
-        What the history column ``align_<term>`` records, for messages.
+        A label for messages (e.g. the conformance kit's, when the term's objective does change along it); the
+        history column of the moves is named by the term, ``align_<term>``.
     """
 
     apply: Callable[[dict, float], dict]
