@@ -79,7 +79,7 @@ def test_aligned_runs_descend_and_record_the_moves(small, solver):
     problem = build_problem(small, dtype="float64")
     h = solve_staged(problem, problem.start(), solver, maxiter=6, align=True).history
     moves = h["align_ptychography"][1:]
-    assert np.all(np.isfinite(moves)) and np.all(np.abs(moves) <= 0.1 + 1e-12) and np.any(moves != 0)
+    assert np.all(np.isfinite(moves)) and np.all(np.abs(moves) <= 0.8 + 1e-12) and np.any(moves != 0)
     assert np.all(np.diff(h["objective"]) <= 1e-12 * np.abs(h["objective"][:-1]))
 
 
@@ -98,8 +98,10 @@ def test_align_recovers_the_phase_the_gradient_hardly_moves():
     ds = validation_cases.dataset("sparse", 0.03, 0, 0.5)
     problem = build_problem(ds, balance_c=0.01)
     plain = solve_staged(problem, problem.start(), "lbfgs", maxiter=10).history["error_total"]
-    aligned = solve_staged(problem, problem.start(), "lbfgs", maxiter=10, align=True).history["error_total"]
-    assert plain[-1] > 0.6 and aligned[-1] < 0.12
+    h = solve_staged(problem, problem.start(), "lbfgs", maxiter=10, align=True).history
+    assert plain[-1] > 0.6 and h["error_total"][-1] < 0.12
+    moves = np.abs(h["align_ptychography"][1:])
+    assert moves[0] == pytest.approx(0.1, rel=0.02) and moves.max() > 0.15  # the trust region grew past 0.1 rad
 
 
 def test_cli_solver_option_align(tmp_path, small, capsys):
@@ -131,14 +133,21 @@ def test_align_under_mpi_matches_one_process(tmp_path, small, mpiexec):
     np.testing.assert_allclose(two["variables"]["x"], one["variables"]["x"], rtol=1e-6, atol=1e-9)
 
 
-def test_an_aligned_run_resumes_exactly(tmp_path, killed_and_resumed):
-    data = tmp_path / "d.h5"
-    save_dataset(data, simulate("phantom", n=96, probe_size=32, step=8, noise=0.1, seed=1))
-    full, resumed = killed_and_resumed([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data),
-                                        "--iterations", "40", "--checkpoint-every", "2", "--solver-option",
-                                        "align=true"])
-    np.testing.assert_array_equal(resumed["variables"]["x"], full["variables"]["x"])
-    np.testing.assert_array_equal(resumed["history"]["align_ptychography"], full["history"]["align_ptychography"])
+def test_an_aligned_run_resumes_exactly():
+    """The trust region along the phase (grown while the moves reach it) is in the checkpoint: a run resumed from
+    its state after iteration 2 (step grown to 0.4 rad) continues as the uninterrupted one."""
+    problem = build_problem(validation_cases.dataset("sparse", 0.03, 0, 0.5), balance_c=0.01)
+    saved = {}
+
+    def keep(state):
+        if state.iteration == 2:
+            saved.update(state.solver.state_dict())
+
+    full = solve_staged(problem, problem.start(), "lbfgs", maxiter=8, align=True, callback=keep)
+    assert saved["scalars"]["align_step_ptychography"] == pytest.approx(0.4)
+    resumed = solve_staged(problem, problem.start(), "lbfgs", maxiter=8, align=True, resume_state=saved)
+    np.testing.assert_array_equal(resumed.x, full.x)
+    np.testing.assert_array_equal(resumed.history["align_ptychography"], full.history["align_ptychography"])
 
 
 def test_the_kit_catches_a_wrong_invariance(small):

@@ -164,6 +164,7 @@ class Solver:
             msg = f"solver {self.name!r} cannot take align=true: {self.cannot_align}"
             raise SolverError(msg)
         self.moves: dict = {}
+        self.align_steps: dict = {}  # the trust region along each invariance (``align``), by term
         self.maxiter = int(maxiter)
         self.gtol = float(gtol)
         self.ftol = float(ftol)
@@ -199,8 +200,17 @@ class Solver:
         pass
 
     def _align(self) -> None:
-        """Move ``self.x`` along the problem's invariances (``align``) and linearize there."""
-        x, self.moves = self.problem.align(self.x)
+        """Move ``self.x`` along the problem's invariances (``align``) and linearize there. Each invariance's trust
+        region doubles after a move that reached it (up to ``ALIGN_GROWTH`` times its ``max_step``) and halves back
+        towards ``max_step`` otherwise; it is saved in checkpoints."""
+        from ..problem import ALIGN_GROWTH
+
+        start = {n: float(inv.max_step) for n, inv in self.problem.invariances().items()}
+        steps = {n: self.align_steps.get(n, m) for n, m in start.items()}
+        x, self.moves = self.problem.align(self.x, steps)
+        for n, t in self.moves.items():
+            reached = abs(t) >= 0.95 * steps[n]
+            self.align_steps[n] = min(2 * steps[n], ALIGN_GROWTH * start[n]) if reached else max(steps[n] / 2, start[n])
         if x is not self.x:
             self.x, self.lin = x, self._linearize(x)
 
@@ -297,7 +307,7 @@ class Solver:
                 arrays[n] = np.stack([to_numpy(v) for v in val]) if val else np.zeros((0, self.x.size))
             else:
                 arrays[n] = to_numpy(val)
-        scalars = self._state_scalars()
+        scalars = dict(self._state_scalars(), **{f"align_step_{n}": v for n, v in self.align_steps.items()})
         if self.stopping is not None and self.stopping.best_x is not None:
             arrays["stopping_best_x"] = to_numpy(self.stopping.best_x)
             scalars = dict(scalars, **{f"stopping_{k}": v for k, v in self.stopping.state().items()})
@@ -340,6 +350,8 @@ class Solver:
                 a = arrays[n]
                 setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
             self._load_scalars(state["scalars"])
+            self.align_steps = {k.removeprefix("align_step_"): float(v) for k, v in state["scalars"].items()
+                                if k.startswith("align_step_")}
             if self.stopping is not None and "stopping_best_x" in arrays:
                 self.stopping.load({k.removeprefix("stopping_"): v for k, v in state["scalars"].items()
                                     if k.startswith("stopping_")}, xp.asarray(arrays["stopping_best_x"]))
