@@ -12,6 +12,9 @@ the mean over seeds of error(returned) / error(oracle), and the mean iteration a
 
     python examples/validation/stopping.py --c 0.01      # the paper's fixed weight (the study's "stopped" column)
     python examples/validation/stopping.py --c 1         # the weight `mmip tune` chose most often
+    python examples/validation/stopping.py --c 1 --align # L-BFGS with align=true (docs/validation.md)
+
+A second table scores the same returned iterates against the error of z = x + i w modulo its global phase.
 """
 
 # %%

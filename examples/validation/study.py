@@ -18,6 +18,7 @@ simulator does not make:
   small bright grains on an empty background (high contrast).
 
     python examples/validation/study.py -o out/validation
+    python examples/validation/study.py --align -o out/validation_align   # every run but the fixed rule aligned
 """
 
 # %%
