@@ -124,11 +124,12 @@ def test_run_files_round_trip_every_run_key(tmp_path):
                coupling="absorption:10.5", checkpoint_every=3, chunk_memory="2G",
                solver_options={"align": True, "inner_iterations": 5, "damping": 0.5},
                term_options={"ptychography": {"loss": "poisson"}, "fluorescence": {}},
+               balance_reference="ptychography",
                regularizers=[{"name": "tv", "variables": ["x", "w"], "strength": 1e-6},
                              {"name": "nonnegative", "variables": ["w"]}],
                refine_bound={"positions": 1.5}, stopping={"rule": "validation", "patience": 7, "fraction": 0.2})
     path = tmp_path / "run.toml"
-    path.write_text(to_toml(cfg))
+    path.write_text(to_toml(dict(cfg, balance_c=np.float64(0.3), iterations=np.int64(17))))  # numpy scalars too
     back = run_config(SimpleNamespace(config=str(path)))
     assert {k: back[k] for k in DEFAULTS} == {k: cfg[k] for k in DEFAULTS} | {"term_options": {"ptychography":
                                                                                                 {"loss": "poisson"}}}

@@ -36,10 +36,14 @@ def _toml_key(key) -> str:
 def _toml_value(v) -> str:
     import json
 
+    import numbers
+
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
+    if isinstance(v, numbers.Integral):  # numpy integers too (their repr is not TOML)
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        return repr(float(v))
     if isinstance(v, str):
         return json.dumps(v)  # a TOML basic string: JSON's escapes are TOML's
     if isinstance(v, (list, tuple)):

@@ -8,8 +8,8 @@ from multimodal_ip import Invariance
 from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError
 
-#: largest global-phase change (rad) one alignment may take (``align``): enough to follow the phase where the
-#: element maps pin it (measured, docs/validation.md), small enough not to jump to another local minimum early on
+#: the first trust region (rad) of the phase alignment (``align``; the solvers grow it while moves reach it): small
+#: enough not to turn a still-flat object towards another local minimum (measured, docs/validation.md)
 PHASE_STEP = 0.1
 
 
