@@ -35,7 +35,6 @@ def _toml_key(key) -> str:
 
 def _toml_value(v) -> str:
     import json
-
     import numbers
 
     if isinstance(v, bool):
