@@ -19,8 +19,6 @@ A second table scores the same returned iterates against the error of z = x + i 
 
 # %%
 # Imports and command line.
-import argparse
-
 import numpy as np
 import validation_cases
 
@@ -29,15 +27,9 @@ from multimodal_ip.report import best_phase_error, markdown_table
 from multimodal_ip.solvers import solve_staged
 from multimodal_ip.validation import StopOnValidation
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-parser.add_argument("--cases", default="phantom,cameraman,smooth,sparse")
-parser.add_argument("--noise", default="0.03,0.1")
-parser.add_argument("--seeds", type=int, default=5)
-parser.add_argument("--iterations", type=int, default=100)
+parser = validation_cases.study_parser(__doc__, "L-BFGS with align=true (the phase follows the XRF maps)")
 parser.add_argument("--c", type=float, default=0.01, help="balance constant of every run")
 parser.add_argument("--patience", default="10,20,30", help="patience values K to score")
-parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
-parser.add_argument("--align", action="store_true", help="L-BFGS with align=true (the phase follows the XRF maps)")
 args = parser.parse_args()
 patiences = [int(k) for k in args.patience.split(",")]
 
@@ -72,25 +64,24 @@ def scores(history, terms):
 # %%
 # Runs.
 records = []
-for case in args.cases.split(","):
-    for noise in (float(s) for s in args.noise.split(",")):
-        for seed in range(args.seeds):
-            ds = validation_cases.dataset(case, noise, seed, args.scale)
-            held = build_problem(ds, balance_c=args.c, validation=0.1)
-            along = [phase_error(held, held.start())]
-            h = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations, align=args.align,
-                             callback=lambda state, held=held, along=along: along.append(phase_error(held, state.x))
-                             ).history
-            error, aligned = np.asarray(h["error_total"], dtype=float), np.asarray(along)
-            assert len(aligned) == len(error), (len(aligned), len(error))  # one row per iteration and the start
-            for name, score in scores(h, held.term_names).items():
-                for k in patiences:
-                    returned, ran = stopped(score, k)
-                    records.append({"case": case, "noise": noise, "score": name, "patience": k,
-                                    "ratio": error[returned] / error.min(), "ran": ran,
-                                    "ratio_phase": aligned[returned] / aligned.min()})
-            print(f"{case} {noise:g} seed {seed}: oracle {error.min():.4f} at {int(np.argmin(error))}; modulo the "
-                  f"global phase {aligned.min():.4f} at {int(np.argmin(aligned))}", flush=True)
+for case, noise in validation_cases.pairs(args):
+    for seed in range(args.seeds):
+        ds = validation_cases.dataset(case, noise, seed, args.scale)
+        held = build_problem(ds, balance_c=args.c, validation=0.1)
+        along = [phase_error(held, held.start())]
+        h = solve_staged(held, held.start(), "lbfgs", maxiter=args.iterations, align=args.align,
+                         callback=lambda state, held=held, along=along: along.append(phase_error(held, state.x))
+                         ).history
+        error, aligned = np.asarray(h["error_total"], dtype=float), np.asarray(along)
+        assert len(aligned) == len(error), (len(aligned), len(error))  # one row per iteration and the start
+        for name, score in scores(h, held.term_names).items():
+            for k in patiences:
+                returned, ran = stopped(score, k)
+                records.append({"case": case, "noise": noise, "score": name, "patience": k,
+                                "ratio": error[returned] / error.min(), "ran": ran,
+                                "ratio_phase": aligned[returned] / aligned.min()})
+        print(f"{case} {noise:g} seed {seed}: oracle {error.min():.4f} at {int(np.argmin(error))}; modulo the "
+              f"global phase {aligned.min():.4f} at {int(np.argmin(aligned))}", flush=True)
 
 # %%
 # Table: worst seed / mean over seeds of error(returned) / error(oracle), and the mean last iteration.
@@ -99,16 +90,15 @@ names = list(dict.fromkeys(r["score"] for r in records))
 
 def table(column, names):
     rows = []
-    for case in args.cases.split(","):
-        for noise in (float(s) for s in args.noise.split(",")):
-            row = [case, f"{noise:g}"]
-            for name in names:
-                for k in patiences:
-                    key = (case, noise, name, k)
-                    sel = [r for r in records if (r["case"], r["noise"], r["score"], r["patience"]) == key]
-                    ratios = [r[column] for r in sel]
-                    row.append(f"{max(ratios):.3f} / {np.mean(ratios):.3f} ({np.mean([r['ran'] for r in sel]):.0f})")
-            rows.append(row)
+    for case, noise in validation_cases.pairs(args):
+        row = [case, f"{noise:g}"]
+        for name in names:
+            for k in patiences:
+                key = (case, noise, name, k)
+                sel = [r for r in records if (r["case"], r["noise"], r["score"], r["patience"]) == key]
+                ratios = [r[column] for r in sel]
+                row.append(f"{max(ratios):.3f} / {np.mean(ratios):.3f} ({np.mean([r['ran'] for r in sel]):.0f})")
+        rows.append(row)
     return markdown_table(["case", "noise", *[f"{n}, K={k}" for n in names for k in patiences]], rows)
 
 

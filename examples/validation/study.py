@@ -23,7 +23,6 @@ simulator does not make:
 
 # %%
 # Imports and command line.
-import argparse
 import json
 import time
 from pathlib import Path
@@ -37,16 +36,10 @@ from multimodal_ip.solvers import solve_staged
 from multimodal_ip.tune import choose, settings_grid, tune
 from multimodal_ip.validation import StopOnValidation
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-parser.add_argument("--cases", default="phantom,cameraman,smooth,sparse")
-parser.add_argument("--noise", default="0.03,0.1")
-parser.add_argument("--seeds", type=int, default=5)
-parser.add_argument("--iterations", type=int, default=100)
-parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
+parser = validation_cases.study_parser(
+    __doc__, "every run but the fixed rule with L-BFGS align=true (the object's phase follows the maps)")
 parser.add_argument("--tolerance", type=float, default=0.0,
                     help="mmip tune --tolerance: scores within this of the best count as equal (0: lowest score)")
-parser.add_argument("--align", action="store_true",
-                    help="every run but the fixed rule with L-BFGS align=true (the object's phase follows the maps)")
 parser.add_argument("-o", "--output", default="out/validation")
 args = parser.parse_args()
 ALIGN = {"align": True} if args.align else {}
@@ -133,16 +126,15 @@ def overhead(case):
 
 
 records = []
-for case in args.cases.split(","):
-    for noise in (float(s) for s in args.noise.split(",")):
-        for seed in range(args.seeds):
-            rec = run(case, noise, seed)
-            records.append(rec)
-            print(f"{case} {noise:g} seed {seed}: fixed {rec['fixed']:.4f}, oracle {rec['oracle']:.4f} "
-                  f"(it {rec['oracle_iteration']}), stopped {rec['stopped']:.4f} (it {rec['stopped_iteration']}, "
-                  f"refit {rec['stopped_refit']:.4f}), tuned {rec['tuned']:.4f} [{rec['tuned_setting']}, refit "
-                  f"{rec['tuned_refit']:.4f}], grid best {rec['grid_best']:.4f} [{rec['grid_best_setting']}], "
-                  f"ptycho alone tuned {rec['alone_tuned']:.4f} (refit {rec['alone_tuned_refit']:.4f})", flush=True)
+for case, noise in validation_cases.pairs(args):
+    for seed in range(args.seeds):
+        rec = run(case, noise, seed)
+        records.append(rec)
+        print(f"{case} {noise:g} seed {seed}: fixed {rec['fixed']:.4f}, oracle {rec['oracle']:.4f} "
+              f"(it {rec['oracle_iteration']}), stopped {rec['stopped']:.4f} (it {rec['stopped_iteration']}, "
+              f"refit {rec['stopped_refit']:.4f}), tuned {rec['tuned']:.4f} [{rec['tuned_setting']}, refit "
+              f"{rec['tuned_refit']:.4f}], grid best {rec['grid_best']:.4f} [{rec['grid_best_setting']}], "
+              f"ptycho alone tuned {rec['alone_tuned']:.4f} (refit {rec['alone_tuned_refit']:.4f})", flush=True)
 (outdir / "records.json").write_text(json.dumps(records, indent=1))
 
 
@@ -158,21 +150,20 @@ def worst(col, a, b):
 
 
 rows, checks = [], []
-for case in args.cases.split(","):
-    for noise in (float(s) for s in args.noise.split(",")):
-        rs = [r for r in records if r["case"] == case and r["noise"] == noise]
-        col = {k: [r[k] for r in rs] for k in rs[0] if isinstance(rs[0][k], float)}
-        rows.append([case, f"{noise:g}", ms(col["fixed"]), ms(col["oracle"]), ms(col["stopped"]),
-                     ms(col["stopped_refit"]), ms(col["tuned_min_score"]), ms(col["tuned"]), ms(col["tuned_refit"]),
-                     ms(col["grid_best"]),
-                     ms(col["alone_tuned"]), ms(col["alone_tuned_refit"]),
-                     ", ".join(sorted({r["tuned_setting"] for r in rs}))])
-        checks.append([case, f"{noise:g}", worst(col, "stopped", "oracle"), worst(col, "stopped", "fixed"),
-                       worst(col, "stopped_refit", "fixed"), worst(col, "tuned_min_score", "grid_best"),
-                       worst(col, "tuned", "grid_best"),
-                       worst(col, "tuned", "alone_tuned"), worst(col, "tuned_refit", "alone_tuned_refit"),
-                       f"{np.mean(col['tuned']) / np.mean(col['fixed']):.3f}",
-                       f"{np.mean(col['tuned_refit']) / np.mean(col['fixed']):.3f}"])
+for case, noise in validation_cases.pairs(args):
+    rs = [r for r in records if r["case"] == case and r["noise"] == noise]
+    col = {k: [r[k] for r in rs] for k in rs[0] if isinstance(rs[0][k], float)}
+    rows.append([case, f"{noise:g}", ms(col["fixed"]), ms(col["oracle"]), ms(col["stopped"]),
+                 ms(col["stopped_refit"]), ms(col["tuned_min_score"]), ms(col["tuned"]), ms(col["tuned_refit"]),
+                 ms(col["grid_best"]),
+                 ms(col["alone_tuned"]), ms(col["alone_tuned_refit"]),
+                 ", ".join(sorted({r["tuned_setting"] for r in rs}))])
+    checks.append([case, f"{noise:g}", worst(col, "stopped", "oracle"), worst(col, "stopped", "fixed"),
+                   worst(col, "stopped_refit", "fixed"), worst(col, "tuned_min_score", "grid_best"),
+                   worst(col, "tuned", "grid_best"),
+                   worst(col, "tuned", "alone_tuned"), worst(col, "tuned_refit", "alone_tuned_refit"),
+                   f"{np.mean(col['tuned']) / np.mean(col['fixed']):.3f}",
+                   f"{np.mean(col['tuned_refit']) / np.mean(col['fixed']):.3f}"])
 header = ["case", "noise", "fixed rule (c=0.01, 100 it)", "oracle (best along the held-out run)",
           "stopped on validation", "stopped, refit on all data", "tuned, lowest score", "tuned joint (tolerance)",
           "tuned, refit", "best on the grid (truth)", "tuned ptychography alone", "tuned alone, refit",

@@ -2,6 +2,8 @@
 scan positions with numpy's FFT, scipy's correlation for the XRF maps) with a probe, overlap and objects the
 project's simulator does not make. Imported by ``study.py`` and ``stopping.py`` (this folder)."""
 
+import argparse
+
 import numpy as np
 from mmip_paper import simulate
 from mmip_paper.cases import poisson_noise
@@ -75,3 +77,21 @@ def dataset(case, noise, seed, scale=1.0):
     size = {"phantom": (334, 64, 30), "cameraman": (244, 64, 20)}[case]
     n, npx, step = (max(int(v * scale), 4) for v in size)
     return simulate(case, seed=seed, noise=noise, n=n, probe_size=npx, step=step)
+
+
+def study_parser(doc, align_help):
+    """The command line both study scripts share (cases, noise levels, seeds, iterations, size, ``--align``); each
+    adds its own flags to it."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[1])
+    parser.add_argument("--cases", default="phantom,cameraman,smooth,sparse")
+    parser.add_argument("--noise", default="0.03,0.1")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink every case (0.5: half the size; CI)")
+    parser.add_argument("--align", action="store_true", help=align_help)
+    return parser
+
+
+def pairs(args):
+    """The (case, noise) pairs of a parsed command line, in table order."""
+    return [(case, float(noise)) for case in args.cases.split(",") for noise in args.noise.split(",")]
