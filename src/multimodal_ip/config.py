@@ -2,7 +2,10 @@
 
 __all__ = ["RUN_KEYS", "DEFAULTS", "STOPPING_KEYS", "parse_value", "run_config", "validation_settings", "to_toml"]
 
+import json
 import math
+import numbers
+import re
 from typing import Any
 
 from .errors import ConfigError, one_line
@@ -27,16 +30,10 @@ _ALWAYS = ("solver", "iterations", "likelihood", "dtype")
 
 
 def _toml_key(key) -> str:
-    import json
-    import re
-
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) else json.dumps(str(key))
 
 
 def _toml_value(v) -> str:
-    import json
-    import numbers
-
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, numbers.Integral):  # numpy integers too (their repr is not TOML)
