@@ -16,6 +16,7 @@ __all__ = [
     "ifft2c",
     "scatter_add",
     "interleaved_index",
+    "add_at",
     "fftconvolve",
     "vdot_real",
 ]
@@ -76,7 +77,11 @@ def _fft_module(ncp):
         import scipy.fft
 
         return scipy.fft, {"workers": fft_workers()}
-    return ncp.fft, {}  # pragma: no cover
+    # cupy: cupyx.scipy.fft has scipy.fft's signatures (overwrite_x, norm, axes); cupy.fft is numpy.fft's, which has
+    # no overwrite_x (the first device run failed on exactly that)
+    from cupyx.scipy import fft  # pragma: no cover
+
+    return fft, {}  # pragma: no cover
 
 
 def fft2(a, overwrite_x=False):
@@ -149,11 +154,26 @@ def scatter_add(flat_index, values, size):
             out.imag = np.bincount(flat_index, weights=values.imag, minlength=size)
             return out
         return np.bincount(flat_index, weights=values, minlength=size).astype(values.dtype)
-    import cupyx  # pragma: no cover
-
     out = ncp.zeros(size, dtype=values.dtype)  # pragma: no cover
-    cupyx.scatter_add(out, flat_index, values)  # pragma: no cover
+    add_at(out, flat_index, values)  # pragma: no cover
     return out  # pragma: no cover
+
+
+def add_at(out, flat_index, values) -> None:
+    """``out[flat_index] += values`` with repeats accumulating, for a contiguous 1-D ``out`` of any array module.
+
+    ``ufunc.at`` as cupy has it (``cupy.add.at``) takes no complex arrays: complex values are added as (real,
+    imaginary) pairs into ``out``'s real view at the interleaved index ``2 i, 2 i + 1`` (the same numbers; on numpy
+    the test suite checks it against ``np.add.at``)."""
+    ncp = get_array_module(out)
+    flat_index = flat_index.ravel()
+    values = values.ravel()
+    if ncp.iscomplexobj(out):
+        rdt = out.real.dtype
+        pairs = ncp.ascontiguousarray(values.astype(out.dtype, copy=False)).view(rdt)
+        ncp.add.at(out.view(rdt), (2 * flat_index[:, None] + ncp.arange(2)).ravel(), pairs)
+    else:
+        ncp.add.at(out, flat_index, values)
 
 
 def interleaved_index(flat_index):

@@ -83,7 +83,7 @@ def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
     pass; numpy without numba: one slice-add per position (overlapping windows rule out one fancy-indexed add, and
     ``np.add.at`` is several times slower); cupy: one ``scatter_add`` per block."""
     if not isinstance(acc, np.ndarray):  # cupy: one scatter per block (the whole-scan index is never built)
-        import cupyx
+        from .backend import add_at
 
         ncp = _xp(acc)
         if probe_conj is not None:
@@ -91,7 +91,7 @@ def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
         wr, wc = back.shape[-2:]
         prow = ncp.asarray(rows)[:, None, None] + ncp.arange(wr)[None, :, None]
         pcol = ncp.asarray(cols)[:, None, None] + ncp.arange(wc)[None, None, :]
-        cupyx.scatter_add(acc.reshape(-1), (prow * acc.shape[1] + pcol).ravel(), back.ravel())
+        add_at(acc.reshape(-1), (prow * acc.shape[1] + pcol).ravel(), back.ravel())  # acc is C-contiguous
         return
     if probe_conj is not None and use_numba(acc) and acc.flags.c_contiguous and back.flags.c_contiguous:
         _scatter_nb(acc, back, probe_conj, rows, cols)

@@ -131,7 +131,7 @@ class Amplitude(Loss):
 
     def value_and_gradient_(self, y, d):
         # one fused pass (multimodal_ip.kernels): |y|, the residual, its sum of squares and the gradient in y
-        if self._data is not d and getattr(y, "flags", None) is not None and y.flags.writeable:
+        if self._data is not d and getattr(getattr(y, "flags", None), "writeable", True):
             from .kernels import amplitude_misfit_
 
             return 0.5 * self.scale * amplitude_misfit_(y, d, self.scale), y

@@ -21,7 +21,7 @@ from multimodal_ip.operators.nonlinear_operator import NonlinearOperator
 
 def toy_operator(matrix, shape) -> NonlinearOperator:
     """``x (shape, n values) -> exp(-M x.ravel())``: a pylops matrix composed with an elementwise exponential."""
-    m = pylops.MatrixMult(-np.asarray(matrix, dtype=float), dtype="float64")
+    m = pylops.MatrixMult(-1.0 * matrix, dtype="float64")  # numpy or cupy: the matrix's own array module
     m.dims = tuple(np.atleast_1d(shape))  # the variable's own shape, read flattened
     return compose(Exp(m.shape[0]), Linear(m, name="MinusM"))
 
@@ -42,6 +42,8 @@ class Toy:
         if var not in space or space[var].size != matrix.shape[1]:
             msg = f"{td.where('matrix')}: needs a variable {var!r} of size {matrix.shape[1]}"
             raise DataError(msg)
+        if xp is not None:  # the backend's arrays (cupy on a GPU): the operator computes where its matrix lives
+            matrix, data = xp.asarray(matrix), xp.asarray(data)
         op = toy_operator(matrix, space[var].shape)
         return DataTerm(op, data, LeastSquares(), 1.0, (var,), td.name)
 
