@@ -1,18 +1,26 @@
 """The plugin manager: built-ins from ``DEFAULT_PLUGINS``, third parties from the entry-point group.
 
-Set ``MMIP_DISABLE_PLUGINS=name1,name2`` to block plugins by name (entry-point name or
-built-in module path). Each entry point loads in its own ``try``: a broken plugin is
-recorded with its error and the others still load.
+Set ``MMIP_DISABLE_PLUGINS=name1,dist:name2`` to block plugins: an entry-point name (every distribution's entry
+point of that name), ``dist:entry`` (one distribution's entry point) or a built-in module path; a name that matches
+nothing gets one warning line. Entry points are identified by (distribution, name): a name declared by two
+distributions is a conflict, and neither loads until all but one are blocked. Each entry point loads in its own
+``try`` (``BaseException``: a plugin's ``sys.exit`` or its own ``KeyboardInterrupt`` is its failure; only a real
+Ctrl-C interrupts), with its stdout sent to stderr: a broken plugin is recorded with its error and the others still
+load.
 """
 
 __all__ = ["PluginInfo", "Registry", "get_plugin_manager", "get_registry", "reset", "DEFAULT_PLUGINS", "KINDS",
            "build_plugin_manager"]
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
+import re
+import signal
+import sys
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import pluggy
 
@@ -78,19 +86,20 @@ class Registry:
                 def register(name, obj, _mine=mine):
                     _mine.append((str(name), obj))
 
-                try:
-                    impl.function(register=register)
-                except Exception as exc:  # noqa: BLE001 - isolate a faulty plugin, record why
-                    self.report.append(PluginInfo(kind, impl.plugin_name, dist, version, "error", _where(exc)))
+                _, exc = _run_plugin_code(partial(impl.function, register=register))
+                if exc is not None:  # isolate a faulty plugin (SystemExit included), record why
+                    self.report.append(PluginInfo(kind, impl.plugin_name, dist, version, "error",
+                                                  _failure(exc, f"in {hook}()")))
                     continue
                 for name, obj in mine:
                     if kind == "modality":
-                        try:
-                            obj = check_modality_contract(obj).obj
-                        except PluginLoadError as exc:
-                            self.report.append(PluginInfo(kind, name, dist, version, "error", str(exc)))
-                            self.refused[kind][name] = str(exc)
+                        info, exc = _run_plugin_code(partial(check_modality_contract, obj))
+                        if exc is not None:
+                            why = _failure(exc, "checking the modality contract")
+                            self.report.append(PluginInfo(kind, name, dist, version, "error", why))
+                            self.refused[kind][name] = why
                             continue
+                        obj = info.obj
                     claims.setdefault((kind, name), []).append((obj, impl.plugin_name, dist, version))
         for (kind, name), who in claims.items():
             if len(who) == 1:
@@ -133,7 +142,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _where(exc: BaseException) -> str:
-    """``file:line: Type: message`` of where an exception was raised (the innermost frame)."""
+    """``file:line: Type: message`` of where an exception was raised (the innermost frame outside the standard
+    library, e.g. the plugin's line that called ``sys.exit`` or ``parser.parse_args``)."""
+    import sysconfig
     import traceback
 
     if isinstance(exc, SyntaxError) and exc.filename:
@@ -141,8 +152,68 @@ def _where(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return _one_line(exc)
-    inner = [f for f in frames if "importlib" not in f.filename] or frames
+    paths = sysconfig.get_paths()
+    installed = (paths["purelib"], paths["platlib"])  # may lie under the stdlib folder (a system Python)
+    inner = ([f for f in frames if f.filename.startswith(installed)
+              or not f.filename.startswith((paths["stdlib"], "<frozen"))]
+             or [f for f in frames if "importlib" not in f.filename] or frames)
     return f"{inner[-1].filename}:{inner[-1].lineno}: {_one_line(exc)}"
+
+
+def _failure(exc: BaseException, when: str) -> str:
+    """One line for a plugin's failure ``when`` (``"at import"``, ``"in mmip_register_solvers()"``)."""
+    if isinstance(exc, PluginLoadError):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        where = _where(exc).rsplit(": SystemExit", 1)[0]
+        return f"{where}: exited {when} (SystemExit: {exc.code!r}); a plugin must raise an exception, not exit"
+    if isinstance(exc, KeyboardInterrupt):
+        where = _where(exc).rsplit(": KeyboardInterrupt", 1)[0]
+        return f"{where}: raised KeyboardInterrupt {when} without a Ctrl-C"
+    return _where(exc)
+
+
+class _SigintWatch:
+    """Tells a real Ctrl-C from a plugin's own ``raise KeyboardInterrupt``: while active, a SIGINT sets ``real``
+    and then runs the handler that was there (Python's raises ``KeyboardInterrupt``). Where no handler can be set
+    (not the main thread), every ``KeyboardInterrupt`` counts as real."""
+
+    def __init__(self):
+        self.real = False
+        self.previous = None
+
+    def __enter__(self):
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):  # SIG_IGN/SIG_DFL/None: no KeyboardInterrupt can come from a SIGINT
+                signal.signal(signal.SIGINT, self._on_sigint)
+                self.previous = previous
+        except ValueError:  # not the main thread: cannot tell, so interrupt
+            self.real = True
+        return self
+
+    def _on_sigint(self, signum, frame):
+        self.real = True
+        assert callable(self.previous)
+        self.previous(signum, frame)
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _run_plugin_code(fn):
+    """``(fn(), None)``, or ``(None, exc)`` for whatever ``fn`` raised (``SystemExit`` and a plugin's own
+    ``KeyboardInterrupt`` included); a ``KeyboardInterrupt`` from a real Ctrl-C is raised. The plugin's stdout goes
+    to stderr meanwhile, so that ``mmip plugins --json`` stays JSON."""
+    with _SigintWatch() as watch, contextlib.redirect_stdout(sys.stderr):
+        try:
+            return fn(), None
+        except BaseException as exc:  # noqa: BLE001 - the plugin boundary: a plugin's exit is its own failure
+            if isinstance(exc, KeyboardInterrupt) and watch.real:
+                raise
+            return None, exc
 
 
 def _check_hooks(module, name):
@@ -173,31 +244,89 @@ def _builtin():
     return ("multimodal_ip", __version__)
 
 
+def _dist_key(dist: str) -> str:
+    """A distribution name as packaging compares it (``Mmip_Foo.bar`` -> ``mmip-foo-bar``)."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
 def _blocked() -> set:
-    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    """The names in ``MMIP_DISABLE_PLUGINS``, ``dist:entry`` ones with the distribution normalised."""
+    out = set()
+    for item in os.environ.get(DISABLE_ENV, "").split(","):
+        dist, sep, entry = item.strip().rpartition(":")
+        if entry.strip():
+            out.add(f"{_dist_key(dist.strip())}:{entry.strip()}" if sep else entry.strip())
+    return out
 
 
-def _load_entry_points(pm, report, dists):
-    blocked = _blocked()
-    eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for ep in eps:
+def _entry_points() -> dict:
+    """``{entry-point name: [(entry point, dist, version), ...]}`` in ``sys.path`` order, one row per
+    (distribution, name, target)."""
+    out: dict = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if ep.name in blocked:
-            pm.set_blocked(ep.name)
-            report.append(PluginInfo("plugin", ep.name, dist, version, "blocked"))
+        rows = out.setdefault(ep.name, [])
+        if not any(d == dist and getattr(e, "value", e) == getattr(ep, "value", ep) for e, d, _ in rows):
+            rows.append((ep, dist, version))
+    return out
+
+
+def _conflict(name: str, rows: list) -> str:
+    """The message of an entry-point name declared by several distributions (the same whatever the path order)."""
+    who = sorted(f"{d} {v}" for _, d, v in rows)
+    keys = sorted(f"{_dist_key(d)}:{name}" for _, d, _ in rows)
+    return (f"entry point {name!r} (group {ENTRY_POINT_GROUP!r}) is declared by {len(rows)} distributions, "
+            f"{' and '.join(who)}: none is loaded; keep one by blocking the others, e.g. "
+            f"{DISABLE_ENV}={','.join(keys[1:])}")
+
+
+def _load_entry_points(pm, report, dists, blocked):
+    """Load every entry point of the group; return the names ``MMIP_DISABLE_PLUGINS`` could use."""
+    known = set()
+    for name, rows in _entry_points().items():
+        known.add(name)
+        live = []
+        for ep, dist, version in rows:
+            key = f"{_dist_key(dist)}:{name}"
+            known.add(key)
+            if name in blocked or key in blocked:
+                report.append(PluginInfo("plugin", name, dist, version, "blocked"))
+            else:
+                live.append((ep, dist, version))
+        if name in blocked:
+            pm.set_blocked(name)
+        if len(live) > 1:  # identified by (distribution, name): never load one and drop the other
+            why = _conflict(name, live)
+            report.extend(PluginInfo("plugin", name, dist, version, "error", why) for _, dist, version in live)
             continue
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-            continue
-        try:
-            module = ep.load()
-            _check_hooks(module, ep.name)
-            pm.register(module, name=ep.name)
-            dists[ep.name] = (dist, version)
-        except PluginLoadError as exc:
-            report.append(PluginInfo("plugin", ep.name, dist, version, "error", str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one broken plugin must not break the others
-            report.append(PluginInfo("plugin", ep.name, dist, version, "error", _where(exc)))
+        for ep, dist, version in live:
+            module, exc = _run_plugin_code(partial(_load_checked, ep))
+            if exc is None:
+                try:
+                    pm.register(module, name=name)
+                except ValueError as err:  # the same module under two names, or a built-in module's name
+                    exc = err
+            if exc is not None:
+                report.append(PluginInfo("plugin", name, dist, version, "error", _failure(exc, "at import")))
+            else:
+                dists[name] = (dist, version)
+    return known
+
+
+def _load_checked(ep):
+    module = ep.load()
+    _check_hooks(module, ep.name)
+    return module
+
+
+def _warn_unknown(blocked: set, known: set) -> None:
+    """One warning line per ``MMIP_DISABLE_PLUGINS`` name that blocks nothing, with the closest known name."""
+    for item in sorted(blocked - known):
+        hint = min(sorted(known), key=lambda k: _distance(k, item)) if known else None
+        closest = f" (closest: {hint!r})" if hint else ""
+        print(f"mmip: warning: {DISABLE_ENV} names {item!r}, which is no installed plugin{closest}; it blocks nothing",
+              file=sys.stderr)
 
 
 def build_plugin_manager(extra_plugins=(), load_entry_points=True):
@@ -213,7 +342,8 @@ def build_plugin_manager(extra_plugins=(), load_entry_points=True):
             continue
         pm.register(importlib.import_module(modname), name=modname)
     if load_entry_points:
-        _load_entry_points(pm, report, dists)
+        known = _load_entry_points(pm, report, dists, blocked)
+        _warn_unknown(blocked, known | set(DEFAULT_PLUGINS))
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", repr(plugin))
         try:
