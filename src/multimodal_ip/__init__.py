@@ -14,7 +14,31 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING
+
 from .hookspecs import hookimpl
-from .problem import DataTerm, Invariance, JointProblem, balanced_weights
-from .solvers import solve
-from .variables import Variable, VariableSpace
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .problem import DataTerm, Invariance, JointProblem, balanced_weights
+    from .solvers import solve
+    from .variables import Variable, VariableSpace
+
+#: where each public name lives: imported on first use, so that ``mmip --help`` and ``import multimodal_ip.cli``
+#: do not pay for pylops and scipy (about 1.3 s)
+_LAZY = {"DataTerm": "problem", "Invariance": "problem", "JointProblem": "problem", "balanced_weights": "problem",
+         "solve": "solvers", "Variable": "variables", "VariableSpace": "variables"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

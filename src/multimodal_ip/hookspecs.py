@@ -61,7 +61,11 @@ def mmip_register_solvers(register: RegisterFn) -> None:
 
 @hookspec
 def mmip_register_regularizers(register: RegisterFn) -> None:
-    """Register regularizer classes: ``register(name, cls)``; ``cls(variables, **options)``.
+    """Register regularizer classes: ``register(name, cls)``; the core calls ``cls(variables, weight=strength,
+    **settings)``: ``variables`` a tuple of variable names, ``weight`` only when the run file or flag gives a
+    strength, ``settings`` the other keys of the run file's entry (checked against the signature of ``cls`` before
+    the run). Subclass :class:`multimodal_ip.regularizers.Regularizer` (``value``, ``value_and_gradient``,
+    ``hessian_vector`` when ``is_smooth``; ``prox`` when ``has_prox``).
 
     :param register: callback ``register(name, cls)``.
 
@@ -101,7 +105,8 @@ def mmip_register_simulations(register: RegisterFn) -> None:
     """Register simulated cases for ``mmip simulate``: ``register(name, simulate)`` with
     ``simulate(seed=int, noise=float, **parameters) -> Dataset``. The optional attribute
     ``simulate.parameters = {keyword: {"type", "help", "flag", "choices"}}`` declares the keywords, which become the
-    flags of ``mmip simulate`` (``type`` int: >= 1, float: finite >= 0, list: comma-separated).
+    flags of ``mmip simulate`` (``type`` int: >= 1, float: finite >= 0, list: comma-separated); the optional
+    attribute ``simulate.help`` is its one line in ``mmip simulate --help`` (default: the first docstring line).
 
     :param register: callback ``register(name, simulate)``.
 

@@ -48,11 +48,18 @@ attribute / method         default                      meaning
 ``example_term(rng)``      ``None``                     ``(TermData, [Variable, ...])``: a small term the kit
                                                         builds through ``build_term`` and splits (required by the
                                                         conformance kit, not by the core)
+``validation_mask(td,      each value held out with     bool array shaped like the group's ``data``: the values
+fraction, seed)``          probability ``fraction``,    held out for validation (``--stop validation``, ``mmip
+                           keyed by the global split    tune``); override it when neighbouring values must stay
+                           index                        together
 =========================  ===========================  ==========================================================
 
 ``photon_weighted`` in ``options`` declares a photon-count likelihood (``--likelihood poisson``).
-A term that is split over parts gets the attribute ``split_total`` (the length of the whole split axis) so it can
-normalise by the whole, not by its part.
+A term that is split over parts (MPI ranks, chunks, the conformance kit) gets two attributes: ``split_total``, the
+length of the whole split axis, so it can normalise by the whole, not by its part; and ``split_offset``, the global
+index of the part's first entry, so that whatever depends on the global index (per-index weights or masks,
+per-index calibration) is the same in every split. A term that ignores ``split_offset`` is correct only when its
+objective is a sum over split indices that do not depend on where they are.
 """
 
 __all__ = ["Modality", "ModalityInfo", "capabilities", "check_modality_contract", "BALANCE_ROLES",
@@ -60,22 +67,35 @@ __all__ = ["Modality", "ModalityInfo", "capabilities", "check_modality_contract"
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .errors import DataError, PluginLoadError
+
+if TYPE_CHECKING:  # the contract's types, for type checkers only (no import cycle, no pylops at run time)
+    from types import ModuleType
+
+    from .io.dataset import TermData
+    from .operators.nonlinear_operator import NonlinearOperator
+    from .problem import DataTerm
+    from .variables import VariableSpace
 
 BALANCE_ROLES = ("reference", "weighted", "none")
 
 
 @runtime_checkable
 class Modality(Protocol):
-    """The two required methods (see the module docstring for the optional capabilities)."""
+    """The two required methods (see the module docstring for the optional capabilities).
 
-    def build_term(self, td: Any, space: Any, *, xp: Any = None, **options: Any) -> Any: ...
+    A plugin checks itself with ``_: Modality = MyModality()``: mypy then reports a ``build_term`` or
+    ``conformance_cases`` whose parameters or return type do not fit (the distributions ship ``py.typed``).
+    """
 
-    def conformance_cases(self, rng: np.random.Generator) -> Iterable[tuple]: ...
+    def build_term(self, td: "TermData", space: "VariableSpace", *, xp: "ModuleType | None" = None,
+                   **options: Any) -> "DataTerm": ...
+
+    def conformance_cases(self, rng: np.random.Generator) -> "Iterable[tuple[str, NonlinearOperator, np.ndarray]]": ...
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,12 @@ class ModalityInfo:
         fn = getattr(self.obj, "example_term", None)
         return fn(rng) if fn is not None else None
 
+    def validation_mask(self, td, fraction: float, seed: int):
+        """The modality's own held-out mask (``validation_mask(td, fraction, seed)``, checked by the caller), or
+        ``None``: the default mask (:func:`multimodal_ip.validation.holdout_mask`) applies."""
+        fn = getattr(self.obj, "validation_mask", None)
+        return fn(td, fraction, seed) if fn is not None else None
+
     @property
     def has_example(self) -> bool:
         return callable(getattr(self.obj, "example_term", None))
@@ -137,7 +163,7 @@ def check_modality_contract(obj) -> ModalityInfo:
         if not callable(getattr(obj, method, None)):
             msg = f"{type(obj).__name__} has no method {method}() (required by the modality contract)"
             raise PluginLoadError(msg)
-    for method in ("variables", "calibration", "example_term", "temporaries"):
+    for method in ("variables", "calibration", "example_term", "temporaries", "validation_mask"):
         if hasattr(obj, method) and not callable(getattr(obj, method)):
             msg = f"{type(obj).__name__}.{method} must be a method"
             raise PluginLoadError(msg)

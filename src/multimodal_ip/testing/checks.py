@@ -4,7 +4,8 @@ Every check raises :class:`~multimodal_ip.errors.ConformanceError` (an ``Asserti
 naming the operator and the observed error, and returns the measured quantity.
 """
 
-__all__ = ["check_adjoint", "check_jacobian", "check_gradient", "random_like_dtype", "adjoint_tolerance"]
+__all__ = ["check_adjoint", "check_jacobian", "check_gradient", "random_like_dtype", "adjoint_tolerance",
+           "split_diagnosis"]
 
 import numpy as np
 
@@ -30,26 +31,39 @@ def _name(op) -> str:
     return getattr(op, "name", None) or type(op).__name__
 
 
-def check_adjoint(op, dtype=None, rng=None, rtol=None, xp=np, name=None) -> float:
+def check_adjoint(op, dtype=None, rng=None, rtol=None, xp=np, name=None, x=None) -> float:
     r"""Dot test :math:`\Re\langle Au, v\rangle = \Re\langle u, A^H v\rangle` on random inputs.
 
     Parameters
     ----------
-    op : :class:`pylops.LinearOperator`
-        The operator (e.g. a Jacobian).
+    op : :class:`pylops.LinearOperator` or :class:`~multimodal_ip.operators.NonlinearOperator`
+        The operator (e.g. a Jacobian). A :class:`~multimodal_ip.operators.NonlinearOperator` (``Linear``,
+        ``Exp``, a composition, a plugin's model) is tested through its Jacobian at ``x``.
     dtype : dtype, optional
         Domain dtype; defaults to ``op.dtype_in`` if present, else ``op.dtype``. The range
         dtype is that of ``op @ u``.
     rtol : :obj:`float`, optional
         Tolerance on the error normalised by :math:`\max(\|Au\|\|v\|, \|u\|\|A^Hv\|)`;
         default from the dtype (:func:`adjoint_tolerance`).
+    x : array, optional
+        The point at which the Jacobian of a ``NonlinearOperator`` is taken (default: a random point of its
+        ``dims`` and ``dtype``, drawn from ``rng``); ignored for a linear operator.
 
     Returns
     -------
     error : :obj:`float`
         The normalised error.
     """
+    from ..operators.nonlinear_operator import NonlinearOperator
+
     rng = rng if rng is not None else np.random.default_rng(0)
+    if isinstance(op, NonlinearOperator):
+        name = name or f"{_name(op)} (Jacobian)"
+        op = op.jacobian(x if x is not None else random_like_dtype(rng, op.dims, dtype or op.dtype, xp))
+    elif not (hasattr(op, "matvec") and hasattr(op, "rmatvec")):
+        msg = (f"check_adjoint needs a linear operator (matvec, rmatvec) or a NonlinearOperator (tested through its "
+               f"Jacobian); got {type(op).__name__}")
+        raise TypeError(msg)
     dtype = np.dtype(dtype or getattr(op, "dtype_in", None) or op.dtype)
     u = random_like_dtype(rng, op.shape[1], dtype, xp)
     au = op.matvec(u)
@@ -148,3 +162,46 @@ def check_gradient(problem, v, rng=None, direction=None, min_slope=1.8) -> float
     return slope
 
 
+def split_diagnosis(objective, td, axes: dict, parts: int, rtol: float = 1e-9) -> str:
+    """Why the objectives of ``td`` split into ``parts`` parts along ``axes`` do not sum to the whole's: one
+    sentence from three experiments, for the conformance kit's failure message.
+
+    ``objective(td) -> float`` builds the term from a :class:`~multimodal_ip.io.TermData` and evaluates it at a
+    fixed point. The experiments: does a part's objective change when its attribute ``split_offset`` (its first
+    global index) or ``split_total`` (the whole length) changes, and does the whole's objective change when every
+    split dataset is rolled along its axis (it does only when values depend on the global index)?
+    """
+    from dataclasses import replace
+
+    from ..modality import split_term
+
+    pieces = [split_term(td, axes, k, parts) for k in range(parts)]
+
+    def differs(a: float, b: float) -> bool:
+        return not abs(a - b) <= rtol * max(abs(a), abs(b), 1e-300)
+
+    def with_attr(t, key, value):
+        return replace(t, attrs={**t.attrs, key: value})
+
+    values = [objective(t) for t in pieces]
+    reads_offset = any(differs(objective(with_attr(t, "split_offset", 0)), f)
+                       for t, f in zip(pieces[1:], values[1:]))
+    reads_total = any(differs(objective(with_attr(t, "split_total", 2 * int(t.attrs["split_total"]))), f)
+                      for t, f in zip(pieces, values))
+    shift = int(pieces[1].attrs["split_offset"])
+    rolled = replace(td, arrays={k: np.roll(np.asarray(a), -shift, axis=axes[k]) if k in axes else a
+                                 for k, a in td.arrays.items()})
+    whole, moved = objective(td), objective(rolled)
+    axes_wrong = "split_axes is wrong (a per-index dataset undeclared, or one declared that is not per-index)"
+    total = ("" if reads_total
+             else "the parts ignore attribute split_total (normalise by it, not by a part's length), or ")
+    if differs(whole, moved) and not reads_offset:
+        return (f"the objective depends on the global index along the split (rolling the split datasets by {shift} "
+                f"changes it from {whole!r} to {moved!r}) but the parts ignore attribute split_offset (the global "
+                "index of a part's first entry): read it where the index matters; this is not a split_axes or "
+                "split_total fault")
+    if differs(whole, moved):
+        return ("the objective depends on the global index along the split and the parts read split_offset: check "
+                "that a part's local index j means global index split_offset + j; else " + total + axes_wrong)
+    return ("the objective does not depend on the global index (rolling the split datasets leaves it unchanged), so "
+            "split_offset is not the cause: " + total + axes_wrong)

@@ -27,6 +27,13 @@ class PaperCase:
     def __init__(self, case):
         self.case = case
 
+    @property
+    def help(self) -> str:
+        """One line for ``mmip simulate --help``."""
+        p = CASES[self.case]
+        return (f"{p['objects']} objects {p['n']} x {p['n']} px, probe {p['probe_size']} px, step {p['step']} px, "
+                f"{p['n_elements']} element(s), balance c {p['balance_c']:g}")
+
     def __call__(self, seed=0, noise=0.0, **overrides):
         return simulate(self.case, seed=seed, noise=noise, **overrides)
 

@@ -55,6 +55,14 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
             p[k] = v
     names = [str(e) for e in p["elements"]]
     ne, size = len(names), int(p["n"])
+    # measured peak: about 290 bytes per ray sample (angles x bins x samples; the two models' sampling matrices)
+    need = 300.0 * int(p["n_angles"]) * size * (np.ceil(np.hypot(size, size)) + 1)
+    from multimodal_ip.safety import memory_budget_bytes
+
+    if need > memory_budget_bytes():
+        msg = (f"n={size} with {int(p['n_angles'])} angles needs about {need / 2**30:.3g} GiB, more than the memory "
+               f"budget ({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
+        raise ConfigError(msg)
     w = element_maps(size, ne, float(p["inclusion"]))
     geom = Geometry.make((size, size), np.linspace(0, 2 * np.pi, int(p["n_angles"]), endpoint=False))
     ratios = np.asarray(mu, dtype=float) if mu is not None else attenuation_coefficients(names, p["energy_kev"])
@@ -95,6 +103,13 @@ class TomoCase:
 
     def __init__(self, case):
         self.case = case
+
+    @property
+    def help(self) -> str:
+        """One line for ``mmip simulate --help``."""
+        p: dict = CASES[self.case]
+        return (f"slice {p['n']} x {p['n']} px, {p['n_angles']} angles, {','.join(p['elements'])} at "
+                f"{p['energy_kev']:g} keV, absorption {p['absorption']:g}, inclusion {p['inclusion']:g}")
 
     def __call__(self, seed=0, noise=0.0, **overrides):
         return simulate(self.case, seed=seed, noise=noise, **overrides)
