@@ -330,10 +330,10 @@ def test_import_refuses_external_links_and_broken_geometry(tmp_path, tiny_datase
     base = ["import", "--ptycho", cxi, "--xrf", root / "maps.h5", "-o", root / "d.h5"]
     run(root, [*base, "--xrf-axis-unit", "0"], 2, "--xrf-axis-unit must be", capsys)
     run(root, [*base, "--xrf-axis-unit", "nan"], 2, "--xrf-axis-unit must be", capsys)
-    _edit(root / "maps.h5", lambda f: f["MAPS/x_axis"].__setitem__(0, np.nan))
+    _edit(root / "maps.h5", lambda f: f["MAPS/Scan/x_axis"].__setitem__(0, np.nan))
     run(root, base, 2, "expected finite real numbers", capsys)
     export_maps(root / "maps.h5", tiny_dataset.terms["fluorescence"], frame)
-    _edit(root / "maps.h5", _replace("MAPS/channel_names", np.array([b"Fe", b"Zn", b"Cu"])))
+    _edit(root / "maps.h5", _replace("MAPS/XRF_Analyzed/Fitted/Channel_Names", np.array([b"Fe", b"Zn", b"Cu"])))
     run(root, base, 2, "3 channel names for 1 maps", capsys)
     _edit(cxi, lambda f: f["entry_1/sample_1/geometry_1/translation"].__setitem__((0, 0), 1.0))
     run(root, base[:3] + ["-o", root / "d.h5"], 2, "check the translation unit", capsys)
@@ -485,8 +485,12 @@ def test_resume_refuses_another_dataset_and_bad_checkpoints(case, capsys, tiny_d
 
 def test_stale_temporaries_are_removed_and_umask_respected(case, capsys):
     root, _ = case
-    stale = root / ".r.h5.999999999.abc.tmp"  # a pid that cannot be running
-    stale.write_bytes(b"x" * 100)
+    from multimodal_ip.atomic import temporary_marker, temporary_prefix
+
+    # a temporary of this program on this machine whose pid cannot be running, its marker inside: provably ours
+    # (tests/test_hostile_storage.py: what is not provably ours stays)
+    stale = root / (temporary_prefix(root / "r.h5").replace(f".{os.getpid()}.", ".999999999.", 1) + "abc.tmp")
+    stale.write_bytes(temporary_marker(999999999).ljust(512, b"\0") + b"x" * 100)
     old = os.umask(0o027)
     try:
         run(root, ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"], 0, "", capsys,

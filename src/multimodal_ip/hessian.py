@@ -18,9 +18,13 @@ def hessian_spectrum(problem, v, dense_max=9000, k=40):
     Hessian. Dense (``numpy.linalg.eigh``) up to ``dense_max`` unknowns; beyond, the ``k``
     largest and ``k`` smallest by Lanczos (``scipy.sparse.linalg.eigsh``).
     """
+    from .safety import MemoryBudget
+
     h = problem.linearize(v).gauss_newton(0.0)
     n = h.shape[0]
-    if n <= dense_max:
+    if n <= dense_max:  # the matrix, the identity, the symmetrised copy and eigh's eigenvectors and workspace
+        MemoryBudget().take(5 * 8 * n * n, f"the dense Hessian of {n} unknowns (--dense-max {dense_max}; lower it "
+                                           "for Lanczos)")
         dense = np.empty((n, n))
         eye = np.eye(n)
         for i in range(n):
@@ -48,7 +52,10 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
         msg = f"{dataset.source}: the Hessian study needs the truth of every variable; no /truth/{missing[0]}"
         raise DataError(msg)
     from .report import _plt
+    from .safety import MemoryBudget
 
+    # sizes from flags, before any work: the landscapes (one Python float and one array entry per point)
+    MemoryBudget().take(40 * grid * grid, f"a loss landscape of {grid} x {grid} points (--grid)")
     outdir.mkdir(parents=True, exist_ok=True)
     reference = reference or joint.term_names[0]
     v = joint.space.pack({n: dataset.truth[n] for n in joint.space.names})

@@ -2,18 +2,21 @@
 
 * :func:`regular_input` - an input must be an existing regular file (a FIFO, a device or a directory is refused
   before it is opened: reading ``/dev/zero`` or a FIFO would never end).
-* :func:`walk_group` - the members of an HDF5 group, refusing external links, virtual datasets and soft links that
-  leave the file or dangle, unless the user allows external links (``--allow-external-links``).
+* :func:`walk_group` - the members of an HDF5 group, refusing external links, virtual datasets, external raw
+  storage and soft links that leave the file or dangle, unless the user allows external links
+  (``--allow-external-links``); even then, a source file that is missing is refused (it would read as fill values).
 * :class:`MemoryBudget` - declared sizes are checked before anything is allocated (``MMIP_MAX_MEMORY``, bytes, or
   ``8G``/``500M``; default 80 % of the available memory).
 * :func:`check_outputs` - every path the program writes is compared with every input by identity (same inode,
   through symlinks and hard links), not by name.
 * :func:`read_text_capped` - a run file read with a size cap.
+
+The writer side (temporaries, renames, output folders) is :mod:`multimodal_ip.atomic`.
 """
 
 __all__ = ["regular_input", "walk_group", "member", "MemoryBudget", "check_outputs", "read_text_capped",
            "memory_budget_bytes", "MAX_RUN_FILE_BYTES", "file_fingerprint", "deferred_interrupts",
-           "remove_stale_temporaries", "parse_size"]
+           "parse_size", "external_raw_files", "is_input"]
 
 import contextlib
 import hashlib
@@ -29,6 +32,17 @@ from .errors import ConfigError, DataError, one_line
 
 MAX_RUN_FILE_BYTES = 1 << 20
 ENV_MEMORY = "MMIP_MAX_MEMORY"
+
+_INPUTS: set = set()  # (device, inode) of every input this process has accepted
+
+
+def _remember_input(st) -> None:
+    _INPUTS.add((st.st_dev, st.st_ino))
+
+
+def is_input(st) -> bool:
+    """Whether the file of ``os.stat`` result ``st`` is an input of this process (:func:`regular_input`)."""
+    return (st.st_dev, st.st_ino) in _INPUTS
 
 
 def regular_input(path, what="file") -> Path:
@@ -57,6 +71,7 @@ def regular_input(path, what="file") -> Path:
     if not os.access(p, os.R_OK):
         msg = f"{p}: permission denied"
         raise DataError(msg)
+    _remember_input(st)  # never removed as a stale temporary, whatever its name
     return p
 
 
@@ -67,8 +82,9 @@ def walk_group(path, group, prefix, allow_external=False):
 
 
 def member(path, group, name, prefix="/", allow_external=False):
-    """``group[name]`` after checking the link: external links, soft links that leave the file or dangle, and
-    virtual datasets are refused with one line naming ``path:prefix+name``."""
+    """``group[name]`` after checking the link: external links, soft links that leave the file or dangle, virtual
+    datasets and datasets with external raw storage are refused with one line naming ``path:prefix+name``; with
+    ``allow_external``, a virtual source or external storage file that is missing is still refused."""
     where = f"{path}:{prefix}{name}"
     link = group.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink) and not allow_external:
@@ -84,11 +100,78 @@ def member(path, group, name, prefix="/", allow_external=False):
     if isinstance(link, h5py.SoftLink) and obj.file.filename != group.file.filename and not allow_external:
         msg = f"{where}: a soft link that leaves the file (refused)"
         raise DataError(msg)
-    if isinstance(obj, h5py.Dataset) and obj.is_virtual and not allow_external:
-        sources = sorted({s.file_name for s in obj.virtual_sources()})
-        msg = f"{where}: a virtual dataset reading {sources} (refused: only the named input is read)"
-        raise DataError(msg)
+    if isinstance(obj, h5py.Dataset):
+        _check_storage(where, obj, allow_external)
     return obj
+
+
+def external_raw_files(d) -> list:
+    """``[(file name, offset, size)]`` of a dataset whose bytes live in other files (HDF5 external raw storage,
+    ``create_dataset(..., external=...)``); empty for ordinary storage."""
+    plist = d.id.get_create_plist()
+    out = []
+    for i in range(plist.get_external_count()):
+        name, offset, size = plist.get_external(i)
+        out.append((os.fsdecode(name), int(offset), int(size)))
+    return out
+
+
+def _check_storage(where, d, allow_external) -> None:
+    """Refuse a dataset whose bytes are read from other files: external raw storage and virtual datasets (unless
+    allowed); when allowed, a source that is missing (HDF5 would read fill values or zeros) is still refused."""
+    external = external_raw_files(d)
+    if external and not allow_external:
+        files = sorted({name for name, _, _ in external})
+        msg = (f"{where}: external raw storage in {files} (refused: only the named input is read; "
+               "--allow-external-links for trusted facility layouts)")
+        raise DataError(msg)
+    for name, offset, size in external:  # HDF5 resolves a relative name from HDF5_EXTFILE_PREFIX or the cwd
+        found = next((c for c in _candidates(name, os.environ.get("HDF5_EXTFILE_PREFIX"), None) if c.is_file()),
+                     None)
+        if found is None:
+            msg = f"{where}: external raw storage file {name!r} is missing (HDF5 would read zeros)"
+            raise DataError(msg)
+        if size != h5py.h5f.UNLIMITED and found.stat().st_size < offset + size:
+            msg = (f"{where}: external raw storage file {name!r} holds {found.stat().st_size} bytes, fewer than the "
+                   f"{offset + size} declared (HDF5 would read zeros)")
+            raise DataError(msg)
+    if not d.is_virtual:
+        return
+    sources = d.virtual_sources()
+    if not allow_external:
+        files = sorted({s.file_name for s in sources})
+        msg = f"{where}: a virtual dataset reading {files} (refused: only the named input is read)"
+        raise DataError(msg)
+    here = Path(d.file.filename).parent
+    for s in sources:  # a missing file or dataset reads as the fill value: refused
+        if s.file_name == ".":
+            present = s.dset_name in d.file and isinstance(d.file.get(s.dset_name), h5py.Dataset)
+        else:
+            present = any(_has_dataset(c, s.dset_name)
+                          for c in _candidates(s.file_name, os.environ.get("HDF5_VDS_PREFIX"), here))
+        if not present:
+            msg = (f"{where}: a virtual dataset whose source {s.file_name}:{s.dset_name} is missing (it would read "
+                   "as fill values)")
+            raise DataError(msg)
+
+
+def _candidates(name, prefix, here) -> list:
+    """Where HDF5 looks for the file ``name`` of external storage or a virtual source."""
+    p = Path(name)
+    if p.is_absolute():
+        return [p] + ([Path(prefix) / p.name] if prefix else [])
+    out = [Path(prefix) / p] if prefix else []
+    return [*out, *([here / p] if here is not None else []), Path.cwd() / p]
+
+
+def _has_dataset(path, key) -> bool:
+    try:
+        if not path.is_file():
+            return False
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get(key), h5py.Dataset)
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def parse_size(text, allow_zero=False) -> int:
@@ -219,7 +302,8 @@ def file_fingerprint(path, chunk=1 << 22) -> str:
 @contextlib.contextmanager
 def deferred_interrupts():
     """Hold SIGINT/SIGTERM while a file is written (an interrupt inside HDF5's close can be swallowed); the
-    interrupt is raised as :class:`KeyboardInterrupt` once the block has finished."""
+    interrupt is raised as :class:`KeyboardInterrupt` once the block has finished. A signal that is ignored
+    (``nohup``, a shell's background job started with SIGINT ignored) stays ignored: it interrupts nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -228,7 +312,8 @@ def deferred_interrupts():
     def hold(signum, frame):
         caught.append(signum)
 
-    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) not in (signal.SIG_IGN, None)}  # None: a handler not set from Python
     try:
         yield
     finally:
@@ -236,21 +321,3 @@ def deferred_interrupts():
             signal.signal(s, h)
         if caught:
             raise KeyboardInterrupt
-
-
-def remove_stale_temporaries(target) -> None:
-    """Delete ``.<name>.<pid>.*.tmp`` files beside ``target`` left by a process of this program that is gone
-    (killed during a write); files of running processes are left alone."""
-    target = Path(target)
-    with contextlib.suppress(OSError):
-        for tmp in target.parent.glob(f".{target.name}.*.tmp"):
-            parts = tmp.name[len(target.name) + 2:].split(".")
-            if not parts or not parts[0].isdigit():
-                continue
-            try:
-                os.kill(int(parts[0]), 0)
-            except ProcessLookupError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            except (PermissionError, OverflowError):
-                continue

@@ -11,8 +11,8 @@ r"""The HDF5 dataset schema (docs/schema.md): read through the safe reader, vali
 __all__ = ["Dataset", "TermData", "load_dataset", "save_dataset", "atomic_h5"]
 
 import contextlib
-import os
-import tempfile
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,36 +103,27 @@ class Dataset:
 
 @contextlib.contextmanager
 def atomic_h5(path):
-    """Open a temporary HDF5 file beside ``path``; rename it over ``path`` only if the block succeeds."""
-    from ..safety import remove_stale_temporaries
+    """An HDF5 file built in memory, written to ``path`` only if the block succeeds
+    (:func:`~multimodal_ip.atomic.atomic_write`: a temporary beside ``path``, then a rename).
+
+    HDF5 never writes to the disk itself: a full disk or another write error is then one :class:`DataError` naming
+    ``path`` (HDF5 failing inside its own writes leaves objects that cannot be closed: tracebacks at exit and a
+    crash). The file is held in memory while it is built, and once more while it is written."""
+    from ..atomic import USERBLOCK, atomic_write
 
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # the user's umask, as a plain open() would give
-    except OSError as exc:
-        msg = f"cannot write {path}: {exc.strerror or exc}"
-        raise DataError(msg) from exc
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(f"<memory: {path.name} {uuid.uuid4().hex}>", "w", driver="core", backing_store=False,
+                       userblock_size=USERBLOCK) as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             yield f
-        os.replace(tmp, path)
+            f.flush()
+            image = f.id.get_file_image()
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        msg = f"cannot write {path}: {exc.strerror or exc}"
+        msg = f"cannot write {path}: {one_line(exc)}"
         raise DataError(msg) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, image, userblock=USERBLOCK)
 
 
 def save_dataset(path, ds: Dataset) -> None:
@@ -176,6 +167,24 @@ def _str(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def check_attrs(path, obj, budget) -> None:
+    """Take the declared size of every fixed-size attribute of ``obj`` from ``budget`` before any is read (an
+    attribute can hold hundreds of MB); the error names the attribute."""
+    k = None
+    try:
+        sizes = []
+        for k in obj.attrs:  # names and declared shapes only: no value is read yet
+            aid = obj.attrs.get_id(k)
+            n = int(np.prod(aid.shape, dtype=np.float64)) if aid.shape else 1
+            sizes.append((k, n * aid.dtype.itemsize))  # variable-length values: their pointers (the file bounds them)
+    except (KeyError, OSError, RuntimeError, TypeError, ValueError) as exc:
+        shown = "" if k is None else f" {_shown(k)}"
+        msg = f"{path}:{obj.name} attribute{shown}: cannot be read ({one_line(exc)}); the file may be corrupt"
+        raise DataError(msg) from None
+    for k, nbytes in sizes:
+        budget.take(nbytes, f"{path}:{obj.name} attribute {_shown(k)}")
+
+
 def _attrs(obj) -> dict:
     out = {}
     for k, v in obj.attrs.items():
@@ -190,8 +199,10 @@ def _attrs(obj) -> dict:
 def open_h5(path) -> h5py.File:
     """Open ``path`` read-only; a missing, non-regular or unreadable file is a :class:`DataError` naming it."""
     from ..safety import regular_input
+    from .filters import register_filters
 
     path = regular_input(path, "file")
+    register_filters()  # hdf5plugin's filters (bitshuffle/LZ4, Blosc, Zstd) before the first read
     try:
         return h5py.File(path, "r")
     except OSError as exc:
@@ -251,10 +262,40 @@ def _read_checked(path, d, where, budget, axis_slice=None, as_dtype=None):
     budget = budget if budget is not None else MemoryBudget()
     budget.take(_nbytes(d, axis_slice, as_dtype), f"{path}:{where}")
     try:
-        return _read(d, axis_slice, as_dtype)
+        with np.errstate(over="ignore"):  # an overflowing conversion is reported below, in one line
+            a = _read(d, axis_slice, as_dtype)
     except (OSError, ValueError, TypeError) as exc:
-        msg = f"{path}:{where}: cannot read data ({one_line(exc)}); the file may be truncated or corrupt"
+        from .filters import missing_filter
+
+        hint = missing_filter(d)  # a filter this HDF5 lacks, named, rather than blaming the file
+        msg = f"{path}:{where}: " + (hint or f"cannot read data ({one_line(exc)}); the file may be truncated or "
+                                             "corrupt")
         raise DataError(msg) from None
+    if as_dtype is not None and d.dtype.kind == "f" and not all(np.isfinite(b).all() for b in _blocks(a)):
+        _check_narrowing(path, where, d, axis_slice, as_dtype)
+    return a
+
+
+def _check_narrowing(path, where, d, axis_slice, as_dtype) -> None:
+    """Refuse finite values of ``d`` that ``as_dtype`` cannot hold (``inf`` once converted): said as such, not as
+    NaN or Inf in the file. Read a run of the first axis at a time (only when the converted array is not finite)."""
+    axis, sl = axis_slice if axis_slice is not None else (0, slice(None))
+    start, stop, _ = sl.indices(d.shape[axis]) if d.ndim else (0, 0, 1)
+    parts: Iterable
+    if d.ndim == 0:
+        parts = [np.asarray(d[()])]
+    else:
+        step = max(1, (1 << 22) // max(1, int(np.prod(d.shape, dtype=np.float64)) // max(1, d.shape[axis])))
+        parts = (d[tuple(slice(i, min(i + step, stop)) if k == axis else slice(None) for k in range(d.ndim))]
+                 for i in range(start, stop, step))
+    top = 0.0
+    for part in parts:
+        finite = np.abs(part[np.isfinite(part)])
+        top = max(top, float(finite.max()) if finite.size else 0.0)
+    if top > float(np.finfo(as_dtype).max):
+        msg = (f"{path}:{where}: values up to {top:.3g} overflow {np.dtype(as_dtype)} (largest "
+               f"{np.finfo(as_dtype).max:.3g}); use --dtype float64")
+        raise DataError(msg)
 
 
 def resolve(path, f, key, allow_external=False):
@@ -290,6 +331,32 @@ def read_path(path, f, key, budget=None, allow_external=False):
     return _read_checked(path, d, f"/{key}", budget)
 
 
+def read_strings(path, f, key, budget=None, allow_external=False, max_count=None, counted=("names", "entries")) \
+        -> list:
+    """The strings of the dataset at ``key`` (e.g. channel names) through :func:`resolve`, their declared size taken
+    from the memory budget first and their count at most ``max_count`` (else "<n> names for <max_count> entries",
+    with the words ``counted``); ``[]`` when it is missing."""
+    from ..safety import MemoryBudget
+
+    d = resolve(path, f, key, allow_external)
+    if d is None:
+        return []
+    if not isinstance(d, h5py.Dataset) or d.ndim > 1 or d.dtype.kind not in "SUO":
+        shown = "a group" if not isinstance(d, h5py.Dataset) else f"shape {d.shape} {d.dtype}"
+        msg = f"{path}:/{key}: expected a 1-D dataset of strings, got {shown}"
+        raise DataError(msg)
+    if max_count is not None and d.size > max_count:
+        msg = f"{path}:/{key}: {d.size} {counted[0]} for {max_count} {counted[1]}"
+        raise DataError(msg)
+    (budget if budget is not None else MemoryBudget()).take(d.size * d.dtype.itemsize, f"{path}:/{key}")
+    try:
+        raw = d[()]
+    except (OSError, ValueError, TypeError) as exc:
+        msg = f"{path}:/{key}: cannot read data ({one_line(exc)}); the file may be truncated or corrupt"
+        raise DataError(msg) from None
+    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in np.atleast_1d(raw)]
+
+
 def read_group(path, group, prefix, budget=None, finite=False, skip_groups=False) -> dict:
     """Every dataset of an HDF5 group through the safe reader (no links leaving the file, sizes checked against
     the memory budget before reading, numeric only); ``finite`` refuses NaN/Inf by name."""
@@ -321,9 +388,11 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
     (the datasets a modality lists in ``split_axes``); the attribute ``split_total`` keeps the whole length.
     Terms whose modality declares no split are read on every rank (the problem counts them once).
 
-    External links, virtual datasets and links leaving the file are refused unless ``allow_external``;
-    every dataset's declared size is checked against ``budget`` (:class:`~multimodal_ip.safety.MemoryBudget`,
-    default from ``MMIP_MAX_MEMORY`` or the available memory) before it is read. ``/variables`` is optional:
+    External links, virtual datasets, external raw storage and links leaving the file are refused unless
+    ``allow_external``; every dataset's declared size is checked against ``budget``
+    (:class:`~multimodal_ip.safety.MemoryBudget`, default from ``MMIP_MAX_MEMORY`` or the available memory) before it
+    is read, and so are the fixed-size attributes and the variables' sizes. ``/truth`` is read only for the variables
+    and the calibration unknowns the loaded terms can refine. ``/variables`` is optional:
     without it, the variables are those the modalities infer from their data (``variables(td)``).
 
     The datasets a modality lists in ``measurements`` are read compactly (:func:`compact_dtype`): integer counts of
@@ -343,6 +412,7 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
     path = Path(path)
     budget = budget if budget is not None else MemoryBudget()
     with open_h5(path) as f:
+        check_attrs(path, f, budget)
         if _str(f.attrs.get("format", "")) != FORMAT:
             shown = _shown(f.attrs.get("format"))
             msg = f"{path}: not a multimodal_ip file (root attribute format={shown})"
@@ -363,6 +433,7 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
                 msg = f"{path}:/variables: expected a group, got a dataset"
                 raise DataError(msg)
             for name, d in walk_group(path, groups["variables"], "/variables/", allow_external):
+                check_attrs(path, d, budget)
                 variables.append(_variable_spec(path, name, d))
             if not variables:
                 msg = f"{path}:/variables is empty (omit the group to let the modalities infer the variables)"
@@ -373,6 +444,7 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
             if not isinstance(g, h5py.Group):
                 msg = f"{path}:/terms/{name}: expected a group (a data term), got a dataset"
                 raise DataError(msg)
+            check_attrs(path, g, budget)
             if "modality" not in g.attrs:
                 msg = f"{path}:/terms/{name}: missing attribute 'modality'"
                 raise DataError(msg)
@@ -385,13 +457,20 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
         registry = get_registry()
         if not variables:
             variables = _infer_variables(path, term_groups, modality_of, registry, allow_external)
+        take_variables(path, variables, budget)
         space = VariableSpace(variables)
+        # /truth is read only for the unknowns a problem of this file can have: its variables and the calibration
+        # unknowns its terms can refine (an unused entry is never read, whatever its size)
+        used = set(space.names) | {r for name in (terms if terms is not None else term_groups)
+                                   for r in capabilities(registry.get("modality", modality_of[name])).refinable}
         truth = {}
         if "truth" in groups:
             if not isinstance(groups["truth"], h5py.Group):
                 msg = f"{path}:/truth: expected a group, got a dataset"
                 raise DataError(msg)
             for name, d in walk_group(path, groups["truth"], "/truth/", allow_external):
+                if name not in used:
+                    continue
                 if not isinstance(d, h5py.Dataset):
                     msg = f"{path}:/truth/{name}: expected a dataset, got a group"
                     raise DataError(msg)
@@ -430,6 +509,14 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
             msg = f"{path}:/terms holds no data term"
             raise DataError(msg)
         return Dataset(variables, term_data, truth, _attrs(f), str(path), tuple(term_groups))
+
+
+def take_variables(path, variables, budget) -> None:
+    """Take the size of every variable (what a problem allocates for it, at least once) from ``budget``: a shape
+    declared or inferred from attributes (e.g. ``object_shape``) is refused by name before anything is allocated."""
+    for v in variables:
+        nbytes = int(np.prod(v.shape, dtype=np.float64)) * np.dtype(v.dtype).itemsize
+        budget.take(nbytes, f"{path}: variable {v.name!r} of shape {tuple(v.shape)} {np.dtype(v.dtype)}")
 
 
 def _variable_spec(path, name, d) -> Variable:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import DataError, one_line
-from .dataset import FORMAT, _str, atomic_h5, open_h5, read_group
+from .dataset import FORMAT, _str, atomic_h5, check_attrs, open_h5, read_group
 
 
 def versions() -> dict:
@@ -47,30 +47,41 @@ def load_result(path) -> dict:
     """Read a result file: ``{"variables", "history", "config", "versions", "status", "message", "extra"}``
     (``extra``: other datasets of ``/results``, e.g. the start values ``start_<name>`` of refined calibration
     unknowns)."""
+    from ..safety import MemoryBudget
+
     path = Path(path)
+    budget = MemoryBudget()
     with open_h5(path) as f:
+        check_attrs(path, f, budget)  # attribute sizes within the budget before any is read
         if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f \
                 or not isinstance(f.get("results", getlink=True), h5py.HardLink) \
                 or not isinstance(f["results"], h5py.Group):
             msg = f"{path}: not a multimodal_ip result file (no /results group in the file)"
             raise DataError(msg)
         g = f["results"]
+        check_attrs(path, g, budget)
         try:
             config = json.loads(_str(g.attrs.get("config", "{}")))
             vers = json.loads(_str(g.attrs.get("versions", "{}")))
         except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
             msg = f"{path}:/results: attribute config/versions is not valid JSON ({one_line(exc)[:100]})"
             raise DataError(msg) from None
-        from ..safety import MemoryBudget
-
-        budget = MemoryBudget()
         for sub in ("variables", "history"):
             if not isinstance(g.get(sub, getlink=True), h5py.HardLink) or not isinstance(g[sub], h5py.Group):
                 msg = f"{path}:/results/{sub}: missing, or not a group of this file"
                 raise DataError(msg)
+        history = read_group(path, g["history"], "/results/history/", budget)
+        lengths = {k: np.shape(v) for k, v in history.items()}
+        rows = {s[0] for s in lengths.values() if len(s) == 1}
+        if not history or len(rows) != 1 or any(len(s) != 1 for s in lengths.values()) or rows == {0} \
+                or any(np.asarray(v).dtype.kind not in "fiub" for v in history.values()):
+            shown = one_line(", ".join(f"{k}{list(s)}" for k, s in lengths.items()))[:200] or "no columns"
+            msg = (f"{path}:/results/history: expected numeric columns of one length >= 1 (one row per iteration), "
+                   f"got {shown}")
+            raise DataError(msg)
         return {
             "variables": read_group(path, g["variables"], "/results/variables/", budget),
-            "history": read_group(path, g["history"], "/results/history/", budget),
+            "history": history,
             "config": config,
             "versions": vers,
             "status": _str(g.attrs.get("status", "")),
@@ -113,6 +124,7 @@ def load_checkpoint(path):
             if not isinstance(g, h5py.Group):
                 msg = "/checkpoint is not a group"
                 raise KeyError(msg)
+            check_attrs(path, g, budget)  # attribute sizes within the budget before any is read
             state = {
                 "solver": _str(g.attrs["solver"]),
                 "iteration": int(g.attrs["iteration"]),
