@@ -11,6 +11,7 @@ r"""The HDF5 dataset schema (docs/schema.md): read through the safe reader, vali
 __all__ = ["Dataset", "TermData", "load_dataset", "save_dataset", "atomic_h5"]
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -101,17 +102,33 @@ class Dataset:
         return VariableSpace(self.variables)
 
 
-@contextlib.contextmanager
-def atomic_h5(path):
-    """An HDF5 file built in memory, written to ``path`` only if the block succeeds
-    (:func:`~multimodal_ip.atomic.atomic_write`: a temporary beside ``path``, then a rename).
+#: files up to this size are built in memory and written with plain writes (a full disk is one clean error); larger
+#: ones are written by HDF5 straight to a marked temporary after a free-space check, so that an import of a large
+#: scan does not hold its data three times (the arrays, the in-memory file and its image)
+IN_MEMORY_MAX_BYTES = 256 << 20
 
-    HDF5 never writes to the disk itself: a full disk or another write error is then one :class:`DataError` naming
-    ``path`` (HDF5 failing inside its own writes leaves objects that cannot be closed: tracebacks at exit and a
-    crash). The file is held in memory while it is built, and once more while it is written."""
+
+def _nbytes_of(arrays) -> int:
+    return int(sum(getattr(a, "nbytes", 0) for a in arrays))
+
+
+@contextlib.contextmanager
+def atomic_h5(path, size_hint: int = 0):
+    """An HDF5 file written to ``path`` only if the block succeeds: a temporary beside ``path``, then a rename.
+
+    ``size_hint``: about how many bytes of arrays the block writes. Up to :data:`IN_MEMORY_MAX_BYTES` the file is
+    built in memory and written by :func:`~multimodal_ip.atomic.atomic_write` (HDF5 never writes to the disk itself:
+    a full disk is one :class:`DataError` naming ``path``; HDF5 failing inside its own writes leaves objects that
+    cannot be closed: tracebacks at exit and a crash). Larger files are written by HDF5 to a marked temporary once
+    the disk has room for them (checked first: one line naming both sizes otherwise); only a disk filled by another
+    program during that write can still end in HDF5's own error."""
     from ..atomic import USERBLOCK, atomic_write
 
     path = Path(path)
+    if size_hint > IN_MEMORY_MAX_BYTES:
+        with _atomic_h5_on_disk(path, size_hint) as f:
+            yield f
+        return
     try:
         with h5py.File(f"<memory: {path.name} {uuid.uuid4().hex}>", "w", driver="core", backing_store=False,
                        userblock_size=USERBLOCK) as f:
@@ -126,9 +143,63 @@ def atomic_h5(path):
     atomic_write(path, image, userblock=USERBLOCK)
 
 
+@contextlib.contextmanager
+def _atomic_h5_on_disk(path: Path, size: int):
+    """:func:`atomic_h5` for a large file: HDF5 writes a temporary that holds the marker of
+    :func:`~multimodal_ip.atomic.temporary_marker` in its user block until it is complete."""
+    import shutil
+    import tempfile
+
+    from ..atomic import USERBLOCK, remove_stale_temporaries, temporary_marker, temporary_prefix
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        free = shutil.disk_usage(path.parent).free
+        if free < size + (16 << 20):
+            msg = (f"cannot write {path}: it needs about {size / 1e9:.3g} GB and {path.parent} has "
+                   f"{free / 1e9:.3g} GB free")
+            raise DataError(msg)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # the user's umask, as a plain open() would give
+        os.close(fd)
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        raise DataError(msg) from None
+
+    def mark(block: bytes) -> None:  # HDF5 leaves the user block alone: the marker goes in beside it
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            os.pwrite(fd, block, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    try:
+        with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
+            mark(temporary_marker().ljust(USERBLOCK, b"\0"))
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            yield f
+        mark(bytes(USERBLOCK))
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        msg = f"cannot write {path}: {one_line(exc)}"
+        raise DataError(msg) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def save_dataset(path, ds: Dataset) -> None:
     """Write ``ds`` to ``path`` atomically (temporary file + rename)."""
-    with atomic_h5(path) as f:
+    size = _nbytes_of(ds.truth.values()) + sum(_nbytes_of(t.arrays.values()) for t in ds.terms.values())
+    with atomic_h5(path, size_hint=size) as f:
         for k, v in ds.attrs.items():
             f.attrs[k] = v
         gv = f.create_group("variables")

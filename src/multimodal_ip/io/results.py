@@ -11,7 +11,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import DataError, one_line
-from .dataset import FORMAT, _str, atomic_h5, check_attrs, open_h5, read_group
+from .dataset import FORMAT, _nbytes_of, _str, atomic_h5, check_attrs, open_h5, read_group
 
 
 def versions() -> dict:
@@ -27,7 +27,7 @@ def versions() -> dict:
 
 def save_result(path, arrays: dict, history, config: dict, status="", message="", extra: dict | None = None):
     """Write a result file atomically: final variables, history table, configuration (JSON), versions."""
-    with atomic_h5(path) as f:
+    with atomic_h5(path, size_hint=_nbytes_of([*arrays.values(), *(extra or {}).values()])) as f:
         g = f.create_group("results")
         g.attrs["status"] = status
         g.attrs["message"] = message
@@ -93,7 +93,7 @@ def load_result(path) -> dict:
 def save_checkpoint(path, state: dict, config: dict, fingerprint: str = "") -> None:
     """Solver state (arrays, scalars, history), the run configuration and the input's fingerprint
     (:func:`~multimodal_ip.safety.file_fingerprint`), written atomically."""
-    with atomic_h5(path) as f:
+    with atomic_h5(path, size_hint=_nbytes_of(state.get("arrays", {}).values())) as f:
         g = f.create_group("checkpoint")
         g.attrs["fingerprint"] = fingerprint
         g.attrs["solver"] = state["solver"]
