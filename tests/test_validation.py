@@ -104,14 +104,14 @@ def test_cli_stop_validation_and_run_file(tmp_path, noisy, capsys):
     data = tmp_path / "d.h5"
     save_dataset(data, noisy)
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "a.h5"), "--stop", "validation", "--patience", "4",
-                 "--iterations", "80"]) == 0
+                 "--iterations", "80", "--no-refit"]) == 0  # the refit: tests/test_validation_refit.py
     out = capsys.readouterr().out
     res = load_result(tmp_path / "a.h5")
     assert res["status"] == "validation" and "(best validation)" in out
     best = res["config"]["returned_iteration"]
     assert best == int(np.nanargmin(res["history"]["validation_total"]))
     run = tmp_path / "run.toml"
-    run.write_text('iterations = 80\n[stopping]\nrule = "validation"\npatience = 4\n')
+    run.write_text('iterations = 80\n[stopping]\nrule = "validation"\npatience = 4\nrefit = false\n')
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "b.h5"), "--config", str(run)]) == 0
     np.testing.assert_array_equal(load_result(tmp_path / "b.h5")["variables"]["x"], res["variables"]["x"])
     # a fraction alone records the validation loss, runs every iteration
@@ -151,7 +151,7 @@ def test_resume_keeps_the_best_iterate(tmp_path, killed_and_resumed):
 def test_mpi_ranks_hold_out_the_same_values(tmp_path, noisy, mpiexec):
     data = tmp_path / "d.h5"
     save_dataset(data, noisy)
-    flags = ["--iterations", "30", "--stop", "validation", "--patience", "3", "--dtype", "float64"]
+    flags = ["--iterations", "30", "--stop", "validation", "--patience", "3", "--dtype", "float64", "--no-refit"]
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "r1.h5"), *flags]) == 0
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(data),
                            "-o", str(tmp_path / "r2.h5"), *flags], capture_output=True, text=True, timeout=300)

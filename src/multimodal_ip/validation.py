@@ -15,7 +15,8 @@ For a ptychography term this holds out random detector pixels inside every diffr
 untouched); for fluorescence maps random (element, position) values; for sinograms random (angle, bin) values.
 """
 
-__all__ = ["DEFAULT_FRACTION", "holdout_mask", "term_holdout", "StopOnValidation"]
+__all__ = ["DEFAULT_FRACTION", "MAX_FRACTION", "MIN_HELD_OUT", "holdout_mask", "check_fraction", "term_holdout",
+           "StopOnValidation"]
 
 import zlib
 
@@ -25,6 +26,12 @@ from .errors import ConfigError, DataError
 
 #: share of every term's measurements held out for validation when validation is on
 DEFAULT_FRACTION = 0.1
+#: largest share that may be held out: more would fit on fewer values than it validates on (0.9999 fitted nothing,
+#: and the run returned its start point)
+MAX_FRACTION = 0.5
+#: fewest values a term may expect to hold out (its share times its number of measured values): fewer give no
+#: usable validation loss (1e-9 held out nothing, and the run returned its start point)
+MIN_HELD_OUT = 10
 
 
 def _key(name: str) -> int:
@@ -45,32 +52,53 @@ def holdout_mask(shape, fraction: float, seed: int, name: str, axis=None, offset
 
 
 def check_fraction(fraction) -> float:
+    """The share held out, as a float; a :class:`ConfigError` unless it is in ``(0, MAX_FRACTION]``."""
     try:
         f = float(fraction)
     except (TypeError, ValueError):
         f = float("nan")
-    if not 0 < f < 1:
-        msg = f"validation fraction must be a number in (0, 1); got {fraction!r}"
+    if not 0 < f <= MAX_FRACTION:
+        msg = (f"validation fraction must be a number in (0, {MAX_FRACTION:g}] (the share of every term's values held "
+               f"out; more would leave fewer values to fit than to validate); got {fraction!r}")
         raise ConfigError(msg)
     return f
 
 
+def _check_count(td, shape, axis, fraction: float) -> None:
+    """Refuse a share that leaves a term fewer than :data:`MIN_HELD_OUT` held-out values, counted over the *whole*
+    term (a part or an MPI rank's share counts its split axis at ``split_total``): every part and rank agrees."""
+    n = int(np.prod(shape))
+    if axis is not None and "split_total" in td.attrs:
+        n = int(np.prod([s for i, s in enumerate(shape) if i != axis])) * int(td.attrs["split_total"])
+    if fraction * n < MIN_HELD_OUT:
+        least = MIN_HELD_OUT / n if n else float("inf")
+        fix = (f"hold out at least {least:.2g}" if least <= MAX_FRACTION
+               else f"the term is too small to hold values out (at most {MAX_FRACTION:g} of them)")
+        msg = (f"{td.where()}: validation fraction {fraction:g} holds out about {fraction * n:.3g} of its {n} measured "
+               f"values; at least {MIN_HELD_OUT} are needed for a validation loss ({fix})")
+        raise ConfigError(msg)
+
+
 def term_holdout(td, info, fraction: float, seed: int) -> np.ndarray:
     """The held-out mask of one term (a whole term, a part or an MPI rank's share): the modality's
-    ``validation_mask`` when it has one, else :func:`holdout_mask` along the data's split axis."""
+    ``validation_mask`` when it has one, else :func:`holdout_mask` along the data's split axis. A share outside
+    ``(0, MAX_FRACTION]``, or one the whole term would hold fewer than :data:`MIN_HELD_OUT` values of, is refused."""
+    fraction = check_fraction(fraction)
     shape = np.shape(td.arrays["data"]) if "data" in td.arrays else None
-    custom = getattr(info.obj, "validation_mask", None)
+    axis = info.split_axes.get("data")
+    custom = info.validation_mask(td, fraction, seed)
     if custom is not None:
-        mask = np.asarray(custom(td, fraction, seed))
+        mask = np.asarray(custom)
         if shape is not None and mask.shape != shape or mask.dtype != bool:
             msg = (f"{td.where()}: validation_mask of modality {td.modality!r} returned {mask.dtype} {mask.shape}; "
                    f"expected bool {shape}")
             raise DataError(msg)
+        _check_count(td, mask.shape, axis if shape is not None else None, fraction)
         return mask
     if shape is None:
         msg = f"{td.where()}: no dataset 'data' to hold values out of (give the modality a validation_mask)"
         raise DataError(msg)
-    axis = info.split_axes.get("data")
+    _check_count(td, shape, axis, fraction)
     return holdout_mask(shape, fraction, seed, td.name, axis, int(td.attrs.get("split_offset", 0)))
 
 
