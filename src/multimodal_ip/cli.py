@@ -18,7 +18,6 @@ import numpy as np
 
 from . import __version__
 from .config import run_config, validation_settings
-from .distributed import mpi_world_size
 from .errors import ConfigError, MultimodalIPError, exit_code
 from .errors import one_line as _one_line
 
@@ -75,12 +74,33 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
         opts["stopping"] = StopOnValidation(patience, min_delta)
     if resume_state is None:
         _check_start(problem, desc)
+    _HELD.release()  # the inputs are read and checked: the run's warnings now, before its progress
     try:
         return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
                             refine_after=refine_after(cfg), callback=callback, resume_state=resume_state, **opts)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _refit_config(cfg, best_iteration) -> dict:
+    """The run configuration of a refit: ``cfg`` on all the data (no stopping rule, nothing held out) for the
+    iteration count a held-out run chose, with the calibration refined after as many iterations as in that run."""
+    out = dict(cfg, iterations=max(int(best_iteration), 1), stopping={})
+    if cfg["refine"]:
+        out["refine_after"] = refine_after(cfg)
+    return out
+
+
+def _refit(problem, cfg, best_iteration, desc="refit", show=True):
+    """Refit on all the data (``problem``, built without a holdout) to the iteration a run on held-out data chose
+    (``mmip reconstruct --stop validation`` and ``mmip tune --refit``): ``(refit configuration, result, seconds)``."""
+    import time
+
+    refit_cfg = _refit_config(cfg, best_iteration)
+    t0 = time.perf_counter()
+    res = _solve_with_progress(problem, refit_cfg, desc, show=show)
+    return refit_cfg, res, time.perf_counter() - t0
 
 
 def _chunk_bytes(text):
@@ -232,11 +252,13 @@ def cmd_simulate(args) -> int:
 
 def cmd_reconstruct(args) -> int:
     from .backend import to_numpy
+    from .distributed import get_comm, mpi_world_size
     from .io import save_result
     from .io.results import load_checkpoint, save_checkpoint
     from .safety import check_outputs, deferred_interrupts, file_fingerprint, regular_input
 
     cfg = run_config(args)
+    refit = _refit_setting(args, cfg)
     regular_input(args.data, "data file")
     check_outputs([args.output], [args.data, args.config])
     out = Path(args.output)
@@ -244,11 +266,9 @@ def cmd_reconstruct(args) -> int:
     check_outputs([ckpt], [args.data, args.config])
     comm = None
     if args.mpi or mpi_world_size() > 1:
-        from .distributed import get_comm
-
         comm = get_comm()
     lead = comm is None or comm.Get_rank() == 0
-    _, problem = _build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
+    ds, problem = _build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
     resume_state = None
     every = max(int(cfg["checkpoint_every"]), 0)
     fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
@@ -266,7 +286,10 @@ def cmd_reconstruct(args) -> int:
             raise ConfigError(msg)
         for k in ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine",
                   "refine_after", "likelihood", "coupling", "stopping", "refine_bound"):
-            if json.dumps(saved.get(k), sort_keys=True) != json.dumps(cfg.get(k), sort_keys=True):
+            mine, theirs = cfg.get(k), saved.get(k)
+            if k == "stopping":  # the checkpoint is of the held-out run, the same with or without a refit after it
+                mine, theirs = ({n: v for n, v in (d or {}).items() if n != "refit"} for d in (mine, theirs))
+            if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
                 msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
                 raise ConfigError(msg)
     failed_writes: list[int] = []
@@ -283,23 +306,69 @@ def cmd_reconstruct(args) -> int:
                 failed_writes.append(state.iteration)
 
     res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead)
+    meta = {"returned_iteration": res.returned_iteration}
+    held = None
+    if refit and res.returned_iteration is not None and res.status != "failed":
+        # the whole data from the dataset already read (each MPI rank rereads its share); no checkpoints are
+        # written during the refit: the held-out run's last one stays until the result is written, and --resume
+        # replays from it and refits again
+        held, problem = res, None  # the held-out problem's memory is freed before the whole data are built
+        if comm is None:
+            from .io import build_problem
+
+            problem = build_problem(ds, **_build_options(dict(cfg, stopping={})))
+        else:
+            ds, problem = _build(args.data, dict(cfg, stopping={}), comm=comm,
+                                 allow_external=args.allow_external_links)
+        refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead)
+        meta = _refit_record(held, refit_cfg, res, wall)
     if not lead:
         return 0
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
     ranks = 1 if comm is None else comm.Get_size()
+    extra = {f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()}
+    if held is not None:  # the held-out run's history beside the refit's
+        extra.update({f"validation_run/history/{k}": v for k, v in held.history.as_arrays().items()})
     with deferred_interrupts():
-        save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks,
-                                                      returned_iteration=res.returned_iteration), res.status,
-                    res.message, extra={f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()})
+        save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks, **meta), res.status,
+                    res.message, extra=extra)
         if ckpt.is_file():
             ckpt.unlink()
     last = res.history.last()
     kept = res.returned_row()
     summary = ", ".join(f"{k}={v:.4g}" for k, v in kept.items() if k.startswith(("objective", "error", "validation")))
     which = "" if res.returned_iteration is None else f"; iterate {res.returned_iteration} returned (best validation)"
+    if held is not None:
+        run = meta["validation_run"]
+        which = (f"; refit on all the data to iteration {held.returned_iteration}, the best validation of the "
+                 f"held-out run ({run['status']} after {run['iterations']} iterations, {run['wall_s']:.1f} s)")
     print(f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s){which}; "
           f"{summary}")
-    return _final_status(args, problem, res)
+    return _final_status(args, problem, res, label="refit: " if held is not None else "")
+
+
+def _refit_setting(args, cfg) -> bool:
+    """Whether ``--stop validation`` refits on all the data (default; ``--no-refit`` or ``[stopping] refit = false``
+    keep the held-out fit); records ``--no-refit`` in ``cfg``."""
+    if getattr(args, "no_refit", False):
+        cfg["stopping"] = dict(cfg["stopping"] or {}, refit=False)
+    spec = cfg["stopping"] or {}
+    if spec.get("rule", "iterations") != "validation":
+        if "refit" in spec:
+            warnings.warn("--no-refit / [stopping] refit does nothing without --stop validation", stacklevel=2)
+        return False
+    return bool(spec.get("refit", True))
+
+
+def _refit_record(held, refit_cfg, res, wall) -> dict:
+    """What a result file records of a held-out run and the refit after it (its ``config``)."""
+    return {"returned_iteration": None,
+            "validation_run": {"status": held.status, "message": held.message,
+                               "returned_iteration": held.returned_iteration,
+                               "iterations": int(held.history.last()["iteration"]),
+                               "wall_s": float(held.history.last()["time_s"])},
+            "refit": {"iterations": refit_cfg["iterations"], "refine_after": refit_cfg["refine_after"],
+                      "status": res.status, "wall_s": wall}}
 
 
 def _final_status(args, problem, res, label="") -> int:
@@ -333,13 +402,29 @@ def _report_sections(arrays, start, truth, outdir, problems=None) -> tuple[list,
     return lines, extras
 
 
-def cmd_compare(args) -> int:
-    from .backend import to_numpy
-    from .report import error_table, markdown_table, plot_histories, plot_reconstructions
+#: the files a command writes into its output folder: each is checked like ``-o`` before any work (figures that
+#: report plugins add are checked before they are moved in; see :func:`~multimodal_ip.atomic.staged_folder`)
+FOLDER_FILES = {"compare": ("report.md", "errors.json", "convergence.png", "reconstructions.png"),
+                "report": ("report.md", "convergence.png", "reconstructions.png"),
+                "tune": ("table.md", "tune.png", "chosen.toml", "chosen_validation.toml", "refit.h5"),
+                "hessian": ("eigenvalues.png", "landscapes.png", "hessian.json")}
+
+
+def _check_folder(args, inputs) -> None:
+    """The output folder of ``args.command`` and every file it writes there are no input, at any spelling."""
     from .safety import check_outputs
 
+    check_outputs([args.output], inputs, folder=True)
+    check_outputs([Path(args.output) / n for n in FOLDER_FILES[args.command]], inputs)
+
+
+def cmd_compare(args) -> int:
+    from .atomic import staged_folder
+    from .backend import to_numpy
+    from .report import error_table, markdown_table, plot_histories, plot_reconstructions
+
     cfg = run_config(args)
-    check_outputs([args.output], [args.data, args.config], folder=True)
+    _check_folder(args, [args.data, args.config])
     ds, joint = _build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
     methods = {"joint": joint}
     for t in joint.term_names:
@@ -347,34 +432,34 @@ def cmd_compare(args) -> int:
     results = {}
     for name, problem in methods.items():
         results[name] = _solve_with_progress(problem, cfg, name)
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
-    objects = [n for n in joint.space.names if n not in joint.calibration]
-    truth = {k: v for k, v in ds.truth.items() if k in joint.space} or None
-    arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
-    start = {k: to_numpy(v) for k, v in joint.calibration.items()}
-    extras_lines, extras = _report_sections(arrays, start, ds.truth or None, outdir, problems=methods)
-    header, rows = error_table(results, truth, objects)
-    extra_cols = sorted({c for cols in extras["columns"].values() for c in cols})
-    header = header[:-1] + extra_cols + header[-1:]
-    rows = [r[:-1] + [extras["columns"].get(r[0], {}).get(c, np.nan) for c in extra_cols] + r[-1:] for r in rows]
-    fmt = [[r[0]] + [f"{v:.4f}" for v in r[1:-1]] + [f"{r[-1]:.1f}"] for r in rows]
-    table = markdown_table(header, fmt)
-    print(table)
-    plot_histories({k: r.history for k, r in results.items()}, outdir / "convergence.png")
-    maps = plot_reconstructions(arrays, truth, outdir / "reconstructions.png", objects)
-    report = [f"# mmip compare: {args.data}", "",
-              f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
-              "![convergence](convergence.png)", ""]
-    report += ["![reconstructions](reconstructions.png)", ""] if maps else []
-    report += extras_lines
-    (outdir / "report.md").write_text("\n".join(report))
-    with open(outdir / "errors.json", "w") as fh:
-        json.dump({r[0]: {h.replace(" (s)", "_s").replace(" ", "_").replace("(", "").replace(")", ""): v
-                          for h, v in zip(header[1:], r[1:])} for r in rows}, fh, indent=2)
+    with staged_folder(args.output, [args.data, args.config]) as outdir:  # never through a link already there
+        objects = [n for n in joint.space.names if n not in joint.calibration]
+        truth = {k: v for k, v in ds.truth.items() if k in joint.space} or None
+        arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
+        start = {k: to_numpy(v) for k, v in joint.calibration.items()}
+        extras_lines, extras = _report_sections(arrays, start, ds.truth or None, outdir, problems=methods)
+        header, rows = error_table(results, truth, objects)
+        extra_cols = sorted({c for cols in extras["columns"].values() for c in cols})
+        header = header[:-1] + extra_cols + header[-1:]
+        rows = [r[:-1] + [extras["columns"].get(r[0], {}).get(c, np.nan) for c in extra_cols] + r[-1:]
+                for r in rows]
+        fmt = [[r[0]] + [f"{v:.4f}" for v in r[1:-1]] + [f"{r[-1]:.1f}"] for r in rows]
+        table = markdown_table(header, fmt)
+        print(table)
+        plot_histories({k: r.history for k, r in results.items()}, outdir / "convergence.png")
+        maps = plot_reconstructions(arrays, truth, outdir / "reconstructions.png", objects)
+        report = [f"# mmip compare: {args.data}", "",
+                  f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
+                  "![convergence](convergence.png)", ""]
+        report += ["![reconstructions](reconstructions.png)", ""] if maps else []
+        report += extras_lines
+        (outdir / "report.md").write_text("\n".join(report))
+        with open(outdir / "errors.json", "w") as fh:
+            json.dump({r[0]: {h.replace(" (s)", "_s").replace(" ", "_").replace("(", "").replace(")", ""): v
+                              for h, v in zip(header[1:], r[1:])} for r in rows}, fh, indent=2)
     written = ["report.md", "convergence.png", *(["reconstructions.png"] if maps else []),
                *(n for _, n in extras["figures"]), "errors.json"]
-    print(f"wrote {outdir}/" + ", ".join(written))
+    print(f"wrote {args.output}/" + ", ".join(written))
     codes = [_final_status(args, methods[k], r, label=f"{k}: ") for k, r in results.items()]
     return max(codes)
 
@@ -387,27 +472,37 @@ def _number_list(text, what, positive=True) -> list:
     if not values or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in values):
         msg = f"{what} takes comma-separated finite numbers {'> 0' if positive else '>= 0'}; got {text!r}"
         raise ConfigError(msg)
-    return values
+    return _distinct(values, what)
+
+
+def _distinct(values, what) -> list:
+    """``values`` without repeats (in their order), with a warning naming the repeats: each setting runs once."""
+    out = list(dict.fromkeys(values))
+    if len(out) < len(values):
+        repeats = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+        warnings.warn(f"{what}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in repeats)} "
+                      "given more than once; each setting is tried once", UserWarning, stacklevel=2)
+    return out
 
 
 def cmd_tune(args) -> int:
     """Search balance c, likelihood and regularizer strengths by held-out validation; table, figure, run file."""
+    from .atomic import staged_folder
     from .backend import to_numpy
     from .io import build_problem, load_dataset
     from .io.problem_builder import LIKELIHOODS
-    from .safety import check_outputs
     from .solvers import check_solver_options, get_solver, solve_staged
     from .tune import choose, settings_grid, tune
     from .validation import DEFAULT_FRACTION
 
     cfg = run_config(args)
-    check_outputs([args.output], [args.data, args.config], folder=True)
+    _check_folder(args, [args.data, args.config])
     fraction, seed, _, patience, _ = validation_settings(cfg)
     fraction = fraction if fraction is not None else DEFAULT_FRACTION
     if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
         msg = f"--tolerance must be in [0, 1); got {args.tolerance}"
         raise ConfigError(msg)
-    likelihoods = [v.strip() for v in args.likelihoods.split(",") if v.strip()]
+    likelihoods = _distinct([v.strip() for v in args.likelihoods.split(",") if v.strip()], "--likelihoods")
     bad = [v for v in likelihoods if v not in LIKELIHOODS]
     if bad or not likelihoods:
         msg = f"--likelihoods takes a comma-separated subset of {', '.join(LIKELIHOODS)}; got {args.likelihoods!r}"
@@ -452,17 +547,16 @@ def cmd_tune(args) -> int:
               f"({trial.status}, {trial.wall_s:.1f} s)" + ("" if np.isnan(trial.error) else
                                                             f", true error {trial.error:.4f}"), flush=True)
 
+    _HELD.release()
     trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget)
     best = choose(trials, args.tolerance)
     outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
     chosen = setting_cfg(best.setting)
-    _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds)
+    with staged_folder(outdir, [args.data, args.config]) as stage:  # never through a link already there
+        _write_tune(stage, trials, best, names, chosen, fraction, seed, patience, ds, shown=outdir)
     if args.refit:  # what chosen.toml runs: all the data, the chosen iteration count
-        refit_cfg = dict(chosen, iterations=max(best.best_iteration, 1), stopping={})
         problem = build(best.setting, None, seed)
-        res = solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=refit_cfg["iterations"],
-                           refine_after=refine_after(refit_cfg), **opts)
+        refit_cfg, res, _ = _refit(problem, chosen, best.best_iteration, show=False)
         err = problem.relative_errors(res.x).get("total", np.nan)
         print(f"refit on all the data, {refit_cfg['iterations']} iterations: {res.status}"
               + ("" if np.isnan(err) else f", true error {err:.4f} (tuned fit: {best.error:.4f})"))
@@ -481,7 +575,7 @@ def _write_run_file(path, cfg, stopping) -> None:
     Path(path).write_text(to_toml(dict(cfg, stopping=stopping)))
 
 
-def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds) -> None:
+def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds, shown=None) -> None:
     from .report import _plt, markdown_table
 
     truth = bool(ds.truth)
@@ -493,17 +587,17 @@ def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, d
     table = markdown_table(header, rows)
     # the default: all the data, as many iterations as the validation chose (measured better than the held-out fit
     # itself on every case of docs/validation.md); the held-out fit as chosen_validation.toml
-    _write_run_file(outdir / "chosen.toml", dict(chosen, iterations=max(best.best_iteration, 1)), {})
+    _write_run_file(outdir / "chosen.toml", _refit_config(chosen, best.best_iteration), {})
     _write_run_file(outdir / "chosen_validation.toml", chosen, {"rule": "validation", "patience": patience,
-                                                                "fraction": fraction, "seed": seed})
+                                                                "fraction": fraction, "seed": seed, "refit": False})
     text = (f"# mmip tune\n\nscore: sum over terms of the held-out loss at the best-validation iterate over that of "
             f"the flat start (default losses; lower is better); {fraction:g} of every term held out (seed {seed}), "
             f"patience {patience}.\n\n{table}\n\nchosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} "
             "iterations on all the data -> chosen.toml (the held-out fit itself: chosen_validation.toml)\n")
     (outdir / "table.md").write_text(text)
     print(table)
-    print(f"chosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations; wrote {outdir}/table.md, "
-          "tune.png, chosen.toml, chosen_validation.toml")
+    print(f"chosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations; wrote "
+          f"{shown or outdir}/table.md, tune.png, chosen.toml, chosen_validation.toml")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     balanced = [t for t in trials if t.setting.likelihood == "balanced" and t.setting.balance_c is not None]
@@ -529,32 +623,31 @@ def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, d
 
 
 def cmd_report(args) -> int:
+    from .atomic import staged_folder
     from .io import load_result
     from .report import plot_histories, plot_reconstructions
-    from .safety import check_outputs
     from .solvers import History
 
-    check_outputs([args.output], [args.result], folder=True)
+    _check_folder(args, [args.result])
     res = load_result(args.result)
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
     hist = History.from_arrays(res["history"])
-    plot_histories({"run": hist}, outdir / "convergence.png")
-    start = {k.removeprefix("start_"): v for k, v in res["extra"].items() if k.startswith("start_")}
-    objects = [n for n in res["variables"] if n not in start]
-    maps = plot_reconstructions({"result": res["variables"]}, None, outdir / "reconstructions.png", objects)
-    last = hist.last()
-    lines = [f"# mmip report: {args.result}", "", f"status: {res['status']} ({res['message']})", "",
-             "| quantity | final value |", "|---|---|"]
-    lines += [f"| {k} | {v:.6g} |" for k, v in last.items()]
-    lines += ["", "configuration: `" + json.dumps(res["config"]) + "`", "", "![convergence](convergence.png)"]
-    if maps:
-        lines += ["", "![reconstructions](reconstructions.png)"]
-    print("\n".join(lines[4:4 + 2 + len(last)]))
-    extra_lines, _ = _report_sections({"result": res["variables"]}, start, None, outdir)
-    lines += ["", *extra_lines]
-    (outdir / "report.md").write_text("\n".join(lines))
-    print(f"wrote {outdir}/report.md")
+    with staged_folder(args.output, [args.result]) as outdir:  # never through a link already there
+        plot_histories({"run": hist}, outdir / "convergence.png")
+        start = {k.removeprefix("start_"): v for k, v in res["extra"].items() if k.startswith("start_")}
+        objects = [n for n in res["variables"] if n not in start]
+        maps = plot_reconstructions({"result": res["variables"]}, None, outdir / "reconstructions.png", objects)
+        last = hist.last()
+        lines = [f"# mmip report: {args.result}", "", f"status: {res['status']} ({res['message']})", "",
+                 "| quantity | final value |", "|---|---|"]
+        lines += [f"| {k} | {v:.6g} |" for k, v in last.items()]
+        lines += ["", "configuration: `" + json.dumps(res["config"]) + "`", "", "![convergence](convergence.png)"]
+        if maps:
+            lines += ["", "![reconstructions](reconstructions.png)"]
+        print("\n".join(lines[4:4 + 2 + len(last)]))
+        extra_lines, _ = _report_sections({"result": res["variables"]}, start, None, outdir)
+        lines += ["", *extra_lines]
+        (outdir / "report.md").write_text("\n".join(lines))
+    print(f"wrote {args.output}/report.md")
     return 0
 
 
@@ -571,12 +664,14 @@ def cmd_import(args) -> int:
     """Each registered importer whose flag was given reads its file into a data term; the variables are those the
     modalities infer from the terms; the dataset is written without touching any input."""
     from .io import Dataset, save_dataset
-    from .io.dataset import infer_variables
-    from .safety import check_outputs, regular_input
+    from .io.dataset import infer_variables, take_variables
+    from .safety import MemoryBudget, check_outputs, regular_input
 
     given = [(name, imp, getattr(args, f"import_{name}", None)) for name, imp in _importers()]
     given = [(name, imp, path) for name, imp, path in given if path]
-    check_outputs([args.output], [path for *_, path in given])
+    files = [getattr(args, f"opt_{k}") for _, imp in _importers()  # importer options that name input files
+             for k, spec in (getattr(imp, "options", None) or {}).items() if spec.get("file")]
+    check_outputs([args.output], [path for *_, path in given] + [p for p in files if p])
     if not given:
         flags = " and/or ".join(f"--{getattr(imp, 'flag', name)} FILE" for name, imp in _importers())
         msg = f"nothing to import: give {flags}"
@@ -586,7 +681,8 @@ def cmd_import(args) -> int:
     if not (np.isfinite(args.balance_c) and args.balance_c > 0):
         msg = f"--balance-c must be a finite number > 0, got {args.balance_c}"
         raise ConfigError(msg)
-    context: dict = {"allow_external": args.allow_external_links, "attrs": {}}
+    context: dict = {"allow_external": args.allow_external_links, "attrs": {},
+                     "importing": [getattr(imp, "flag", name) for name, imp, _ in given]}  # the flags given
     for _, importer in _importers():  # the importers' own options (e.g. an axis unit), checked by their type
         for k, spec in (getattr(importer, "options", None) or {}).items():
             value = getattr(args, f"opt_{k}")
@@ -599,6 +695,7 @@ def cmd_import(args) -> int:
         term = importer(path, context)
         terms[term.name] = term
     variables = infer_variables(str(args.output), terms)
+    take_variables(args.output, variables, MemoryBudget())  # a shape the files imply, refused before it is allocated
     attrs = {"balance_c": args.balance_c, **context["attrs"]}
     save_dataset(args.output, Dataset(variables, terms, {}, attrs))
     print(f"wrote {args.output}: variables " + ", ".join(f"{v.name}{list(v.shape)}" for v in variables) + "; "
@@ -607,12 +704,12 @@ def cmd_import(args) -> int:
 
 
 def cmd_hessian(args) -> int:
+    from .atomic import staged_folder
     from .hessian import hessian_study
     from .io.problem_builder import balance_reference
-    from .safety import check_outputs
 
     cfg = run_config(args)
-    check_outputs([args.output], [args.data, args.config], folder=True)
+    _check_folder(args, [args.data, args.config])
     for k in ("dense_max", "k", "grid"):
         if getattr(args, k) < 1:
             msg = f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}"
@@ -621,19 +718,78 @@ def cmd_hessian(args) -> int:
         msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
         raise ConfigError(msg)
     ds, joint = _build(args.data, cfg, allow_external=args.allow_external_links)
-    summary = hessian_study(ds, joint, Path(args.output), dense_max=args.dense_max, k=args.k,
-                            grid=args.grid, reference=balance_reference(joint.term_names, ds, cfg["balance_reference"])
-                            if len(joint.term_names) > 1 else joint.term_names[0])
-    print(summary)
+    reference = balance_reference(joint.term_names, ds, cfg["balance_reference"]) if len(joint.term_names) > 1 \
+        else joint.term_names[0]
+    with staged_folder(args.output, [args.data, args.config]) as stage:  # never through a link already there
+        summary = hessian_study(ds, joint, stage, dense_max=args.dense_max, k=args.k, grid=args.grid,
+                                reference=reference)
+    print(summary.replace(f"wrote {stage}/", f"wrote {args.output}/"))
     return 0
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line (``mmip <command>: error: ...``, exit 2), like every other bad input."""
+    """Usage errors as one line (``mmip <command>: error: ...``, exit 2), like every other bad input.
+
+    ``plugin_flags(parser)`` (optional) adds what the registered plugins declare (flags, the list of cases); it runs
+    when this parser is used or its help shown, so only the commands that need the plugins load them (``mmip
+    --help`` and ``mmip reconstruct`` do not import every plugin's physics)."""
+
+    def __init__(self, *args, plugin_flags=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plugin_flags = plugin_flags
+
+    def _add_plugin_flags(self):
+        add, self._plugin_flags = self._plugin_flags, None
+        if add is not None:
+            add(self)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._add_plugin_flags()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._add_plugin_flags()
+        return super().format_help()
 
     def error(self, message):
         print(f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _simulate_flags(s) -> None:
+    """The flags the registered simulations declare, and the list of cases (one line each) under ``--help``."""
+    from .plugins import get_registry
+
+    registry = get_registry()
+    rows = {r.name: r for r in registry.rows() if r.kind == "simulation"}
+    names = registry.names("simulation")
+    width = max((len(n) for n in names), default=0)
+    lines = []
+    for name in names:
+        case = registry.get("simulation", name)
+        about = getattr(case, "help", None) or (getattr(case, "__doc__", None) or "").strip().split("\n")[0]
+        dist = rows[name].dist if name in rows else ""
+        lines.append(f"  {name.ljust(width)}  {_one_line(str(about))}" + (f" [{dist}]" if dist else ""))
+    s.epilog = ("cases:\n" + "\n".join(lines)) if lines else "no simulated cases are installed (mmip plugins)"
+    for k, spec in _simulation_parameters().items():
+        s.add_argument("--" + spec.get("flag", k.replace("_", "-")), dest=f"sim_{k}", help=spec.get("help"),
+                       metavar=None if spec.get("choices") else k.upper(),
+                       type=str if spec.get("type") is list else spec.get("type", str), choices=spec.get("choices"))
+
+
+def _import_flags(s) -> None:
+    """The arguments of ``mmip import``: one flag per registered importer, then the importers' own options."""
+    for name, importer in _importers():
+        s.add_argument(f"--{getattr(importer, 'flag', name)}", dest=f"import_{name}", metavar="FILE",
+                       help=getattr(importer, "help", f"a file for the {name!r} importer"))
+    s.add_argument("--allow-external-links", action="store_true",
+                   help="follow HDF5 external links and virtual datasets (trusted facility layouts only)")
+    for _, importer in _importers():
+        for k, spec in (getattr(importer, "options", None) or {}).items():
+            s.add_argument("--" + k.replace("_", "-"), dest=f"opt_{k}", type=spec.get("type", str),
+                           default=spec.get("default"), choices=spec.get("choices"), help=spec.get("help"))
+    s.add_argument("--balance-c", type=float, default=0.01)
+    s.add_argument("-o", "--output", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -645,15 +801,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_plugins)
 
-    s = sub.add_parser("simulate", help="simulate a registered case (the paper's by mmip-paper) into a dataset file")
-    s.add_argument("case")
+    s = sub.add_parser("simulate", help="simulate a registered case (the paper's by mmip-paper) into a dataset file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, plugin_flags=_simulate_flags)
+    s.add_argument("case", help="a registered case (listed below)")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--noise", type=float, default=0.0, help="relative Poisson noise level (0.03 = 3%%)")
     s.add_argument("--seed", type=int, default=0)
-    for k, spec in _simulation_parameters().items():
-        s.add_argument("--" + spec.get("flag", k.replace("_", "-")), dest=f"sim_{k}", help=spec.get("help"),
-                       metavar=None if spec.get("choices") else k.upper(),
-                       type=str if spec.get("type") is list else spec.get("type", str), choices=spec.get("choices"))
     s.set_defaults(func=cmd_simulate)
 
     def run_flags(s):
@@ -706,6 +859,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_flags(s)
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     s.add_argument("--resume", action="store_true", help="continue from <output>.ckpt.h5")
+    s.add_argument("--no-refit", dest="no_refit", action="store_true",
+                   help="with --stop validation, return the held-out run's best iterate (fitted without the "
+                        "held-out values) instead of refitting on all the data to its iteration (run file: "
+                        "[stopping] refit = false)")
     s.add_argument("--mpi", action="store_true",
                    help="split the data over MPI ranks (automatic under mpiexec with more than one rank)")
     s.set_defaults(func=cmd_reconstruct)
@@ -739,18 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True)
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("import", help="facility files (one flag per registered importer) -> one dataset file")
-    for name, importer in _importers():
-        s.add_argument(f"--{getattr(importer, 'flag', name)}", dest=f"import_{name}", metavar="FILE",
-                       help=getattr(importer, "help", f"a file for the {name!r} importer"))
-    s.add_argument("--allow-external-links", action="store_true",
-                   help="follow HDF5 external links and virtual datasets (trusted facility layouts only)")
-    for _, importer in _importers():
-        for k, spec in (getattr(importer, "options", None) or {}).items():
-            s.add_argument("--" + k.replace("_", "-"), dest=f"opt_{k}", type=spec.get("type", str),
-                           default=spec.get("default"), help=spec.get("help"))
-    s.add_argument("--balance-c", type=float, default=0.01)
-    s.add_argument("-o", "--output", required=True)
+    s = sub.add_parser("import", help="facility files (one flag per registered importer) -> one dataset file",
+                       plugin_flags=_import_flags)
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("hessian", help="Hessian eigenvalues and loss landscapes at the true point")
@@ -776,39 +923,160 @@ def _log_traceback(command) -> str:
     return path
 
 
-def _on_sigterm(signum, frame):  # pragma: no cover - exercised by the signal tests in a subprocess
-    raise KeyboardInterrupt
+#: characters the files written for an ``-o`` name add to it: the checkpoint (``.ckpt.h5``) and the temporaries
+#: (``.<name>.<pid>.<machine>.<random>.tmp``, about 35), with room to spare
+_DERIVED_NAME_CHARS = 64
+#: commands whose ``-o`` is a folder (the files inside have short names of their own)
+_FOLDER_OUTPUTS = ("compare", "tune", "report", "hessian")
+
+
+def _check_output_path(args) -> None:
+    """Refuse, before any work, an ``-o`` that could only fail or surprise when the result is written: a name (or
+    the names derived from it) the file system cannot hold, an existing read-only output, a folder that cannot be
+    written."""
+    import os
+
+    output = getattr(args, "output", None)
+    if not isinstance(output, str) or not output or "\x00" in output:
+        return  # empty names and NUL bytes: refused by check_outputs with their own messages
+    path = Path(output)
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+        path_max = os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    folder = args.command in _FOLDER_OUTPUTS
+    parts = path.parts
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        n = len(os.fsencode(part))
+        limit = name_max if folder or not last else name_max - _DERIVED_NAME_CHARS
+        if n > limit:
+            what = "the -o name" if last else "a folder name in -o"
+            extra = "" if limit == name_max else (f" less {_DERIVED_NAME_CHARS} for the checkpoint and temporaries, "
+                                                  f"so at most {limit}")
+            msg = (f"{what} is {n} bytes long; this file system allows {name_max}{extra}: "
+                   f"{part[:40]!r}...; choose a shorter name")
+            raise ConfigError(msg)
+    total = len(os.fsencode(os.path.abspath(output))) + _DERIVED_NAME_CHARS + (32 if folder else 0)
+    if total > path_max:
+        msg = f"-o {output[:40]!r}... is too long a path ({total} bytes with its derived files; at most {path_max})"
+        raise ConfigError(msg)
+    with contextlib.suppress(OSError):  # a read-only result is kept: its owner made it so (README, Hostile inputs)
+        mode = os.stat(path).st_mode
+        if not mode & 0o200 or not os.access(path, os.W_OK):
+            what = "write into" if path.is_dir() else "replace"
+            msg = (f"refusing to {what} {output}: the {'folder' if path.is_dir() else 'file'} exists and is "
+                   "read-only (make it writable, e.g. chmod u+w, or choose another -o)")
+            raise ConfigError(msg)
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        msg = f"cannot write {output}: the folder {probe} is not writable"
+        raise ConfigError(msg)
+
+
+class _HeldWarnings:
+    """The warning lines of the running command, held until its work starts (:meth:`release`, called once the
+    inputs are read and checked): a command refused for bad input prints its one error line alone."""
+
+    def __init__(self):
+        self.lines: list | None = None  # None: shown as they come
+
+    def show(self, line: str) -> None:
+        if self.lines is None:
+            print(line, file=sys.stderr)
+        else:
+            self.lines.append(line)
+
+    def release(self) -> None:
+        lines, self.lines = self.lines, None
+        for line in lines or ():
+            print(line, file=sys.stderr)
+
+
+_HELD = _HeldWarnings()
+
+
+def _install_interrupts(program: bool) -> tuple[dict, list]:
+    """SIGTERM (and SIGINT, where Python's own handler is set) raise one ``KeyboardInterrupt``; later signals of a
+    storm are ignored while the run ends with 130. A signal the process started with ignored (``nohup``, a shell's
+    background job) stays ignored. Returns the previous handlers and the list a signal is recorded in."""
+    import signal
+
+    caught: list = []
+
+    def on_signal(signum, frame):  # pragma: no cover - exercised by the signal tests in a subprocess
+        if caught:  # the run is already ending (exit 130): a storm of signals changes nothing
+            return
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    previous: dict = {}
+    with contextlib.suppress(ValueError):  # not in the main thread (embedded use): keep the host's handlers
+        for s in (signal.SIGTERM, signal.SIGINT):
+            current = signal.getsignal(s)
+            if current is signal.SIG_IGN or (s == signal.SIGINT and current is not signal.default_int_handler
+                                             and not program):
+                continue  # ignored by whoever started us, or a host's own Ctrl-C handler: leave it
+            previous[s] = signal.signal(s, on_signal)
+    return previous, caught
+
+
+def _end_interrupts(previous: dict, interrupted: bool, program: bool) -> None:
+    """Put the handlers back; a program that was interrupted ignores further signals instead (Python resets its
+    handlers to the defaults while it shuts down, and a storm's next SIGTERM would then kill it: exit 143)."""
+    import signal
+
+    with contextlib.suppress(ValueError):
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_IGN if interrupted and program else h)
 
 
 def main(argv=None) -> int:
-    import signal
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with contextlib.suppress(ValueError):  # not in the main thread (embedded use): keep the host's handlers
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    """The ``mmip`` command. ``argv=None``: the program's own command line (signals then end it with 130 however
+    many arrive); a list: a call from Python, whose signal handlers are put back afterwards."""
+    program = argv is None
+    previous, caught = _install_interrupts(program)
+    command = "mmip"
+    interrupted = False
+    outer, _HELD.lines = _HELD.lines, []  # (a nested call, e.g. from a plugin, holds its own)
     try:
+        args = build_parser().parse_args(argv)
+        command = f"mmip {args.command}"
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            warnings.showwarning = lambda message, *_a, **_k: print(
-                f"mmip {args.command}: warning: {_one_line(message)}", file=sys.stderr)
-            return args.func(args)
-    except MultimodalIPError as exc:
-        print(f"mmip {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"mmip {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print(f"mmip {args.command}: error: out of memory (set MMIP_MAX_MEMORY lower, or use a smaller problem)",
+            warnings.showwarning = lambda message, *_a, **_k: _HELD.show(
+                f"{command}: warning: {_one_line(message)}")
+            _check_output_path(args)
+            code = args.func(args)
+        _HELD.release()
+        return code
+    except (MultimodalIPError, MemoryError) as exc:
+        _HELD.lines = None  # refused: the error line alone (the warnings come back once the input is fixed)
+        print(f"{command}: error: " + (_one_line(exc) if isinstance(exc, MultimodalIPError) else
+                                       "out of memory (set MMIP_MAX_MEMORY lower, or use a smaller problem)"),
               file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        interrupted = True
+        caught.append(0)  # a signal while this line is printed is part of the same interruption
+        _HELD.release()
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - a bug still gives one clean line; the traceback goes to a log
-        log = _log_traceback(args.command)
-        print(f"mmip {args.command}: internal error: {_one_line(f'{type(exc).__name__}: {exc}')[:300]} "
+        _HELD.release()
+        log = _log_traceback(command.removeprefix("mmip ") or "mmip")
+        print(f"{command}: internal error: {_one_line(f'{type(exc).__name__}: {exc}')[:300]} "
               f"(traceback in {log}; please report it)", file=sys.stderr)
         return 1
+    finally:
+        _HELD.lines = outer
+        _end_interrupts(previous, interrupted or bool(caught), program)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - python -m multimodal_ip.cli: the program (see _entry)
+    from multimodal_ip._entry import finish
+
+    sys.exit(finish(main()))

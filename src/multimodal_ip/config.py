@@ -16,8 +16,9 @@ RUN_KEYS = {
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
     "regularizers": list, "chunk_memory": str, "stopping": dict, "refine_bound": dict,
 }
-#: keys of the run file's ``[stopping]`` table (flags --stop, --patience, --validation-fraction, --validation-seed)
-STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float}
+#: keys of the run file's ``[stopping]`` table (flags --stop, --patience, --validation-fraction, --validation-seed,
+#: --no-refit)
+STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float, "refit": bool}
 DEFAULTS: dict[str, Any] = {
             "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float32",
@@ -27,6 +28,21 @@ DEFAULTS: dict[str, Any] = {
 
 #: written to every run file, even at their defaults (a reader sees what ran)
 _ALWAYS = ("solver", "iterations", "likelihood", "dtype")
+#: the largest size of a numeric setting that is squared or divided by (a regularizer's eps, a solver's tau)
+_MAX_SETTING = 1e100
+#: term options the problem builder sets itself, and where a user sets them
+_BUILDER_TERM_OPTIONS = {"refine": "--refine (run file: refine)", "calibration": "the other terms (not settable)"}
+#: solver options the run sets itself
+_RUN_SOLVER_OPTIONS = {"maxiter": "--iterations (run file: iterations)", "callback": "the run (not settable)",
+                       "stopping": "--stop (run file: [stopping] rule)", "resume_state": "--resume"}
+#: ``option: (accepts, what)`` of the built-in solvers' numeric options (beyond the type checks every solver gets)
+_SOLVER_OPTION_RANGES = {"c1": (lambda v: 0 < v < 1, "in (0, 1)"), "c2": (lambda v: 0 < v < 1, "in (0, 1)"),
+                         "tau": (lambda v: 0 < v < _MAX_SETTING, "> 0 and < 1e100"),
+                         "inner_rtol": (lambda v: 0 < v <= 1, "in (0, 1]"),
+                         "max_time_s": (lambda v: 0 <= v < math.inf, ">= 0 (seconds)")}
+#: which of those ranges each built-in solver's options have (another solver's options are its own to check)
+_BUILTIN_SOLVERS = {"lbfgs": ("c1", "c2", "max_time_s"), "gauss-newton": ("inner_rtol", "max_time_s"),
+                    "admm": ("tau", "max_time_s")}
 
 
 def _toml_key(key) -> str:
@@ -143,6 +159,11 @@ def _check_regularizers(specs, where) -> None:
         if "strength" in spec and not (math.isfinite(spec["strength"]) and spec["strength"] >= 0):
             msg = f"{where}: regularizer {spec['name']!r} strength must be finite and >= 0"
             raise ConfigError(msg)
+        for k, v in spec.items():  # other settings (tv's eps, ...): squared or divided by, so of a sane size
+            if k not in ("name", "variables", "strength", "lower", "upper") and not (math.isfinite(v)
+                                                                                     and 0 <= v < _MAX_SETTING):
+                msg = f"{where}: regularizer {spec['name']!r} setting {k!r} must be finite, >= 0 and < 1e100, got {v!r}"
+                raise ConfigError(msg)
 
 
 def _check_stopping(spec: dict, where: str) -> None:
@@ -152,7 +173,7 @@ def _check_stopping(spec: dict, where: str) -> None:
             raise ConfigError(msg)
         want = STOPPING_KEYS[k]
         accepted = (int, float) if want is float else want
-        if isinstance(v, bool) or not isinstance(v, accepted):
+        if isinstance(v, bool) is not (want is bool) or not isinstance(v, accepted):
             msg = f"{where}: stopping setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
             raise ConfigError(msg)
     if spec.get("rule", "iterations") not in ("iterations", "validation"):
@@ -165,6 +186,73 @@ def _check_stopping(spec: dict, where: str) -> None:
         if k in spec and not (math.isfinite(spec[k]) and spec[k] >= lo):
             msg = f"{where}: stopping {k} must be >= {lo}, got {spec[k]!r}"
             raise ConfigError(msg)
+
+
+def _check_term_options(spec: dict, where: str) -> None:
+    """``term_options``: a table per term of plain values (text, numbers, booleans, lists of them), none of them an
+    option the problem builder sets itself."""
+    for term, opts in spec.items():
+        if not isinstance(opts, dict):
+            msg = (f"{where}: term_options.{term} must be a table of options (e.g. [term_options.{term}] "
+                   f'loss = "poisson"), got {type(opts).__name__} {opts!r}')
+            raise ConfigError(one_line(msg)[:300])
+        for k, v in opts.items():
+            if k in _BUILDER_TERM_OPTIONS:
+                msg = f"{where}: term_options.{term}.{k} is set by {_BUILDER_TERM_OPTIONS[k]}, not per term"
+                raise ConfigError(msg)
+            if isinstance(v, dict) or (isinstance(v, float) and not math.isfinite(v)):
+                msg = f"{where}: term_options.{term}.{k} must be text, a finite number or a list, got {v!r}"
+                raise ConfigError(one_line(msg)[:300])
+
+
+def _check_solver_options(opts: dict, where: str) -> None:
+    """What no solver takes as an option (what the run sets itself) and values no solver accepts (a table)."""
+    for k, v in opts.items():
+        if k in _RUN_SOLVER_OPTIONS:
+            msg = f"{where}: solver option {k!r} is set by {_RUN_SOLVER_OPTIONS[k]}, not as a solver option"
+            raise ConfigError(msg)
+        if isinstance(v, (dict, list)):
+            msg = f"{where}: solver option {k!r} must be text, a number or true/false, got {one_line(repr(v))[:80]}"
+            raise ConfigError(msg)
+
+
+def _check_run(cfg: dict) -> None:
+    """Checks across settings of the merged configuration (run file and flags): the built-in solvers' option
+    ranges, and a warning for each setting that has no effect in this run."""
+    import warnings
+
+    opts = cfg.get("solver_options") or {}
+    if cfg.get("solver") in _BUILTIN_SOLVERS:
+        for k in _BUILTIN_SOLVERS[cfg["solver"]]:
+            accepts, what = _SOLVER_OPTION_RANGES[k]
+            v = opts.get(k)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not accepts(v):
+                msg = f"solver {cfg['solver']!r} option {k}={v!r}: expected a number {what}"
+                raise ConfigError(msg)
+        c1, c2 = opts.get("c1", 1e-4), opts.get("c2", 0.9)
+        if "c1" in _BUILTIN_SOLVERS[cfg["solver"]] and ("c1" in opts or "c2" in opts) and not c1 < c2:
+            msg = f"solver {cfg['solver']!r} options c1={c1!r}, c2={c2!r}: expected 0 < c1 < c2 < 1 (Wolfe)"
+            raise ConfigError(msg)
+    stopping = cfg.get("stopping") or {}
+    if stopping.get("rule", "iterations") != "validation":
+        unused = [k for k in ("patience", "min_delta") if k in stopping]
+        if unused and cfg.get("command") != "tune":
+            warnings.warn(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect without "
+                          "--stop validation (run file: [stopping] rule = \"validation\")", UserWarning, stacklevel=2)
+    if cfg.get("refine_after") is not None and not cfg.get("refine"):
+        warnings.warn("refine_after (--refine-after) has no effect without --refine: nothing is refined",
+                      UserWarning, stacklevel=2)
+    if cfg.get("command") == "tune" and cfg.get("balance_c") is not None:
+        warnings.warn("balance_c (--balance-c) has no effect in tune: it tries the values of --c", UserWarning,
+                      stacklevel=2)
+    elif cfg.get("likelihood") == "poisson" and cfg.get("command") != "tune":
+        unused = [k for k in ("balance_c", "balance_reference") if cfg.get(k) is not None]
+        if unused:
+            warnings.warn(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect with "
+                          "--likelihood poisson (the weights come from each term's photons_per_unit)",
+                          UserWarning, stacklevel=2)
 
 
 def validation_settings(cfg: dict) -> tuple:
@@ -193,6 +281,8 @@ def _check_config(cfg: dict, where: str) -> dict:
             raise ConfigError(msg)
     _check_regularizers(cfg.get("regularizers") or [], where)
     _check_stopping(cfg.get("stopping") or {}, where)
+    _check_term_options(cfg.get("term_options") or {}, where)
+    _check_solver_options(cfg.get("solver_options") or {}, where)
     if cfg.get("balance_c") is not None and not (math.isfinite(cfg["balance_c"]) and 0 < cfg["balance_c"] < 1e100):
         msg = f"{where}: balance_c must be a finite number > 0, got {cfg['balance_c']!r}"
         raise ConfigError(msg)
@@ -280,4 +370,5 @@ def run_config(args) -> dict:
             opts[k.strip()] = parse_value(v)
         flags["solver_options"] = opts
     cfg.update(_check_config(flags, "command line"))
+    _check_run(dict(cfg, command=getattr(args, "command", None)))
     return cfg
