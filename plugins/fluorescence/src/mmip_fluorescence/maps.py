@@ -1,4 +1,5 @@
-"""MAPS-style XRF HDF5 (``/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec``): import onto a ptychography frame, export."""
+"""XRF-Maps HDF5 (v10 ``/MAPS/XRF_Analyzed/{NNLS,Fitted}/Counts_Per_Sec``, v9 ``/MAPS/XRF_fits``): import onto a
+ptychography frame, export as v10."""
 
 __all__ = ["import_maps", "export_maps"]
 
@@ -7,86 +8,117 @@ import numpy as np
 
 from multimodal_ip.errors import DataError
 from multimodal_ip.io import TermData
-from multimodal_ip.io.dataset import open_h5, read_path, resolve
+from multimodal_ip.io.dataset import open_h5, read_path, read_strings, resolve
 
-COUNTS = "MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec"
-CHANNELS = "MAPS/channel_names"
-X_AXIS = "MAPS/x_axis"
-Y_AXIS = "MAPS/y_axis"
+#: (maps, channel names) of each layout, first found wins: v10 NNLS (XRF-Maps' default), v10 fitted, v9
+LAYOUTS = (("MAPS/XRF_Analyzed/NNLS/Counts_Per_Sec", "MAPS/XRF_Analyzed/NNLS/Channel_Names"),
+           ("MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec", "MAPS/XRF_Analyzed/Fitted/Channel_Names"),
+           ("MAPS/XRF_fits", "MAPS/channel_names"))
+COUNTS, NAMES = LAYOUTS[1]  # what export_maps writes (v10)
+CHANNELS = "MAPS/channel_names"  # v9 place of the channel names, read when the layout's own place has none
+#: the beam positions (v10, then v9)
+AXES = (("MAPS/Scan/x_axis", "MAPS/Scan/y_axis"), ("MAPS/x_axis", "MAPS/y_axis"))
+X_AXIS, Y_AXIS = AXES[0]
+
+
+def _first(path, f, keys, allow_external):
+    return next((k for k in keys if resolve(path, f, k, allow_external) is not None), None)
 
 
 def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
     """Read fitted XRF maps (Ne, rows, cols) with their x/y axes and place every XRF pixel on ``frame``.
 
-    The beam at axis position (y, x) is centred on object pixel ``frame.to_pixels((y, x))``; the kernel
-    window's top-left is that minus ``kernel.shape // 2``. Axes are in ``axis_unit_m`` metres (MAPS: um).
+    Layouts: v10 ``/MAPS/XRF_Analyzed/NNLS/`` then ``Fitted/`` (``Counts_Per_Sec``, ``Channel_Names``), v9
+    ``/MAPS/XRF_fits``; channel names at the layout's place or ``/MAPS/channel_names``; axes at
+    ``/MAPS/Scan/{x,y}_axis`` (v10) or ``/MAPS/{x,y}_axis`` (v9), in ``axis_unit_m`` metres (MAPS: um).
+    The beam at axis position (y, x) is centred on object coordinates ``frame.to_pixels((y, x))``: the kernel
+    window's geometric centre (pixel ``(k - 1)/2``, the CXI convention of the ptychography importer), so its
+    top-left is that minus ``(kernel.shape - 1) / 2``.
     Raises :class:`DataError` if a beam position falls outside the object or off the pixel grid.
     """
     if not (np.isfinite(axis_unit_m) and axis_unit_m > 0):
         msg = f"axis unit {axis_unit_m!r} m must be a finite length > 0"
         raise DataError(msg)
     with open_h5(path) as f:
+        layout = next((pair for pair in LAYOUTS if resolve(path, f, pair[0], allow_external) is not None), None)
+        if layout is None:
+            msg = f"{path}: no XRF maps (looked for {', '.join('/' + c for c, _ in LAYOUTS)})"
+            raise DataError(msg)
+        counts_key = layout[0]
+        axes = next((pair for pair in AXES if resolve(path, f, pair[0], allow_external) is not None), AXES[0])
         arrays = {}
-        for key in (COUNTS, X_AXIS, Y_AXIS):
+        for key in (counts_key, *axes):
             if resolve(path, f, key, allow_external) is None:
-                msg = f"{path}:/{key}: missing (a MAPS XRF file needs it)"
+                msg = (f"{path}:/{key}: missing (an XRF-Maps file needs it; axes at /{AXES[0][0]} or /{AXES[1][0]}: "
+                       "ptychodus's XRF writer writes none)")
                 raise DataError(msg)
             a = np.asarray(read_path(path, f, key, allow_external=allow_external))
             if a.dtype.kind not in "fiu" or not np.all(np.isfinite(a)):
                 msg = f"{path}:/{key}: expected finite real numbers, got {a.dtype}"
                 raise DataError(msg)
             arrays[key] = a.astype(float)
-        counts = arrays[COUNTS]
-        x, y = (arrays[k] * axis_unit_m for k in (X_AXIS, Y_AXIS))
-        names = []
-        if resolve(path, f, CHANNELS, allow_external) is not None:
-            raw = resolve(path, f, CHANNELS, allow_external)[()]
-            names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in np.atleast_1d(raw)]
-    for key, axis in ((X_AXIS, x), (Y_AXIS, y)):
+        counts = arrays[counts_key]
+        x, y = (arrays[k] * axis_unit_m for k in axes)
+        names_key = _first(path, f, (layout[1], CHANNELS), allow_external) or CHANNELS
+        names = read_strings(path, f, names_key, allow_external=allow_external,  # budgeted, at most one per map
+                             max_count=counts.shape[0] if counts.ndim == 3 else None,
+                             counted=("channel names", "maps"))
+    for key, axis in zip(axes, (x, y)):
         steps = np.diff(axis) if axis.ndim == 1 else np.zeros(0)
         if axis.ndim != 1 or axis.size == 0 or not (np.all(steps > 0) or np.all(steps < 0)):
             msg = f"{path}:/{key}: expected a strictly monotonic 1-D axis, got shape {axis.shape}"
             raise DataError(msg)
     if names and counts.ndim == 3 and len(names) != counts.shape[0]:
-        msg = f"{path}:/{CHANNELS}: {len(names)} channel names for {counts.shape[0]} maps"
+        msg = f"{path}:/{names_key}: {len(names)} channel names for {counts.shape[0]} maps"
         raise DataError(msg)
     if counts.ndim != 3 or counts.shape[1:] != (y.size, x.size):
-        msg = f"{path}:/{COUNTS}: expected shape (Ne, {y.size}, {x.size}) to match the y/x axes, got {counts.shape}"
+        msg = (f"{path}:/{counts_key}: expected shape (Ne, {y.size}, {x.size}) to match the y/x axes, got "
+               f"{counts.shape}")
         raise DataError(msg)
     if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-        msg = f"{path}:/{COUNTS}: counts must be finite and non-negative"
+        msg = f"{path}:/{counts_key}: counts must be finite and non-negative"
         raise DataError(msg)
     yy, xx = np.meshgrid(y, x, indexing="ij")
     centres = frame.to_pixels(np.stack([yy.ravel(), xx.ravel()], axis=1))
-    rounded = np.rint(centres)
-    if np.any(np.abs(centres - rounded) > 0.05):
+    n0, n1 = frame.object_shape
+    inside = np.rint(centres)
+    if inside.min() < 0 or inside[:, 0].max() >= n0 or inside[:, 1].max() >= n1:
+        msg = f"{path}: XRF scan extends outside the {n0}x{n1} object of the ptychography scan"
+        raise DataError(msg)
+    corners = centres - (np.asarray(kernel.shape, dtype=float) - 1) / 2
+    rounded = np.rint(corners)
+    off = np.abs(corners - rounded)
+    half = np.abs(off - 0.5) < 0.05  # an even window read with the other reference: (Np - 1)/2 is a half-integer
+    if np.any(np.all(half, axis=0)) and np.all(half | (off < 0.05)):
+        msg = (f"{path}: the XRF beam positions fall half a pixel off the object pixels the CXI translations give: "
+               "the files locate the probe differently (window centre vs top-left corner); check --cxi-positions")
+        raise DataError(msg)
+    if np.any(off > 0.05):
         msg = (f"{path}: XRF axes do not fall on object pixels of {frame.pixel_size_m:.4g} m; check the axis unit "
                f"(assumed {axis_unit_m:g} m)")
         raise DataError(msg)
-    n0, n1 = frame.object_shape
-    if rounded.min() < 0 or rounded[:, 0].max() >= n0 or rounded[:, 1].max() >= n1:
-        msg = f"{path}: XRF scan extends outside the {n0}x{n1} object of the ptychography scan"
-        raise DataError(msg)
-    kh, kw = kernel.shape
-    positions = rounded - np.array([kh // 2, kw // 2])
     data = counts.reshape(counts.shape[0], -1)
     attrs = {"photons_per_unit": 1.0, "grid_shape": np.array([y.size, x.size]),
              "object_shape": np.array(frame.object_shape)}
     if names:
         attrs["elements"] = names
     return TermData("fluorescence", "fluorescence", {"data": data, "kernel": np.asarray(kernel, float),
-                                                     "positions": positions}, attrs, str(path))
+                                                     "positions": rounded}, attrs, str(path))
 
 
 def export_maps(path, term: TermData, frame, axis_unit_m=1e-6):
-    """Write a fluorescence term on a raster (``grid_shape`` attr) as a MAPS-style file."""
+    """Write a fluorescence term on a raster (``grid_shape`` attr) as an XRF-Maps v10 file: maps at
+    ``/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec``, names at ``.../Fitted/Channel_Names``, beam positions (the
+    kernel windows' geometric centres) at ``/MAPS/Scan/{x,y}_axis`` in ``axis_unit_m`` metres."""
     rows, cols = (int(v) for v in term.attrs["grid_shape"])
-    kh, kw = np.asarray(term.arrays["kernel"]).shape
-    centres = np.asarray(term.arrays["positions"], float) + [kh // 2, kw // 2]
+    kernel_shape = np.asarray(np.shape(term.arrays["kernel"]), dtype=float)
+    centres = np.asarray(term.arrays["positions"], float) + (kernel_shape - 1) / 2
     yx = np.asarray(frame.origin_m) + centres * frame.pixel_size_m
     data = np.asarray(term.arrays["data"])
     with h5py.File(path, "w") as f:
+        f["MAPS/version"] = 10.0
         f[COUNTS] = data.reshape(data.shape[0], rows, cols)
+        names = term.attrs.get("elements", [f"E{e}" for e in range(data.shape[0])])
+        f[NAMES] = np.array([str(e) for e in names], dtype="S256")
         f[Y_AXIS] = yx[:, 0].reshape(rows, cols)[:, 0] / axis_unit_m
         f[X_AXIS] = yx[:, 1].reshape(rows, cols)[0, :] / axis_unit_m
-        f[CHANNELS] = np.array([str(e) for e in term.attrs.get("elements", ["E0"])], dtype="S")

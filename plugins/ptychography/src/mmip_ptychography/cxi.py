@@ -1,7 +1,8 @@
 """CXI ptychography files (``/entry_1/...``): import into our schema, and export (for round trips)."""
 
-__all__ = ["import_cxi", "export_cxi", "Frame", "HC_J_M"]
+__all__ = ["import_cxi", "export_cxi", "Frame", "HC_J_M", "REFERENCES"]
 
+import warnings
 from dataclasses import dataclass
 
 import h5py
@@ -12,14 +13,31 @@ from multimodal_ip.io import TermData
 from multimodal_ip.io.dataset import open_h5, read_path, resolve
 
 HC_J_M = 1.98644586e-25  # h * c in J m
+#: object pixel sizes a far-field geometry can give (a picometre to a millimetre): outside, a unit is wrong
+MIN_PIXEL_M, MAX_PIXEL_M = 1e-12, 1e-3
 
-DATA = "entry_1/data_1/data"
+#: where the patterns are, first found wins (our exports and ptychodus products; ptychodus diffraction files)
+DATA_PATHS = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
+DATA = DATA_PATHS[0]
 ENERGY = "entry_1/instrument_1/source_1/energy"
 DISTANCE = "entry_1/instrument_1/detector_1/distance"
 PIX_X = "entry_1/instrument_1/detector_1/x_pixel_size"
 PIX_Y = "entry_1/instrument_1/detector_1/y_pixel_size"
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
-PROBE = "entry_1/instrument_1/source_1/probe"
+MASK = "entry_1/instrument_1/detector_1/mask"
+#: where the probe is, first found wins: the CXI layout (ptychodus reads and writes both), then the path of mmip
+#: exports before the CXI layout was followed (whose translations were window corners)
+PROBE_PATHS = ("entry_1/instrument_1/source_1/illumination", "entry_1/image_1/data")
+LEGACY_PROBE = "entry_1/instrument_1/source_1/probe"
+PROBE = PROBE_PATHS[0]
+#: what a translation locates: the probe window's geometric centre (CXI, ptychodus; the default) or its top-left
+#: pixel (``corner``)
+REFERENCES = ("centre", "corner")
+#: attribute of the translation dataset our exports write, naming its reference (read when present)
+REFERENCE_ATTR = "position_reference"
+#: a ptychodus product: CXI (``translation``, probe at ``image_1/data``) or ``.h5`` (these, probe centres in metres)
+H5_X, H5_Y, H5_PROBE, H5_INDEXES = "probe_position_x_m", "probe_position_y_m", "probe", "probe_position_indexes"
+CXI_INDEXES = "entry_1/ptychodus/probe_position_indexes"
 
 
 @dataclass
@@ -59,33 +77,148 @@ def _scalar(f, path, key, allow_external):
     return float(a.ravel()[0])
 
 
-def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_px=2**15):
+def _first(f, path, keys, allow_external):
+    """The first of ``keys`` present in ``f`` (``None`` when none is)."""
+    return next((k for k in keys if resolve(path, f, k, allow_external) is not None), None)
+
+
+def _reference(f, path, reference, legacy, allow_external, key=TRANSLATION):
+    """The position reference: the option when given, else the one the file declares, else ``centre`` (the CXI
+    convention); an mmip export of the old layout (probe at ``source_1/probe``, no declaration) is refused unless
+    the option says which, as is an option that contradicts the file."""
+    if reference is not None and reference not in REFERENCES:
+        msg = f"--cxi-positions must be one of {', '.join(REFERENCES)}; got {reference!r}"
+        raise DataError(msg)
+    declared = None
+    d = None if key is None else resolve(path, f, key, allow_external)
+    if d is not None and REFERENCE_ATTR in d.attrs:
+        raw = d.attrs.get_id(REFERENCE_ATTR)
+        if raw.dtype.kind not in "SUO" or raw.shape not in ((), None):
+            msg = f"{path}:/{TRANSLATION} attribute {REFERENCE_ATTR}: expected one of {REFERENCES}, got {raw.dtype}"
+            raise DataError(msg)
+        value = d.attrs[REFERENCE_ATTR]
+        declared = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        if declared not in REFERENCES:
+            msg = f"{path}:/{TRANSLATION} attribute {REFERENCE_ATTR}: expected one of {REFERENCES}, got {declared!r}"
+            raise DataError(msg)
+    if reference is not None and declared is not None and reference != declared:
+        msg = (f"{path}:/{TRANSLATION}: the file declares {REFERENCE_ATTR} = {declared!r}, --cxi-positions says "
+               f"{reference!r}; drop the option or fix the file")
+        raise DataError(msg)
+    if reference is None and declared is None and legacy:
+        msg = (f"{path}:/{TRANSLATION}: probe at /{LEGACY_PROBE} (an mmip export before the CXI layout, whose "
+               "translations were window corners) and no position reference declared; pass --cxi-positions corner "
+               "(or centre) to say which")
+        raise DataError(msg)
+    return reference or declared or "centre"
+
+
+def _probe(f, path, shape, allow_external, keys=(*PROBE_PATHS, LEGACY_PROBE)):
+    """The probe (``None`` when the file has none) and whether it came from the old mmip path; a multi-mode probe
+    (M, Np, Np) gives its first mode, with a one-line warning."""
+    key = _first(f, path, keys, allow_external)
+    if key is None:
+        return None, False
+    d = resolve(path, f, key, allow_external)
+    if key == PROBE_PATHS[1] and (not isinstance(d, h5py.Dataset) or tuple(d.shape[-2:]) != tuple(shape)):
+        return None, False  # image_1 of another layout (a reconstructed object): not a probe
+    probe = _get(f, path, key, allow_external=allow_external)
+    if probe.ndim < 2 or probe.shape[-2:] != tuple(shape) or any(s != 1 for s in probe.shape[:-3]):
+        msg = f"{path}:/{key}: expected a probe of shape {tuple(shape)} or (modes, *{tuple(shape)}), got {probe.shape}"
+        raise DataError(msg)
+    probe = probe.reshape(-1, *shape)
+    if probe.shape[0] > 1:
+        warnings.warn(f"{path}:/{key}: a probe of {probe.shape[0]} modes; using the first (the model is coherent, "
+                      "one mode)", stacklevel=3)
+    return probe[0], key == LEGACY_PROBE
+
+
+def _geometry(f, path, shape, reference, allow_external):
+    """Translations (J, 3), probe (or ``None``), position reference and pattern indexes (or ``None``) of a CXI file
+    or of a ptychodus ``.h5`` product (``probe_position_x_m``, ``probe_position_y_m``: probe centres)."""
+    if resolve(path, f, H5_X, allow_external) is not None:
+        x, y = (_get(f, path, k, ndim=1, allow_external=allow_external) for k in (H5_X, H5_Y))
+        if x.shape != y.shape:
+            msg = f"{path}: /{H5_X} and /{H5_Y} differ in shape: {x.shape} vs {y.shape}"
+            raise DataError(msg)
+        trans = np.stack([x, y, np.zeros_like(x)], axis=1).astype(float)
+        found, _ = _probe(f, path, shape, allow_external, keys=(H5_PROBE,))
+        reference, idx_key = _reference(f, path, reference, False, allow_external, key=None), H5_INDEXES
+    else:
+        if resolve(path, f, TRANSLATION, allow_external) is None:
+            msg = (f"{path}:/{TRANSLATION}: missing (a CXI ptychography file needs it; a diffraction file without "
+                   "positions: give its product, .cxi or .h5, with --product)")
+            raise DataError(msg)
+        trans = _get(f, path, TRANSLATION, ndim=2, allow_external=allow_external)
+        found, legacy = _probe(f, path, shape, allow_external)
+        reference, idx_key = _reference(f, path, reference, legacy, allow_external), CXI_INDEXES
+    indexes = None
+    if resolve(path, f, idx_key, allow_external) is not None:
+        raw = _get(f, path, idx_key, ndim=1, allow_external=allow_external)
+        if raw.dtype.kind not in "iu":
+            msg = f"{path}:/{idx_key}: expected integer pattern numbers, got {raw.dtype}"
+            raise DataError(msg)
+        indexes = raw.astype(np.int64)
+    return trans, found, reference, indexes
+
+
+def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_px=2**15, reference=None,
+               product=None):
     """Read a CXI file; returns ``(TermData, Frame)``.
 
-    Object pixel size is :math:`\\lambda z / (N_p \\Delta_{det})` (far field); translations (J, 3) in metres
-    become top-left positions in object pixels, the object spanning all windows plus ``margin_px``.
-    The probe comes from ``/entry_1/instrument_1/source_1/probe`` or the ``probe`` argument.
+    Patterns from ``/entry_1/data_1/data`` or ``/entry_1/instrument_1/detector_1/data``; the probe from
+    ``source_1/illumination`` or ``image_1/data`` (first mode of several), else the ``probe`` argument. Object
+    pixel size is :math:`\\lambda z / (N_p \\Delta_{det})` (far field). Translations (J, 3) in metres locate the
+    probe window's geometric centre (``reference="centre"``, the CXI convention: probe pixel
+    :math:`(N_p - 1)/2`, between two pixels for an even :math:`N_p`) or its top-left pixel (``"corner"``); default:
+    the ``position_reference`` attribute of the translations, else ``centre``. They become top-left positions in
+    object pixels, the object spanning all windows plus ``margin_px``; object pixel (r, c) sits at
+    ``frame.origin_m + (r, c) * pixel``. With ``product`` (a ptychodus product, CXI or ``.h5``), the translations,
+    probe and pattern indexes come from it and only the patterns and the geometry from ``path``.
     """
     with open_h5(path) as f:
-        data = _get(f, path, DATA, ndim=3, allow_external=allow_external)
-        if data.dtype.kind == "c" or np.any(data < 0):
-            msg = f"{path}:/{DATA}: intensities must be real and non-negative"
+        key = _first(f, path, DATA_PATHS, allow_external)
+        if key is None:
+            msg = (f"{path}: no diffraction patterns (/{DATA_PATHS[0]} or /{DATA_PATHS[1]}); a product file? give "
+                   "the diffraction file with --ptycho and the product with --product")
             raise DataError(msg)
+        data = _get(f, path, key, ndim=3, allow_external=allow_external)
+        if data.dtype.kind == "c" or np.any(data < 0):
+            msg = f"{path}:/{key}: intensities must be real and non-negative"
+            raise DataError(msg)
+        if data.shape[2] != data.shape[1]:  # the far-field pixel size and the probe window are those of square ones
+            msg = f"{path}:/{key}: patterns must be square (J, Np, Np), got shape {data.shape}"
+            raise DataError(msg)
+        if resolve(path, f, MASK, allow_external) is not None:  # CXI: nonzero = a bad pixel (ptychodus writes one)
+            bad = int(np.count_nonzero(_get(f, path, MASK, allow_external=allow_external)))
+            if bad:
+                warnings.warn(f"{path}:/{MASK}: {bad} bad detector pixel(s) marked; the model has no mask, they are "
+                              "fitted like the others", stacklevel=2)
         energy_j = _scalar(f, path, ENERGY, allow_external)
         distance = _scalar(f, path, DISTANCE, allow_external)
         pix = _scalar(f, path, PIX_X, allow_external)
         if abs(_scalar(f, path, PIX_Y, allow_external) - pix) > 1e-9 * pix:
             msg = f"{path}: non-square detector pixels are not supported"
             raise DataError(msg)
-        trans = _get(f, path, TRANSLATION, ndim=2, allow_external=allow_external)
-        if probe is None and resolve(path, f, PROBE, allow_external) is not None:
-            probe = _get(f, path, PROBE, ndim=2, allow_external=allow_external)
+        if product is None:
+            trans, found, reference, indexes = _geometry(f, path, data.shape[1:], reference, allow_external)
+    if product is not None:  # a ptychodus product (CXI or .h5): positions and probe; the patterns stay in path
+        with open_h5(product) as g:
+            trans, found, reference, indexes = _geometry(g, product, data.shape[1:], reference, allow_external)
+    source = path if product is None else product
+    probe = found if probe is None else probe
     if probe is None:
-        msg = f"{path}: no probe in the file ({PROBE}); pass one"
+        msg = f"{source}: no probe in the file ({', '.join('/' + p for p in PROBE_PATHS)}); pass one"
         raise DataError(msg)
+    if indexes is not None:  # the product's positions belong to these patterns (ptychodus's probe_position_indexes)
+        if indexes.shape != (len(trans),) or indexes.min(initial=0) < 0 or indexes.max(initial=0) >= len(data):
+            msg = (f"{source}: probe position indexes must be {len(trans)} pattern numbers in [0, {len(data)}), got "
+                   f"shape {indexes.shape}")
+            raise DataError(msg)
+        data = data[indexes]
     j, npx = data.shape[0], data.shape[1]
     if trans.shape != (j, 3):
-        msg = f"{path}:/{TRANSLATION}: expected shape ({j}, 3) (one per pattern), got {trans.shape}"
+        msg = f"{source}:/{TRANSLATION}: expected shape ({j}, 3) (one per pattern), got {trans.shape}"
         raise DataError(msg)
     if probe.shape != data.shape[1:]:
         msg = f"{path}: probe shape {probe.shape} differs from the pattern shape {data.shape[1:]}"
@@ -97,9 +230,20 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
         msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give no finite "
                "object pixel size")
         raise DataError(msg)
+    if not MIN_PIXEL_M <= pixel_m <= MAX_PIXEL_M:
+        msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give an object "
+               f"pixel of {pixel_m:.3g} m, outside [{MIN_PIXEL_M:g}, {MAX_PIXEL_M:g}] m; check the units (J, m)")
+        raise DataError(msg)
     yx = trans[:, [1, 0]]  # CXI translation is (x, y, z)
+    if reference == "centre":  # the window's top-left pixel centre lies (Np - 1)/2 pixels before its centre
+        yx = yx - (npx - 1) / 2 * pixel_m
     origin = yx.min(axis=0) - margin_px * pixel_m
     pos = (yx - origin) / pixel_m
+    span_m, span_px = np.ptp(yx, axis=0).max(), np.ptp(pos, axis=0).max()
+    if j > 1 and span_m > 0 and span_px < 0.5:
+        msg = (f"{source}:/{TRANSLATION}: the scan spans {span_m:.3g} m, less than half an object pixel of "
+               f"{pixel_m:.3g} m: every position collapses onto one; check the detector pixel size and distance")
+        raise DataError(msg)
     whole = np.rint(pos)
     pos = np.where(np.abs(pos - whole) < 1e-6, whole, pos)  # sub-pixel positions are kept (Fourier-shifted probe)
     extent = float(np.ceil(pos.max()) + npx + margin_px)
@@ -115,14 +259,18 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
     return term, frame
 
 
-def export_cxi(path, term: TermData, pixel_size_m, energy_kev=8.8, distance_m=2.0):
-    """Write a ptychography term as a CXI file (detector pixel chosen so that the object pixel is ``pixel_size_m``)."""
+def export_cxi(path, term: TermData, pixel_size_m, energy_kev=8.8, distance_m=2.0, origin_m=(0.0, 0.0)):
+    """Write a ptychography term as a CXI file that :func:`import_cxi` and ptychodus read: patterns at
+    ``data_1/data``, the probe at ``source_1/illumination``, translations (x, y, z) of the probe window's centre
+    (``position_reference = "centre"``), object pixel (r, c) at ``origin_m + (r, c) * pixel_size_m``; the detector
+    pixel is chosen so that the object pixel is ``pixel_size_m``."""
     data = np.asarray(term.arrays["data"])
     npx = data.shape[1]
     energy_j = energy_kev * 1.602176634e-16
     det_pix = HC_J_M / energy_j * distance_m / (npx * pixel_size_m)
-    pos = np.asarray(term.arrays["positions"], dtype=float)
-    trans = np.stack([pos[:, 1] * pixel_size_m, pos[:, 0] * pixel_size_m, np.zeros(len(pos))], axis=1)
+    centres = np.asarray(term.arrays["positions"], dtype=float) + (npx - 1) / 2
+    yx = np.asarray(origin_m, dtype=float) + centres * pixel_size_m
+    trans = np.stack([yx[:, 1], yx[:, 0], np.zeros(len(yx))], axis=1)
     with h5py.File(path, "w") as f:
         f.attrs["cxi_version"] = 150
         f[DATA] = data
@@ -131,4 +279,6 @@ def export_cxi(path, term: TermData, pixel_size_m, energy_kev=8.8, distance_m=2.
         f[PIX_X] = det_pix
         f[PIX_Y] = det_pix
         f[TRANSLATION] = trans
-        f[PROBE] = np.asarray(term.arrays["probe"])
+        f[TRANSLATION].attrs[REFERENCE_ATTR] = "centre"
+        f[PROBE] = np.asarray(term.arrays["probe"])[None]  # (modes, Np, Np), as ptychodus writes it
+        f["entry_1/data_1/translation"] = h5py.SoftLink("/" + TRANSLATION)

@@ -107,7 +107,9 @@ class Ptychography:
         n_shape = space["x"].shape
         ne = space["w"].shape[0]
         if space["w"].shape[1:] != n_shape:
-            msg = f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}), got {space['w'].shape}"
+            msg = (f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}) like x, got "
+                   f"{space['w'].shape} (declared, or inferred from another term's extent: when the terms cover "
+                   "different extents, declare /variables/x and /variables/w or the attribute object_shape)")
             raise DataError(msg)
         data = td.array("data", ndim=3, dtype_kind="fiu")  # intensities, or a detector's integer counts
         low = td.minimum("data")  # block by block: no data-sized boolean array
@@ -218,15 +220,26 @@ class CxiImporter:
     """``mmip import --ptycho scan.cxi``: a CXI file; sets the object frame and probe for the other importers."""
 
     flag = "ptycho"
-    help = "CXI file (/entry_1/data_1/data, geometry_1/translation, ...)"
+    help = ("CXI file (patterns at /entry_1/data_1/data or instrument_1/detector_1/data, geometry_1/translation, "
+            "probe at source_1/illumination or image_1/data)")
     order = 0  # first: the XRF importer places its maps on this scan's frame
+    #: options of this importer (flags of ``mmip import``)
+    options = {"cxi_positions": {"type": str, "default": None, "choices": ("centre", "corner"),
+                                 "help": "what a CXI translation locates: the probe window's centre (the CXI "
+                                         "convention; default, unless the file declares it) or its top-left pixel"},
+               "product": {"type": str, "default": None, "file": True,
+                           "help": "a ptychodus product (.cxi or .h5) with the positions and probe of the --ptycho "
+                                   "patterns (a diffraction file)"}}
 
     def __call__(self, path, context):
         from .cxi import import_cxi
 
-        term, frame = import_cxi(path, allow_external=context.get("allow_external", False))
+        term, frame = import_cxi(path, allow_external=context.get("allow_external", False),
+                                 reference=context.get("cxi_positions"), product=context.get("product"))
         context.update(frame=frame, probe=term.arrays["probe"])
         context.setdefault("attrs", {}).update(pixel_size_m=frame.pixel_size_m, origin_m=list(frame.origin_m))
+        if context.get("importing", [self.flag]) == [self.flag]:  # ptychography alone: one phase map, w (1, n, n)
+            term.attrs["elements"] = ["phase"]
         return term
 
 
