@@ -5,10 +5,11 @@ slice of the HDF5 file); terms whose modality declares no split are counted once
 objective values, gradients and Gauss-Newton products are summed
 over ranks through pylops-mpi (the adjoint of an ``MPIVStack`` over a ``SCATTER``
 ``DistributedArray``), so every rank holds the same numbers and the solvers run unchanged,
-in lockstep. Regularizers are evaluated once, on rank 0.
+in lockstep. Regularizers are evaluated once, on rank 0. Reading, checking and building each rank's share end in
+one agreement (:func:`agree`): bad input that only one rank reads ends every rank with the same error.
 """
 
-__all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size"]
+__all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size", "agree"]
 
 import os
 
@@ -44,6 +45,60 @@ def get_comm():
         msg = f"MPI runs need mpi4py and pylops-mpi: pip install mpich mpi4py pylops-mpi ({exc})"
         raise ConfigError(msg) from exc
     return MPI.COMM_WORLD
+
+
+def agree(comm, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on every rank, then one agreement (an ``allgather`` of each rank's outcome): where
+    any rank failed, every rank raises the failure of the lowest such rank, with the same class and line (bad input
+    read by one rank only, such as a NaN in its share of the positions, ends every rank with exit 2 instead of
+    leaving the others waiting in a reduction the failed rank never joins).
+
+    Returns
+    -------
+    What ``fn`` returned on this rank.
+
+    Raises
+    ------
+    MultimodalIPError, MemoryError
+        This rank's or another rank's failure (the message names that rank). A bug (any other exception) is
+        re-raised as is on its rank and as a ``RuntimeError`` naming it on the others.
+    """
+    from . import errors
+
+    outcome = None
+    try:
+        value = fn(*args, **kwargs)
+    except (errors.MultimodalIPError, MemoryError) as exc:
+        outcome, mine = (type(exc).__name__, str(exc)), exc
+    except Exception as exc:  # noqa: BLE001 - a bug on one rank must end the others too, not leave them waiting
+        outcome, mine = ("bug", f"{type(exc).__name__}: {exc}"), exc
+    outcomes = comm.allgather(outcome)
+    failed = [(r, o) for r, o in enumerate(outcomes) if o is not None]
+    if not failed:
+        return value
+    rank, (kind, text) = failed[0]
+    if rank == comm.Get_rank() and kind == "bug":
+        raise mine
+    where = f" (MPI rank {rank} of {comm.Get_size()})"
+    if kind == "MemoryError":
+        raise MemoryError(text + where)
+    if kind == "bug":
+        msg = f"MPI rank {rank} of {comm.Get_size()} failed: {text}"
+        raise RuntimeError(msg)
+    cls = getattr(errors, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.MultimodalIPError)):
+        cls = errors.MultimodalIPError
+    raise cls(text + where) from None
+
+
+def _check_ranks(ds, size) -> None:
+    """Every split term has at least one entry of its split axis per rank."""
+    for name, td in ds.terms.items():
+        total = td.attrs.get("split_total")
+        if total is not None and int(total) < size:
+            msg = (f"{ds.source}:/terms/{name}: {int(total)} entries to split over {size} MPI ranks; run with at "
+                   f"most {int(total)} ranks (mpiexec -n {int(total)})")
+            raise ConfigError(msg)
 
 
 class DistributedProblem(JointProblem):
@@ -135,18 +190,26 @@ def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=No
     from .modality import capabilities
     from .plugins import get_registry
 
-    ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external,
-                      precision=dtype)
-    split = {u for td in ds.terms.values()
-             for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
-    bad = [r for r in (refine or ()) if r in split]
-    if bad:
-        msg = f"refining {bad} is not available with MPI (each rank holds only its share of them)"
-        raise ConfigError(msg)
-    local = build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
-                          likelihood=likelihood, coupling=coupling, regularizers=regularizers, chunk_bytes=chunk_bytes,
-                          validation=validation, validation_seed=validation_seed, refine_bounds=refine_bounds)
+
+    def build_local():
+        """This rank's share: read, checked and built (every rank then agrees before any reduction)."""
+        ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external,
+                          precision=dtype)
+        _check_ranks(ds, comm.Get_size())
+        split = {u for td in ds.terms.values()
+                 for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
+        bad = [r for r in (refine or ()) if r in split]
+        if bad:
+            msg = f"refining {bad} is not available with MPI (each rank holds only its share of them)"
+            raise ConfigError(msg)
+        return ds, build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
+                                 likelihood=likelihood, coupling=coupling, regularizers=regularizers,
+                                 chunk_bytes=chunk_bytes, validation=validation, validation_seed=validation_seed,
+                                 refine_bounds=refine_bounds)
+
+    ds, local = agree(comm, build_local)
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)
     problem = DistributedProblem(local, comm, replicated=unsplit)
-    return ds, apply_balance(problem, ds, balance_c, reference, xp=xp) if balance and likelihood == "balanced" \
-        else problem
+    if balance and likelihood == "balanced":  # every rank takes part in the reductions, then agrees on the result
+        problem = agree(comm, apply_balance, problem, ds, balance_c, reference, xp=xp)
+    return ds, problem

@@ -16,10 +16,18 @@ __all__ = [
     "one_line",
 ]
 
+import re
+
+#: characters a terminal acts on (C0/C1 controls, DEL, bidirectional overrides): shown escaped in messages
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 
 def one_line(text) -> str:
-    """``text`` on one line, whitespace runs (newlines of HDF5's or a parser's own messages) as single spaces."""
-    return " ".join(str(text).split())
+    """``text`` on one line, whitespace runs (newlines of HDF5's or a parser's own messages) as single spaces, and
+    characters a terminal would act on (an escape sequence in a file or dataset name) escaped as ``\\x1b``."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                       " ".join(str(text).split()))
+
 
 #: Exit status of every ``mmip`` subcommand (README, "Exit codes").
 EXIT_CODES = {

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, one_line
 from ..losses import Loss
 from ..modality import auto_chunk_size, capabilities, split_length, split_term
 from ..plugins import get_registry
@@ -108,7 +108,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
             options["coupling"] = coupling
         for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], chunk_bytes, mine, options)):
             term = replace(modalities[n].obj.build_term(part, space, xp=xp, **options), part=i)
-            if term.streamed and chunk_bytes:  # a memory target per chunk sizes a streamed term's blocks
+            if chunk_bytes and hasattr(term.operator, "block_for_bytes"):  # a memory target per chunk sizes the
+                # blocks of a streamed term, or of one evaluated a block at a time inside (XRF at scan positions)
                 term.operator.block = term.operator.block_for_bytes(chunk_bytes)
             if validation is not None:
                 term = replace(term, holdout=_holdout(part, modalities[n], term, validation, validation_seed, xp))
@@ -240,10 +241,15 @@ def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None, reg
     if len(names) < 2:
         return problem
     ref = balance_reference(names, dataset, reference, registry)
-    c = float(balance_c if balance_c is not None else dataset.attrs.get("balance_c", 0.01))
-    if not (np.isfinite(c) and c > 0):
-        msg = f"balance_c must be a finite number > 0; got {c!r}"
+    c = balance_c if balance_c is not None else dataset.attrs.get("balance_c", 0.01)
+    if isinstance(c, np.ndarray) and c.shape == ():
+        c = c.item()
+    if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(c) and c > 0):
+        where = "" if balance_c is not None else f"{dataset.source}: root attribute "
+        msg = f"{where}balance_c must be a finite number > 0; got {one_line(repr(c))[:80]}"
         raise ConfigError(msg)
+    c = float(c)
     # the object's gradients only: refined calibration unknowns leave the weights as they are without refinement
     frozen = problem.with_frozen(tuple(problem.calibration)) if problem.calibration else problem
     with np.errstate(all="ignore"):  # a non-finite weight is reported below, in one line, not as numpy warnings
