@@ -14,9 +14,17 @@ def _to_tuple(dims) -> tuple:
 class NonlinearOperator:
     r"""A differentiable map between arrays, with a pylops Jacobian.
 
-    Subclasses implement :meth:`_forward` and :meth:`_jacobian` (and may override
-    :meth:`_linearize` to share work between the two). The public methods
-    validate shape and dtype once, then call the private ones.
+    A subclass implements the map in any one of three ways, each complete:
+
+    * :meth:`_forward` and :meth:`_jacobian`: :meth:`_linearize` calls both;
+    * :meth:`_linearize` alone, returning ``(value, jacobian)`` and sharing work between them: :meth:`_forward`
+      and :meth:`_jacobian` take their part of it (a subclass that evaluates often without the Jacobian adds a
+      cheaper :meth:`_forward`);
+    * all three, each its own.
+
+    The public methods validate shape and dtype once, then call the private ones. A subclass that implements
+    neither :meth:`_linearize` nor :meth:`_forward` (for a value) or :meth:`_jacobian` (for a Jacobian) raises
+    ``NotImplementedError`` naming what to implement.
 
     Parameters
     ----------
@@ -63,15 +71,30 @@ class NonlinearOperator:
         """``(forward(x), jacobian(x))``, sharing intermediate results where the operator can."""
         return self._linearize(self._validate(x))
 
-    # ---- to implement ----------------------------------------------------------
+    # ---- to implement (one of the three ways above) ----------------------------
     def _forward(self, x):
-        raise NotImplementedError
+        if self._implements("_linearize"):
+            return self._linearize(x)[0]
+        raise NotImplementedError(self._missing("_forward"))
 
     def _jacobian(self, x) -> LinearOperator:
-        raise NotImplementedError
+        if self._implements("_linearize"):
+            return self._linearize(x)[1]
+        raise NotImplementedError(self._missing("_jacobian"))
 
     def _linearize(self, x):
+        if not (self._implements("_forward") and self._implements("_jacobian")):
+            missing = " and ".join(m for m in ("_forward", "_jacobian") if not self._implements(m))
+            raise NotImplementedError(self._missing(missing))
         return self._forward(x), self._jacobian(x)
+
+    def _implements(self, method: str) -> bool:
+        """Whether a subclass overrides ``method`` (the base versions derive from one another)."""
+        return getattr(type(self), method) is not getattr(NonlinearOperator, method)
+
+    def _missing(self, what: str) -> str:
+        return (f"{type(self).__name__} ({self.name}) implements no {what}: implement _forward and _jacobian, or "
+                "_linearize returning (value, jacobian)")
 
     # ---- composition -----------------------------------------------------------
     def __matmul__(self, other):

@@ -60,7 +60,18 @@ def check_solver_options(name: str, fn, options: dict) -> None:
 
 
 def get_solver(name: str):
-    """The ``solve`` function registered as ``name`` (built-in or third-party plugin)."""
+    """The ``solve`` function registered as ``name`` (built-in or third-party plugin).
+
+    Parameters
+    ----------
+    name : :obj:`str`
+        The solver's registered name; an unknown one is an :class:`~multimodal_ip.errors.UnknownPluginError`.
+
+    Returns
+    -------
+    callable
+        ``solve(problem, x0, **options) -> Result``.
+    """
     from ..plugins import get_registry
 
     return get_registry().get("solver", name)
@@ -68,7 +79,24 @@ def get_solver(name: str):
 
 def solve(problem, x0, solver: str = "lbfgs", **options) -> Result:
     """Solve ``problem`` from ``x0`` with the solver plugin ``solver``; one argument swaps solvers (BLAS on
-    ``MMIP_BLAS_THREADS`` threads meanwhile, see :func:`~multimodal_ip.backend.solver_threads`)."""
+    ``MMIP_BLAS_THREADS`` threads meanwhile, see ``multimodal_ip.backend.solver_threads``).
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The objective to minimise.
+    x0 : :obj:`numpy.ndarray`
+        The start point, packed by ``problem.space`` (:meth:`~multimodal_ip.VariableSpace.pack`).
+    solver : :obj:`str`, optional
+        A registered solver: ``lbfgs``, ``gauss-newton``, ``admm`` or a plugin's.
+    **options
+        The solver's options (``maxiter``, ``callback``, ...; a solver's ``options`` attribute lists them).
+
+    Returns
+    -------
+    :class:`Result`
+        The solution (packed ``x`` and unpacked ``arrays``), the history and the status.
+    """
     from ..backend import solver_threads
 
     with solver_threads():

@@ -6,7 +6,7 @@ from pyproximal.optimization.cls_primal import ADMM
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from .base import Solver
+from .base import Solver, same_point, stalled
 
 
 class _SmoothProx(ProxOperator):
@@ -18,6 +18,7 @@ class _SmoothProx(ProxOperator):
         super().__init__(None, False)
         self.problem, self.inner, self.inner_iterations = problem, inner, int(inner_iterations)
         self.warm = None
+        self.stall = ""  # why the last inner solve stalled where it started ("" when it did not)
 
     def __call__(self, x):
         return self.problem.value(x)
@@ -30,6 +31,8 @@ class _SmoothProx(ProxOperator):
         x0 = v if self.warm is None else self.warm
         cls = LBFGS if self.inner == "lbfgs" else GaussNewton
         res = cls(prox_problem, maxiter=self.inner_iterations).solve(x0)
+        # an inner solve that stalled without moving: this x-step made no progress (often a wrong gradient)
+        self.stall = res.message if res.status == "stalled" and same_point(res.x, x0) else ""
         self.warm = res.x
         return res.x
 
@@ -109,6 +112,7 @@ class ADMMSolver(Solver):
 
     name = "admm"
     cannot_align = "its splitting variables and duals would not follow a moved iterate; use lbfgs or gauss-newton"
+    progress_state = ("u",)
 
     def __init__(self, problem, tau=None, inner="lbfgs", inner_iterations=5, **kw):
         super().__init__(problem, **kw)
@@ -162,7 +166,15 @@ class ADMMSolver(Solver):
         self.u = self.admm.u
         self.x = self.z
         self.lin = self.problem.linearize(self.x)
+        if self.proxf.stall:
+            return stalled(f"the smooth x-step made no progress: its inner {self.proxf.inner} {self.proxf.stall}")
         return None
+
+    def _no_progress(self):
+        """``z`` and ``u`` unchanged: zero primal and dual residuals, ADMM's own convergence test (the x-step's
+        inner solve did not stall, or :meth:`step` would have said so)."""
+        return (f"fixed point: iteration {self.iteration + 1} changed neither z nor u (at "
+                f"{self._precision().name} precision)")
 
 
 def solve_admm(problem, x0, resume_state=None, **options):

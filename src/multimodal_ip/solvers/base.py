@@ -1,4 +1,5 @@
-__all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled"]
+__all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled", "machine_epsilon",
+           "unresolved", "ROUNDOFF_ULPS", "STEP_ULPS", "same_point"]
 
 import logging
 import time
@@ -49,11 +50,14 @@ class History:
 
 #: Every ``Result.status`` a solver may return, and what it means.
 STATUSES = {
-    "converged": "a stopping test on the gradient or the objective change was met (gtol, ftol, zero gradient)",
+    "converged": "a stopping test on the gradient or the objective change was met (gtol, ftol, zero gradient), "
+                 "or no step changes the iterate and the objective while the model step is below the precision's "
+                 "round-off (see unresolved)",
     "maxiter": "the iteration budget was used up; the last iterate is returned",
     "max_time": "the time budget (max_time_s) was used up; the last iterate is returned",
-    "stalled": "the solver could not make progress (a failed line search, no acceptable damped step): "
-               "not a convergence test, often a wrong gradient or a round-off limit",
+    "stalled": "the solver could not make progress (a failed line search, no acceptable damped step, an "
+               "iteration that changed neither the iterate nor the objective) while its model promised a "
+               "resolvable decrease: not a convergence test, often a wrong gradient",
     "failed": "the objective or gradient is not finite (at the start or during the run)",
     "validation": "the held-out validation loss did not improve for `patience` iterations; the iterate with the "
                   "lowest validation loss is returned (see multimodal_ip.validation)",
@@ -80,11 +84,68 @@ def stalled(message: str) -> Stop:
     return Stop("stalled", message)
 
 
+def same_point(a, b) -> bool:
+    """``a`` and ``b`` hold the same values (a step too short to change an iterate at its precision)."""
+    return a.shape == b.shape and bool(get_array_module(a).array_equal(a, b))
+
+
+#: what a run's precision resolves, in units of its machine epsilon: a predicted decrease below ``ROUNDOFF_ULPS``
+#: ulps of the objective (1.4e-14 relative in float64, 7.6e-6 in float32) cannot be told from round-off
+ROUNDOFF_ULPS = 64
+#: a model step shorter than ``STEP_ULPS`` ulps of the iterate (in norm) hardly changes it at its precision
+STEP_ULPS = 4
+
+
+def machine_epsilon(dtype) -> float:
+    """Machine epsilon of ``dtype`` (of its real part when complex)."""
+    return float(np.finfo(np.ones(1, dtype).real.dtype).eps)
+
+
+def unresolved(decrease: float, step_norm: float, objective: float, x_norm: float, dtype,
+               largest_objective: float = 0.0) -> str:
+    r"""Why a solver's model step at an iterate is below what precision ``dtype`` resolves, or ``""``.
+
+    A solver that finds no step changing the iterate and decreasing the objective has then converged at round-off;
+    otherwise it has stalled (often a wrong gradient: the model promises a decrease the objective does not show).
+    With :math:`\epsilon` = :func:`machine_epsilon` (``dtype``), the step is unresolved when
+
+    * its predicted ``decrease`` is at most ``ROUNDOFF_ULPS`` :math:`\epsilon\,|\Phi|`, or
+    * its length ``step_norm`` is at most ``STEP_ULPS`` :math:`\epsilon\,\|x\|` (``inf``: not tested), or
+    * the objective is at most ``ROUNDOFF_ULPS`` :math:`\epsilon^2` times ``largest_objective``, the largest
+      value of the run: a zero-residual fit ends at the square of its residuals' round-off, where a predicted
+      decrease is as large as the objective itself.
+    """
+    eps = machine_epsilon(dtype)
+    name = np.dtype(np.ones(1, dtype).real.dtype).name
+    if 0 <= decrease <= ROUNDOFF_ULPS * eps * abs(objective):
+        return f"predicted decrease {decrease:.3g} below {name} round-off of the objective {objective:.6g}"
+    if step_norm <= STEP_ULPS * eps * x_norm:
+        return f"model step {step_norm:.3g} below {name} round-off of the iterate (norm {x_norm:.6g})"
+    if abs(objective) <= ROUNDOFF_ULPS * eps**2 * largest_objective:
+        return (f"objective {objective:.3g} at the {name} round-off floor of its largest value in the run "
+                f"({largest_objective:.6g})")
+    return ""
+
+
 @dataclass
 class Result:
     """What a solver returns: the packed solution, the history and why it stopped.
 
-    ``status`` is one of :data:`STATUSES` (``converged``, ``maxiter``, ``max_time``, ``stalled``, ``failed``)."""
+    Parameters
+    ----------
+    x : :obj:`numpy.ndarray`
+        The returned iterate, packed (numpy or cupy).
+    history : :class:`History`
+        One row per iteration.
+    status : :obj:`str`
+        One of :data:`STATUSES` (``converged``, ``maxiter``, ``max_time``, ``stalled``, ``failed``).
+    message : :obj:`str`
+        Why it stopped, in words.
+    arrays : :obj:`dict`, optional
+        ``{variable: array}``: ``x`` unpacked.
+    returned_iteration : :obj:`int`, optional
+        The iteration whose iterate ``x`` is (``None``: the last).
+    """
 
     x: object
     history: History
@@ -156,6 +217,10 @@ class Solver:
     #: empty when it can
     cannot_align = ""
 
+    #: array attributes besides ``x`` whose change is progress (an ADMM dual moves while its iterate rests): an
+    #: iteration that changes none of them, ``x`` nor the objective ends the run (:meth:`_no_progress`)
+    progress_state: tuple[str, ...] = ()
+
     def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None, stopping=None,
                  align=False):
         self.problem = problem
@@ -217,6 +282,36 @@ class Solver:
     def _linearize(self, x):
         return self.problem.linearize(x)
 
+    def _no_progress(self) -> "str | Stop":
+        """How a run ends after an iteration that changed neither the iterate (at its precision), the
+        :attr:`progress_state` nor the objective: the next ones would repeat it. Stalled unless a solver knows
+        better (its own convergence test at such a fixed point)."""
+        return stalled(f"iteration {self.iteration + 1} changed neither the iterate nor the objective (at "
+                       f"{self._precision().name} precision)")
+
+    def _snapshot(self) -> tuple:
+        """What :meth:`_no_progress` compares across an iteration (copies: a step may update in place)."""
+        return (self.lin.objective, self.x.copy(), *(getattr(self, n).copy() for n in self.progress_state))
+
+    def _unchanged(self, before: tuple) -> bool:
+        now = (self.lin.objective, self.x, *(getattr(self, n) for n in self.progress_state))
+        return before[0] == now[0] and all(same_point(a, b) for a, b in zip(before[1:], now[1:]))
+
+    def _precision(self) -> np.dtype:
+        """The dtype the problem evaluates in (a solver's own iterate may be wider: scipy's is float64)."""
+        space = getattr(self.problem, "space", None)
+        return np.dtype(getattr(space, "dtype", None) or self.x.dtype)
+
+    def _unresolved(self, decrease: float, step) -> str:
+        """:func:`unresolved` for the model step ``step`` from ``self.x`` with predicted ``decrease`` (``step``
+        ``None``: the solver has no model step length, only the decrease is tested)."""
+        ncp = get_array_module(self.x)
+        objectives = self.history["objective"]
+        largest = float(np.max(np.abs(objectives[np.isfinite(objectives)]), initial=0.0))
+        step_norm = np.inf if step is None else float(ncp.linalg.norm(step))
+        return unresolved(float(decrease), step_norm, self.lin.objective,
+                          float(ncp.linalg.norm(self.x)), self._precision(), largest)
+
     # ---- loop ------------------------------------------------------------------
     def record(self) -> dict:
         ncp = get_array_module(self.x)
@@ -267,9 +362,12 @@ class Solver:
                 status, message = "failed", f"objective is not finite at iteration {self.iteration}"
                 break
             t0 = time.perf_counter()
+            before = self._snapshot()
             stop = self.step()
             if self.align and not stop:
                 self._align()
+            if not stop and self._unchanged(before):
+                stop = self._no_progress()
             self.iteration += 1
             self.elapsed += time.perf_counter() - t0
             prev = self.history.last()["objective"]

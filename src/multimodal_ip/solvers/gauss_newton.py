@@ -6,9 +6,7 @@ from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
 from .base import Solver, stalled
-
-#: a predicted (or first-order) decrease below this fraction of the objective cannot be resolved in float64
-_ROUNDOFF = 1e-14
+from .base import same_point as _same
 
 
 def _cg(op, b, maxiter, rtol):
@@ -131,14 +129,19 @@ class GaussNewton(Solver):
             return "zero gradient"
         if self.lam is None:  # scale the damping to the curvature along g
             self.lam = self.damping0 * float(ncp.vdot(g, self._hessian(0.0).matvec(g))) / gg
-        for _ in range(self.max_rejections):
+        for attempt in range(self.max_rejections):
             h = self._hessian(self.lam)
             p = _cg(h, -g, self.inner_iterations, self.inner_rtol)
-            x_new = self._project(self.x + p)
+            x_new = self._project(self.x + p).astype(self.x.dtype, copy=False)  # the iterate keeps its precision
             p = x_new - self.x
             pred = -(float(ncp.vdot(g, p)) + 0.5 * float(ncp.vdot(p, self._hessian(0.0).matvec(p))))
-            if 0 <= pred <= _ROUNDOFF * abs(self.lin.objective):
-                return "predicted decrease below round-off of the objective"
+            if attempt == 0:
+                # the least damped step decides convergence at round-off: more damping only shrinks the step and
+                # its predicted decrease, and would pass a wrong gradient's model off as converged
+                why = self._unresolved(pred, p)
+            if _same(x_new, self.x):  # more damping cannot change the iterate either
+                return why or stalled(f"the damped step no longer changes the iterate (at {self._precision().name} "
+                                      f"precision) after {attempt} damping increase(s)")
             lin_new = self.problem.linearize(x_new)
             actual = self.lin.objective - lin_new.objective
             rho = actual / pred if pred > 0 else -1.0
@@ -149,6 +152,8 @@ class GaussNewton(Solver):
             if rho > 1e-4:
                 self.x, self.lin = x_new, lin_new
                 return None
+            if why:  # rejected, and what it promised is below round-off: converged, not worth more damping
+                return why
         return stalled(f"no acceptable step after {self.max_rejections} damping increases")
 
 

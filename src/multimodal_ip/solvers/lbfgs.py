@@ -10,6 +10,7 @@ from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
 from ..hookspecs import hookimpl
 from .base import Result, Solver, stalled
+from .base import same_point as _same
 
 
 class _Cache:
@@ -25,10 +26,6 @@ class _Cache:
         if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
             self.lin = self.problem.linearize(x.copy())
         return self.lin
-
-
-def _same(a, b) -> bool:
-    return a.shape == b.shape and bool(get_array_module(a).array_equal(a, b))
 
 
 def _check_smooth(problem, name, allow_constraints=False):
@@ -63,6 +60,28 @@ def fit_memory(memory: int, vector_bytes: int, budget: int | None = None) -> int
                   f"{vector_bytes / 2**30:.2f} GiB vectors would take {need:.1f} GiB, more than half the memory "
                   f"budget ({budget / 2**30:.1f} GiB; MMIP_MAX_MEMORY)", stacklevel=3)
     return fitted
+
+
+def two_loop(g, s_list, y_list):
+    """The L-BFGS direction :math:`-H g` from the correction pairs (two-loop recursion); without pairs, the unit
+    steepest-descent direction."""
+    ncp = get_array_module(g)
+    q = g.copy()
+    alphas = []
+    for s, y in zip(reversed(s_list), reversed(y_list)):
+        rho = 1.0 / float(ncp.vdot(y, s))
+        a = rho * float(ncp.vdot(s, q))
+        q -= a * y
+        alphas.append((a, rho))
+    if s_list:
+        s, y = s_list[-1], y_list[-1]
+        q *= float(ncp.vdot(s, y)) / float(ncp.vdot(y, y))
+    else:
+        q *= 1.0 / max(float(ncp.linalg.norm(g)), 1e-300)
+    for (s, y), (a, rho) in zip(zip(s_list, y_list), reversed(alphas)):
+        b = rho * float(ncp.vdot(y, q))
+        q += (a - b) * s
+    return -q
 
 
 class LBFGS(Solver):
@@ -107,23 +126,7 @@ class LBFGS(Solver):
         return self.cache(x)
 
     def _direction(self, g):
-        ncp = get_array_module(g)
-        q = g.copy()
-        alphas = []
-        for s, y in zip(reversed(self.s_list), reversed(self.y_list)):
-            rho = 1.0 / float(ncp.vdot(y, s))
-            a = rho * float(ncp.vdot(s, q))
-            q -= a * y
-            alphas.append((a, rho))
-        if self.s_list:
-            s, y = self.s_list[-1], self.y_list[-1]
-            q *= float(ncp.vdot(s, y)) / float(ncp.vdot(y, y))
-        else:
-            q *= 1.0 / max(float(ncp.linalg.norm(g)), 1e-300)
-        for (s, y), (a, rho) in zip(zip(self.s_list, self.y_list), reversed(alphas)):
-            b = rho * float(ncp.vdot(y, q))
-            q += (a - b) * s
-        return -q
+        return two_loop(g, self.s_list, self.y_list)
 
     def step(self):
         ncp = get_array_module(self.x)
@@ -145,15 +148,25 @@ class LBFGS(Solver):
             alpha, *_ = scipy.optimize.line_search(
                 f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
             )
-        if alpha is None or not (np.isfinite(alpha) and np.isfinite(f(self.x + alpha * p))):
-            alpha = self._backtrack(p, g, f)
-        if alpha is None:  # no acceptable step along this direction: stop here, with the memory cleared
+        x_new = self._trial(alpha, p)
+        if x_new is None or not f(x_new) < self.lin.objective:  # no step, one too short to change the iterate, or
+            x_new = self._trial(self._backtrack(p, g, f), p)    # one that left the objective as it was (round-off)
+        decrease, step = -float(ncp.vdot(p, g)), p
+        if x_new is None and not self.s_list:
+            # p is the unit steepest-descent direction, maybe far longer than a small gradient warrants: its model
+            # step needs the curvature, and is tried before giving up
+            decrease, step = self._steepest_model(p, g, decrease)
+            if step is not None:
+                x_new = self._trial(self._backtrack(step, g, f), step)
+        if x_new is None:
+            # no step along p that decreases the objective and changes the iterate (at its precision): converged
+            # when the model step is below round-off, else stalled; the memory is cleared either way
             self.s_list, self.y_list = [], []
-            slope = -float(ncp.vdot(p, g))
-            if 0 < slope <= 1e-14 * abs(self.lin.objective):
-                return "first-order decrease below round-off of the objective"  # a convergence test, not a stall
-            return stalled("line search found no acceptable step")
-        x_new = (self.x + alpha * p).astype(self.x.dtype, copy=False)  # the iterate keeps its precision
+            why = self._unresolved(decrease, step)
+            if why:
+                return why  # a convergence test, not a stall
+            return stalled("line search found no step that decreases the objective and moves the iterate "
+                           f"(at {self._precision().name} precision)")
         lin_new = self.cache(x_new)
         s, y = x_new - self.x, lin_new.gradient - g
         if float(ncp.vdot(s, y)) > 1e-12 * float(ncp.vdot(y, y)):
@@ -164,6 +177,25 @@ class LBFGS(Solver):
                 self.y_list.pop(0)
         self.x, self.lin = x_new, lin_new
         return None
+
+    def _steepest_model(self, p, g, slope) -> tuple:
+        """``(first-order decrease, step)`` of the quadratic model along the unit direction ``p``, its curvature
+        from one gradient difference over a step of sqrt(eps) of the iterate; ``(slope, None)`` (no step length)
+        when that curvature is not positive, as along a wrong gradient."""
+        ncp = get_array_module(p)
+        h = float(np.sqrt(np.finfo(self._precision()).eps)) * max(float(ncp.linalg.norm(self.x)), 1.0)
+        x_h = (self.x + h * p).astype(self.x.dtype, copy=False)
+        curvature = float(ncp.vdot(p, self.cache(x_h).gradient - g)) / h
+        if not (np.isfinite(curvature) and curvature > 0 and slope > 0):
+            return slope, None
+        return slope**2 / curvature, p * (slope / curvature)
+
+    def _trial(self, alpha, p):
+        """``x + alpha p`` in the iterate's precision; ``None`` without a step or when it leaves ``x`` unchanged."""
+        if alpha is None or not np.isfinite(alpha):
+            return None
+        x_new = (self.x + alpha * p).astype(self.x.dtype, copy=False)
+        return None if _same(x_new, self.x) else x_new
 
     def _finite_reach(self, p):
         """``p`` halved until the objective at ``x + p`` is finite (a model such as exp(-mu) may overflow far from
@@ -176,14 +208,20 @@ class LBFGS(Solver):
 
     def _backtrack(self, p, g, f):
         """Armijo backtracking from step 1 (halving, 40 tries) where the Wolfe search failed or left a non-finite
-        point; ``None`` when no step decreases the objective enough."""
+        point or one that did not lower the objective; ``None`` when no step that changes the iterate (at its
+        precision) decreases the objective enough."""
         slope = float(get_array_module(p).vdot(p, g))
         if slope >= 0:  # not a descent direction: no step can satisfy the Armijo condition
             return None
         alpha = 1.0
         for _ in range(40):
-            value = f(self.x + alpha * p)
-            if np.isfinite(value) and value <= self.lin.objective + self.c1 * alpha * slope:
+            trial = (self.x + alpha * p).astype(self.x.dtype, copy=False)
+            if _same(trial, self.x):  # shorter steps no longer change the iterate at its precision
+                return None
+            value = f(trial)
+            # strictly lower: where c1 alpha slope is below the objective's ulp, Armijo alone accepts no decrease
+            if np.isfinite(value) and value <= self.lin.objective + self.c1 * alpha * slope \
+                    and value < self.lin.objective:
                 return alpha
             alpha *= 0.5
         return None
@@ -205,6 +243,7 @@ class ScipyLBFGSB(Solver):
         _check_smooth(problem, self.name, allow_constraints=True)
         self.memory = int(memory)
         self.cache = _Cache(problem)
+        self.pair: tuple | None = None
 
     def _bounds(self):
         space = self.problem.space
@@ -239,7 +278,8 @@ class ScipyLBFGSB(Solver):
         if remaining <= 0:
             return self._result("maxiter", "nothing to do")
         t_start = [time.perf_counter()]
-        early = []
+        early, idle = [], []
+        bounds = self._bounds()
 
         def fun(x):
             lin = self.cache(x)
@@ -248,8 +288,10 @@ class ScipyLBFGSB(Solver):
         def callback(intermediate_result):
             self.elapsed += time.perf_counter() - t_start[0]
             self.iteration += 1
+            before = self.lin
             self.x = intermediate_result.x.copy()
             self.lin = self.cache(self.x)
+            self._remember(before, self.lin)
             row = self.record()
             if self.callback is not None:
                 from .base import SolverState
@@ -261,27 +303,58 @@ class ScipyLBFGSB(Solver):
                 raise StopIteration
             if self.max_time_s is not None and self.elapsed >= self.max_time_s:
                 raise StopIteration
+            if _same(self.lin.point, before.point) and self.lin.objective == before.objective:
+                idle.append(self.iteration)  # the iterate (at the problem's precision) and the objective stayed
+                raise StopIteration
             return row
 
         res = scipy.optimize.minimize(
-            fun, self.x, jac=True, method="L-BFGS-B", bounds=self._bounds(), callback=callback,
+            fun, self.x, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
             options={"maxiter": remaining, "maxcor": self.memory, "gtol": self.gtol,
                      "ftol": self.ftol if self.ftol > 0 else 1e3 * np.finfo(float).eps, "maxfun": 20 * remaining},
         )
+        message = str(res.message)
+        objectives = self.history["objective"]
+        # scipy's relative-reduction test passes on an iteration that left the objective as it was: no progress
+        same_f = res.success and "GRADIENT" not in message.upper() and len(objectives) > 1 \
+            and objectives[-1] == objectives[-2]
+        budget = self.iteration >= self.maxiter or res.status == 1  # 1: iteration or evaluation budget
+        timed = self.max_time_s is not None and self.elapsed >= self.max_time_s
         if early:
             status = "validation"
-            res.message = f"validation loss did not improve for {self.stopping.patience} iterations"
-        elif res.success:
-            status = "converged"
-        elif self.iteration >= self.maxiter or res.status == 1:  # 1: iteration or evaluation budget
-            status = "maxiter"
-        elif self.max_time_s is not None and self.elapsed >= self.max_time_s:
-            status = "max_time"
+            message = f"validation loss did not improve for {self.stopping.patience} iterations"
         elif not np.isfinite(self.lin.objective):
             status = "failed"
-        else:  # ABNORMAL_TERMINATION_IN_LNSRCH and the like: no progress, not convergence
-            status = "stalled"
-        return self._result(status, str(res.message))
+        elif res.success and not same_f:
+            status = "converged"
+        elif idle or same_f or not (budget or timed):  # no progress, or ABNORMAL_TERMINATION_IN_LNSRCH and the like
+            why = self._unresolved(*self._model_step(bounds))
+            what = (f"iteration {self.iteration} changed neither the iterate nor the objective (at "
+                    f"{self._precision().name} precision)" if idle or same_f
+                    else f"line search found no acceptable step (scipy: {message.strip().rstrip(':')})")
+            status, message = ("converged", f"{what}: {why}") if why else ("stalled", what)
+        elif budget:
+            status = "maxiter"
+        else:
+            status = "max_time"
+        return self._result(status, message)
+
+    def _remember(self, before, after) -> None:
+        """Keep the last correction pair (at the problem's precision): enough for a model step at the end."""
+        s, y = after.point - before.point, after.gradient - before.gradient
+        if float(np.vdot(s, y)) > 1e-12 * float(np.vdot(y, y)):
+            self.pair = (s, y)
+
+    def _model_step(self, bounds) -> tuple:
+        """``(predicted first-order decrease, step or None)`` of an L-BFGS step from the last pair, on the gradient
+        projected onto the bounds (zero where a bound blocks descent)."""
+        g = np.array(to_numpy(self.lin.gradient))
+        if bounds is not None:
+            x = np.asarray(to_numpy(self.lin.point), dtype=float)
+            g[((x <= bounds.lb) & (g > 0)) | ((x >= bounds.ub) & (g < 0))] = 0
+        pair = self.pair
+        p = two_loop(g, [pair[0]] if pair else [], [pair[1]] if pair else [])
+        return -float(np.vdot(p, g)), (p if pair else None)
 
 
 def solve_lbfgs(problem, x0, method="auto", resume_state=None, **options) -> Result:
