@@ -151,15 +151,16 @@ def test_wrong_jacobian_ends_stalled_naming_the_term(tmp_path, capsys, monkeypat
 
 def test_stall_is_exit_0_only_when_accepted(tmp_path, monkeypatch, capsys):
     """A stall whose every term passes the Taylor test says so, and --accept-stall makes it exit 0."""
+    from multimodal_ip.cli import reconstruct
     from multimodal_ip.solvers import Result
 
-    real = main.__globals__["_solve_with_progress"]
+    real = reconstruct._solve_with_progress
 
     def stalling(problem, cfg, desc, *a, **k):
         res = real(problem, cfg, desc, *a, **k)
         return Result(res.x, res.history, "stalled", "line search found no acceptable step", res.arrays)
 
-    monkeypatch.setitem(main.__globals__, "_solve_with_progress", stalling)
+    monkeypatch.setattr(reconstruct, "_solve_with_progress", stalling)
     data = tmp_path / "d.h5"
     assert main(["simulate", "phantom", "-o", str(data), "--n", "32", "--probe-size", "16", "--step", "4"]) == 0
     base = ["reconstruct", str(data), "-o", str(tmp_path / "r.h5"), "--iterations", "3"]

@@ -165,18 +165,32 @@ def test_malformed_facility_files_end_cleanly(tmp_path, facility_files, capsys, 
     assert {n: (tmp_path / n).read_bytes() for n in before} == before
 
 
-def _flags():
-    """``(subcommand, flag)`` for every option of every subcommand of the parser."""
+def _subcommands(deferred=False) -> dict:
+    """``{command: its parser}`` for every command, the plugins' included (discovered, not listed); ``deferred``:
+    with the flags the plugins declare (``mmip simulate --n``, the importers' flags) added."""
     from multimodal_ip.cli import build_parser
 
+    parser = build_parser(with_plugins=True)
+    subs = {name: sub for action in parser._subparsers._group_actions for name, sub in action.choices.items()}
+    for sub in subs.values() if deferred else ():
+        sub._add_plugin_flags()
+    return subs
+
+
+def _flags():
+    """``(subcommand, flag)`` for every option of every subcommand of the parser."""
     out = []
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:
-        for name, sub in action.choices.items():
-            for a in sub._actions:
-                if a.option_strings and a.option_strings[-1] not in ("--help", "--output", "--mpi"):
-                    out.append((name, a.option_strings[-1], a.nargs == 0))
+    for name, sub in _subcommands().items():
+        for a in sub._actions:
+            if a.option_strings and a.option_strings[-1] not in ("--help", "--output", "--mpi"):
+                out.append((name, a.option_strings[-1], a.nargs == 0))
     return out
+
+
+#: values that keep a command short, given to every command that takes the flag (unless it is the one fuzzed)
+QUICK = {"--iterations": "1", "--c": "0.1", "--n": "20", "--probe-size": "16", "--step": "4"}
+#: the value of a positional argument, by its name (any other: the data file)
+POSITIONAL = {"case": "phantom"}
 
 
 FLAG_VALUES = st.one_of(st.sampled_from(["0", "-1", "nan", "inf", "1e308", "", "abc", "x=1", "1,2", ":",
@@ -191,16 +205,12 @@ def test_every_flag_of_every_subcommand_ends_cleanly(tmp_path, base, capsys, fla
     command, option, is_switch = flag
     data = tmp_path / "d.h5"
     data.write_bytes(base.read_bytes())
-    positional = {"simulate": ["phantom"], "reconstruct": [str(data)], "compare": [str(data)],
-                  "hessian": [str(data)], "report": [str(data)], "import": [], "plugins": [],
-                  "tune": [str(data)]}[command]
-    quick = ["--iterations", "1"] if command in ("reconstruct", "compare", "hessian", "tune") \
-        and option != "--iterations" else []
-    quick += ["--c", "0.1"] if command == "tune" and option != "--c" else []
-    extra = ["--n", "20", "--probe-size", "16", "--step", "4"] if command == "simulate" and option not in (
-        "--n", "--probe-size", "--step") else []
-    out = [] if command == "plugins" else ["-o", str(tmp_path / "out")]
-    argv = [command, *positional, *out, *quick, *extra, option, *([] if is_switch else [value])]
+    sub = _subcommands(deferred=True)[command]
+    flags = {a.option_strings[-1] for a in sub._actions if a.option_strings}
+    positional = [POSITIONAL.get(a.dest, str(data)) for a in sub._actions if not a.option_strings]
+    quick = [x for k, v in QUICK.items() if k in flags and k != option for x in (k, v)]
+    out = ["-o", str(tmp_path / "out")] if "--output" in flags else []
+    argv = [command, *positional, *out, *quick, option, *([] if is_switch else [value])]
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse: a value of the wrong type

@@ -214,7 +214,7 @@ def test_interrupted_and_resumed_gives_the_uninterrupted_result(smooth_file, tmp
         if where == "refit":
             def interrupted(*a, **k):
                 raise KeyboardInterrupt
-            m.setattr(cli, "_refit", interrupted)
+            m.setattr(cli.reconstruct, "_refit", interrupted)
         else:
             _interrupt_after_checkpoints(m, 2)
         assert main(["reconstruct", str(smooth_file), "-o", str(out), *flags]) == 130

@@ -112,3 +112,18 @@ def mmip_register_simulations(register: RegisterFn) -> None:
 
     .. versionadded:: 0.1
     """
+
+
+@hookspec
+def mmip_register_commands(register: RegisterFn) -> None:
+    """Register commands of ``mmip``: ``register(name, command)`` adds ``mmip <name>``, with ``command`` a
+    :class:`multimodal_ip.cli.Command` (or any object with its attributes): ``help`` (one line), ``add_arguments(
+    parser)``, ``run(args) -> int`` (the exit code; bad input raises a
+    :class:`~multimodal_ip.errors.MultimodalIPError`: one line, exit 2) and optional ``folder_files`` (``-o`` is a
+    folder holding these files, each checked before any work). The plugins load only when a command that is not
+    built in is named; a name of a built-in command is refused (``mmip plugins`` says why).
+
+    :param register: callback ``register(name, command)``.
+
+    .. versionadded:: 0.2
+    """

@@ -42,6 +42,7 @@ KINDS = {
     "importer": "mmip_register_importers",
     "simulation": "mmip_register_simulations",
     "report": "mmip_register_reports",
+    "command": "mmip_register_commands",
 }
 
 
@@ -65,7 +66,17 @@ class Registry:
 
     A name claimed by two plugins is refused for both (the report names both distributions; block one with
     ``MMIP_DISABLE_PLUGINS``). A modality that does not satisfy the contract
-    (:func:`~multimodal_ip.modality.check_modality_contract`) is listed with the reason and not used.
+    (:func:`~multimodal_ip.modality.check_modality_contract`) is listed with the reason and not used. A script
+    gets the process-wide one from :func:`get_registry`.
+
+    Parameters
+    ----------
+    pm : :class:`pluggy.PluginManager`
+        The plugin manager with every plugin loaded (:func:`build_plugin_manager`).
+    report : :obj:`list` of :class:`PluginInfo`
+        The load report so far (plugins that failed to import).
+    dists : :obj:`dict`, optional
+        ``{plugin: (distribution, version)}``, to name who registered what.
     """
 
     def __init__(self, pm: pluggy.PluginManager, report: list, dists: dict | None = None):
@@ -115,7 +126,21 @@ class Registry:
                 self.report.append(PluginInfo(kind, name, dist, version, "error", why))
 
     def get(self, kind: str, name: str):
-        """The object registered as ``name`` of ``kind``; a clear error listing the alternatives otherwise."""
+        """The object registered as ``name`` of ``kind``; a clear error listing the alternatives otherwise.
+
+        Parameters
+        ----------
+        kind : :obj:`str`
+            One of :data:`KINDS`: ``modality``, ``solver``, ``regularizer``, ``importer``, ...
+        name : :obj:`str`
+            The registered name, e.g. ``ptychography`` or ``lbfgs``.
+
+        Returns
+        -------
+        :obj:`object`
+            What the plugin registered; an unknown or refused name is an
+            :class:`~multimodal_ip.errors.UnknownPluginError` listing the installed ones.
+        """
         try:
             return self.items[kind][name][0]
         except KeyError:
@@ -126,9 +151,11 @@ class Registry:
             raise UnknownPluginError(msg) from None
 
     def names(self, kind: str) -> list:
+        """The registered names of ``kind``, sorted."""
         return sorted(self.items[kind])
 
     def rows(self) -> list:
+        """The load report (:class:`PluginInfo`), sorted by kind and name: the table of ``mmip plugins``."""
         return sorted(self.report, key=lambda r: (r.kind, r.name))
 
     @property

@@ -1,4 +1,5 @@
-"""Registers the paper's simulated cases for ``mmip simulate`` and its error column for ``mmip compare``."""
+"""Registers the paper's simulated cases for ``mmip simulate``, its error column for ``mmip compare`` and its
+``mmip hessian`` study."""
 
 from multimodal_ip import hookimpl
 
@@ -47,3 +48,10 @@ def mmip_register_simulations(register):
 @hookimpl
 def mmip_register_reports(register):
     register("paper", PaperReport())
+
+
+@hookimpl
+def mmip_register_commands(register):
+    from .commands import HESSIAN
+
+    register("hessian", HESSIAN)

@@ -1,0 +1,49 @@
+"""``mmip hessian``: the paper's Hessian study (eigenvalue spectra and loss landscapes at the true point), a command
+added through ``mmip_register_commands``."""
+
+__all__ = ["HESSIAN"]
+
+from multimodal_ip.cli import Command
+
+
+def add_arguments(s) -> None:
+    from multimodal_ip.cli.common import add_run_flags
+
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    add_run_flags(s)
+    s.add_argument("--dense-max", type=int, default=9000, help="largest size for a dense Hessian")
+    s.add_argument("--k", type=int, default=40, help="eigenvalues at each end with Lanczos (large problems)")
+    s.add_argument("--grid", type=int, default=21, help="landscape grid points per axis")
+
+
+def run(args) -> int:
+    from multimodal_ip.atomic import staged_folder
+    from multimodal_ip.cli.common import build, check_folder
+    from multimodal_ip.config import run_config
+    from multimodal_ip.errors import ConfigError
+    from multimodal_ip.hessian import hessian_study
+    from multimodal_ip.io.problem_builder import balance_reference
+
+    cfg = run_config(args)
+    check_folder(args, [args.data, args.config])
+    for k in ("dense_max", "k", "grid"):
+        if getattr(args, k) < 1:
+            msg = f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}"
+            raise ConfigError(msg)
+    if cfg["refine"]:
+        msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
+        raise ConfigError(msg)
+    ds, joint = build(args.data, cfg, allow_external=args.allow_external_links)
+    reference = balance_reference(joint.term_names, ds, cfg["balance_reference"]) if len(joint.term_names) > 1 \
+        else joint.term_names[0]
+    with staged_folder(args.output, [args.data, args.config]) as stage:  # never through a link already there
+        summary = hessian_study(ds, joint, stage, dense_max=args.dense_max, k=args.k, grid=args.grid,
+                                reference=reference)
+    print(summary.replace(f"wrote {stage}/", f"wrote {args.output}/"))
+    return 0
+
+
+#: ``mmip hessian DATA -o FOLDER``: the run flags, ``--dense-max``, ``--k``, ``--grid``
+HESSIAN = Command(help="Hessian eigenvalues and loss landscapes at the true point", add_arguments=add_arguments,
+                  run=run, folder_files=("eigenvalues.png", "landscapes.png", "hessian.json"))

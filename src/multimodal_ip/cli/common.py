@@ -1,0 +1,271 @@
+"""What the commands of ``mmip`` share: building a problem from a run configuration, solving it with a progress
+bar, refitting, exit statuses, output folders, the flags of a run, and the warnings held until a command's work
+starts. A plugin's command may use :func:`add_run_flags`, :func:`build` and :func:`check_folder`."""
+
+__all__ = ["add_run_flags", "build", "check_folder", "refine_after"]
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..config import validation_settings
+from ..errors import ConfigError, exit_code
+
+
+def _xp(backend):
+    if backend == "numpy":
+        return np
+    try:
+        import cupy
+
+        cupy.zeros(1)
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable GPU
+        msg = f"backend 'cupy' is not available here ({type(exc).__name__}: {exc}); use --backend numpy"
+        raise ConfigError(msg) from None
+    return cupy
+
+
+def _progress(total, initial, desc):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=initial, desc=desc, unit="it", file=sys.stderr, leave=False,
+                disable=None)  # None: tqdm hides itself when stderr is not a terminal
+
+
+def refine_after(cfg) -> int:
+    """Iterations before the calibration unknowns move: the run's setting, else a third of the iterations."""
+    return cfg["refine_after"] if cfg["refine_after"] is not None else cfg["iterations"] // 3
+
+
+class _HeldWarnings:
+    """The warning lines of the running command, held until its work starts (:meth:`release`, called once the
+    inputs are read and checked): a command refused for bad input prints its one error line alone."""
+
+    def __init__(self):
+        self.lines: list | None = None  # None: shown as they come
+
+    def show(self, line: str) -> None:
+        if self.lines is None:
+            print(line, file=sys.stderr)
+        else:
+            self.lines.append(line)
+
+    def release(self) -> None:
+        lines, self.lines = self.lines, None
+        for line in lines or ():
+            print(line, file=sys.stderr)
+
+
+_HELD = _HeldWarnings()
+
+
+def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True):
+    from ..solvers import solve_staged
+
+    bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc) if show else None
+
+    def callback(state):
+        if bar is not None:
+            row = state.history.last()
+            bar.set_postfix({k.removeprefix("objective_"): f"{v:.3g}" for k, v in row.items()
+                             if k.startswith("objective_")}, refresh=False)
+            bar.update(1)
+        if on_iteration is not None:
+            on_iteration(state)
+
+    from ..solvers import check_solver_options, get_solver
+
+    opts = dict(cfg["solver_options"])
+    check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
+    _, _, rule, patience, min_delta = validation_settings(cfg)
+    if rule == "validation":
+        from ..validation import StopOnValidation
+
+        opts["stopping"] = StopOnValidation(patience, min_delta)
+    if resume_state is None:
+        _check_start(problem, desc)
+    _HELD.release()  # the inputs are read and checked: the run's warnings now, before its progress
+    try:
+        return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
+                            refine_after=refine_after(cfg), callback=callback, resume_state=resume_state, **opts)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _refit_config(cfg, best_iteration) -> dict:
+    """The run configuration of a refit: ``cfg`` on all the data (no stopping rule, nothing held out) for the
+    iteration count a held-out run chose, with the calibration refined after as many iterations as in that run."""
+    out = dict(cfg, iterations=max(int(best_iteration), 1), stopping={})
+    if cfg["refine"]:
+        out["refine_after"] = refine_after(cfg)
+    return out
+
+
+def _refit(problem, cfg, best_iteration, desc="refit", show=True):
+    """Refit on all the data (``problem``, built without a holdout) to the iteration a run on held-out data chose
+    (``mmip reconstruct --stop validation`` and ``mmip tune --refit``): ``(refit configuration, result, seconds)``."""
+    import time
+
+    refit_cfg = _refit_config(cfg, best_iteration)
+    t0 = time.perf_counter()
+    res = _solve_with_progress(problem, refit_cfg, desc, show=show)
+    return refit_cfg, res, time.perf_counter() - t0
+
+
+def _chunk_bytes(text):
+    from ..safety import parse_size
+
+    return None if text is None else parse_size(text, allow_zero=True)
+
+
+def _regularizers(specs) -> list:
+    """Regularizer objects from run-file/flag specs ``{"name", "variables", "strength"?, other keyword options}``."""
+    import inspect
+
+    from ..plugins import get_registry
+
+    out = []
+    for spec in specs:
+        cls = get_registry().get("regularizer", spec["name"])
+        kwargs = {k: v for k, v in spec.items() if k not in ("name", "variables", "strength")}
+        if "strength" in spec:
+            kwargs["weight"] = spec["strength"]
+        known = set(inspect.signature(cls).parameters) - {"variables", "name"}
+        bad = sorted(set(kwargs) - known)
+        if bad:
+            shown = ["strength" if b == "weight" else b for b in bad]
+            msg = f"regularizer {spec['name']!r} takes no setting {shown}; it takes: {', '.join(sorted(known))}"
+            raise ConfigError(msg)
+        out.append(cls(tuple(spec["variables"]), **kwargs))
+    return out
+
+
+def _check_start(problem, desc) -> None:
+    """Refuse, before iterating, a start point where a term's objective or the gradient is not finite."""
+    with np.errstate(all="ignore"):
+        lin = problem.linearize(problem.start())  # objectives and gradient in one evaluation
+    bad = {k: v for k, v in lin.objectives.items() if not np.isfinite(v)}
+    if not bad and not bool(problem.xp.all(problem.xp.isfinite(lin.gradient))):
+        bad = {"gradient": "non-finite entries"}
+    if bad:
+        shown = ", ".join(f"{k}: {v}" for k, v in bad.items())
+        msg = (f"{desc}: the objective is not finite at the start point ({shown}); check the data, weights and "
+               "likelihood settings (e.g. photons_per_unit, balance_c)")
+        raise ConfigError(msg)
+
+
+def _build_options(cfg) -> dict:
+    """The keyword options of ``build_problem`` a run configuration gives."""
+    options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
+               "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
+               "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
+               "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]), "refine_bounds": cfg["refine_bound"],
+               "regularizers": _regularizers(cfg["regularizers"])}
+    options["validation"], options["validation_seed"] = validation_settings(cfg)[:2]
+    return options
+
+
+def build(args_data, cfg, terms=None, comm=None, allow_external=False):
+    from ..io import build_problem, load_dataset
+
+    terms = terms if terms is not None else cfg["terms"]
+    options = _build_options(cfg)
+    if comm is not None:  # each rank reads only its share of the split data
+        from ..distributed import build_distributed_problem
+
+        return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, **options)
+    ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"])
+    return ds, build_problem(ds, **options)
+
+
+def _final_status(args, problem, res, label="") -> int:
+    """The exit code of a solve; for a stall, the last line names a term whose gradient fails a Taylor test."""
+    code = exit_code(res.status, getattr(args, "accept_stall", False))
+    if res.status == "stalled":
+        from ..diagnose import check_term_gradients
+
+        bad = {k: v for k, v in check_term_gradients(problem, res.x).items() if v}
+        why = ("; ".join(f"term {k!r} fails the gradient Taylor test ({v.split(': ', 1)[-1]})" for k, v in bad.items())
+               if bad else "every term's gradient passes the Taylor test (likely a round-off limit: the iterate is "
+                           "usable; --accept-stall exits 0)")
+        print(f"mmip {args.command}: {label}stalled: {res.message}; {why}", file=sys.stderr)
+    elif res.status == "failed":
+        print(f"mmip {args.command}: {label}failed: {res.message}", file=sys.stderr)
+    return code
+
+
+def _report_sections(arrays, start, truth, outdir, problems=None) -> tuple[list, dict]:
+    """Markdown for what the report plugins add (tables printed too, figures written under ``outdir``)."""
+    from ..report import markdown_table, plugin_reports
+
+    extras = plugin_reports(arrays, start, truth, outdir, problems=problems)
+    lines = []
+    for title, header, rows in extras["tables"]:
+        table = markdown_table(header, rows)
+        print(table)
+        lines += [f"## {title}", "", table, ""]
+    for title, name in extras["figures"]:
+        lines += [f"![{title}]({name})", ""]
+    return lines, extras
+
+
+def check_folder(args, inputs) -> None:
+    """The output folder ``args.output`` and every file the command writes there (its
+    :attr:`~multimodal_ip.cli.command.Command.folder_files`, set as ``args.folder_files`` by the parser) are no
+    input, at any spelling."""
+    from ..safety import check_outputs
+
+    check_outputs([args.output], inputs, folder=True)
+    check_outputs([Path(args.output) / n for n in args.folder_files], inputs)
+
+
+def add_run_flags(s) -> None:
+    """The flags of a run (``mmip reconstruct``, ``compare``, ``tune``; a plugin's command may add them too): solver,
+    terms, iterations, regularizers, refinement, likelihood, stopping rule, ... (read by
+    :func:`~multimodal_ip.config.run_config`)."""
+    s.add_argument("--solver")
+    s.add_argument("--terms", help="comma-separated data terms (default: all)")
+    s.add_argument("--iterations", type=int)
+    s.add_argument("--config", help="TOML run file (keys mirror the flags)")
+    s.add_argument("--backend", choices=("numpy", "cupy"))
+    s.add_argument("--dtype", choices=("float32", "float64"))
+    s.add_argument("--balance-c", dest="balance_c", type=float)
+    s.add_argument("--balance-reference", dest="balance_reference", metavar="TERM",
+                   help="term kept at weight 1 by the balancing (default: the modality whose role is 'reference')")
+    s.add_argument("--regularizer", dest="regularizer", action="append", metavar="NAME:STRENGTH:VARS",
+                   help="add a regularizer, e.g. tv:1e-6:x,w or nonnegative::w (repeatable; run file: "
+                        "regularizers = [{name='tv', strength=1e-6, variables=['x','w']}])")
+    s.add_argument("--solver-option", action="append", metavar="KEY=VALUE")
+    s.add_argument("--refine",
+                   help="calibration unknowns refined with the object, comma-separated (names the modalities "
+                        "offer; see docs/plugins.md)")
+    s.add_argument("--refine-bound", dest="refine_bound", action="append", metavar="NAME=DISTANCE",
+                   help="keep every entry of a refined unknown within DISTANCE of its start, e.g. positions=1.5 "
+                        "(pixels; repeatable; run file: [refine_bound] table); L-BFGS then runs scipy's L-BFGS-B")
+    s.add_argument("--refine-after", dest="refine_after", type=int,
+                   help="iterations with the calibration fixed before it is refined (default: a third)")
+    s.add_argument("--likelihood", choices=("balanced", "poisson"),
+                   help="balanced: the paper's losses and weights (default); poisson: photon-count likelihoods, "
+                        "weights from photons_per_unit (no beta)")
+    s.add_argument("--coupling",
+                   help="option 'coupling' of every term whose modality takes it (see docs/plugins.md)")
+    s.add_argument("--chunk-memory", dest="chunk_memory", metavar="SIZE",
+                   help="memory for one part of a split term (e.g. a run of scan positions) evaluated at a "
+                        "time: 256M, 1G; 0 never splits (default: a quarter of the memory budget)")
+    s.add_argument("--stop", choices=("iterations", "validation"),
+                   help="iterations: run them all (default); validation: hold out a share of every term's data, "
+                        "stop when its loss has not improved for --patience iterations, return the best iterate "
+                        "(run file: [stopping] rule, patience, fraction, seed)")
+    s.add_argument("--patience", type=int, help="iterations without a better validation loss before stopping (10)")
+    s.add_argument("--validation-fraction", dest="validation_fraction", type=float,
+                   help="share of every term's measured values held out (default 0.1 with --stop validation; "
+                        "given alone, the validation loss is recorded without stopping)")
+    s.add_argument("--validation-seed", dest="validation_seed", type=int, help="which values are held out (0)")
+    s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
+                   help="exit 0 when the solver stalls (no acceptable step) instead of 3")
+    s.add_argument("--allow-external-links", dest="allow_external_links", action="store_true",
+                   help="follow HDF5 external links and virtual datasets of the data file (trusted layouts only)")

@@ -1,0 +1,85 @@
+"""``mmip compare``: the joint reconstruction against each modality alone; error table, figures and a report in
+the output folder."""
+
+__all__ = ["COMMAND"]
+
+import json
+
+import numpy as np
+
+from ..config import run_config
+from .command import Command
+from .common import _final_status, _report_sections, _solve_with_progress, add_run_flags, build, check_folder
+
+
+def add_arguments(s) -> None:
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    add_run_flags(s)
+
+
+def _error_rows(results, truth, objects, extras) -> tuple[list, list]:
+    """The error table's header and rows, with the columns the report plugins add before the last (time) one."""
+    from ..report import error_table
+
+    header, rows = error_table(results, truth, objects)
+    extra_cols = sorted({c for cols in extras["columns"].values() for c in cols})
+    header = header[:-1] + extra_cols + header[-1:]
+    rows = [r[:-1] + [extras["columns"].get(r[0], {}).get(c, np.nan) for c in extra_cols] + r[-1:] for r in rows]
+    return header, rows
+
+
+def _json_key(h: str) -> str:
+    """A column of the error table as a key of ``errors.json`` (``time (s)`` -> ``time_s``)."""
+    return h.replace(" (s)", "_s").replace(" ", "_").replace("(", "").replace(")", "")
+
+
+def _write(outdir, args, cfg, ds, joint, methods, results) -> list:
+    """Table, figures, ``report.md`` and ``errors.json`` into ``outdir``; the names of the files written."""
+    from ..backend import to_numpy
+    from ..report import markdown_table, plot_histories, plot_reconstructions
+
+    objects = [n for n in joint.space.names if n not in joint.calibration]
+    truth = {k: v for k, v in ds.truth.items() if k in joint.space} or None
+    arrays = {k: {n: to_numpy(a) for n, a in r.arrays.items()} for k, r in results.items()}
+    start = {k: to_numpy(v) for k, v in joint.calibration.items()}
+    extras_lines, extras = _report_sections(arrays, start, ds.truth or None, outdir, problems=methods)
+    header, rows = _error_rows(results, truth, objects, extras)
+    fmt = [[r[0]] + [f"{v:.4f}" for v in r[1:-1]] + [f"{r[-1]:.1f}"] for r in rows]
+    table = markdown_table(header, fmt)
+    print(table)
+    plot_histories({k: r.history for k, r in results.items()}, outdir / "convergence.png")
+    maps = plot_reconstructions(arrays, truth, outdir / "reconstructions.png", objects)
+    report = [f"# mmip compare: {args.data}", "",
+              f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
+              "![convergence](convergence.png)", ""]
+    report += ["![reconstructions](reconstructions.png)", ""] if maps else []
+    report += extras_lines
+    (outdir / "report.md").write_text("\n".join(report))
+    with open(outdir / "errors.json", "w") as fh:
+        json.dump({r[0]: {_json_key(h): v for h, v in zip(header[1:], r[1:])} for r in rows}, fh, indent=2)
+    return ["report.md", "convergence.png", *(["reconstructions.png"] if maps else []),
+            *(n for _, n in extras["figures"]), "errors.json"]
+
+
+def run(args) -> int:
+    from ..atomic import staged_folder
+
+    cfg = run_config(args)
+    check_folder(args, [args.data, args.config])
+    ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
+    methods = {"joint": joint}
+    for t in joint.term_names:
+        methods[f"{t} alone"] = joint.alone(t)
+    results = {}
+    for name, problem in methods.items():
+        results[name] = _solve_with_progress(problem, cfg, name)
+    with staged_folder(args.output, [args.data, args.config]) as outdir:  # never through a link already there
+        written = _write(outdir, args, cfg, ds, joint, methods, results)
+    print(f"wrote {args.output}/" + ", ".join(written))
+    codes = [_final_status(args, methods[k], r, label=f"{k}: ") for k, r in results.items()]
+    return max(codes)
+
+
+COMMAND = Command(help="joint versus each modality alone: error table, figures, report", add_arguments=add_arguments,
+                  run=run, folder_files=("report.md", "errors.json", "convergence.png", "reconstructions.png"))

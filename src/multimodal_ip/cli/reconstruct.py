@@ -1,0 +1,180 @@
+"""``mmip reconstruct``: one run on a dataset (checkpoints, ``--resume``, MPI, ``--stop validation`` and its refit);
+writes a result file."""
+
+__all__ = ["COMMAND"]
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from ..config import run_config
+from ..errors import ConfigError, MultimodalIPError
+from ..errors import one_line as _one_line
+from .command import Command
+from .common import _build_options, _final_status, _refit, _solve_with_progress, add_run_flags, build
+
+#: the settings a checkpoint must share with the run that resumes it
+_RESUME_KEYS = ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine", "refine_after",
+                "likelihood", "coupling", "stopping", "refine_bound")
+
+
+def add_arguments(s) -> None:
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    add_run_flags(s)
+    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    s.add_argument("--resume", action="store_true", help="continue from <output>.ckpt.h5")
+    s.add_argument("--no-refit", dest="no_refit", action="store_true",
+                   help="with --stop validation, return the held-out run's best iterate (fitted without the "
+                        "held-out values) instead of refitting on all the data to its iteration (run file: "
+                        "[stopping] refit = false)")
+    s.add_argument("--mpi", action="store_true",
+                   help="split the data over MPI ranks (automatic under mpiexec with more than one rank)")
+
+
+def _resume_state(args, cfg, ckpt, problem, fingerprint):
+    """The solver state of ``ckpt`` for ``--resume``: refused when missing, made from another input, of another
+    size or with other settings."""
+    from ..io.results import load_checkpoint
+
+    if not ckpt.exists():
+        msg = f"--resume: no checkpoint {ckpt} (was the run started with this -o?)"
+        raise ConfigError(msg)
+    resume_state, saved = load_checkpoint(ckpt)
+    if saved.get("fingerprint") != fingerprint:
+        msg = f"--resume: {ckpt} was made from another input than {args.data} (fingerprints differ); start anew"
+        raise ConfigError(msg)
+    if resume_state["arrays"]["x"].shape != (problem.space.size,):
+        msg = (f"--resume: {ckpt} holds x of shape {resume_state['arrays']['x'].shape}, the problem has "
+               f"{problem.space.size} unknowns")
+        raise ConfigError(msg)
+    for k in _RESUME_KEYS:
+        mine, theirs = cfg.get(k), saved.get(k)
+        if k == "stopping":  # the checkpoint is of the held-out run, the same with or without a refit after it
+            mine, theirs = ({n: v for n, v in (d or {}).items() if n != "refit"} for d in (mine, theirs))
+        if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
+            msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
+            raise ConfigError(msg)
+    return resume_state
+
+
+def _checkpointer(ckpt, cfg, fingerprint, lead):
+    """The per-iteration callback writing a checkpoint every ``checkpoint_every`` iterations (on the lead rank); a
+    write that fails warns once and the run goes on."""
+    from ..io.results import save_checkpoint
+    from ..safety import deferred_interrupts
+
+    every = max(int(cfg["checkpoint_every"]), 0)
+    failed_writes: list[int] = []
+
+    def on_iteration(state):
+        if lead and every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
+            try:
+                with deferred_interrupts():
+                    save_checkpoint(ckpt, state.solver.state_dict(), cfg, fingerprint)
+            except MultimodalIPError as exc:  # a full disk must not end a long run: warn once, go on
+                if not failed_writes:
+                    print(f"mmip reconstruct: warning: checkpoint not written ({_one_line(exc)}); the run goes on",
+                          file=sys.stderr)
+                failed_writes.append(state.iteration)
+
+    return on_iteration
+
+
+def _refit_all(args, cfg, ds, comm, held, lead):
+    """The refit on all the data after a held-out run: ``(problem, result, record)``. The whole data come from the
+    dataset already read (each MPI rank rereads its share); no checkpoints are written during the refit: the held-out
+    run's last one stays until the result is written, and ``--resume`` replays from it and refits again."""
+    if comm is None:
+        from ..io import build_problem
+
+        problem = build_problem(ds, **_build_options(dict(cfg, stopping={})))
+    else:
+        ds, problem = build(args.data, dict(cfg, stopping={}), comm=comm, allow_external=args.allow_external_links)
+    refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead)
+    return problem, res, _refit_record(held, refit_cfg, res, wall)
+
+
+def _summary(out, res, held, meta) -> str:
+    """The line printed once the result is written."""
+    last = res.history.last()
+    kept = res.returned_row()
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in kept.items() if k.startswith(("objective", "error", "validation")))
+    which = "" if res.returned_iteration is None else f"; iterate {res.returned_iteration} returned (best validation)"
+    if held is not None:
+        run = meta["validation_run"]
+        which = (f"; refit on all the data to iteration {held.returned_iteration}, the best validation of the "
+                 f"held-out run ({run['status']} after {run['iterations']} iterations, {run['wall_s']:.1f} s)")
+    return (f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s){which}; "
+            f"{summary}")
+
+
+def run(args) -> int:
+    from ..backend import to_numpy
+    from ..distributed import get_comm, mpi_world_size
+    from ..io import save_result
+    from ..safety import check_outputs, deferred_interrupts, file_fingerprint, regular_input
+
+    cfg = run_config(args)
+    refit = _refit_setting(args, cfg)
+    regular_input(args.data, "data file")
+    check_outputs([args.output], [args.data, args.config])
+    out = Path(args.output)
+    ckpt = out.with_name(out.name + ".ckpt.h5")
+    check_outputs([ckpt], [args.data, args.config])
+    comm = get_comm() if args.mpi or mpi_world_size() > 1 else None
+    lead = comm is None or comm.Get_rank() == 0
+    ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
+    every = max(int(cfg["checkpoint_every"]), 0)
+    fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
+    resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint) if args.resume else None
+    on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead)
+    res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead)
+    meta = {"returned_iteration": res.returned_iteration}
+    held = None
+    if refit and res.returned_iteration is not None and res.status != "failed":
+        held, problem = res, None  # the held-out problem's memory is freed before the whole data are built
+        problem, res, meta = _refit_all(args, cfg, ds, comm, held, lead)
+    if not lead:
+        return 0
+    arrays = {k: to_numpy(v) for k, v in res.arrays.items()}
+    ranks = 1 if comm is None else comm.Get_size()
+    extra = {f"start_{k}": to_numpy(v) for k, v in problem.calibration.items()}
+    if held is not None:  # the held-out run's history beside the refit's
+        extra.update({f"validation_run/history/{k}": v for k, v in held.history.as_arrays().items()})
+    with deferred_interrupts():
+        save_result(out, arrays, res.history, dict(cfg, data=str(args.data), mpi_ranks=ranks, **meta), res.status,
+                    res.message, extra=extra)
+        if ckpt.is_file():
+            ckpt.unlink()
+    print(_summary(out, res, held, meta))
+    return _final_status(args, problem, res, label="refit: " if held is not None else "")
+
+
+
+def _refit_setting(args, cfg) -> bool:
+    """Whether ``--stop validation`` refits on all the data (default; ``--no-refit`` or ``[stopping] refit = false``
+    keep the held-out fit); records ``--no-refit`` in ``cfg``."""
+    if getattr(args, "no_refit", False):
+        cfg["stopping"] = dict(cfg["stopping"] or {}, refit=False)
+    spec = cfg["stopping"] or {}
+    if spec.get("rule", "iterations") != "validation":
+        if "refit" in spec:
+            warnings.warn("--no-refit / [stopping] refit does nothing without --stop validation", stacklevel=2)
+        return False
+    return bool(spec.get("refit", True))
+
+
+def _refit_record(held, refit_cfg, res, wall) -> dict:
+    """What a result file records of a held-out run and the refit after it (its ``config``)."""
+    return {"returned_iteration": None,
+            "validation_run": {"status": held.status, "message": held.message,
+                               "returned_iteration": held.returned_iteration,
+                               "iterations": int(held.history.last()["iteration"]),
+                               "wall_s": float(held.history.last()["time_s"])},
+            "refit": {"iterations": refit_cfg["iterations"], "refine_after": refit_cfg["refine_after"],
+                      "status": res.status, "wall_s": wall}}
+
+
+COMMAND = Command(help="reconstruct a dataset; writes a result file", add_arguments=add_arguments, run=run)

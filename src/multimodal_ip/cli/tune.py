@@ -1,0 +1,211 @@
+"""``mmip tune``: choose the balance constant, likelihood and regularizer strengths by held-out validation; a
+table, a figure and the chosen run files in the output folder."""
+
+__all__ = ["COMMAND"]
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..config import run_config, validation_settings
+from ..errors import ConfigError
+from .command import Command
+from .common import (
+    _HELD,
+    _build_options,
+    _refit,
+    _refit_config,
+    _regularizers,
+    add_run_flags,
+    check_folder,
+    refine_after,
+)
+
+
+def add_arguments(s) -> None:
+    s.add_argument("data")
+    s.add_argument("-o", "--output", required=True)
+    add_run_flags(s)
+    s.add_argument("--c", default="0.001,0.003,0.01,0.03,0.1,0.3,1",
+                   help="balance constants to try (balanced likelihood), comma-separated")
+    s.add_argument("--likelihoods", default="balanced", help="comma-separated: balanced, poisson")
+    s.add_argument("--strength", action="append", metavar="INDEX:v1,v2,...",
+                   help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
+    s.add_argument("--budget", type=float, help="stop trying settings after this many seconds")
+    s.add_argument("--tolerance", type=float, default=0.0,
+                   help="scores within this fraction of the best count as equal; among them the balanced likelihood "
+                        "and the smallest c are chosen (default 0: the lowest score; docs/validation.md compares)")
+    s.add_argument("--refit", action="store_true",
+                   help="also run chosen.toml (the chosen setting on all the data for its best iteration count): "
+                        "refit.h5")
+
+
+def _number_list(text, what, positive=True) -> list:
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in values):
+        msg = f"{what} takes comma-separated finite numbers {'> 0' if positive else '>= 0'}; got {text!r}"
+        raise ConfigError(msg)
+    return _distinct(values, what)
+
+
+def _distinct(values, what) -> list:
+    """``values`` without repeats (in their order), with a warning naming the repeats: each setting runs once."""
+    out = list(dict.fromkeys(values))
+    if len(out) < len(values):
+        repeats = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+        warnings.warn(f"{what}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in repeats)} "
+                      "given more than once; each setting is tried once", UserWarning, stacklevel=2)
+    return out
+
+
+def run(args) -> int:
+    """Search balance c, likelihood and regularizer strengths by held-out validation; table, figure, run file."""
+    from ..atomic import staged_folder
+    from ..backend import to_numpy
+    from ..io import build_problem, load_dataset
+    from ..io.problem_builder import LIKELIHOODS
+    from ..solvers import check_solver_options, get_solver, solve_staged
+    from ..tune import choose, settings_grid, tune
+    from ..validation import DEFAULT_FRACTION
+
+    cfg = run_config(args)
+    check_folder(args, [args.data, args.config])
+    fraction, seed, _, patience, _ = validation_settings(cfg)
+    fraction = fraction if fraction is not None else DEFAULT_FRACTION
+    if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
+        msg = f"--tolerance must be in [0, 1); got {args.tolerance}"
+        raise ConfigError(msg)
+    likelihoods = _distinct([v.strip() for v in args.likelihoods.split(",") if v.strip()], "--likelihoods")
+    bad = [v for v in likelihoods if v not in LIKELIHOODS]
+    if bad or not likelihoods:
+        msg = f"--likelihoods takes a comma-separated subset of {', '.join(LIKELIHOODS)}; got {args.likelihoods!r}"
+        raise ConfigError(msg)
+    grids: dict = {}
+    for item in args.strength or []:
+        index, _, values = item.partition(":")
+        if not index.strip().isdigit() or int(index) >= len(cfg["regularizers"]):
+            msg = (f"--strength {item!r}: expected INDEX:v1,v2,... with INDEX the position (0, 1, ...) of a "
+                   f"--regularizer among the {len(cfg['regularizers'])} given")
+            raise ConfigError(msg)
+        grids[int(index)] = _number_list(values, f"--strength {index}", positive=False)
+    grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids)
+    opts = dict(cfg["solver_options"])
+    check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
+    ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"])
+    names = [spec["name"] for spec in cfg["regularizers"]]
+    common = _build_options(cfg)
+
+    def setting_cfg(setting):
+        """The run configuration of one setting (its c, likelihood and regularizer strengths)."""
+        specs = [dict(spec) for spec in cfg["regularizers"]]
+        for i, v in setting.strengths:
+            specs[i]["strength"] = v
+        return dict(cfg, balance_c=setting.balance_c, likelihood=setting.likelihood, regularizers=specs)
+
+    def build(setting, validation, vseed, score=False):
+        if score:  # default losses, unit weights, no regularizer: only the held-out values matter
+            return build_problem(ds, balance=False, **dict(common, likelihood="balanced", regularizers=(),
+                                                             validation=validation, validation_seed=vseed))
+        own = setting_cfg(setting)
+        return build_problem(ds, **dict(common, balance_c=own["balance_c"], likelihood=own["likelihood"],
+                                        regularizers=_regularizers(own["regularizers"]), validation=validation,
+                                        validation_seed=vseed))
+
+    def solve(problem, x0, stop):
+        return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
+                            refine_after=refine_after(cfg), stopping=stop, **opts)
+
+    def progress(trial):
+        print(f"{trial.setting.label(names)}: score {trial.score:.4f} at iteration {trial.best_iteration} "
+              f"({trial.status}, {trial.wall_s:.1f} s)" + ("" if np.isnan(trial.error) else
+                                                            f", true error {trial.error:.4f}"), flush=True)
+
+    _HELD.release()
+    trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget)
+    best = choose(trials, args.tolerance)
+    outdir = Path(args.output)
+    chosen = setting_cfg(best.setting)
+    with staged_folder(outdir, [args.data, args.config]) as stage:  # never through a link already there
+        _write_tune(stage, trials, best, names, chosen, fraction, seed, patience, ds, shown=outdir)
+    if args.refit:  # what chosen.toml runs: all the data, the chosen iteration count
+        problem = build(best.setting, None, seed)
+        refit_cfg, res, _ = _refit(problem, chosen, best.best_iteration, show=False)
+        err = problem.relative_errors(res.x).get("total", np.nan)
+        print(f"refit on all the data, {refit_cfg['iterations']} iterations: {res.status}"
+              + ("" if np.isnan(err) else f", true error {err:.4f} (tuned fit: {best.error:.4f})"))
+        from ..io import save_result
+
+        save_result(outdir / "refit.h5", {k: to_numpy(v) for k, v in res.arrays.items()}, res.history,
+                    dict(refit_cfg, data=str(args.data)), res.status, res.message)
+    return 0
+
+
+def _write_run_file(path, cfg, stopping) -> None:
+    """A TOML run file of the chosen settings (``mmip reconstruct --config``): every run key of ``cfg`` (solver and
+    term options, refinement, coupling, regularizers, ...) and the ``[stopping]`` table ``stopping``."""
+    from ..config import to_toml
+
+    Path(path).write_text(to_toml(dict(cfg, stopping=stopping)))
+
+
+def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds, shown=None) -> None:
+    from ..report import markdown_table
+
+    truth = bool(ds.truth)
+    header = ["setting", "score", *(f"held-out {t}" for t in best.per_term), "best iteration", "status", "time (s)"] \
+        + (["true error"] if truth else [])
+    rows = [[("**" if t is best else "") + t.setting.label(names) + ("**" if t is best else ""), f"{t.score:.4f}",
+             *(f"{t.per_term[k]:.4f}" for k in best.per_term), str(t.best_iteration), t.status, f"{t.wall_s:.1f}"]
+            + ([f"{t.error:.4f}"] if truth else []) for t in trials]
+    table = markdown_table(header, rows)
+    # the default: all the data, as many iterations as the validation chose (measured better than the held-out fit
+    # itself on every case of docs/validation.md); the held-out fit as chosen_validation.toml
+    _write_run_file(outdir / "chosen.toml", _refit_config(chosen, best.best_iteration), {})
+    _write_run_file(outdir / "chosen_validation.toml", chosen, {"rule": "validation", "patience": patience,
+                                                                "fraction": fraction, "seed": seed, "refit": False})
+    text = (f"# mmip tune\n\nscore: sum over terms of the held-out loss at the best-validation iterate over that of "
+            f"the flat start (default losses; lower is better); {fraction:g} of every term held out (seed {seed}), "
+            f"patience {patience}.\n\n{table}\n\nchosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} "
+            "iterations on all the data -> chosen.toml (the held-out fit itself: chosen_validation.toml)\n")
+    (outdir / "table.md").write_text(text)
+    print(table)
+    print(f"chosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations; wrote "
+          f"{shown or outdir}/table.md, tune.png, chosen.toml, chosen_validation.toml")
+    _plot(outdir / "tune.png", trials, names, truth)
+
+
+def _plot(path, trials, names, truth) -> None:
+    """The score (and the true error, where the dataset has a truth) against balance c: ``tune.png``."""
+    from ..report import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    balanced = [t for t in trials if t.setting.likelihood == "balanced" and t.setting.balance_c is not None]
+    groups: dict = {}
+    for t in balanced:
+        groups.setdefault(t.setting.strengths, []).append(t)
+    for strengths, ts in groups.items():
+        label = "balanced" + "".join(f", {names[i]}={v:g}" for i, v in strengths)
+        ax.semilogx([t.setting.balance_c for t in ts], [t.score for t in ts], "o-", label=f"score: {label}")
+        if truth:
+            ax.semilogx([t.setting.balance_c for t in ts], [t.error for t in ts], "s--", label=f"true error: {label}")
+    for t in trials:
+        if t.setting.likelihood != "balanced":
+            ax.axhline(t.score, color="C3", lw=1, label=f"score: {t.setting.label(names)}")
+            if truth:
+                ax.axhline(t.error, color="C3", lw=1, ls="--", label=f"true error: {t.setting.label(names)}")
+    ax.set_xlabel("balance c")
+    ax.set_ylabel("validation score / true error")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+COMMAND = Command(help="choose balance c, likelihood and strengths by held-out validation", add_arguments=add_arguments,
+                  run=run, folder_files=("table.md", "tune.png", "chosen.toml", "chosen_validation.toml", "refit.h5"))
