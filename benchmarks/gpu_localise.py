@@ -25,8 +25,10 @@ def _rel(a, b) -> float:
 
 def _primitives(xp, to_host):
     """(name, backend result, numpy result) of each primitive on the same random input."""
+    from mmip_scanprobe.scatter import scatter_patches_
+
     from multimodal_ip import backend as B
-    from multimodal_ip.kernels import amplitude_misfit_, scatter_patches_
+    from multimodal_ip.kernels import amplitude_misfit_
     from multimodal_ip.losses import Amplitude
 
     def dev(a):  # a fresh backend copy: numpy's asarray would alias, and the overwriting primitives change it

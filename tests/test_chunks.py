@@ -58,14 +58,16 @@ def test_auto_chunk_size_keeps_the_paper_cases_whole_and_splits_large_scans(tiny
     assert build_problem(tiny_dataset).parts["ptychography"] == 1  # streamed: never split
 
 
-def test_a_sparse_xrf_scan_is_chunked_by_its_windows(tiny_dataset):
-    """XRF measured at the scan positions (gathered windows): its temporaries grow with the positions."""
+def test_a_sparse_xrf_scan_is_blocked_by_its_windows(tiny_dataset):
+    """XRF measured at the scan positions (gathered windows): one part, its blocks of positions sized by the memory
+    target (their temporaries do not grow with the scan; tests/plugins/test_fluorescence_streamed.py)."""
     from mmip_paper import simulate
 
     ds = simulate("phantom", seed=1, noise=0.03, n=48, probe_size=16, step=8, xrf_grid="scan")
     whole = build_problem(ds, chunk_bytes=0)
-    chunked = build_problem(ds, chunk_bytes=5 * 16 * 16 * 16)  # 5 windows of 16 x 16 a part
-    assert chunked.parts["fluorescence"] == 5
+    chunked = build_problem(ds, chunk_bytes=5 * 16 * 16 * 16)  # about 5 windows of 16 x 16 a block
+    term = chunked.terms[chunked.term_names.index("fluorescence")]
+    assert chunked.parts["fluorescence"] == 1 and 1 <= term.operator.block <= 5
     v = whole.start() + 0.05 * np.random.default_rng(4).standard_normal(whole.space.size)
     _compare(whole, chunked, v)
 

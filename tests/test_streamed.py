@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from mmip_ptychography import FarField, ptychography_operator, raster_positions
 from mmip_scanprobe import ComplexCoupling
+from mmip_scanprobe.scatter import scatter_patches_
 
 from multimodal_ip import DataTerm, JointProblem, Variable, VariableSpace
-from multimodal_ip.kernels import amplitude_misfit_, scatter_patches_, use_numba
+from multimodal_ip.kernels import amplitude_misfit_, use_numba
 from multimodal_ip.losses import Amplitude, LeastSquares, Poisson
 from multimodal_ip.operators import Exp, Linear, Streamed, StreamedAfter, compose
 from multimodal_ip.testing import check_adjoint, check_gradient

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from mmip_paper import simulate
+from mmip_ptychography import best_phase_error
 
 from multimodal_ip.io import build_problem
-from multimodal_ip.report import best_phase_error, markdown_table
+from multimodal_ip.report import markdown_table
 from multimodal_ip.solvers import solve_staged
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])

@@ -21,9 +21,10 @@ A second table scores the same returned iterates against the error of z = x + i 
 # Imports and command line.
 import numpy as np
 import validation_cases
+from mmip_ptychography import best_phase_error
 
 from multimodal_ip.io import build_problem
-from multimodal_ip.report import best_phase_error, markdown_table
+from multimodal_ip.report import markdown_table
 from multimodal_ip.solvers import solve_staged
 from multimodal_ip.validation import StopOnValidation
 

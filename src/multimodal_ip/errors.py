@@ -62,7 +62,7 @@ class DtypeError(MultimodalIPError, TypeError):
 
 
 class UnknownVariableError(MultimodalIPError, KeyError):
-    """A variable name is not part of the :class:`VariableSpace`."""
+    """A variable name is not part of the :class:`~multimodal_ip.VariableSpace`."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""

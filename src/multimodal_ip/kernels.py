@@ -5,7 +5,7 @@ numba is optional (``pip install multimodal_ip[fast]``): without it, or with ``M
 run as in-place numpy with identical results to rounding. Measured gains are in docs/performance.md.
 """
 
-__all__ = ["use_numba", "amplitude_misfit_", "scatter_patches_"]
+__all__ = ["use_numba", "amplitude_misfit_", "FASTMATH"]
 
 import os
 from typing import Any
@@ -28,11 +28,11 @@ def use_numba(a=None) -> bool:
 
 #: numba's fast-math flags without "no NaN / no inf": reductions may be reordered and vectorised (4x faster than
 #: strict IEEE here), while a non-finite prediction still gives a non-finite objective the solvers stop on
-_FASTMATH = {"arcp", "contract", "afn", "reassoc", "nsz"}
+FASTMATH = {"arcp", "contract", "afn", "reassoc", "nsz"}
 
 if numba is not None:  # pragma: no cover - compiled code is not traced by coverage
 
-    @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+    @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
     def _amplitude_nb(y, d, scale):
         total = 0.0
         zero = d[0] - d[0]
@@ -44,16 +44,6 @@ if numba is not None:  # pragma: no cover - compiled code is not traced by cover
             total += r * r
             y[i] = z * (scale * r / a) if a > 0 else 0
         return total
-
-    @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-    def _scatter_nb(acc, back, probe_conj, rows, cols):
-        wr, wc = probe_conj.shape
-        for k in range(rows.size):
-            r, c = rows[k], cols[k]
-            for i in range(wr):
-                line, b, p = acc[r + i], back[k, i], probe_conj[i]
-                for j in range(wc):
-                    line[c + j] += b[j] * p[j]
 
 
 def amplitude_misfit_(y, d, scale: float) -> float:
@@ -77,33 +67,16 @@ def amplitude_misfit_(y, d, scale: float) -> float:
     return total
 
 
-def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
-    """``acc[rows[k]:+Np, cols[k]:+Np] += back[k] * probe_conj`` for every k of a block (``probe_conj`` ``None``:
-    ``back[k]`` alone; ``back`` may be overwritten). ``rows``, ``cols``: host integer arrays. numba: one compiled
-    pass; numpy without numba: one slice-add per position (overlapping windows rule out one fancy-indexed add, and
-    ``np.add.at`` is several times slower); cupy: one ``scatter_add`` per block."""
-    if not isinstance(acc, np.ndarray):  # cupy: one scatter per block (the whole-scan index is never built)
-        from .backend import add_at
-
-        ncp = _xp(acc)
-        if probe_conj is not None:
-            back *= probe_conj
-        wr, wc = back.shape[-2:]
-        prow = ncp.asarray(rows)[:, None, None] + ncp.arange(wr)[None, :, None]
-        pcol = ncp.asarray(cols)[:, None, None] + ncp.arange(wc)[None, None, :]
-        add_at(acc.reshape(-1), (prow * acc.shape[1] + pcol).ravel(), back.ravel())  # acc is C-contiguous
-        return
-    if probe_conj is not None and use_numba(acc) and acc.flags.c_contiguous and back.flags.c_contiguous:
-        _scatter_nb(acc, back, probe_conj, rows, cols)
-        return
-    if probe_conj is not None:
-        back *= probe_conj
-    wr, wc = back.shape[-2:]
-    for k in range(len(rows)):
-        acc[rows[k] : rows[k] + wr, cols[k] : cols[k] + wc] += back[k]
-
-
 def _xp(a):
     from .backend import get_array_module
 
     return get_array_module(a)
+
+
+def __getattr__(name):
+    if name == "scatter_patches_":  # moved with the scan-probe physics (the core never imports a plugin)
+        msg = ("multimodal_ip.kernels.scatter_patches_ moved to the scan-probe plugin: "
+               "from mmip_scanprobe.scatter import scatter_patches_ (pip install mmip-scanprobe)")
+        raise ImportError(msg)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

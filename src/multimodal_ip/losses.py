@@ -14,9 +14,15 @@ from .errors import ConfigError
 
 
 class Loss:
-    """Base class: ``value(y, d)``, ``gradient(y, d)`` and ``value_and_gradient(y, d)``.
+    r"""Base class: ``value(y, d)``, ``gradient(y, d)`` and ``value_and_gradient(y, d)``.
 
-    ``scale`` multiplies value and gradient (e.g. ``1/J`` to average over J measurements).
+    A subclass implements :meth:`value_and_gradient` (and :meth:`elementwise` when it is a sum over measured
+    values, for held-out validation; :meth:`curvature_sqrt` when its Gauss-Newton curvature is not :math:`s\,I`).
+
+    Parameters
+    ----------
+    scale : :obj:`float`, optional
+        :math:`s`, multiplies value and gradient (e.g. ``1/J`` to average over J measurements).
     """
 
     #: name used in configuration files and the CLI
@@ -26,12 +32,15 @@ class Loss:
         self.scale = float(scale)
 
     def value(self, y, d) -> float:
+        """The loss of the prediction ``y`` against the data ``d`` (arrays of the same shape)."""
         return self.value_and_gradient(y, d)[0]
 
     def gradient(self, y, d):
+        """The gradient in ``y`` (for the real inner product), shaped like ``y``."""
         return self.value_and_gradient(y, d)[1]
 
     def value_and_gradient(self, y, d):
+        """``(value, gradient)`` in one evaluation: what a subclass implements."""
         raise NotImplementedError
 
     def value_and_gradient_(self, y, d):
@@ -47,7 +56,7 @@ class Loss:
 
     def elementwise(self, y, d):
         """``(values, gradient)``: the loss of every measured value (an array shaped like ``d``, summing to
-        :meth:`value`) and the gradient. Needed for held-out validation; a loss that is not a sum over the
+        :meth:`Loss.value`) and the gradient. Needed for held-out validation; a loss that is not a sum over the
         measured values cannot hold values out."""
         msg = f"{type(self).__name__} is not a sum over measured values: it cannot hold values out for validation"
         raise NotImplementedError(msg)
@@ -68,7 +77,13 @@ class Loss:
 
 
 class LeastSquares(Loss):
-    r""":math:`L = \tfrac{s}{2}\|y - d\|^2`, :math:`\nabla L = s(y - d)`."""
+    r""":math:`L = \tfrac{s}{2}\|y - d\|^2`, :math:`\nabla L = s(y - d)`.
+
+    Parameters
+    ----------
+    scale : :obj:`float`, optional
+        :math:`s`, multiplies value and gradient (e.g. ``1/J`` to average over J measurements).
+    """
 
     name = "least-squares"
 
@@ -99,6 +114,11 @@ class Amplitude(Loss):
 
     :math:`\nabla L = s(|y| - \sqrt d)\, y/|y|` (0 where :math:`y = 0`). ``y`` may be the
     complex exit wave (its modulus is taken here) or a non-negative amplitude.
+
+    Parameters
+    ----------
+    scale : :obj:`float`, optional
+        :math:`s`, multiplies value and gradient (e.g. ``1/J`` to average over J measurements).
     """
 
     name = "amplitude"
@@ -170,6 +190,8 @@ class Poisson(Loss):
         prediction is an amplitude/exit wave and :math:`\mu = |y|^2`.
     eps : :obj:`float`, optional
         Floor that keeps :math:`\log` finite where the model is dark.
+    scale : :obj:`float`, optional
+        :math:`s`, multiplies value and gradient.
 
     Notes
     -----
@@ -258,7 +280,20 @@ LOSSES = {cls.name: cls for cls in (LeastSquares, Amplitude, Poisson)}
 
 
 def get_loss(name: str, **kwargs) -> Loss:
-    """Build a loss by name (``least-squares``, ``amplitude``, ``poisson``)."""
+    """Build a loss by name.
+
+    Parameters
+    ----------
+    name : :obj:`str`
+        ``least-squares``, ``amplitude`` or ``poisson`` (the keys of :data:`LOSSES`).
+    **kwargs
+        The loss's own parameters (``scale``; ``photons_per_unit``, ``intensity``, ``eps`` for ``poisson``).
+
+    Returns
+    -------
+    :class:`Loss`
+        The loss; an unknown name is a :class:`~multimodal_ip.errors.ConfigError` listing the known ones.
+    """
     try:
         return LOSSES[name](**kwargs)
     except KeyError:

@@ -5,7 +5,7 @@ A modality is any object registered through ``mmip_register_modalities``. Two me
 ``build_term(td, space, *, xp=None, **options) -> DataTerm``
     The data term of one ``/terms/<name>`` group (:class:`~multimodal_ip.io.TermData`) over the problem's
     :class:`~multimodal_ip.VariableSpace`. ``xp`` is the array module (numpy or cupy); ``options`` are only
-    those the modality lists in :attr:`Modality.options` (plus ``dtype``).
+    those the modality lists in ``options`` (plus ``dtype``).
 ``conformance_cases(rng) -> iterable of (case_name, operator, x)``
     Small operators and points for the adjoint and Taylor tests of the conformance kit.
 
@@ -48,10 +48,10 @@ attribute / method         default                      meaning
 ``example_term(rng)``      ``None``                     ``(TermData, [Variable, ...])``: a small term the kit
                                                         builds through ``build_term`` and splits (required by the
                                                         conformance kit, not by the core)
-``validation_mask(td,      each value held out with     bool array shaped like the group's ``data``: the values
-fraction, seed)``          probability ``fraction``,    held out for validation (``--stop validation``, ``mmip
-                           keyed by the global split    tune``); override it when neighbouring values must stay
-                           index                        together
+``validation_mask(...)``   each value held out with     ``validation_mask(td, fraction, seed)``: bool array shaped
+                           probability ``fraction``,    like the group's ``data``, the values held out for
+                           keyed by the global split    validation (``--stop validation``, ``mmip tune``);
+                           index                        override it when neighbouring values must stay together
 =========================  ===========================  ==========================================================
 
 ``photon_weighted`` in ``options`` declares a photon-count likelihood (``--likelihood poisson``).
@@ -93,9 +93,39 @@ class Modality(Protocol):
     """
 
     def build_term(self, td: "TermData", space: "VariableSpace", *, xp: "ModuleType | None" = None,
-                   **options: Any) -> "DataTerm": ...
+                   **options: Any) -> "DataTerm":
+        """The data term of one ``/terms/<name>`` group.
 
-    def conformance_cases(self, rng: np.random.Generator) -> "Iterable[tuple[str, NonlinearOperator, np.ndarray]]": ...
+        Parameters
+        ----------
+        td : :class:`~multimodal_ip.io.TermData`
+            The group's arrays and attributes (a part of them when the term is split).
+        space : :class:`~multimodal_ip.VariableSpace`
+            The problem's variables; the term reads some of them (its ``inputs``).
+        xp : module, optional
+            The array module (numpy or cupy) the term computes with; ``None``: numpy.
+        **options
+            ``dtype`` and only the options the modality lists in ``options`` (run files, flags).
+
+        Returns
+        -------
+        :class:`~multimodal_ip.DataTerm`
+        """
+
+    def conformance_cases(self, rng: np.random.Generator) -> "Iterable[tuple[str, NonlinearOperator, np.ndarray]]":
+        """Small operators and points for the adjoint and Taylor tests of the conformance kit.
+
+        Parameters
+        ----------
+        rng : :obj:`numpy.random.Generator`
+            Draws the points.
+
+        Returns
+        -------
+        iterable of :obj:`tuple`
+            ``(case_name, operator, x)``: a :class:`~multimodal_ip.operators.NonlinearOperator` and a point in its
+            domain.
+        """
 
 
 @dataclass(frozen=True)
@@ -158,7 +188,18 @@ def _strings(value, what) -> tuple:
 
 
 def check_modality_contract(obj) -> ModalityInfo:
-    """The :class:`ModalityInfo` of ``obj``, or :class:`~multimodal_ip.errors.PluginLoadError` saying what is wrong."""
+    """The :class:`ModalityInfo` of ``obj``, or :class:`~multimodal_ip.errors.PluginLoadError` saying what is wrong.
+
+    Parameters
+    ----------
+    obj : :class:`Modality`
+        What a plugin registered as a modality.
+
+    Returns
+    -------
+    :class:`ModalityInfo`
+        Its capabilities, defaults filled in and types checked.
+    """
     for method in ("build_term", "conformance_cases"):
         if not callable(getattr(obj, method, None)):
             msg = f"{type(obj).__name__} has no method {method}() (required by the modality contract)"
@@ -189,13 +230,38 @@ def check_modality_contract(obj) -> ModalityInfo:
 
 
 def capabilities(obj) -> ModalityInfo:
-    """The capabilities of a registered modality (see the table in the module docstring)."""
+    """The capabilities of a registered modality (see the table in the module docstring).
+
+    Parameters
+    ----------
+    obj : :class:`Modality` or :class:`ModalityInfo`
+        A registered modality (checked by :func:`check_modality_contract`), or its capabilities already.
+
+    Returns
+    -------
+    :class:`ModalityInfo`
+    """
     return obj if isinstance(obj, ModalityInfo) else check_modality_contract(obj)
 
 
 def split_length(where: str, shapes: dict, axes: dict) -> int | None:
-    """The common length of the split axis over the datasets ``axes`` names (``shapes``: ``{dataset: shape}``);
-    ``None`` when the term declares no split. A disagreement is a :class:`DataError` naming the datasets."""
+    """The common length of the split axis over the datasets ``axes`` names.
+
+    Parameters
+    ----------
+    where : :obj:`str`
+        The term, as error messages name it (``file:/terms/<name>``).
+    shapes : :obj:`dict`
+        ``{dataset: shape}`` of the term's datasets.
+    axes : :obj:`dict`
+        ``{dataset: axis}``: the modality's ``split_axes``.
+
+    Returns
+    -------
+    :obj:`int` or ``None``
+        The length; ``None`` when the term declares no split. A disagreement is a
+        :class:`~multimodal_ip.errors.DataError` naming the datasets.
+    """
     lengths = {k: shapes[k][a] for k, a in axes.items() if k in shapes and a < len(shapes[k])}
     bad = [k for k, a in axes.items() if k in shapes and a >= len(shapes[k])]
     if bad:
@@ -211,7 +277,22 @@ def split_length(where: str, shapes: dict, axes: dict) -> int | None:
 
 def split_term(td, axes: dict, part: int, parts: int):
     """Part ``part`` of ``parts`` of an in-memory term: contiguous slices along each declared axis, the attribute
-    ``split_total`` set to the whole length (the same slicing a file read for an MPI rank does)."""
+    ``split_total`` set to the whole length (the same slicing a file read for an MPI rank does).
+
+    Parameters
+    ----------
+    td : :class:`~multimodal_ip.io.TermData`
+        The term (or already a part of one: its ``split_total`` and ``split_offset`` carry over).
+    axes : :obj:`dict`
+        ``{dataset: axis}``: the modality's ``split_axes``.
+    part, parts : :obj:`int`
+        Which part, of how many (``0 <= part < parts``).
+
+    Returns
+    -------
+    :class:`~multimodal_ip.io.TermData`
+        The part, with ``split_total`` and ``split_offset`` set; ``td`` itself when it declares no split.
+    """
     from dataclasses import replace
 
     shapes = {k: np.shape(a) for k, a in td.arrays.items()}
@@ -244,9 +325,27 @@ BUDGET_FRACTION = 0.25
 
 def auto_chunk_size(td, axes: dict, budget: int | None = None, target: int | None = None,
                     per_index: float | None = None) -> int | None:
-    """Split indices per chunk so that one chunk's temporaries stay under ``target`` bytes (default
-    :data:`BUDGET_FRACTION` of the memory budget); ``per_index``: the modality's bytes of temporaries per split
-    index (default :data:`TEMPORARY_FACTOR` x its split data). ``None`` when the term is not split."""
+    """Split indices per chunk so that one chunk's temporaries stay under ``target`` bytes.
+
+    Parameters
+    ----------
+    td : :class:`~multimodal_ip.io.TermData`
+        The term.
+    axes : :obj:`dict`
+        ``{dataset: axis}``: the modality's ``split_axes``.
+    budget : :obj:`int`, optional
+        The memory budget in bytes; default from ``MMIP_MAX_MEMORY`` or the available memory.
+    target : :obj:`int`, optional
+        Bytes one chunk's temporaries may take; default :data:`BUDGET_FRACTION` of ``budget``.
+    per_index : :obj:`float`, optional
+        The modality's bytes of temporaries per split index (its ``temporaries(td)``); default
+        :data:`TEMPORARY_FACTOR` x its split data. 0: never chunked.
+
+    Returns
+    -------
+    :obj:`int` or ``None``
+        Split indices per chunk, at least 1; ``None`` when the term is not split.
+    """
     total = split_length(td.where(), {k: np.shape(a) for k, a in td.arrays.items()}, axes)
     if not total or per_index == 0:
         return None

@@ -1,7 +1,7 @@
 __all__ = ["DataTerm", "Invariance", "JointProblem", "Linearization", "balanced_weights"]
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ class Invariance:
         by the group parameter ``t``; returns the changed variables only; ``t = 0`` changes nothing.
     max_step : :obj:`float`
         Largest ``|t|`` the first alignment may take (a trust region in the group's own unit). The solvers double
-        it after a move that reached it, up to :data:`ALIGN_GROWTH` times, and halve it back otherwise.
+        it after a move that reached it, up to ``ALIGN_GROWTH`` times, and halve it back otherwise.
     name : :obj:`str`, optional
         A label for messages (e.g. the conformance kit's, when the term's objective does change along it); the
         history column of the moves is named by the term, ``align_<term>``.
@@ -211,33 +211,106 @@ class _Restriction(LinearOperator):
             start += n
 
 
-@dataclass
+@dataclass(frozen=True)
 class Linearization:
-    """Everything a solver needs at one point: values, gradient, and a lazy Gauss-Newton operator."""
+    r"""Everything a solver needs at one point: values, gradient, and a lazy Gauss-Newton operator.
+
+    Frozen: a changed objective is a new linearization, made by a combinator (:meth:`with_proximity`,
+    :meth:`reduced`) that composes around this one (SCICO ``FunctionalSum``), never by assignment.
+
+    Parameters
+    ----------
+    objective : :obj:`float`
+        The objective at ``point`` (the sum of ``objectives``).
+    objectives : :obj:`dict`
+        Weighted value of each data term and regularizer (and added term, e.g. ``proximity``), by name.
+    gradient : array
+        The packed gradient at ``point``.
+    point : array
+        The packed point.
+    extra_damping : :obj:`float`, optional
+        Added to every damping of :meth:`gauss_newton`: a proximity term :math:`\|x - v\|^2 / (2\tau)` contributes
+        :math:`1/\tau` (:meth:`with_proximity`).
+    reduce : callable, optional
+        Applied to every Gauss-Newton product before damping (the MPI sum over ranks, :meth:`reduced`).
+    validation : :obj:`dict`, optional
+        Weighted held-out loss of each term with a holdout, by name (empty when validation is off).
+    """
 
     objective: float
     objectives: dict
-    gradient: object
-    point: object
+    gradient: Any
+    point: Any
     _problem: "JointProblem"
-    #: per-term linearizations for the Jacobian, computed on first use (a gradient-only solver never holds them)
-    _parts: list | None
-    #: added to every damping: a proximity term ``||x - v||^2 / (2 tau)`` contributes ``1 / tau``
+    #: per-term linearizations for the Jacobian, computed on first use (a gradient-only solver never holds them);
+    #: shared by the linearizations composed around this one (same problem, same point)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
     extra_damping: float = 0.0
-    #: applied to every Gauss-Newton product before damping (the MPI sum over ranks)
     reduce: Callable | None = None
-    #: weighted held-out loss of each term with a holdout, by name (empty when validation is off)
     validation: dict = field(default_factory=dict)
 
     def jacobian(self) -> LinearOperator:
         """Stacked weighted Jacobian :math:`[\\sqrt{w_t} M_t^{1/2} J_t R_t]_t` (real in, real out)."""
-        if self._parts is None:
-            self._parts = self._problem._linear_parts(self.point)
-        return _StackedJacobian(self._problem, self._parts)
+        if "parts" not in self._memo:
+            self._memo["parts"] = self._problem._linear_parts(self.point)
+        return _StackedJacobian(self._problem, self._memo["parts"])
 
     def gauss_newton(self, damping: float = 0.0) -> LinearOperator:
         r""":math:`H_{GN} + \lambda I` on the packed space (real symmetric)."""
         return _GaussNewton(self.jacobian(), self._problem, self.point, damping + self.extra_damping, self.reduce)
+
+    def with_proximity(self, v, tau: float) -> "Linearization":
+        r"""The linearization of :math:`f(x) + \|x - v\|^2 / (2\tau)` at the same point (ADMM's :math:`f`-step):
+        a term ``proximity`` in ``objectives``, :math:`(x - v)/\tau` added to the gradient and :math:`1/\tau` to
+        every Gauss-Newton damping.
+
+        Parameters
+        ----------
+        v : array
+            The packed centre of the proximity term.
+        tau : :obj:`float`
+            Its step :math:`\tau > 0`.
+
+        Returns
+        -------
+        :class:`Linearization`
+            A new linearization; this one is unchanged.
+        """
+        tau = float(tau)
+        d = self.point - v
+        prox = 0.5 * float(get_array_module(d).vdot(d, d)) / tau
+        return replace(self, objective=self.objective + prox, objectives=dict(self.objectives, proximity=prox),
+                       gradient=self.gradient + d / tau, extra_damping=self.extra_damping + 1.0 / tau)
+
+    def reduced(self, total: Callable) -> "Linearization":
+        """The linearization of a sum of objectives of which this is one share (MPI: this rank's data terms).
+
+        Parameters
+        ----------
+        total : callable
+            ``total(a) -> array``: the sum of every share's array ``a`` (an allreduce; every share calls it in the
+            same order). Applied to the per-term values (as one float64 array), the held-out values, the gradient
+            and every Gauss-Newton product.
+
+        Returns
+        -------
+        :class:`Linearization`
+            A new linearization; this one is unchanged.
+        """
+        objectives = _total_dict(total, self.objectives)
+        validation = _total_dict(total, self.validation) if self.validation else dict(self.validation)
+        inner = self.reduce
+        return replace(self, objective=float(sum(objectives.values())), objectives=objectives, validation=validation,
+                       gradient=total(self.gradient),
+                       reduce=total if inner is None else (lambda a: total(inner(a))))
+
+
+def _total_dict(total: Callable, d: dict) -> dict:
+    """``{key: sum over shares}`` of a dict of floats, by ``total`` of one float64 array (keys sorted: every share
+    sends them in the same order)."""
+    keys = sorted(d)
+    vals = total(np.array([d[k] for k in keys], dtype=np.float64))
+    return {k: float(v) for k, v in zip(keys, vals)}
 
 
 class _StackedJacobian(LinearOperator):
@@ -372,13 +445,35 @@ class JointProblem:
         return self.with_terms([name]).with_weights({name: 1.0})
 
     def with_weights(self, weights: Mapping) -> "JointProblem":
-        """A copy whose term weights are replaced by ``weights`` (by term name)."""
-        from dataclasses import replace
+        """A copy whose term weights are replaced by ``weights`` (by term name).
 
+        Parameters
+        ----------
+        weights : :obj:`dict`
+            ``{term name: weight}``; terms not named keep their weight (e.g. :func:`~multimodal_ip.balanced_weights`).
+
+        Returns
+        -------
+        :class:`~multimodal_ip.JointProblem`
+            The same terms, variables and regularizers with the new weights.
+        """
         terms = [replace(t, weight=weights.get(t.name, t.weight)) for t in self.terms]
         return JointProblem(self.space, terms, self.regularizers, self.truth, self.calibration, self.frozen)
 
     def with_regularizers(self, regularizers) -> "JointProblem":
+        """A copy with its regularizers replaced.
+
+        Parameters
+        ----------
+        regularizers : :obj:`list` of :class:`~multimodal_ip.regularizers.Regularizer`
+            The new penalties and constraints (``()``: none), e.g.
+            ``[TotalVariation("x", weight=1e-3), NonNegative("w")]``.
+
+        Returns
+        -------
+        :class:`~multimodal_ip.JointProblem`
+            The same terms and variables with these regularizers.
+        """
         return JointProblem(self.space, self.terms, regularizers, self.truth, self.calibration, self.frozen)
 
     def with_frozen(self, names) -> "JointProblem":
@@ -406,6 +501,11 @@ class JointProblem:
     @property
     def term_names(self) -> tuple:
         return tuple(dict.fromkeys(t.name for t in self.terms))
+
+    @property
+    def has_holdout(self) -> bool:
+        """Whether some term holds values out for validation (a solver's early stopping needs one)."""
+        return any(t.holdout is not None for t in self.terms)
 
     @property
     def weights(self) -> dict:
@@ -482,7 +582,7 @@ class JointProblem:
                 objectives[r.name] = val
                 for name, gi in g.items():
                     self._add_packed(grad, name, gi)
-        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self, None,
+        return Linearization(float(sum(objectives.values())), objectives, self._freeze(grad), v, self,
                              validation=validation)
 
     def _linear_parts(self, v) -> list:
@@ -537,30 +637,8 @@ class JointProblem:
     # ---- invariances -------------------------------------------------------------
     def align(self, v, steps=None):
         r"""``(v', {term: t})``: ``v`` moved along every term's :class:`Invariance` to the minimum of the *other*
-        terms and the regularizers over ``|t| <= step`` (``steps[term]``, default its ``max_step``; bounded Brent
-        search to 1 % of the step, about ten evaluations of the other terms, none of the invariant term). The term
-        itself does not change along its group, so the objective never rises. A group that touches a frozen
-        variable, or that nothing else pins (the term alone, no regularizer), is left alone."""
-        from scipy.optimize import minimize_scalar
-
-        moves: dict = {}
-        for name, inv in self.invariances().items():
-            others = [n for n in self.term_names if n != name]
-            arrays = self.space.unpack(v)
-            if not others and not self.regularizers or set(inv.apply(arrays, 0.0)) & set(self.frozen):
-                continue
-            pinned = self.with_terms(others)
-
-            def moved(t, arrays=arrays, inv=inv):
-                return self.space.pack({**arrays, **inv.apply(arrays, t)})
-
-            m = float((steps or {}).get(name, inv.max_step))
-            res = minimize_scalar(lambda t, pinned=pinned, moved=moved: pinned.value(moved(t)), bounds=(-m, m),
-                                  method="bounded", options={"xatol": 1e-2 * m})
-            moves[name] = 0.0
-            if np.isfinite(res.fun) and res.fun < pinned.value(v):
-                v, moves[name] = moved(float(res.x)), float(res.x)
-        return v, moves
+        terms and the regularizers (:func:`align`, which see)."""
+        return align(self, v, steps)
 
     def invariances(self) -> dict:
         """``{term: Invariance}`` of the terms that declare one (a split term's parts share their first part's)."""
@@ -589,6 +667,39 @@ class JointProblem:
                 num, den = num + e**2, den + n**2
         out["total"] = (num / den) ** 0.5 if den else num**0.5
         return out
+
+
+def align(problem, v, steps=None) -> tuple:
+    r"""``(v', {term: t})``: ``v`` moved along every term's :class:`Invariance` to the minimum of the *other*
+    terms and the regularizers over ``|t| <= step`` (``steps[term]``, default its ``max_step``; bounded Brent
+    search to 1 % of the step, about ten evaluations of the other terms, none of the invariant term). The term
+    itself does not change along its group, so the objective never rises. A group that touches a frozen
+    variable, or that nothing else pins (the term alone, no regularizer), is left alone.
+
+    ``problem`` is a :class:`JointProblem` or a composition around one with the same construction helpers
+    (``with_terms``, ``value``, ``invariances``, ``term_names``, ``space``, ``regularizers``, ``frozen``), such
+    as the MPI :class:`~multimodal_ip.distributed.DistributedProblem`, whose values are summed over ranks.
+    """
+    from scipy.optimize import minimize_scalar
+
+    moves: dict = {}
+    for name, inv in problem.invariances().items():
+        others = [n for n in problem.term_names if n != name]
+        arrays = problem.space.unpack(v)
+        if not others and not problem.regularizers or set(inv.apply(arrays, 0.0)) & set(problem.frozen):
+            continue
+        pinned = problem.with_terms(others)
+
+        def moved(t, arrays=arrays, inv=inv):
+            return problem.space.pack({**arrays, **inv.apply(arrays, t)})
+
+        m = float((steps or {}).get(name, inv.max_step))
+        res = minimize_scalar(lambda t, pinned=pinned, moved=moved: pinned.value(moved(t)), bounds=(-m, m),
+                              method="bounded", options={"xatol": 1e-2 * m})
+        moves[name] = 0.0
+        if np.isfinite(res.fun) and res.fun < pinned.value(v):
+            v, moves[name] = moved(float(res.x)), float(res.x)
+    return v, moves
 
 
 class _StreamState(LinearOperator):
@@ -640,6 +751,22 @@ def balanced_weights(problem: JointProblem, v0, reference: str, c: float) -> dic
 
     Every term but ``reference`` gets weight
     :math:`c\,\|\nabla f_{\text{ref}}(v_0)\| / \|\nabla f_t(v_0)\|` (the reference keeps weight 1).
+
+    Parameters
+    ----------
+    problem : :class:`JointProblem`
+        The problem whose terms are weighted.
+    v0 : :obj:`numpy.ndarray`
+        The initial point, packed.
+    reference : :obj:`str`
+        The term kept at weight 1 (the modality with ``balance_role = "reference"``).
+    c : :obj:`float`
+        The balance factor :math:`c`.
+
+    Returns
+    -------
+    :obj:`dict`
+        ``{term name: weight}``, for :meth:`JointProblem.with_weights`.
     """
     if reference not in problem.term_names:
         msg = f"reference term {reference!r} not in problem; terms: {', '.join(problem.term_names)}"

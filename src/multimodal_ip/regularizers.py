@@ -26,7 +26,21 @@ def _gradient_op(shape, dtype):
 
 
 class Regularizer:
-    """Base class: a penalty on some variables of a :class:`~multimodal_ip.JointProblem`."""
+    r"""Base class: a penalty on some variables of a :class:`~multimodal_ip.JointProblem`.
+
+    A smooth regularizer implements ``_value``, ``_value_and_gradient`` and ``_hessian_vector`` on one variable's
+    array (the public methods sum them over ``variables``); a proximal one implements :meth:`prox`. The class
+    attributes :attr:`is_smooth`, :attr:`has_prox` and :attr:`is_constraint` say which solvers can use it.
+
+    Parameters
+    ----------
+    variables : :obj:`str` or :obj:`tuple` of :obj:`str`
+        Names of the variables it penalises (each separately, with the same weight).
+    weight : :obj:`float`, optional
+        Strength :math:`\lambda` of the penalty.
+    name : :obj:`str`, optional
+        Name in reports and histories; defaults to the class name and the variables, e.g. ``totalvariation_x``.
+    """
 
     #: usable by gradient-based solvers (``value_and_gradient``, ``hessian_vector``)
     is_smooth = False
@@ -51,9 +65,11 @@ class Regularizer:
         raise NotImplementedError
 
     def value(self, arrays) -> float:
+        """The penalty at ``arrays`` (``{variable: array}``, at least the regularizer's ``variables``)."""
         return float(sum(self._value(arrays[n]) for n in self.variables))
 
     def value_and_gradient(self, arrays):
+        """``(value, {variable: gradient})`` at ``arrays``, one gradient per penalised variable."""
         vals, grads = 0.0, {}
         for n in self.variables:
             v, g = self._value_and_gradient(arrays[n])
@@ -62,6 +78,7 @@ class Regularizer:
         return vals, grads
 
     def hessian_vector(self, arrays, darrays) -> dict:
+        """``{variable: H d}``: the (Gauss-Newton) Hessian at ``arrays`` applied to the direction ``darrays``."""
         return {n: self._hessian_vector(arrays[n], darrays[n]) for n in self.variables}
 
     def prox(self, array, tau):
@@ -73,7 +90,19 @@ class Regularizer:
 
 
 class Tikhonov(Regularizer):
-    r""":math:`\tfrac{\lambda}{2}\|v\|^2` (``derivative=False``) or :math:`\tfrac{\lambda}{2}\|\nabla v\|^2`."""
+    r""":math:`\tfrac{\lambda}{2}\|v\|^2` (``derivative=False``) or :math:`\tfrac{\lambda}{2}\|\nabla v\|^2`.
+
+    Parameters
+    ----------
+    variables : :obj:`str` or :obj:`tuple` of :obj:`str`
+        Names of the variables it penalises.
+    weight : :obj:`float`, optional
+        Strength :math:`\lambda`.
+    derivative : :obj:`bool`, optional
+        Penalise the forward differences along the last two axes instead of the values.
+    name : :obj:`str`, optional
+        Name in reports and histories.
+    """
 
     is_smooth = True
     has_prox = True
@@ -110,6 +139,17 @@ class TotalVariation(Regularizer):
 
     As a smooth penalty it uses the :math:`\epsilon`-smoothed form; as a proximal
     operator the exact isotropic TV (``pyproximal.TV``), image by image.
+
+    Parameters
+    ----------
+    variables : :obj:`str` or :obj:`tuple` of :obj:`str`
+        Names of the variables it penalises; the last two axes of each are an image.
+    weight : :obj:`float`, optional
+        Strength :math:`\lambda`.
+    eps : :obj:`float`, optional
+        Smoothing :math:`\epsilon` of the smooth form (not used by :meth:`prox`).
+    name : :obj:`str`, optional
+        Name in reports and histories.
     """
 
     is_smooth = True
@@ -148,9 +188,17 @@ class TotalVariation(Regularizer):
 class Box(Regularizer):
     """Indicator of ``lower <= v <= upper`` (a constraint: bounds for L-BFGS-B, projection otherwise).
 
-    ``lower`` and ``upper`` are numbers, or arrays of the shape of each of ``variables`` (one bound per entry,
-    e.g. a refined unknown kept within a distance of its start: :func:`~multimodal_ip.io.build_problem`'s
-    ``refine_bounds``)."""
+    Parameters
+    ----------
+    variables : :obj:`str` or :obj:`tuple` of :obj:`str`
+        Names of the constrained variables.
+    lower, upper : :obj:`float` or :obj:`numpy.ndarray`, optional
+        Bounds: numbers, or arrays of the shape of each of ``variables`` (one bound per entry, e.g. a refined
+        unknown kept within a distance of its start: :func:`~multimodal_ip.io.build_problem`'s
+        ``refine_bounds``). A lower bound above its upper bound is a :class:`~multimodal_ip.errors.ConfigError`.
+    name : :obj:`str`, optional
+        Name in reports and histories.
+    """
 
     has_prox = True
     is_constraint = True
@@ -191,7 +239,15 @@ def _bound(b):
 
 
 class NonNegative(Box):
-    """Indicator of ``v >= 0``."""
+    """Indicator of ``v >= 0``.
+
+    Parameters
+    ----------
+    variables : :obj:`str` or :obj:`tuple` of :obj:`str`
+        Names of the constrained variables.
+    name : :obj:`str`, optional
+        Name in reports and histories.
+    """
 
     def __init__(self, variables, name=None):
         super().__init__(variables, 0.0, np.inf, name)

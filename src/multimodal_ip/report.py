@@ -1,8 +1,9 @@
 """Figures and tables for results (matplotlib, Agg backend; optional dependency)."""
 
-__all__ = ["error_table", "plot_histories", "plot_reconstructions", "markdown_table", "best_phase_error",
-           "plugin_reports", "figure_backend"]
+__all__ = ["error_table", "plot_histories", "plot_reconstructions", "markdown_table", "plugin_reports",
+           "figure_backend"]
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,11 @@ def _plt():
 
 
 def best_phase_error(estimate, truth) -> float:
-    """Relative error of a complex array after the best global phase factor (intensities cannot see it)."""
+    """Deprecated: moved to :func:`mmip_ptychography.best_phase_error` (a far-field measure; the core never imports
+    a plugin, so this copy stays until its users have moved). Relative error of a complex array after the best
+    global phase factor."""
+    warnings.warn("multimodal_ip.report.best_phase_error moved to mmip_ptychography.best_phase_error",
+                  DeprecationWarning, stacklevel=2)
     c = np.vdot(estimate, truth)
     phase = c / abs(c) if abs(c) > 0 else 1.0
     return float(np.linalg.norm(estimate * phase - truth) / np.linalg.norm(truth))

@@ -52,7 +52,8 @@ def holdout_mask(shape, fraction: float, seed: int, name: str, axis=None, offset
 
 
 def check_fraction(fraction) -> float:
-    """The share held out, as a float; a :class:`ConfigError` unless it is in ``(0, MAX_FRACTION]``."""
+    """The share held out, as a float; a :class:`~multimodal_ip.errors.ConfigError` unless it is in
+    ``(0, MAX_FRACTION]``."""
     try:
         f = float(fraction)
     except (TypeError, ValueError):
@@ -125,7 +126,7 @@ class StopOnValidation:
         return iteration - self.best_iteration >= self.patience
 
     def state(self) -> dict:
-        """Scalars a checkpoint keeps (with :attr:`best_x`); :meth:`load` restores them."""
+        """Scalars a checkpoint keeps (with ``best_x``); :meth:`load` restores them."""
         return {"best": self.best, "best_iteration": self.best_iteration}
 
     def load(self, scalars: dict, best_x) -> None:

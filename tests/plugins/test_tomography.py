@@ -31,7 +31,7 @@ def _bilinear(img, r, c):
 
 
 def _brute_force(w, mu, matrix, angles, bins, step):
-    """Loops over rays and steps: the line integral of mu and the self-absorbed fluorescence (rectangle rule)."""
+    """Loops over rays and steps: the line integral of mu and the self-absorbed fluorescence (trapezoid rule)."""
     ne, n0, n1 = w.shape
     samples = int(np.ceil(np.hypot(n0, n1) / step)) + 1
     mu_map = np.tensordot(mu, w, 1) + matrix
@@ -44,9 +44,10 @@ def _brute_force(w, mu, matrix, angles, bins, step):
             for t in range(samples):
                 p = np.array([(n0 - 1) / 2, (n1 - 1) / 2]) + (s - (bins - 1) / 2) * across \
                     + (t - (samples - 1) / 2) * step * beam
+                here = _bilinear(mu_map, *p)  # trapezoid rule: half of the own step is in front of the sample
                 for e in range(ne):
-                    xrf[e, k, s] += step * _bilinear(w[e], *p) * np.exp(-step * line)
-                line += _bilinear(mu_map, *p)
+                    xrf[e, k, s] += step * _bilinear(w[e], *p) * np.exp(-step * (line + 0.5 * here))
+                line += here
             trans[k, s] = np.exp(-step * line)
     return trans, xrf
 

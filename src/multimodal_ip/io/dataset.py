@@ -29,7 +29,24 @@ FORMAT_VERSION = 1
 
 @dataclass
 class TermData:
-    """One ``/terms/<name>`` group: its modality, arrays and attributes (and where it came from)."""
+    """One ``/terms/<name>`` group: its modality, arrays and attributes (and where it came from).
+
+    What a modality's ``build_term`` reads (:doc:`/schema` lists the datasets of each modality); an importer
+    returns one, and a script can build one in memory.
+
+    Parameters
+    ----------
+    name : :obj:`str`
+        The term's name (``/terms/<name>``), unique in its dataset.
+    modality : :obj:`str`
+        The registered modality that builds its data term (``ptychography``, ``fluorescence``, ...).
+    arrays : :obj:`dict`
+        ``{dataset: array}``: the group's datasets (``data`` and whatever the modality reads), as numpy arrays.
+    attrs : :obj:`dict`, optional
+        The group's attributes (``loss``, ``inputs``, modality settings).
+    source : :obj:`str`, optional
+        The file it was read from, named in error messages.
+    """
 
     name: str
     modality: str
@@ -38,6 +55,7 @@ class TermData:
     source: str = "<memory>"
 
     def where(self, key=None) -> str:
+        """``file:/terms/<name>[/key]``, as error messages name it."""
         return f"{self.source}:/terms/{self.name}" + (f"/{key}" if key else "")
 
     def array(self, key, ndim=None, dtype_kind=None, shape=None, finite=True):
@@ -87,7 +105,23 @@ class TermData:
 
 @dataclass
 class Dataset:
-    """A problem on disk: variables, optional truth, data terms, root attributes."""
+    """A problem on disk: variables, optional truth, data terms, root attributes.
+
+    Parameters
+    ----------
+    variables : :obj:`list` of :class:`~multimodal_ip.Variable`
+        The unknowns (``/variables``, or inferred from the terms by their modalities).
+    terms : :obj:`dict`
+        ``{name: TermData}``, the loaded terms.
+    truth : :obj:`dict`, optional
+        ``{variable: array}``: the ground truth of a simulation, for error tables.
+    attrs : :obj:`dict`, optional
+        Root attributes of the file.
+    source : :obj:`str`, optional
+        The file it was read from.
+    all_terms : :obj:`tuple` of :obj:`str`, optional
+        Every term of the file, also those not loaded.
+    """
 
     variables: list
     terms: dict
@@ -116,10 +150,10 @@ def _nbytes_of(arrays) -> int:
 def atomic_h5(path, size_hint: int = 0):
     """An HDF5 file written to ``path`` only if the block succeeds: a temporary beside ``path``, then a rename.
 
-    ``size_hint``: about how many bytes of arrays the block writes. Up to :data:`IN_MEMORY_MAX_BYTES` the file is
-    built in memory and written by :func:`~multimodal_ip.atomic.atomic_write` (HDF5 never writes to the disk itself:
-    a full disk is one :class:`DataError` naming ``path``; HDF5 failing inside its own writes leaves objects that
-    cannot be closed: tracebacks at exit and a crash). Larger files are written by HDF5 to a marked temporary once
+    ``size_hint``: about how many bytes of arrays the block writes. Up to ``IN_MEMORY_MAX_BYTES`` the file is
+    built in memory and written by ``atomic.atomic_write`` (HDF5 never writes to the disk itself: a full disk is
+    one :class:`~multimodal_ip.errors.DataError` naming ``path``; HDF5 failing inside its own writes leaves objects
+    that cannot be closed: tracebacks at exit and a crash). Larger files are written by HDF5 to a marked temporary once
     the disk has room for them (checked first: one line naming both sizes otherwise); only a disk filled by another
     program during that write can still end in HDF5's own error."""
     from ..atomic import USERBLOCK, atomic_write
@@ -197,7 +231,15 @@ def _atomic_h5_on_disk(path: Path, size: int):
 
 
 def save_dataset(path, ds: Dataset) -> None:
-    """Write ``ds`` to ``path`` atomically (temporary file + rename)."""
+    """Write ``ds`` to ``path`` atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The HDF5 file to write (replaced only once the new one is complete).
+    ds : :class:`Dataset`
+        Variables, truth, terms and root attributes, written in the layout of :doc:`/schema`.
+    """
     size = _nbytes_of(ds.truth.values()) + sum(_nbytes_of(t.arrays.values()) for t in ds.terms.values())
     with atomic_h5(path, size_hint=size) as f:
         for k, v in ds.attrs.items():
@@ -461,14 +503,34 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
 
     External links, virtual datasets, external raw storage and links leaving the file are refused unless
     ``allow_external``; every dataset's declared size is checked against ``budget``
-    (:class:`~multimodal_ip.safety.MemoryBudget`, default from ``MMIP_MAX_MEMORY`` or the available memory) before it
+    (``safety.MemoryBudget``, default from ``MMIP_MAX_MEMORY`` or the available memory) before it
     is read, and so are the fixed-size attributes and the variables' sizes. ``/truth`` is read only for the variables
     and the calibration unknowns the loaded terms can refine. ``/variables`` is optional:
     without it, the variables are those the modalities infer from their data (``variables(td)``).
 
-    The datasets a modality lists in ``measurements`` are read compactly (:func:`compact_dtype`): integer counts of
+    The datasets a modality lists in ``measurements`` are read compactly (``compact_dtype``): integer counts of
     up to 32 bits as they are, floats wider than ``precision`` (the run's compute dtype, e.g. ``"float32"``) and wider
     integers converted while they are read, so a float64 file in a float32 run never holds its float64 copy.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The dataset file (:doc:`/schema`).
+    terms : :obj:`list` of :obj:`str`, optional
+        Names of the terms to load; default all.
+    part : :obj:`tuple` of :obj:`int`, optional
+        ``(rank, size)``: read only this rank's share of the split axes.
+    allow_external : :obj:`bool`, optional
+        Accept external links, virtual datasets and external raw storage.
+    budget : ``safety.MemoryBudget``, optional
+        The memory the read may take; default from ``MMIP_MAX_MEMORY`` or the available memory.
+    precision : :obj:`str`, optional
+        The run's compute dtype, to which wide measurements are converted as they are read.
+
+    Returns
+    -------
+    :class:`Dataset`
+        The checked dataset, its arrays read into memory.
 
     Raises
     ------

@@ -30,7 +30,7 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         :math:`c`; default the dataset's root attribute ``balance_c`` (else 0.01).
     reference : :obj:`str`, optional
         Reference term of the balancing; default the dataset's ``reference_term`` attribute, else the one term
-        whose modality declares ``balance_role = "reference"`` (:func:`balance_reference`; never the file order).
+        whose modality declares ``balance_role = "reference"`` (``balance_reference``; never the file order).
     term_options : mapping, optional
         ``{term: {option: value}}`` passed to each modality's ``build_term`` (e.g. ``loss``).
     xp : module, optional

@@ -26,7 +26,23 @@ def versions() -> dict:
 
 
 def save_result(path, arrays: dict, history, config: dict, status="", message="", extra: dict | None = None):
-    """Write a result file atomically: final variables, history table, configuration (JSON), versions."""
+    """Write a result file atomically: final variables, history table, configuration (JSON), versions.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The HDF5 file to write (replaced only once the new one is complete).
+    arrays : :obj:`dict`
+        ``{variable: array}``, the final values (numpy or cupy), written to ``/results/variables``.
+    history : :class:`~multimodal_ip.solvers.History`
+        The per-iteration table, written to ``/results/history``.
+    config : :obj:`dict`
+        The run's configuration, stored as JSON.
+    status, message : :obj:`str`, optional
+        The solver's status (:data:`~multimodal_ip.solvers.STATUSES`) and its message.
+    extra : :obj:`dict`, optional
+        Further datasets of ``/results`` (e.g. ``start_<name>`` of refined calibration unknowns).
+    """
     with atomic_h5(path, size_hint=_nbytes_of([*arrays.values(), *(extra or {}).values()])) as f:
         g = f.create_group("results")
         g.attrs["status"] = status
@@ -44,9 +60,19 @@ def save_result(path, arrays: dict, history, config: dict, status="", message=""
 
 
 def load_result(path) -> dict:
-    """Read a result file: ``{"variables", "history", "config", "versions", "status", "message", "extra"}``
-    (``extra``: other datasets of ``/results``, e.g. the start values ``start_<name>`` of refined calibration
-    unknowns)."""
+    """Read a result file written by :func:`save_result`.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The result file.
+
+    Returns
+    -------
+    :obj:`dict`
+        ``{"variables", "history", "config", "versions", "status", "message", "extra"}`` (``extra``: other datasets
+        of ``/results``, e.g. the start values ``start_<name>`` of refined calibration unknowns).
+    """
     from ..safety import MemoryBudget
 
     path = Path(path)

@@ -54,7 +54,19 @@ class Composition(NonlinearOperator):
 
 
 def compose(*ops) -> NonlinearOperator:
-    """``compose(A, B, C)`` is ``A(B(C(x)))``; pylops operators may appear anywhere."""
+    """``compose(A, B, C)`` is ``A(B(C(x)))``; pylops operators may appear anywhere.
+
+    Parameters
+    ----------
+    *ops : :class:`NonlinearOperator` or :class:`pylops.LinearOperator`
+        Two or more operators, the last applied first; a streamed operator stays streamed
+        (:class:`StreamedAfter`).
+
+    Returns
+    -------
+    :class:`NonlinearOperator`
+        The composition, with the chain rule's Jacobian.
+    """
     if len(ops) < 2:
         msg = "compose needs at least two operators"
         raise ValueError(msg)

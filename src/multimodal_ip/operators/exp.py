@@ -7,7 +7,17 @@ from .nonlinear_operator import NonlinearOperator
 
 
 class Exp(NonlinearOperator):
-    r"""Elementwise exponential :math:`y = e^x`, :math:`J(x) = \mathrm{diag}(e^x)` (complex-analytic)."""
+    r"""Elementwise exponential :math:`y = e^x`, :math:`J(x) = \mathrm{diag}(e^x)` (complex-analytic).
+
+    Parameters
+    ----------
+    dims : :obj:`int` or :obj:`tuple`
+        Shape of the input (the output has the same shape).
+    dtype : :obj:`str`, optional
+        Input (and output) dtype, real or complex.
+    name : :obj:`str`, optional
+        Name shown in ``repr`` and in conformance errors.
+    """
 
     def __init__(self, dims, dtype="float64", name="Exp"):
         super().__init__(dims, dims, dtype=dtype, name=name)

@@ -37,7 +37,7 @@ class Streamed(NonlinearOperator):
     Parameters
     ----------
     block : :obj:`int`, optional
-        Output rows (indices of the first axis) per block; default: :data:`STREAM_BLOCK_BYTES` of output.
+        Output rows (indices of the first axis) per block; default: ``STREAM_BLOCK_BYTES`` of output.
     """
 
     def __init__(self, dims, dimsd, dtype="float64", dtyped=None, name=None, block=None):

@@ -83,8 +83,8 @@ def solve(problem, x0, solver: str = "lbfgs", **options) -> Result:
 
     Parameters
     ----------
-    problem : :class:`~multimodal_ip.JointProblem`
-        The objective to minimise.
+    problem : :class:`~multimodal_ip.objective.Objective`
+        The objective to minimise (a :class:`~multimodal_ip.JointProblem`, or a composition around one).
     x0 : :obj:`numpy.ndarray`
         The start point, packed by ``problem.space`` (:meth:`~multimodal_ip.VariableSpace.pack`).
     solver : :obj:`str`, optional

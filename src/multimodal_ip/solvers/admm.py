@@ -1,11 +1,14 @@
 __all__ = ["ADMMSolver", "solve_admm", "mmip_register_solvers"]
 
+from typing import Any
+
 from pyproximal import ProxOperator
 from pyproximal.optimization.cls_primal import ADMM
 
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
+from ..objective import Objective, ProximalObjective
 from .base import Solver, same_point, stalled
 
 
@@ -14,10 +17,10 @@ class _SmoothProx(ProxOperator):
     a few warm-started inner L-BFGS or Gauss-Newton iterations on
     :math:`f(x) + \tfrac{1}{2\tau}\|x - v\|^2`."""
 
-    def __init__(self, problem, inner, inner_iterations):
+    def __init__(self, problem: Objective, inner, inner_iterations):
         super().__init__(None, False)
         self.problem, self.inner, self.inner_iterations = problem, inner, int(inner_iterations)
-        self.warm = None
+        self.warm: Any = None
         self.stall = ""  # why the last inner solve stalled where it started ("" when it did not)
 
     def __call__(self, x):
@@ -27,7 +30,7 @@ class _SmoothProx(ProxOperator):
         from .gauss_newton import GaussNewton
         from .lbfgs import LBFGS
 
-        prox_problem = _ProxProblem(self.problem, v, tau)
+        prox_problem = ProximalObjective(self.problem, v, tau)
         x0 = v if self.warm is None else self.warm
         cls = LBFGS if self.inner == "lbfgs" else GaussNewton
         res = cls(prox_problem, maxiter=self.inner_iterations).solve(x0)
@@ -37,39 +40,10 @@ class _SmoothProx(ProxOperator):
         return res.x
 
 
-class _ProxProblem:
-    """``f(x) + ||x - v||^2 / (2 tau)`` with the JointProblem interface the inner solvers use."""
-
-    def __init__(self, problem, v, tau):
-        self.inner, self.v, self.tau = problem, v, float(tau)
-        self.space, self.regularizers, self.xp = problem.space, (), problem.xp
-
-    def relative_errors(self, x):
-        return {}
-
-    def linearize(self, x):
-        lin = self.inner.linearize(x)
-        d = x - self.v
-        ncp = get_array_module(x)
-        prox_val = 0.5 * float(ncp.vdot(d, d)) / self.tau
-        lin.objectives = dict(lin.objectives, proximity=prox_val)
-        lin.objective += prox_val
-        lin.gradient = lin.gradient + d / self.tau
-        lin.extra_damping += 1.0 / self.tau
-        return lin
-
-    def gradient(self, x):
-        return self.linearize(x).gradient
-
-    def value(self, x):
-        d = x - self.v
-        return self.inner.value(x) + 0.5 * float(get_array_module(x).vdot(d, d)) / self.tau
-
-
 class _PackedProx(ProxOperator):
     """Proximal operator of the nonsmooth regularizers, applied variable by variable on the packed vector."""
 
-    def __init__(self, problem, regularizers):
+    def __init__(self, problem: Objective, regularizers):
         super().__init__(None, False)
         self.problem, self.regularizers = problem, regularizers
 
@@ -114,7 +88,7 @@ class ADMMSolver(Solver):
     cannot_align = "its splitting variables and duals would not follow a moved iterate; use lbfgs or gauss-newton"
     progress_state = ("u",)
 
-    def __init__(self, problem, tau=None, inner="lbfgs", inner_iterations=5, **kw):
+    def __init__(self, problem: Objective, tau=None, inner="lbfgs", inner_iterations=5, **kw):
         super().__init__(problem, **kw)
         if inner not in ("lbfgs", "gauss-newton"):
             msg = f"admm inner solver must be 'lbfgs' or 'gauss-newton'; got {inner!r}"
@@ -177,7 +151,7 @@ class ADMMSolver(Solver):
                 f"{self._precision().name} precision)")
 
 
-def solve_admm(problem, x0, resume_state=None, **options):
+def solve_admm(problem: Objective, x0, resume_state=None, **options):
     if not problem.regularizers:
         msg = "solver 'admm' needs at least one regularizer (e.g. TotalVariation or NonNegative); use 'lbfgs'"
         raise SolverError(msg)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError, one_line
+from ..objective import Objective
 
 log = logging.getLogger("multimodal_ip.solvers")
 
@@ -188,7 +189,9 @@ class Solver:
 
     Parameters
     ----------
-    problem : :class:`~multimodal_ip.JointProblem`
+    problem : :class:`~multimodal_ip.objective.Objective`
+        What is minimised: a :class:`~multimodal_ip.JointProblem` or a composition around one (the solver uses
+        only the protocol's members).
     maxiter : :obj:`int`, optional
         Maximum number of iterations.
     gtol : :obj:`float`, optional
@@ -221,8 +224,8 @@ class Solver:
     #: iteration that changes none of them, ``x`` nor the objective ends the run (:meth:`_no_progress`)
     progress_state: tuple[str, ...] = ()
 
-    def __init__(self, problem, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None, stopping=None,
-                 align=False):
+    def __init__(self, problem: Objective, maxiter=100, gtol=1e-10, ftol=0.0, max_time_s=None, callback=None,
+                 stopping=None, align=False):
         self.problem = problem
         self.align = bool(align)
         if self.align and self.cannot_align:
@@ -236,8 +239,7 @@ class Solver:
         self.max_time_s = max_time_s
         self.callback = callback
         self.stopping = stopping
-        terms = getattr(problem, "terms", None) or getattr(getattr(problem, "local", None), "terms", ())
-        if stopping is not None and not any(getattr(t, "holdout", None) is not None for t in terms):
+        if stopping is not None and not problem.has_holdout:
             msg = "stopping on validation needs held-out values: build the problem with validation on"
             raise SolverError(msg)
         self.history = History()
@@ -299,8 +301,7 @@ class Solver:
 
     def _precision(self) -> np.dtype:
         """The dtype the problem evaluates in (a solver's own iterate may be wider: scipy's is float64)."""
-        space = getattr(self.problem, "space", None)
-        return np.dtype(getattr(space, "dtype", None) or self.x.dtype)
+        return np.dtype(self.problem.space.dtype)
 
     def _unresolved(self, decrease: float, step) -> str:
         """:func:`unresolved` for the model step ``step`` from ``self.x`` with predicted ``decrease`` (``step``

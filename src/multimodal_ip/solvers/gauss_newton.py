@@ -1,10 +1,14 @@
 __all__ = ["GaussNewton", "solve_gauss_newton", "mmip_register_solvers"]
 
+from typing import Any
+
 from pylops import LinearOperator
 
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
+from ..objective import Objective
+from ..problem import Linearization
 from .base import Solver, stalled
 from .base import same_point as _same
 
@@ -36,7 +40,7 @@ def _cg(op, b, maxiter, rtol):
 class _FiniteDifferenceHessian(LinearOperator):
     """Hessian-vector products from gradient differences: ``(g(x + e v) - g(x)) / e``."""
 
-    def __init__(self, problem, lin, damping):
+    def __init__(self, problem: Objective, lin: Linearization, damping):
         self.problem, self.lin, self.damping = problem, lin, damping
         ncp = get_array_module(lin.point)
         self.xnorm = float(ncp.linalg.norm(lin.point))
@@ -78,7 +82,7 @@ class GaussNewton(Solver):
 
     name = "gauss-newton"
 
-    def __init__(self, problem, inner_iterations=20, damping=1e-3, mode="gauss-newton", inner_rtol=1e-2,
+    def __init__(self, problem: Objective, inner_iterations=20, damping=1e-3, mode="gauss-newton", inner_rtol=1e-2,
                  max_rejections=8, **kw):
         super().__init__(problem, **kw)
         if mode not in ("gauss-newton", "newton"):
@@ -93,7 +97,7 @@ class GaussNewton(Solver):
         self.mode = mode
         self.max_rejections = int(max_rejections)
         self.damping0 = float(damping)
-        self.lam = None
+        self.lam: float | None = None
 
     def _state_scalars(self):
         return {"lam": self.lam}
@@ -102,7 +106,7 @@ class GaussNewton(Solver):
         self.lam = scalars["lam"]
 
     def _project(self, x):
-        constraints = [r for r in self.problem.regularizers if r.is_constraint]
+        constraints: list[Any] = [r for r in self.problem.regularizers if r.is_constraint]  # Box and the like
         if not constraints:
             return x
         x = x.copy()
@@ -157,7 +161,7 @@ class GaussNewton(Solver):
         return stalled(f"no acceptable step after {self.max_rejections} damping increases")
 
 
-def solve_gauss_newton(problem, x0, resume_state=None, **options):
+def solve_gauss_newton(problem: Objective, x0, resume_state=None, **options):
     return GaussNewton(problem, **options).solve(x0, resume_state=resume_state)
 
 

@@ -1,6 +1,7 @@
 __all__ = ["LBFGS", "ScipyLBFGSB", "solve_lbfgs", "mmip_register_solvers"]
 
 import warnings
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -9,6 +10,8 @@ from scipy.optimize._linesearch import LineSearchWarning
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
 from ..hookspecs import hookimpl
+from ..objective import Objective
+from ..problem import Linearization
 from .base import Result, Solver, stalled
 from .base import same_point as _same
 
@@ -16,19 +19,19 @@ from .base import same_point as _same
 class _Cache:
     """Remembers the last linearization so value and gradient at one point cost one evaluation."""
 
-    def __init__(self, problem):
-        self.problem, self.lin = problem, None
+    def __init__(self, problem: Objective):
+        self.problem: Objective = problem
+        self.lin: Linearization | None = None
 
-    def __call__(self, x):
+    def __call__(self, x) -> Linearization:
         # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in
-        narrow = getattr(self.problem, "at_precision", None)
-        x = narrow(x) if narrow is not None else x
+        x = self.problem.at_precision(x)
         if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
             self.lin = self.problem.linearize(x.copy())
         return self.lin
 
 
-def _check_smooth(problem, name, allow_constraints=False):
+def _check_smooth(problem: Objective, name, allow_constraints=False):
     for r in problem.regularizers:
         if r.is_constraint and allow_constraints:
             continue
@@ -103,11 +106,12 @@ class LBFGS(Solver):
     name = "lbfgs"
     _list_states = ("s_list", "y_list")
 
-    def __init__(self, problem, memory=10, c1=1e-4, c2=0.9, **kw):
+    def __init__(self, problem: Objective, memory=10, c1=1e-4, c2=0.9, **kw):
         super().__init__(problem, **kw)
         _check_smooth(problem, self.name)
         self.memory, self.c1, self.c2 = int(memory), float(c1), float(c2)
-        self.s_list, self.y_list = [], []
+        self.s_list: list = []
+        self.y_list: list = []
         self.cache = _Cache(problem)
 
     def _state_variable_names(self):
@@ -238,7 +242,7 @@ class ScipyLBFGSB(Solver):
     cannot_align = ("scipy owns its loop, so the iterate cannot be moved between iterations (bounds select it; "
                     "method='native' without bounds can)")
 
-    def __init__(self, problem, memory=10, **kw):
+    def __init__(self, problem: Objective, memory=10, **kw):
         super().__init__(problem, **kw)
         _check_smooth(problem, self.name, allow_constraints=True)
         self.memory = int(memory)
@@ -249,12 +253,12 @@ class ScipyLBFGSB(Solver):
         space = self.problem.space
         b = space.bounds()
         lo, hi = b if b is not None else (np.full(space.size, -np.inf), np.full(space.size, np.inf))
-        for r in self.problem.regularizers:
-            if r.is_constraint:
-                for n in r.variables:
-                    sl = space.slice(n)
-                    lo[sl] = np.maximum(lo[sl], np.ravel(r.lower))  # a number, or one bound per entry
-                    hi[sl] = np.minimum(hi[sl], np.ravel(r.upper))
+        constraints: list[Any] = [r for r in self.problem.regularizers if r.is_constraint]  # Box and the like
+        for r in constraints:
+            for n in r.variables:
+                sl = space.slice(n)
+                lo[sl] = np.maximum(lo[sl], np.ravel(r.lower))  # a number, or one bound per entry
+                hi[sl] = np.minimum(hi[sl], np.ravel(r.upper))
         if np.all(np.isinf(lo)) and np.all(np.isinf(hi)):
             return None
         return scipy.optimize.Bounds(lo, hi)
@@ -357,7 +361,7 @@ class ScipyLBFGSB(Solver):
         return -float(np.vdot(p, g)), (p if pair else None)
 
 
-def solve_lbfgs(problem, x0, method="auto", resume_state=None, **options) -> Result:
+def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **options) -> Result:
     """L-BFGS. ``method``: ``native`` (backend-agnostic, exact resume), ``scipy`` (L-BFGS-B with bounds),
     or ``auto`` (scipy when the problem has bounds or box constraints on numpy, else native)."""
     if method not in ("auto", "native", "scipy"):

@@ -1,5 +1,6 @@
 __all__ = ["solve_staged"]
 
+from ..objective import Objective
 from .base import History, Result, SolverState
 
 _PREFIX = "stage1_history."
@@ -27,8 +28,8 @@ def _merge(first: History, second: History) -> History:
                                  for r in second.rows[1:]])
 
 
-def solve_staged(problem, x0, solver: str = "lbfgs", maxiter: int = 100, refine_after: int = 0, callback=None,
-                 resume_state=None, **options) -> Result:
+def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 100, refine_after: int = 0,
+                 callback=None, resume_state=None, **options) -> Result:
     """Solve with the calibration unknowns (``problem.calibration``) frozen for the first
     ``refine_after`` iterations, then refined with the rest for the remaining ones; one history.
 
@@ -45,7 +46,7 @@ def solve_staged(problem, x0, solver: str = "lbfgs", maxiter: int = 100, refine_
         return _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_state, **options)
 
 
-def _solve_staged(problem, x0, solver, maxiter, refine_after, callback, resume_state, **options):
+def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callback, resume_state, **options):
     from . import get_solver
 
     frozen = tuple(problem.calibration)

@@ -9,7 +9,20 @@ from .checks import adjoint_tolerance, check_adjoint, check_gradient, check_jaco
 def check_modality(modality, rng, label="modality"):
     """Run the adjoint and Taylor checks on every conformance case a modality offers.
 
-    Returns a list of ``(case, adjoint_error, taylor_slope)``.
+    Parameters
+    ----------
+    modality : :class:`~multimodal_ip.modality.Modality`
+        The modality (its ``conformance_cases(rng)``).
+    rng : :obj:`numpy.random.Generator`
+        Draws the cases' points and the test vectors.
+    label : :obj:`str`, optional
+        Prefix of the case names in error messages.
+
+    Returns
+    -------
+    :obj:`list` of :obj:`tuple`
+        ``(case, adjoint_error, taylor_slope)`` per case; a failed check is a
+        :class:`~multimodal_ip.errors.ConformanceError`.
     """
     out = []
     for case, op, x in modality.conformance_cases(rng):
@@ -26,7 +39,23 @@ def check_example_term(modality, xp=None, seed=3, dtype="float64"):
     term declares an :class:`~multimodal_ip.Invariance`, also that its objective does not change along it.
 
     This is the check of the data path on a backend: data moved with ``xp.asarray`` by ``build_term``, operators
-    applied to ``xp`` arrays. Returns ``(adjoint_error, taylor_slope)``.
+    applied to ``xp`` arrays.
+
+    Parameters
+    ----------
+    modality : :class:`~multimodal_ip.modality.Modality`
+        The modality; it must offer ``example_term(rng)``.
+    xp : module, optional
+        The array module (numpy or cupy); default numpy.
+    seed : :obj:`int`, optional
+        Seeds the example term and the test vectors.
+    dtype : :obj:`str`, optional
+        The term's dtype.
+
+    Returns
+    -------
+    :obj:`tuple`
+        ``(adjoint_error, taylor_slope)``.
     """
     import numpy as np
 
@@ -49,7 +78,17 @@ def check_example_term(modality, xp=None, seed=3, dtype="float64"):
 
 def check_invariance(problem, v, rtol=1e-8):
     """Every declared :class:`~multimodal_ip.Invariance` of ``problem``'s terms leaves its term's objective unchanged
-    at ``v`` (moved by ``+-max_step`` and by 1); ``AssertionError`` naming the term and the change otherwise."""
+    at ``v`` (moved by ``+-max_step`` and by 1); ``AssertionError`` naming the term and the change otherwise.
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The problem whose terms' invariances are checked.
+    v : :obj:`numpy.ndarray`
+        The packed point.
+    rtol : :obj:`float`, optional
+        Relative change of a term's objective still taken as unchanged.
+    """
     for name, inv in problem.invariances().items():
         alone = problem.alone(name).with_regularizers(())
         arrays = problem.space.unpack(v)

@@ -23,7 +23,18 @@ def random_like_dtype(rng, shape, dtype, xp=np):
 
 
 def adjoint_tolerance(dtype) -> float:
-    """Relative dot-test tolerance for a dtype: about 1000 ulps of its real precision."""
+    """Relative dot-test tolerance for a dtype: about 1000 ulps of its real precision.
+
+    Parameters
+    ----------
+    dtype : :obj:`str` or :obj:`numpy.dtype`
+        The operator's dtype (real or complex).
+
+    Returns
+    -------
+    :obj:`float`
+        The tolerance :func:`check_adjoint` uses by default.
+    """
     return 1e3 * float(np.finfo(real_dtype(dtype)).eps)
 
 
@@ -102,10 +113,26 @@ def check_jacobian(op, x, rng=None, direction=None, min_slope=1.8, name=None) ->
     a clear slope). The slope of :math:`\log r` against :math:`\log h` above the
     round-off floor must be at least ``min_slope`` (a wrong Jacobian gives about 1).
 
+    Parameters
+    ----------
+    op : :class:`~multimodal_ip.operators.NonlinearOperator`
+        The operator :math:`F` (``linearize`` and ``forward``).
+    x : :obj:`numpy.ndarray`
+        The point (numpy or cupy), shaped like ``op.dims``.
+    rng : :obj:`numpy.random.Generator`, optional
+        Draws the direction :math:`d` when ``direction`` is not given.
+    direction : :obj:`numpy.ndarray`, optional
+        The direction :math:`d` (scaled to the norm of ``x``).
+    min_slope : :obj:`float`, optional
+        The smallest accepted order.
+    name : :obj:`str`, optional
+        The operator's name in the error message.
+
     Returns
     -------
     slope : :obj:`float` or ``None``
-        Observed order; ``None`` when :math:`r(h)` stays at round-off (a linear operator).
+        Observed order; ``None`` when :math:`r(h)` stays at round-off (a linear operator). A slope below
+        ``min_slope`` is a :class:`~multimodal_ip.errors.ConformanceError`.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     xp = get_array_module(x)
@@ -137,7 +164,27 @@ def check_jacobian(op, x, rng=None, direction=None, min_slope=1.8, name=None) ->
 
 
 def check_gradient(problem, v, rng=None, direction=None, min_slope=1.8) -> float | None:
-    r"""Taylor test of a problem's gradient: :math:`|\Phi(v+hd) - \Phi(v) - h\langle g, d\rangle| = O(h^2)`."""
+    r"""Taylor test of a problem's gradient: :math:`|\Phi(v+hd) - \Phi(v) - h\langle g, d\rangle| = O(h^2)`.
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The objective :math:`\Phi` (``value`` and ``value_and_gradient``).
+    v : :obj:`numpy.ndarray`
+        The packed point (numpy or cupy).
+    rng : :obj:`numpy.random.Generator`, optional
+        Draws the direction :math:`d` when ``direction`` is not given.
+    direction : :obj:`numpy.ndarray`, optional
+        The direction :math:`d` (scaled to the norm of ``v``).
+    min_slope : :obj:`float`, optional
+        The smallest accepted order.
+
+    Returns
+    -------
+    slope : :obj:`float` or ``None``
+        Observed order; ``None`` when the remainder stays at round-off. A slope below ``min_slope`` is a
+        :class:`~multimodal_ip.errors.ConformanceError`.
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     xp = get_array_module(v)
     d = direction if direction is not None else random_like_dtype(rng, v.shape, v.dtype, xp)

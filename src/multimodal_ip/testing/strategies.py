@@ -35,7 +35,7 @@ def random_array(rng, shape, dtype, xp=np):
 
 @st.composite
 def variable_spaces(draw, max_variables=3):
-    """A :class:`VariableSpace` of 1 to ``max_variables`` variables of mixed shapes and dtypes."""
+    """A :class:`~multimodal_ip.VariableSpace` of 1 to ``max_variables`` variables of mixed shapes and dtypes."""
     n = draw(st.integers(1, max_variables))
     variables = [
         Variable(f"v{i}", draw(shapes(max_dims=3, max_side=5)), draw(st.sampled_from(("float64", "complex128"))))

@@ -3,10 +3,9 @@
 import warnings
 
 import numpy as np
-from mmip_scanprobe import AFFINE_SIZE, REFINABLE, SubpixelShift, split_positions
+from mmip_scanprobe import AFFINE_SIZE, REFINABLE, split_positions
 
 from multimodal_ip import DataTerm, Variable, hookimpl
-from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
 from multimodal_ip.operators import Linear
@@ -41,14 +40,10 @@ class Fluorescence:
     balance_role = "weighted"
 
     def temporaries(self, td):
-        """Bytes of temporaries per position: the windows of a sparse scan (gathered, kernel-sized each), or
-        nothing that grows with the positions when the map is computed by FFT correlation over the object."""
-        kh, kw = np.shape(td.arrays["kernel"])
-        j = int(np.shape(td.arrays["positions"])[0])
-        grid = tuple(int(s) for s in np.atleast_1d(td.attrs.get("object_shape", td.attrs.get("grid_shape", (0, 0)))))
-        full = (grid[0] + kh - 1) * (grid[1] + kw - 1) if len(grid) == 2 else 0
-        dense = full and j * kh * kw >= 6.0 * full * np.log2(max(full, 2))  # the FluorescenceMap cost rule
-        return 0.0 if dense else 16.0 * kh * kw
+        """Nothing grows with the positions: a sparse scan is gathered a block of positions at a time (the
+        block sized by the memory target per block, ``--chunk-memory``), a dense one correlated by FFT over the
+        object."""
+        return 0.0
 
     def calibration(self, td):
         """What this term offers the others: its element names (the coupling of a ptychography term reads them)."""
@@ -57,19 +52,26 @@ class Fluorescence:
 
     def variables(self, td):
         """``w`` (Ne, n0, n1): Ne from the data's rows; the map shape from the attribute ``object_shape``, else
-        from ``grid_shape`` when the positions are the full grid (a map value at every object pixel)."""
+        from ``grid_shape`` when the positions are the full grid (a map value at every object pixel), else from
+        the scan's extent (last corner + kernel, the rule ptychography infers ``x`` by) when every window lies
+        inside the object (no negative corner: XRF measured at the scan positions)."""
         if "data" not in td.arrays or len(np.shape(td.arrays["data"])) != 2:
             return []
         ne = int(np.shape(td.arrays["data"])[0])
         if "object_shape" in td.attrs:
             return [Variable("w", (ne, *(int(s) for s in np.atleast_1d(td.attrs["object_shape"]))))]
-        if "grid_shape" in td.attrs and "kernel" in td.arrays and "positions" in td.arrays:
+        if "kernel" not in td.arrays or "positions" not in td.arrays or len(np.shape(td.arrays["kernel"])) != 2:
+            return []
+        kernel = np.shape(td.arrays["kernel"])
+        pos = td.array("positions", ndim=2, dtype_kind="fiu")
+        if "grid_shape" in td.attrs:
             grid = tuple(int(s) for s in np.atleast_1d(td.attrs["grid_shape"]))
-            pos = td.array("positions", ndim=2, dtype_kind="fiu")
-            full = full_grid_positions(grid, np.shape(td.arrays["kernel"]))
+            full = full_grid_positions(grid, kernel)
             if pos.shape == full.shape and np.array_equal(pos, full):
                 return [Variable("w", (ne, *grid))]
-        return []
+        if pos.shape[0] == 0 or pos.shape[1] != 2 or pos.min() < 0:  # windows over the edge: the extent says nothing
+            return []
+        return [Variable("w", (ne, *(int(np.ceil(pos[:, i].max())) + int(kernel[i]) for i in range(2))))]
 
     def example_term(self, rng):
         """Two elements on a 9 x 9 full grid, a 3 x 3 kernel, noise-free counts."""
@@ -112,8 +114,7 @@ class Fluorescence:
                 op = FluorescenceModel(xp.asarray(probe), positions, (n0, n1), ne, kernel_scale=scale, refine=refine,
                                        dtype=dtype, method=method)
             else:
-                op = Linear(_fixed_map(xp.asarray(kernel), positions, (n0, n1), ne, dtype, method),
-                            name="FluorescenceMap")
+                op = _fixed_map(xp.asarray(kernel), positions, (n0, n1), ne, dtype, method).as_operator()
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
@@ -166,11 +167,11 @@ def _shared_refinement(td, refine, calibration, positions):
 
 
 def _fixed_map(kernel, positions, object_shape, ne, dtype, method):
-    """:class:`FluorescenceMap` at whole-pixel corners; fractional positions get a Fourier-shifted footprint each."""
+    """:class:`FluorescenceMap` at whole-pixel corners; fractional positions get a Fourier-shifted footprint each
+    (made a block of positions at a time: no (J, Kh, Kw) stack)."""
     corners, fractions = split_positions(positions, object_shape, kernel.shape, allow_outside=True)
     if np.any(fractions != 0):
-        kernel = SubpixelShift(fractions, kernel.shape, xp=get_array_module(kernel), dtype=dtype)(kernel).real
-        method = "gather"
+        return FluorescenceMap(kernel, corners, object_shape, ne, dtype=dtype, method="gather", fractions=fractions)
     return FluorescenceMap(kernel, corners, object_shape, ne, dtype=dtype, method=method)
 
 

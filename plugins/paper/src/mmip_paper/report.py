@@ -3,8 +3,7 @@
 __all__ = ["phase_corrected_error", "PaperReport"]
 
 import numpy as np
-
-from multimodal_ip.report import best_phase_error
+from mmip_ptychography.phase_error import best_phase_error
 
 
 def phase_corrected_error(x, w, x_true, w_true) -> float:

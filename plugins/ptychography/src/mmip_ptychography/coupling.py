@@ -76,8 +76,24 @@ def absorption_coupling(elements, energy_kev, normalize=True):
 
 
 def parse_coupling(spec, n_elements, elements=None):
-    """Coefficients from a coupling spec: ``None``/``"ones"`` (the paper), a sequence or ``"a0,a1,..."`` of
-    numbers, or ``"xraylib:<keV>[:El0,El1,...]"`` (element names default to ``elements``)."""
+    """Coefficients from a coupling spec.
+
+    Parameters
+    ----------
+    spec : :obj:`str`, sequence of :obj:`float` or ``None``
+        ``None``/``"ones"`` (the paper), a sequence or ``"a0,a1,..."`` of numbers, or
+        ``"xraylib:<keV>[:El0,El1,...]"`` (absorption coefficients from xraylib).
+    n_elements : :obj:`int`
+        The number of element maps, one coefficient each.
+    elements : :obj:`list` of :obj:`str`, optional
+        Element names for ``xraylib:<keV>`` when the spec names none.
+
+    Returns
+    -------
+    :obj:`numpy.ndarray` or ``None``
+        ``(n_elements,)`` finite coefficients; ``None`` for all ones. A bad spec is a
+        :class:`~multimodal_ip.errors.ConfigError`.
+    """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "ones"):
         return None
     if isinstance(spec, str) and spec.strip().lower().startswith("xraylib:"):

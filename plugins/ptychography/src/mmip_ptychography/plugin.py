@@ -3,16 +3,15 @@
 import warnings
 
 import numpy as np
-from mmip_scanprobe import AFFINE_SIZE, REFINABLE, ComplexCoupling
+from mmip_scanprobe import AFFINE_SIZE, REFINABLE
 
 from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.io.dataset import compact_dtype
 from multimodal_ip.losses import Amplitude, Poisson
-from multimodal_ip.operators import Linear, Modulus, compose
+from multimodal_ip.operators import Modulus, compose
 
 from .coupling import global_phase, parse_coupling
-from .far_field import StreamedFarField
 from .probe import fresnel_zone_plate_probe
 from .ptychography_model import PtychographyModel
 from .scan import raster_positions
@@ -21,11 +20,10 @@ from .scan import raster_positions
 def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="float64", coefficients=None,
                           block=None):
     r"""The paper's ptychography model on the packed real ``[x; w]``: :math:`\Psi = F(P S_j (x + i\sum_e w_e))`,
-    streamed over blocks of ``block`` positions (:class:`~mmip_ptychography.far_field.StreamedFarField`)."""
-    cdtype = np.result_type(dtype, np.complex64)
-    coupling = ComplexCoupling(object_shape, n_elements, coefficients=coefficients, dtype=dtype)
-    return compose(StreamedFarField(probe, positions_px, object_shape, dtype=cdtype, block=block),
-                   Linear(coupling, name="ComplexCoupling"))
+    streamed over blocks of ``block`` positions: a :class:`~mmip_ptychography.PtychographyModel` with nothing refined
+    (whole-pixel positions take its plain-window path)."""
+    return PtychographyModel(probe, positions_px, object_shape, n_elements, coefficients=coefficients, dtype=dtype,
+                             block=block)
 
 
 class Ptychography:
@@ -84,7 +82,7 @@ class Ptychography:
         return td, [Variable("x", (n, n)), Variable("w", (1, n, n))]
 
     def temporaries(self, td):
-        """Both models are streamed (one block of positions at a time): no temporaries grow with the scan."""
+        """The model is streamed (one block of positions at a time): no temporaries grow with the scan."""
         return 0.0
 
     def calibration(self, td):
@@ -127,12 +125,9 @@ class Ptychography:
         elements = td.attrs.get("elements", (calibration or {}).get("elements"))  # else the XRF term's names
         elements = None if elements is None else [str(e) for e in np.atleast_1d(elements)]
         coef = parse_coupling(coupling if coupling is not None else td.attrs.get("coupling"), ne, elements)
-        try:
-            if refine or np.any(positions != np.rint(positions)):
-                op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,
-                                       dtype=dtype)
-            else:
-                op = ptychography_operator(xp.asarray(probe), positions, n_shape, ne, dtype=dtype, coefficients=coef)
+        try:  # one model: plain windows for fixed whole-pixel positions, cubic-sampled ones otherwise
+            op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,
+                                   dtype=dtype)
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
@@ -151,7 +146,7 @@ class Ptychography:
             raise ConfigError(msg)
         if "positions" in refine:
             _warn_low_overlap(td, probe, positions)
-        inputs = (*self.inputs, *getattr(op, "refine", ()))
+        inputs = (*self.inputs, *op.refine)
         if data.dtype.kind == "f" or compact_dtype(data.dtype) is not None:  # counts of <= 32 bits stay integers
             data = data.astype(dtype, copy=False)
         return DataTerm(op, xp.asarray(data), lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne))

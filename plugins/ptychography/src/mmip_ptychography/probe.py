@@ -6,7 +6,18 @@ HC_KEV_M = 1.2398419843320026e-9  # h*c in keV*m
 
 
 def wavelength_m(energy_kev: float) -> float:
-    """X-ray wavelength in metres for a photon energy in keV."""
+    r"""X-ray wavelength in metres for a photon energy in keV.
+
+    Parameters
+    ----------
+    energy_kev : :obj:`float`
+        Photon energy (keV).
+
+    Returns
+    -------
+    :obj:`float`
+        :math:`\lambda = hc / E` (m).
+    """
     return HC_KEV_M / float(energy_kev)
 
 

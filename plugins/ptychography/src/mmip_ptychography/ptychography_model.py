@@ -2,28 +2,34 @@ __all__ = ["PtychographyModel"]
 
 import numpy as np
 from mmip_scanprobe import CalibrationLayout, ComplexCoupling, CubicPatches, extract_patches, split_positions
+from mmip_scanprobe.scatter import scatter_patches_
 
 from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, to_numpy
-from multimodal_ip.kernels import scatter_patches_
 from multimodal_ip.operators import Streamed
+
+from .far_field import validate_positions
 
 
 class PtychographyModel(Streamed):
-    r"""Far-field ptychography with sub-pixel positions and, optionally, the probe and positions as unknowns.
+    r"""Far-field ptychography: the modality's one model, for whole-pixel and sub-pixel positions, with the probe,
+    positions and a global affine map of the positions optionally as unknowns.
 
     .. math:: \Psi_j = F\big(P \odot S_{p_j} z\big),\quad z = x + i \textstyle\sum_e a_e w_e
 
     where :math:`S_{p} z` is the probe-sized window of the object whose top-left corner is at position :math:`p`:
-    plain pixels when every position is a whole pixel and none is refined, otherwise sampled by separable cubic
-    convolution (:class:`~mmip_scanprobe.CubicPatches`: continuously differentiable in :math:`p`, the object
-    extended by its edge values).
+    plain pixels when every position is a whole pixel and none moves (the fast path: one strided gather per block,
+    its adjoint :func:`~mmip_scanprobe.scatter_patches_`, equal to :class:`~mmip_ptychography.FarField`),
+    otherwise sampled by separable cubic convolution (:class:`~mmip_scanprobe.CubicPatches`: continuously
+    differentiable in :math:`p`, the object extended by its edge values).
 
     Parameters
     ----------
     probe : array, shape ``(Np0, Np1)``
         Complex probe (the fixed value, or the start value when refined).
     positions_px : array, shape ``(J, 2)``
-        Top-left (row, col) of each window in object pixels; may be fractional.
+        Top-left (row, col) of each window in object pixels; may be fractional. Whole-pixel positions that are not
+        refined must put every window inside the object (as :class:`~mmip_ptychography.FarField`); others may
+        reach a pixel beyond its edge.
     object_shape : :obj:`tuple`
         ``(n_rows, n_cols)``.
     n_elements : :obj:`int`
@@ -35,7 +41,9 @@ class PtychographyModel(Streamed):
     coefficients : array-like, optional
         Coupling :math:`a_e` (default ones).
     dtype : :obj:`str`, optional
-        Real input dtype; the output is the matching complex dtype.
+        Real input dtype (``float32`` or ``float64``); the output ``dtyped`` is the matching complex dtype.
+    block : :obj:`int`, optional
+        Positions per block (default: about 4 MB of spectra, :class:`~multimodal_ip.operators.Streamed`).
 
     Notes
     -----
@@ -57,8 +65,16 @@ class PtychographyModel(Streamed):
         cdtype = self.coupling.dtype
         self.probe = ncp.asarray(probe, dtype=cdtype)
         self.positions = np.asarray(to_numpy(positions_px), dtype=float)
-        # validated now: errors before any solve (the corners serve whole-pixel positions)
-        self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window)
+        # validated once, now: errors before any solve (the corners serve whole-pixel positions)
+        if not refine and _whole_pixels(self.positions):  # the plain windows: each must lie inside the object
+            self.corners = validate_positions(self.positions, self.object_shape, self.window)
+            self.fractions = np.zeros(self.corners.shape)
+        else:
+            self.corners, self.fractions = split_positions(self.positions, self.object_shape, self.window)
+        # contiguous corner rows and columns, host and device: the whole-pixel gather and scatter of each block
+        self.corner_rows = np.ascontiguousarray(self.corners[:, 0])
+        self.corner_cols = np.ascontiguousarray(self.corners[:, 1])
+        self.corners_xp = ncp.asarray(self.corners)
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype,
                                         nominal=self.positions, object_shape=self.object_shape)
         self.refine = self.layout.refine
@@ -101,10 +117,19 @@ class PtychographyModel(Streamed):
         return {"z": z, "probe": probe, "folded": self.fold(probe)[None], "sampler": sampler, "xp": ncp}
 
     def _patches(self, s, a, rows):
-        """The block's windows of ``a`` (an object-shaped array, edge-extended when sampled)."""
+        """The block's windows of ``a`` (an object-shaped array, edge-extended when sampled): a fresh array."""
         if s["sampler"] is not None:
             return s["sampler"].sample(a, rows)
-        return extract_patches(a, s["xp"].asarray(self.corners[rows]), self.window)
+        return extract_patches(a, self.corners_xp[rows], self.window)
+
+    def _probed(self, s, a, rows):
+        """The block's windows of ``a`` times the (folded) probe. Whole pixels: multiplied in place, patches on the
+        left (the rounding of :class:`~mmip_ptychography.FarField`'s streamed form, which this path replaced)."""
+        if s["sampler"] is not None:
+            return s["folded"] * s["sampler"].sample(a, rows)
+        w = self._patches(s, a, rows)
+        w *= s["folded"]
+        return w
 
     def stream_tangent(self, state, dv):
         dv = dv.astype(self.dtype, copy=False)
@@ -115,11 +140,11 @@ class PtychographyModel(Streamed):
         return dz, dprobe, None if dpos is None else state["xp"].asarray(dpos, dtype=self.dtype)
 
     def stream_forward(self, state, rows):
-        return self.transform(state["folded"] * self._patches(state, state["z"], rows))
+        return self.transform(self._probed(state, state["z"], rows))
 
     def stream_jvp(self, state, tangent, rows):
         dz, dprobe, dpos = tangent
-        dpsi = state["folded"] * self._patches(state, dz, rows)
+        dpsi = self._probed(state, dz, rows)
         if dprobe is not None:
             dpsi += self.fold(dprobe)[None] * self._patches(state, state["z"], rows)
         if dpos is not None:
@@ -141,7 +166,8 @@ class PtychographyModel(Streamed):
         if "probe" in self.refine:  # sum_j conj(window_j) b_j, before b is overwritten
             acc["probe"] += self.fold(_sum_conj_product(self._patches(state, state["z"], rows), b))
         if sampler is None:  # whole pixels: one slice-add per position, the probe multiplied in while adding
-            scatter_patches_(acc["z"], b, state["folded"][0].conj(), self.corners[rows, 0], self.corners[rows, 1])
+            scatter_patches_(acc["z"], b, state["folded"][0].conj(), self.corner_rows[rows],
+                             self.corner_cols[rows])
             return
         b *= state["folded"].conj()  # the windows' cotangent
         sampler.scatter(acc["z"], b, rows)
@@ -155,6 +181,11 @@ class PtychographyModel(Streamed):
         z = CubicPatches.unpad_adjoint(acc["z"]) if self.sampled else acc["z"]
         main = self.coupling.rmatvec(z.ravel())
         return self.layout.join(main, acc["probe"], acc["positions"])
+
+
+def _whole_pixels(positions) -> bool:
+    """Whether every position is exactly a whole pixel (NaN and Inf are not)."""
+    return bool(np.all(positions == np.rint(positions)))
 
 
 def _sum_conj_product(a, b):

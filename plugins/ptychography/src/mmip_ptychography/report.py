@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from multimodal_ip.report import best_phase_error, figure_backend
+from multimodal_ip.report import figure_backend
+
+from .phase_error import best_phase_error
 
 
 def calibration_rows(results: dict, start: dict, truth: dict | None) -> list:

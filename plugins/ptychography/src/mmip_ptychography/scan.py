@@ -6,12 +6,23 @@ import numpy as np
 def raster_positions(object_size, window, step_px=None, overlap=None, grid=None):
     """Top-left (row, col) corners of a raster scan, row-major, windows inside the object.
 
-    Give ``step_px``, or ``overlap`` (``step = round((1 - overlap) * window)``), and optionally
-    ``grid = (rows, cols)`` to fix the number of positions (default: as many as fit).
+    Parameters
+    ----------
+    object_size : :obj:`int`
+        Side of the square object (pixels).
+    window : :obj:`int`
+        Side of the probe window (pixels).
+    step_px : :obj:`int`, optional
+        Step between neighbouring positions (pixels); give this or ``overlap``.
+    overlap : :obj:`float`, optional
+        Linear overlap of neighbouring windows, ``step = round((1 - overlap) * window)``.
+    grid : :obj:`tuple` of :obj:`int`, optional
+        ``(rows, cols)``: the number of positions; default as many as fit.
 
     Returns
     -------
-    positions : (J, 2) float array (pixels)
+    positions : :obj:`numpy.ndarray`
+        ``(J, 2)`` float array of top-left corners (pixels).
     """
     if (step_px is None) == (overlap is None):
         msg = "give exactly one of step_px or overlap"
@@ -33,8 +44,21 @@ def raster_positions(object_size, window, step_px=None, overlap=None, grid=None)
 def fermat_spiral_positions(object_size, window, count, step_px=None):
     r"""Fermat-spiral scan (:math:`r = c\sqrt{k}`, golden angle), centred, windows inside the object.
 
-    ``step_px`` sets :math:`c` (about the mean nearest-neighbour distance); by default the
-    spiral fills the object. Positions are rounded to whole pixels.
+    Parameters
+    ----------
+    object_size : :obj:`int`
+        Side of the square object (pixels).
+    window : :obj:`int`
+        Side of the probe window (pixels).
+    count : :obj:`int`
+        Number of positions :math:`J`.
+    step_px : :obj:`float`, optional
+        :math:`c`, about the mean nearest-neighbour distance; by default the spiral fills the object.
+
+    Returns
+    -------
+    positions : :obj:`numpy.ndarray`
+        ``(J, 2)`` float array of top-left corners, rounded to whole pixels.
     """
     count = int(count)
     half = (int(object_size) - int(window)) / 2

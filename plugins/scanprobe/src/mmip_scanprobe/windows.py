@@ -8,6 +8,8 @@ import numpy as np
 from multimodal_ip.backend import complex_dtype, fft2, get_array_module, ifft2, real_dtype, to_numpy
 from multimodal_ip.errors import ConfigError, ShapeError
 
+from .scatter import scatter_patches_
+
 #: calibration unknowns a window-based model may refine, in packing order
 REFINABLE = ("probe", "positions", "affine")
 #: entries of the ``affine`` unknown: the 2 x 2 matrix (row-major) and the translation, all in pixels
@@ -54,15 +56,37 @@ def as_positions(positions_px, what="positions"):
 def split_positions(positions_px, object_shape, window, allow_outside=False, what="positions", strict=True):
     r"""Whole-pixel corners and sub-pixel remainders of window positions.
 
-    Returns ``(corners, fractions)``: ``corners`` (J, 2) int64 top-left pixels, clipped into the allowed
-    range, and ``fractions = positions - corners`` (J, 2) float, usually in [-0.5, 0.5] (larger only where
-    clipping moved a corner). A window at ``corner + fraction`` is modelled by shifting the window
-    function (probe, beam footprint) by ``fraction`` with :class:`SubpixelShift`.
+    A window at ``corner + fraction`` is modelled by shifting the window function (probe, beam footprint) by
+    ``fraction`` with :class:`SubpixelShift`.
 
-    Raises :class:`~multimodal_ip.errors.ShapeError` when ``positions_px`` is not (J, 2), holds NaN/Inf,
-    or (``strict``) a rounded corner lies more than a pixel outside the allowed range (``allow_outside``:
-    windows must touch the object; otherwise lie inside it). ``strict=False`` only clips (positions being
-    refined may wander).
+    Parameters
+    ----------
+    positions_px : :obj:`numpy.ndarray`
+        ``(J, 2)`` top-left window positions (pixels, fractional).
+    object_shape : :obj:`tuple` of :obj:`int`
+        Shape of the object.
+    window : :obj:`tuple` of :obj:`int`
+        Shape of the window.
+    allow_outside : :obj:`bool`, optional
+        Windows must only touch the object; otherwise they lie inside it.
+    what : :obj:`str`, optional
+        The positions' name in error messages.
+    strict : :obj:`bool`, optional
+        A rounded corner more than a pixel outside the allowed range is an error; ``False`` only clips
+        (positions being refined may wander).
+
+    Returns
+    -------
+    corners : :obj:`numpy.ndarray`
+        ``(J, 2)`` int64 top-left pixels, clipped into the allowed range.
+    fractions : :obj:`numpy.ndarray`
+        ``positions - corners``, ``(J, 2)`` float, usually in [-0.5, 0.5] (larger only where clipping moved a
+        corner).
+
+    Raises
+    ------
+    ShapeError
+        ``positions_px`` is not (J, 2), holds NaN/Inf, or (``strict``) lies outside the allowed range.
     """
     pos = as_positions(positions_px, what)
     corners = np.rint(pos)
@@ -83,7 +107,7 @@ def split_positions(positions_px, object_shape, window, allow_outside=False, wha
 
 
 def extract_patches(z, positions, window):
-    """Gather the (J, *window) patches of ``z`` at top-left ``positions`` (one vectorised gather)."""
+    """Gather the ``(J, *window)`` patches of ``z`` at top-left ``positions`` (one vectorised gather)."""
     windows = get_array_module(z).lib.stride_tricks.sliding_window_view(z, window)  # numpy and cupy alike
     return windows[positions[:, 0], positions[:, 1]]
 
@@ -129,7 +153,7 @@ class SubpixelShift:
         return ifft2(self._ramped(fft2(a)))
 
     def adjoint(self, b):
-        """Adjoint of :meth:`__call__` for a per-position batch ``b`` (:meth:`shared_adjoint` sums it for a shared
+        """Adjoint of ``__call__`` for a per-position batch ``b`` (:meth:`shared_adjoint` sums it for a shared
         ``a`` without the batch of inverse FFTs)."""
         return ifft2(self._ramped(fft2(b), conj=True))
 
@@ -155,7 +179,23 @@ class CalibrationLayout:
     (the order of :class:`~multimodal_ip.VariableSpace` packing of ``inputs + refine``). The model sees the
     *effective* positions (:meth:`split`): the positions variable (else ``nominal``) moved by the affine map;
     :meth:`join` takes the gradient with respect to them and returns it for each refined unknown.
-    ``nominal`` (the file's positions of this chunk or rank) and ``object_shape`` are needed for ``affine``.
+
+    Parameters
+    ----------
+    n_main : :obj:`int`
+        Length of the packed ``main`` part.
+    window : :obj:`tuple` of :obj:`int`
+        Shape of the probe window.
+    n_positions : :obj:`int`
+        Number of scan positions ``J`` (of this chunk or rank).
+    refine : :obj:`tuple` of :obj:`str`, optional
+        The refined unknowns, among :data:`REFINABLE`; any other is a :class:`~multimodal_ip.errors.ConfigError`.
+    dtype : :obj:`str`, optional
+        The real dtype of the packed vector.
+    nominal : :obj:`numpy.ndarray`, optional
+        ``(J, 2)``: the file's positions of this chunk or rank; needed for ``affine``.
+    object_shape : :obj:`tuple` of :obj:`int`, optional
+        Shape of the object; needed for ``affine``.
     """
 
     def __init__(self, n_main, window, n_positions, refine=(), dtype="float64", nominal=None, object_shape=None):
@@ -428,8 +468,6 @@ class CubicPatches:
 
     def scatter(self, acc_padded, g, rows):
         """``acc_padded += S^T g`` for the block (``acc_padded`` shaped like :meth:`pad`'s result)."""
-        from multimodal_ip.kernels import scatter_patches_
-
         wr, wc = self._weights(rows, g)
         c = self.corners[rows] + self.PAD - 1
         if self._compiled(acc_padded, g):

@@ -28,7 +28,7 @@ from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError, ShapeError
 from multimodal_ip.operators import NonlinearOperator
 
-from .geometry import Geometry, ray_sampling
+from .geometry import ExitPaths, Geometry, ray_sampling
 
 #: how the fluorescence model attenuates the incident beam: ``self`` (from the unknown maps, plus the known matrix),
 #: ``map`` (a fixed attenuation map, e.g. from another measurement), ``none`` (ignored)
@@ -98,7 +98,8 @@ class _TransmissionJacobian(LinearOperator):
 
 
 class XRFTomographyModel(NonlinearOperator):
-    r"""Fluorescence sinograms ``(Ne, K, S)`` of the maps ``(Ne, n0, n1)``, the incident beam attenuated on its way in.
+    r"""Fluorescence sinograms ``(Ne, K, S)`` of the maps ``(Ne, n0, n1)``, the incident beam attenuated on its way in
+    and, with ``mu_line`` (or ``line_maps``), each element's line attenuated on its way out to the detector(s).
 
     Parameters
     ----------
@@ -112,10 +113,20 @@ class XRFTomographyModel(NonlinearOperator):
         Known attenuation added to :math:`\sum_e \mu_e W_e` (``"self"``).
     attenuation_map : array, shape ``(n0, n1)``, optional
         The whole attenuation map (``"map"``).
+    mu_line : array, shape ``(Ne, Ne)``, optional
+        ``mu_line[e, k]``: attenuation of element ``e``'s line per unit concentration of element ``k`` per pixel
+        (``"self"``): the line's map is :math:`\sum_k b_{ek} W_k` (+ ``line_matrix[e]``).
+    line_matrix : array, shape ``(Ne, n0, n1)``, optional
+        Known attenuation at each line's energy (``"self"``).
+    line_maps : array, shape ``(Ne, n0, n1)``, optional
+        The whole attenuation map at each line's energy, fixed (``"map"``).
+    detectors : sequence of float
+        Detector directions, radians from the beam (:mod:`~mmip_tomography.geometry`); the data are the mean over
+        the detectors. Default one detector at 90 degrees.
     """
 
     def __init__(self, geom: Geometry, mu, attenuation="self", matrix=None, attenuation_map=None, dtype="float64",
-                 xp=np, name=None):
+                 xp=np, name=None, mu_line=None, line_matrix=None, line_maps=None, detectors=(np.pi / 2,)):
         if attenuation not in ATTENUATION_MODES:
             msg = f"attenuation must be one of {ATTENUATION_MODES}; got {attenuation!r}"
             raise ConfigError(msg)
@@ -134,26 +145,79 @@ class XRFTomographyModel(NonlinearOperator):
             self.fixed = xp.ones(self.sampling.out_shape, dtype=dtype)
         self.offset = None if matrix is None or attenuation != "self" else \
             self.sampling.forward(xp.asarray(matrix, dtype=dtype))
+        self._lines(mu_line, line_matrix, line_maps, detectors, dtype, xp)
         super().__init__(dims=(self.ne, *geom.shape), dimsd=(self.ne, *geom.sinogram_shape), dtype=dtype,
-                         name=name or f"XRFTomographyModel[{attenuation}]")
+                         name=name or f"XRFTomographyModel[{attenuation}{'+lines' if self.exits else ''}]")
+
+    def _lines(self, mu_line, line_matrix, line_maps, detectors, dtype, xp):
+        """The emitted lines' attenuation: ``self.exits`` (one :class:`ExitPaths` per detector, empty: none),
+        ``self.b`` (``(Ne, Ne)``, from the unknowns) or ``self.fixed_exit`` (fixed maps)."""
+        self.exits, self.b, self.line_offset, self.fixed_exit = [], None, None, None
+        if self.mode == "self" and mu_line is not None:
+            b = np.asarray(mu_line, dtype=dtype)
+            if b.shape != (self.ne, self.ne) or not np.all(np.isfinite(b)) or np.any(b < 0):
+                msg = (f"mu_line: need ({self.ne}, {self.ne}) finite values >= 0 (line of element e, attenuating "
+                       f"element k); got shape {b.shape}")
+                raise ShapeError(msg)
+            self.b = xp.asarray(b)
+        elif self.mode == "map" and line_maps is not None:
+            line_maps = xp.asarray(line_maps, dtype=dtype)
+        else:
+            return
+        detectors = np.atleast_1d(np.asarray(detectors, dtype=float))
+        if detectors.size < 1 or not np.all(np.isfinite(detectors)):
+            msg = f"detectors: need one or more finite angles (radians from the beam); got {list(detectors)}"
+            raise ConfigError(msg)
+        self.exits = [ExitPaths(self.geom, d, dtype, xp) for d in detectors]
+        if self.b is None:
+            self.fixed_exit = self._exit(line_maps)[0]
+        elif line_matrix is not None:
+            lm = xp.asarray(line_matrix, dtype=dtype).reshape(self.ne, *self.geom.shape)
+            self.line_offset = [p.forward(lm) for p in self.exits]
+
+    def _exit(self, maps, w=None):
+        r"""Mean over the detectors of :math:`\exp(-L_d)`, :math:`L_d` the path integral of each line's map to
+        detector ``d``, ``(K, S, T, Ne)``, and the per-detector factors (for the Jacobian)."""
+        ncp = get_array_module(maps)
+        parts = []
+        for i, p in enumerate(self.exits):
+            if w is None:
+                path = p.forward(maps)
+            else:  # from the unknowns: the paths of the element maps, mixed by b (linear, so in either order)
+                path = p.forward(w) @ self.b.T
+                if self.line_offset is not None:
+                    path += self.line_offset[i]
+            with np.errstate(over="ignore"):
+                parts.append(ncp.exp(-path))
+        return sum(parts[1:], parts[0]) / len(parts), parts
 
     def _beam(self, m):
-        """Attenuation of the incident beam at each sample: :math:`\\exp(-\\Delta t\\, C m)` along the rays."""
+        r"""Attenuation of the incident beam at each sample: :math:`\exp(-\Delta t\, C m)` along the rays."""
         ncp = get_array_module(m)
         c = ncp.cumsum(m, axis=-1)
-        c -= m  # exclusive: the sample's own attenuation is not in front of it
+        c -= 0.5 * m  # trapezoid rule (second order): half of the sample's own step is in front of it
         c *= -self.geom.step
         with np.errstate(over="ignore"):  # far from the data (mu < 0) exp overflows: the solver steps back
             return ncp.exp(c, out=c)
 
     def _state(self, w):
+        """Samples ``a`` of the maps, the beam's attenuation, the emitters ``a X`` (line attenuation ``X``
+        included) and the per-detector factors (``None`` unless they depend on ``w``)."""
         a = self.sampling.forward(w)  # (K, S, T, Ne)
+        parts = None
+        if self.b is not None:
+            x, parts = self._exit(None, w)
+            ax = a * x
+        elif self.fixed_exit is not None:
+            ax = a * self.fixed_exit
+        else:
+            ax = a
         if self.fixed is not None:
-            return a, self.fixed
+            return a, self.fixed, ax, parts
         m = a @ self.mu
         if self.offset is not None:
             m += self.offset
-        return a, self._beam(m)
+        return a, self._beam(m), ax, parts
 
     def _emit(self, a, beam):
         r""":math:`\Delta t \sum_t a_e A` for every element: one batched product per ray, ``(Ne, K, S)``."""
@@ -161,29 +225,40 @@ class XRFTomographyModel(NonlinearOperator):
         return self.geom.step * ncp.moveaxis(ncp.matmul(beam[:, :, None, :], a)[:, :, 0, :], -1, 0)
 
     def _forward(self, w):
-        return self._emit(*self._state(w))
+        a, beam, ax, _ = self._state(w)
+        return self._emit(ax, beam)
 
     def _linearize(self, w):
-        a, beam = self._state(w)
-        return self._emit(a, beam), _XRFJacobian(self, a, beam)
+        state = self._state(w)
+        return self._emit(state[2], state[1]), _XRFJacobian(self, *state)
 
     def _jacobian(self, w):
         return self._linearize(w)[1]
 
 
 class _XRFJacobian(LinearOperator):
-    def __init__(self, model, a, beam):
-        self.m, self.a, self.beam = model, a, beam
+    def __init__(self, model, a, beam, ax, parts):
+        self.m, self.a, self.beam, self.ax, self.parts = model, a, beam, ax, parts
         super().__init__(dtype=model.dtype, dims=model.dims, dimsd=model.dimsd, name=f"J({model.name})")
+
+    def _x(self):
+        m = self.m
+        if m.fixed_exit is not None:
+            return m.fixed_exit
+        return sum(self.parts[1:], self.parts[0]) / len(self.parts)
 
     def _matvec(self, dw):
         m = self.m
-        da = m.sampling.forward(dw.reshape(m.dims))
-        dy = m._emit(da, self.beam)
-        if m.fixed is None:  # through the attenuation: - dt * sum_t a_e A dt C(S dmu)
+        dw = dw.reshape(m.dims)
+        da = m.sampling.forward(dw)
+        dy = m._emit(da if self.parts is None and m.fixed_exit is None else da * self._x(), self.beam)
+        if m.fixed is None:  # through the attenuation: - dt * sum_t a_e X_e A dt C(S dmu)
             dm = da @ m.mu
-            dc = m.geom.step * (get_array_module(dm).cumsum(dm, axis=-1) - dm)
-            dy -= m._emit(self.a, self.beam * dc)
+            dc = m.geom.step * (get_array_module(dm).cumsum(dm, axis=-1) - 0.5 * dm)
+            dy -= m._emit(self.ax, self.beam * dc)
+        if self.parts is not None:  # through the lines' attenuation: - dt * sum_t a_e A X_e,d dL_e,d / nd
+            for p, x in zip(m.exits, self.parts):
+                dy -= m._emit(self.a * x * (p.forward(dw) @ m.b.T), self.beam) / len(m.exits)
         return dy.ravel()
 
     def _rmatvec(self, r):
@@ -192,16 +267,27 @@ class _XRFJacobian(LinearOperator):
         r = r.reshape(m.dimsd)
         rk = ncp.moveaxis(r, 0, -1)  # (K, S, Ne)
         beam = m.geom.step * self.beam
+        lines = self.parts is not None or m.fixed_exit is not None
         if m.fixed is None:
-            b = ncp.matmul(self.a, rk[..., None])[..., 0]  # sum_e r_e a_e
+            b = ncp.matmul(self.ax, rk[..., None])[..., 0]  # sum_e r_e a_e X_e
             b *= beam
             b *= -m.geom.step  # the gradient in dt C S mu
-            gm = ncp.flip(ncp.cumsum(ncp.flip(b, -1), axis=-1), -1)  # C^T: reverse exclusive cumulative sum
-            gm -= b
-            # per sample: dt r_e A + mu_e gm, written once as the product (T x 2) @ (2 x Ne) of every ray
-            coef = ncp.empty((*rk.shape[:2], 2, m.ne), dtype=rk.dtype)
-            coef[:, :, 0, :], coef[:, :, 1, :] = rk, m.mu
-            g = ncp.matmul(ncp.stack([beam, gm], axis=-1), coef)
+            gm = ncp.flip(ncp.cumsum(ncp.flip(b, -1), axis=-1), -1)  # C^T: reverse cumulative sum, half own step
+            gm -= 0.5 * b
+            if lines:
+                g = beam[..., None] * rk[:, :, None, :] * self._x() + gm[..., None] * m.mu
+            else:
+                # per sample: dt r_e A + mu_e gm, written once as the product (T x 2) @ (2 x Ne) of every ray
+                coef = ncp.empty((*rk.shape[:2], 2, m.ne), dtype=rk.dtype)
+                coef[:, :, 0, :], coef[:, :, 1, :] = rk, m.mu
+                g = ncp.matmul(ncp.stack([beam, gm], axis=-1), coef)
         else:
             g = beam[..., None] * rk[:, :, None, :]  # d/da_e: dt r_e A
-        return m.sampling.adjoint(g).ravel()
+            if lines:
+                g = g * self._x()
+        out = m.sampling.adjoint(g)
+        if self.parts is not None:
+            h = beam[..., None] * rk[:, :, None, :] * self.a  # dt r_e A a_e, then per detector X_e,d / nd
+            for p, x in zip(m.exits, self.parts):
+                out -= p.adjoint((h * x / len(m.exits)) @ m.b)
+        return out.ravel()

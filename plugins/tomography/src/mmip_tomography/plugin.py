@@ -6,27 +6,9 @@ from multimodal_ip import DataTerm, Variable, hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
 
+from .attenuation import attenuation_coefficients, line_coefficients
 from .geometry import Geometry
 from .models import ATTENUATION_MODES, TransmissionModel, XRFTomographyModel
-
-
-def attenuation_coefficients(elements, energy_kev, scale=1.0):
-    r""":math:`\mu_e` = xraylib's total mass attenuation ``CS_Total`` (cm^2/g) of each element at ``energy_kev``,
-    times ``scale`` (g/cm^3 of unit concentration x pixel size in cm: the attenuation per pixel of path)."""
-    try:
-        import xraylib
-    except ImportError:
-        msg = "attenuation from element names needs xraylib: pip install xraylib (or give the dataset 'mu')"
-        raise ConfigError(msg) from None
-    out = []
-    for el in elements:
-        try:
-            z = int(el) if str(el).isdigit() else xraylib.SymbolToAtomicNumber(str(el).strip())
-            out.append(xraylib.CS_Total(z, float(energy_kev)) * float(scale))
-        except ValueError as exc:
-            msg = f"element {el!r} at {energy_kev} keV: {exc} (give symbols such as Fe, Zn, or atomic numbers)"
-            raise ConfigError(msg) from None
-    return np.asarray(out, dtype=float)
 
 
 class _Tomography:
@@ -72,7 +54,12 @@ class _Tomography:
         shape = tuple(int(s) for s in np.atleast_1d(td.attrs["object_shape"]))
         angles = td.array("angles", ndim=1, dtype_kind="fiu")
         try:
-            return Geometry.make(shape, angles, bins=bins, step=float(td.attrs.get("ray_step", 1.0)))
+            step = td.attr("ray_step", 1.0)
+            if not (np.isfinite(step) and 0 < step <= max(shape)):
+                msg = (f"{td.where()}: attribute 'ray_step' must be a finite number of pixels in (0, {max(shape)}], "
+                       f"got {step!r}")
+                raise DataError(msg)
+            return Geometry.make(shape, angles, bins=bins, step=step)
         except ShapeError as exc:
             msg = f"{td.where()}: {exc}"
             raise DataError(msg) from None
@@ -134,7 +121,15 @@ class _Tomography:
                         self.inputs, td.name)
 
     def _matrix(self, td, shape, dtype, key="matrix"):
-        return td.array(key, shape=shape, dtype_kind="fiu").astype(dtype) if key in td.arrays else None
+        """A known attenuation map (per pixel of path, >= 0: a negative one would amplify the beam), or ``None``."""
+        if key not in td.arrays:
+            return None
+        a = td.array(key, shape=shape, dtype_kind="fiu")
+        low = td.minimum(key)
+        if low < 0:
+            msg = f"{td.where(key)}: a known attenuation must be >= 0 everywhere (min {low:.3g})"
+            raise DataError(msg)
+        return a.astype(dtype)
 
 
 def _random_cases(rng, model, sizes, mu_range):
@@ -167,12 +162,28 @@ class TransmissionTomography(_Tomography):
         ne, shape = self._common(td, space, options, self.options)
         k = int(np.size(td.arrays.get("angles", ())))
         data = self._data(td, (k, None))
+        self._check_transmission(td, data)
         geom = self._geometry(td, data.shape[1])
         dtype = np.dtype(dtype or space.dtype)
         xp = xp or np
         op = TransmissionModel(geom, self._mu(td, ne), matrix=self._matrix(td, shape, dtype), dtype=dtype, xp=xp,
                                name="TransmissionModel")
         return self._term(td, op, data, xp, dtype, loss, photon_weighted)
+
+    @staticmethod
+    def _check_transmission(td, data) -> None:
+        """Transmissions I/I0 lie in [0, 1], up to the photon noise of I0 = ``photons_per_unit`` (8 standard
+        deviations of a count at I0; 0.5 when the file gives no I0): raw counts, or I/I0 of another scale, are
+        refused by name."""
+        top = float(np.max(data))
+        photons = td.attr("photons_per_unit", np.nan)
+        slack = 8.0 / np.sqrt(photons) if np.isfinite(photons) and photons > 0 else \
+            (0.0 if photons == np.inf else 0.5)
+        if top > 1.0 + slack + 1e-6:
+            msg = (f"{td.where('data')}: transmissions I/I0 must lie in [0, 1] (up to photon noise: <= "
+                   f"{1 + slack:.3g}), got max {top:.4g}; raw counts? divide them by the incident flux I0 "
+                   "(photons_per_unit)")
+            raise DataError(msg)
 
     def conformance_cases(self, rng):
         yield from _random_cases(rng, TransmissionModel, ((9, 9, 4, 1), (10, 12, 40, 2), (8, 8, 3, 3)), (0.02, 0.1))
@@ -184,14 +195,18 @@ class TransmissionTomography(_Tomography):
 class XRFTomography(_Tomography):
     """``/terms/<name>``: ``data`` (Ne, K, S) fluorescence sinograms, ``angles`` (K,), ``mu`` (Ne,) [, ``matrix``,
     ``attenuation_map`` (n0, n1)]; attributes ``object_shape``, optional ``ray_step``, ``photons_per_unit``,
-    ``elements`` and ``energy_kev`` (``mu`` from xraylib when the dataset is absent).
+    ``elements`` and ``energy_kev`` (``mu`` from xraylib when the dataset is absent). The emitted lines' attenuation
+    on the way to the detector: dataset ``mu_line`` (Ne, Ne) (or attribute ``lines``, xraylib line names, with
+    ``elements``), optional ``line_matrix`` (Ne, n0, n1), ``line_attenuation_map`` (Ne, n0, n1) (mode ``map``),
+    attribute ``detector_angles`` (radians from the beam, default pi/2).
 
     Option ``attenuation``: ``"self"`` (default; the maps attenuate the incident beam), ``"map"`` (the term's
-    ``attenuation_map`` does, fixed), ``"none"`` (no self-absorption).
+    ``attenuation_map`` does, fixed), ``"none"`` (no self-absorption). Option ``line_attenuation``: ``"auto"``
+    (default: modelled when the file describes the lines), ``"off"`` (the ablation), ``"on"`` (required).
     """
 
-    options = ("loss", "dtype", "photon_weighted", "attenuation")
-    datasets = ("data", "angles", "mu", "matrix", "attenuation_map")
+    options = ("loss", "dtype", "photon_weighted", "attenuation", "line_attenuation")
+    datasets = ("data", "angles", "mu", "matrix", "attenuation_map", "mu_line", "line_matrix", "line_attenuation_map")
     split_axes = {"data": 1, "angles": 0}
     #: the fluorescence sees every element: it is the term the others are weighted against
     balance_role = "reference"
@@ -213,7 +228,7 @@ class XRFTomography(_Tomography):
         return td, [Variable("w", (2, 7, 8))]
 
     def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, photon_weighted=False,
-                   attenuation="self", **options):
+                   attenuation="self", line_attenuation="auto", **options):
         ne, shape = self._common(td, space, options, self.options)
         if attenuation not in ATTENUATION_MODES:
             msg = f"{td.where()}: option attenuation must be one of {ATTENUATION_MODES}; got {attenuation!r}"
@@ -229,8 +244,53 @@ class XRFTomography(_Tomography):
             raise DataError(msg)
         mu = self._mu(td, ne) if attenuation == "self" else np.zeros(ne)
         op = XRFTomographyModel(geom, mu, attenuation=attenuation, matrix=self._matrix(td, shape, dtype),
-                                attenuation_map=amap, dtype=dtype, xp=xp)
+                                attenuation_map=amap, dtype=dtype, xp=xp,
+                                **self._lines(td, ne, shape, dtype, attenuation, line_attenuation))
         return self._term(td, op, data, xp, dtype, loss, photon_weighted)
+
+    def _lines(self, td, ne, shape, dtype, attenuation, line_attenuation):
+        """Keyword arguments of the emitted lines' attenuation (none when off or not described)."""
+        choice = {True: "on", False: "off"}.get(line_attenuation, line_attenuation)
+        if choice not in ("auto", "on", "off"):
+            msg = f"{td.where()}: option line_attenuation must be 'auto', 'on' or 'off'; got {line_attenuation!r}"
+            raise ConfigError(msg)
+        key = {"self": "mu_line", "map": "line_attenuation_map"}.get(attenuation)
+        described = key is not None and (key in td.arrays or (key == "mu_line" and "lines" in td.attrs))
+        if choice == "on" and not described:
+            msg = (f"{td.where()}: option line_attenuation 'on' with attenuation {attenuation!r} needs the dataset "
+                   f"{key or 'mu_line'!r}" + (" (or attributes 'lines' and 'elements')" if key == "mu_line" else ""))
+            raise DataError(msg)
+        if choice == "off" or not described:
+            return {}
+        detectors = np.atleast_1d(np.asarray(td.attrs.get("detector_angles", np.pi / 2), dtype=float))
+        if detectors.ndim != 1 or detectors.size < 1 or not np.all(np.isfinite(detectors)):
+            msg = (f"{td.where()}: attribute 'detector_angles' must be one or more finite angles (radians from the "
+                   f"beam); got {detectors.tolist()}")
+            raise DataError(msg)
+        out = {"detectors": tuple(detectors)}
+        if key == "line_attenuation_map":
+            maps = td.array(key, shape=(ne, *shape), dtype_kind="fiu")
+            if td.minimum(key) < 0:
+                msg = f"{td.where(key)}: a known attenuation must be >= 0 everywhere (min {td.minimum(key):.3g})"
+                raise DataError(msg)
+            return dict(out, line_maps=maps.astype(dtype))
+        if "mu_line" in td.arrays:
+            b = td.array("mu_line", shape=(ne, ne), dtype_kind="fiu").astype(float)
+        else:
+            b = line_coefficients(np.atleast_1d(td.attrs.get("elements", ())), td.attrs["lines"],
+                                  td.attr("mu_scale", 1.0))
+        if b.shape != (ne, ne) or np.any(b < 0) or not np.all(np.isfinite(b)):
+            msg = (f"{td.where('mu_line')}: line attenuation coefficients must be ({ne}, {ne}), finite and >= 0; "
+                   f"got shape {b.shape}")
+            raise DataError(msg)
+        out["mu_line"] = b
+        if "line_matrix" in td.arrays:
+            lm = td.array("line_matrix", shape=(ne, *shape), dtype_kind="fiu")
+            if td.minimum("line_matrix") < 0:
+                msg = f"{td.where('line_matrix')}: a known attenuation must be >= 0 everywhere"
+                raise DataError(msg)
+            out["line_matrix"] = lm.astype(dtype)
+        return out
 
     def conformance_cases(self, rng):
         yield from _random_cases(rng, XRFTomographyModel, ((9, 9, 4, 1), (10, 12, 48, 2), (8, 7, 3, 3)), (0.05, 0.2))
@@ -240,6 +300,13 @@ class XRFTomography(_Tomography):
         yield "map", XRFTomographyModel(geom, [0.1, 0.05], attenuation="map",
                                         attenuation_map=0.1 * rng.random((11, 11))), rng.random((2, 11, 11))
         yield "none", XRFTomographyModel(geom, [0.1, 0.05], attenuation="none"), rng.random((2, 11, 11))
+        b = rng.uniform(0.05, 0.25, (2, 2))
+        yield "lines", XRFTomographyModel(geom, [0.1, 0.05], mu_line=b), rng.random((2, 11, 11))
+        yield "lines-matrix-2detectors", XRFTomographyModel(
+            geom, [0.1, 0.05], matrix=0.02 * rng.random((11, 11)), mu_line=b,
+            line_matrix=0.02 * rng.random((2, 11, 11)), detectors=(np.pi / 2, -2.0)), rng.random((2, 11, 11))
+        yield "map-lines", XRFTomographyModel(geom, [0.1, 0.05], attenuation="map", attenuation_map=0.1 * rng.random(
+            (11, 11)), line_maps=0.2 * rng.random((2, 11, 11))), rng.random((2, 11, 11))
 
 
 @hookimpl

@@ -10,9 +10,9 @@ from multimodal_ip.errors import ConfigError
 from multimodal_ip.io import Dataset, TermData
 from multimodal_ip.variables import Variable
 
+from .attenuation import attenuation_coefficients
 from .geometry import Geometry, ray_sampling
 from .models import TransmissionModel, XRFTomographyModel
-from .plugin import attenuation_coefficients
 
 #: case -> defaults. ``absorption``: the largest attenuation exponent of the transmission sinogram (max over rays of
 #: the line integral of mu); ``inclusion``: concentration added to element 0 in a small dense grain
