@@ -53,7 +53,9 @@ def test_the_ptychography_term_does_not_see_its_invariance(small, t):
     moved = alone.space.pack({**arrays, **inv.apply(arrays, t)})
     assert alone.value(moved) == pytest.approx(alone.value(v), rel=1e-10)
     joint = build_problem(small, dtype="float64")
-    assert joint.value(moved) != pytest.approx(joint.value(v), rel=1e-6) or abs(t) < 1e-6  # the XRF does see it
+    # the XRF does see it: a turn of t rad changes the joint value by about 0.04 |t| relative here (measured), so
+    # below 1e-4 rad the change is within a few 1e-6 (hypothesis found t = 1e-5)
+    assert joint.value(moved) != pytest.approx(joint.value(v), rel=1e-6) or abs(t) < 1e-4
 
 
 def test_align_finds_the_phase_the_maps_pin(small):
