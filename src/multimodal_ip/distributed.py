@@ -17,7 +17,8 @@ import numpy as np
 
 from .backend import get_array_module
 from .errors import ConfigError
-from .problem import JointProblem
+from .problem import JointProblem, Linearization, _total_dict, align
+from .variables import VariableSpace
 
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
@@ -101,26 +102,87 @@ def _check_ranks(ds, size) -> None:
             raise ConfigError(msg)
 
 
-class DistributedProblem(JointProblem):
-    r"""A :class:`~multimodal_ip.JointProblem` whose data terms are split across ranks.
+class DistributedProblem:
+    r"""A :class:`~multimodal_ip.JointProblem` whose data terms are split across ranks: the sum over ranks of each
+    rank's share, built by composition around that share (its linearization is the share's
+    :meth:`~multimodal_ip.problem.Linearization.reduced` by the sum over ranks). An
+    :class:`~multimodal_ip.objective.Objective`: the solvers run it unchanged, in lockstep on every rank.
 
     Parameters
     ----------
     local : :class:`~multimodal_ip.JointProblem`
         This rank's terms (its share of the split data) over the full, replicated variables.
     comm : ``mpi4py.MPI.Comm``
+    replicated : sequence of :obj:`str`, optional
+        Terms every rank holds whole (their modality declares no split): counted once, on rank 0.
     """
 
     def __init__(self, local: JointProblem, comm, replicated=()):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.replicated = tuple(replicated)
-        super().__init__(local.space, local.terms, local.regularizers, local.truth, local.calibration)
-        self._whole = local  # this rank's terms at their true weights
+        self.whole = local  # this rank's terms at their true weights: the one state every property reads
         # terms that are not split (their modality declares no split_axes) are held by every rank but counted
         # once: weight 0 beside rank 0, so the sums over ranks do not multiply them
         self.local = local if self.rank == 0 else local.with_regularizers(()).with_weights(
             {n: 0.0 for n in self.replicated if n in local.term_names})
+
+    # ---- what every rank holds alike: read from its share ---------------------------
+    @property
+    def space(self) -> VariableSpace:
+        return self.whole.space
+
+    @property
+    def xp(self):
+        return self.whole.xp
+
+    @property
+    def terms(self) -> tuple:
+        return self.whole.terms
+
+    @property
+    def regularizers(self) -> tuple:
+        return self.whole.regularizers
+
+    @property
+    def calibration(self) -> dict:
+        return self.whole.calibration
+
+    @property
+    def frozen(self) -> tuple:
+        return self.whole.frozen
+
+    @property
+    def truth(self):
+        return self.whole.truth
+
+    @property
+    def term_names(self) -> tuple:
+        return self.whole.term_names
+
+    @property
+    def weights(self) -> dict:
+        return self.whole.weights
+
+    @property
+    def parts(self) -> dict:
+        return self.whole.parts
+
+    @property
+    def has_holdout(self) -> bool:
+        return self.whole.has_holdout
+
+    def start(self, fill_value=1.0, xp=None):
+        return self.whole.start(fill_value, xp)
+
+    def at_precision(self, v):
+        return self.whole.at_precision(v)
+
+    def invariances(self) -> dict:
+        return self.whole.invariances()
+
+    def relative_errors(self, v) -> dict:
+        return self.whole.relative_errors(v)
 
     # ---- reductions --------------------------------------------------------------
     def _sum_array(self, a):
@@ -139,39 +201,47 @@ class DistributedProblem(JointProblem):
         total = pylops_mpi.MPIVStack([pylops.Identity(n, dtype=a.dtype)], base_comm=self.comm).H @ stacked
         return total.local_array.reshape(a.shape)
 
-    def _sum_dict(self, d: dict) -> dict:
-        keys = sorted(d)
-        vals = self._sum_array(np.array([d[k] for k in keys], dtype=np.float64))
-        return {k: float(v) for k, v in zip(keys, vals)}
-
-    # ---- what differs from one process: every sum over the split data is reduced -------
+    # ---- every sum over the split data is reduced ------------------------------------
     def objectives(self, v) -> dict:
-        return self._sum_dict(self.local.objectives(v))
+        return _total_dict(self._sum_array, self.local.objectives(v))
 
-    def linearize(self, v):
-        lin = self.local.linearize(v)
-        lin.objectives = self._sum_dict(lin.objectives)
-        if lin.validation:  # held-out losses are sums over the split data too
-            lin.validation = self._sum_dict(lin.validation)
-        lin.objective = float(sum(lin.objectives.values()))
-        lin.gradient = self._sum_array(lin.gradient)
-        lin.reduce = self._sum_array
-        return lin
+    def value(self, v) -> float:
+        return float(sum(self.objectives(v).values()))
+
+    __call__ = value
+
+    def linearize(self, v) -> Linearization:
+        return self.local.linearize(v).reduced(self._sum_array)
+
+    def gradient(self, v):
+        return self.linearize(v).gradient
+
+    def value_and_gradient(self, v):
+        lin = self.linearize(v)
+        return lin.objective, lin.gradient
 
     def term_gradients(self, v) -> dict:
         return {n: self._sum_array(g) for n, g in self.local.term_gradients(v).items()}
 
-    def with_terms(self, names):
-        return DistributedProblem(self._whole.with_terms(names), self.comm, self.replicated)
+    def align(self, v, steps=None) -> tuple:
+        """``multimodal_ip.problem.align`` on the sum over ranks (every rank moves alike)."""
+        return align(self, v, steps)
 
-    def with_weights(self, weights):
-        return DistributedProblem(self._whole.with_weights(weights), self.comm, self.replicated)
+    # ---- construction helpers: the same split, another problem -------------------------
+    def with_terms(self, names) -> "DistributedProblem":
+        return DistributedProblem(self.whole.with_terms(names), self.comm, self.replicated)
 
-    def with_frozen(self, names):
-        return DistributedProblem(self._whole.with_frozen(names), self.comm, self.replicated)
+    def alone(self, name) -> "DistributedProblem":
+        return DistributedProblem(self.whole.alone(name), self.comm, self.replicated)
 
-    def with_regularizers(self, regularizers):
-        return DistributedProblem(self._whole.with_regularizers(regularizers), self.comm, self.replicated)
+    def with_weights(self, weights) -> "DistributedProblem":
+        return DistributedProblem(self.whole.with_weights(weights), self.comm, self.replicated)
+
+    def with_frozen(self, names) -> "DistributedProblem":
+        return DistributedProblem(self.whole.with_frozen(names), self.comm, self.replicated)
+
+    def with_regularizers(self, regularizers) -> "DistributedProblem":
+        return DistributedProblem(self.whole.with_regularizers(regularizers), self.comm, self.replicated)
 
     def __repr__(self) -> str:
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"

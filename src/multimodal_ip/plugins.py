@@ -48,7 +48,21 @@ KINDS = {
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """One row of ``mmip plugins``."""
+    """One row of ``mmip plugins``.
+
+    Parameters
+    ----------
+    kind : :obj:`str`
+        What was registered (a key of :data:`KINDS`), or ``plugin`` for the plugin itself.
+    name : :obj:`str`
+        The registered name, or the plugin's.
+    dist, version : :obj:`str`
+        The distribution that registered it.
+    status : :obj:`str`
+        ``ok``, ``error`` or ``blocked``.
+    error : :obj:`str`, optional
+        Why, when not ``ok``: one line.
+    """
 
     kind: str
     name: str
@@ -357,7 +371,21 @@ def _warn_unknown(blocked: set, known: set) -> None:
 
 
 def build_plugin_manager(extra_plugins=(), load_entry_points=True):
-    """A fresh plugin manager, its load report and ``{plugin: (dist, version)}`` (tests use this)."""
+    """A fresh plugin manager, its load report and ``{plugin: (dist, version)}`` (tests use this).
+
+    Parameters
+    ----------
+    extra_plugins : iterable of module or :obj:`object`, optional
+        Plugins registered besides the built-in ones and the entry points (a test's plugin module); one whose
+        hooks are misspelled is reported, not registered.
+    load_entry_points : :obj:`bool`, optional
+        Load the installed distributions' ``multimodal_ip`` entry points.
+
+    Returns
+    -------
+    :obj:`tuple`
+        ``(pm, report, dists)``, the arguments of :class:`Registry`.
+    """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     report, dists = [], {}
@@ -388,6 +416,7 @@ def get_registry() -> Registry:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
+    """The pluggy manager of the process-wide registry."""
     return get_registry().pm
 
 

@@ -8,7 +8,22 @@ from .staged import solve_staged
 
 def declare_options(fn, *classes, **extra):
     """Attach to a solve function the ``{option: default}`` it accepts (from the ``__init__`` of ``classes``), so
-    that options can be checked by name and type before a run. Returns ``fn``."""
+    that options can be checked by name and type before a run.
+
+    Parameters
+    ----------
+    fn : callable
+        The solve function a plugin registers.
+    *classes : :obj:`type`
+        Solver classes whose ``__init__`` keywords (after ``problem``) are the options, defaults included.
+    **extra
+        Further ``option=default`` pairs.
+
+    Returns
+    -------
+    callable
+        ``fn``, with the attribute ``options``.
+    """
     import inspect
 
     opts: dict = {}
@@ -28,7 +43,22 @@ def declare_options(fn, *classes, **extra):
 
 
 def check_solver_options(name: str, fn, options: dict) -> None:
-    """Refuse, with one line, an option the solver does not take or a value of the wrong type or sign."""
+    """Refuse, with one line, an option the solver does not take or a value of the wrong type or sign.
+
+    Parameters
+    ----------
+    name : :obj:`str`
+        The solver's registered name, for the message.
+    fn : callable
+        Its solve function; one without ``options`` (:func:`declare_options`) checks its own.
+    options : :obj:`dict`
+        The options of the run.
+
+    Raises
+    ------
+    ConfigError
+        An unknown option, or a value of the wrong type or sign.
+    """
     import math
 
     from ..errors import ConfigError

@@ -16,7 +16,13 @@ log = logging.getLogger("multimodal_ip.solvers")
 
 
 class History:
-    """One row per iteration; columns ``iteration, time_s, objective, objective_<term>, grad_norm, error_<var>``."""
+    """One row per iteration; columns ``iteration, time_s, objective, objective_<term>, grad_norm, error_<var>``.
+
+    Parameters
+    ----------
+    rows : :obj:`list` of :obj:`dict`, optional
+        Rows to start from (a resumed run's history).
+    """
 
     def __init__(self, rows=None):
         self.rows = list(rows or [])
@@ -69,7 +75,15 @@ STATUSES = {
 class Stop:
     """What :meth:`Solver.step` returns to end a run: a status of :data:`STATUSES` and a message.
 
-    A plain string returned by ``step`` still means ``converged`` (a convergence test of the solver's own)."""
+    A plain string returned by ``step`` still means ``converged`` (a convergence test of the solver's own).
+
+    Parameters
+    ----------
+    status : :obj:`str`
+        One of :data:`STATUSES`; any other is a ``ValueError``.
+    message : :obj:`str`
+        Why the run ends, in words.
+    """
 
     status: str
     message: str
@@ -81,7 +95,18 @@ class Stop:
 
 
 def stalled(message: str) -> Stop:
-    """A step that found no progress: never reported as convergence."""
+    """A step that found no progress: never reported as convergence.
+
+    Parameters
+    ----------
+    message : :obj:`str`
+        What the step found.
+
+    Returns
+    -------
+    :class:`Stop`
+        ``Stop("stalled", message)``, for :meth:`Solver.step` to return.
+    """
     return Stop("stalled", message)
 
 
@@ -172,7 +197,19 @@ class Checkpointable(Protocol):
 
 @dataclass
 class SolverState:
-    """What a callback sees, and what a checkpoint stores."""
+    """What a callback sees, and what a checkpoint stores.
+
+    Parameters
+    ----------
+    iteration : :obj:`int`
+        The iteration just completed.
+    x : :obj:`numpy.ndarray`
+        The packed iterate.
+    history : :class:`History`
+        The rows so far.
+    solver : :class:`Solver`
+        The running solver (``state_dict()`` is its checkpoint), or a staged run's view of its running stage.
+    """
 
     iteration: int
     x: object

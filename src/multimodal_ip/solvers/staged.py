@@ -37,8 +37,30 @@ def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 1
     calibration gradients are orders of magnitude larger than the object's: refined from the first iteration
     they absorb the misfit (measured on the phantom case: error 0.20 instead of 0.11, see the README).
 
-    ``callback(state)`` sees the overall iteration number; ``state.solver.state_dict()`` is a checkpoint of the
-    staged run, and ``resume_state`` (such a dict) continues it in whichever stage it was saved.
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.objective.Objective`
+        The objective (a :class:`~multimodal_ip.JointProblem` or a composition around one).
+    x0 : :obj:`numpy.ndarray`
+        The packed start point.
+    solver : :obj:`str`, optional
+        The registered solver both stages run.
+    maxiter : :obj:`int`, optional
+        Iterations of both stages together.
+    refine_after : :obj:`int`, optional
+        Iterations with the calibration unknowns frozen (0: refined from the start).
+    callback : callable, optional
+        ``callback(state)``, seeing the overall iteration number; ``state.solver.state_dict()`` is a checkpoint of
+        the staged run.
+    resume_state : :obj:`dict`, optional
+        Such a checkpoint: the run continues in whichever stage it was saved.
+    **options
+        The solver's other options.
+
+    Returns
+    -------
+    :class:`Result`
+        One result with one history over both stages.
     """
     from ..backend import solver_threads
 

@@ -13,7 +13,8 @@ def attenuation_coefficients(elements, energy_kev, scale=1.0):
     try:
         import xraylib
     except ImportError:
-        msg = "attenuation from element names needs xraylib: pip install xraylib (or give the dataset 'mu')"
+        msg = ("attenuation from element names needs the extra 'xraylib' of mmip-tomography: pip install "
+               "'mmip-tomography[xraylib]' (or give the coefficients: the dataset 'mu', simulate(mu=...))")
         raise ConfigError(msg) from None
     out = []
     for el in elements:

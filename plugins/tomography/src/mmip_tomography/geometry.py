@@ -55,7 +55,7 @@ class Geometry:
         Distance ``dt`` between samples along a ray (pixels).
     pitch : :obj:`float`, optional
         Distance between detector bins (pixels): 1 for measured sinograms (:math:`u_s` in the notes is ``pitch``
-        times the value written there); finer for the grids of :class:`ExitPaths`.
+        times the value written there); finer for the grids of :class:`~mmip_tomography.geometry.ExitPaths`.
     """
 
     shape: tuple

@@ -10,7 +10,7 @@ from multimodal_ip.errors import ConfigError
 from multimodal_ip.io import Dataset, TermData
 from multimodal_ip.variables import Variable
 
-from .attenuation import attenuation_coefficients
+from .attenuation import attenuation_coefficients, line_coefficients
 from .geometry import Geometry, ray_sampling
 from .models import TransmissionModel, XRFTomographyModel
 
@@ -38,12 +38,19 @@ def element_maps(n, ne, inclusion=0.0):
 
 
 def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, energy_kev=None, absorption=None,
-             inclusion=None, mu=None):
+             inclusion=None, mu=None, mu_line=None, line_attenuation="on", oversample=2):
     """One slice of ``case`` (:data:`CASES`; every default can be overridden), Poisson noise at relative ``noise``.
 
     The attenuation per unit concentration is xraylib's ``CS_Total`` of each element at ``energy_kev`` scaled by one
     factor so that the thickest ray's attenuation exponent is ``absorption`` (``mu``: the coefficients themselves, no
-    xraylib needed). Angles cover a full turn (self-absorption makes opposite views differ).
+    xraylib needed). Angles cover a full turn (self-absorption makes opposite views differ). The emitted K-alpha
+    lines are attenuated on their way to a detector at 90 degrees (``line_attenuation="on"``): ``CS_Total`` of each
+    element at each line's energy, the same scale (``mu_line``: the coefficients themselves; with ``mu`` given and no
+    ``mu_line``, the lines are not attenuated).
+
+    No inverse crime: with ``oversample`` = o >= 2 the data come from a finer model than the reconstruction's: the
+    maps drawn on an o-times finer grid (the truth is their o x o block mean), rays every 1/(2o) pixel, and each
+    detector bin the mean of o sub-bins across its width. ``oversample=1``: the reconstruction's own model.
     """
     if case not in CASES:
         msg = f"unknown tomography case {case!r}; choose one of {', '.join(CASES)}"
@@ -55,38 +62,70 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
             p[k] = v
     names = [str(e) for e in p["elements"]]
     ne, size = len(names), int(p["n"])
-    # measured peak: about 290 bytes per ray sample (angles x bins x samples; the two models' sampling matrices)
-    need = 300.0 * int(p["n_angles"]) * size * (np.ceil(np.hypot(size, size)) + 1)
+    o = int(oversample)
+    if o < 1 or line_attenuation not in ("on", "off"):
+        msg = f"oversample must be >= 1 and line_attenuation 'on' or 'off'; got {oversample!r}, {line_attenuation!r}"
+        raise ConfigError(msg)
+    # measured peak: about 290 bytes per ray sample (angles x bins x samples; the two models' sampling matrices); the
+    # finer model has (2 o^2) times the samples, and the paths to the detector a grid of about 3x that
+    need = 300.0 * int(p["n_angles"]) * size * (np.ceil(np.hypot(size, size)) + 1) * (1 if o == 1 else 2 * o * o) * \
+        (4 if line_attenuation == "on" else 1)
     from multimodal_ip.safety import memory_budget_bytes
 
     if need > memory_budget_bytes():
         msg = (f"n={size} with {int(p['n_angles'])} angles needs about {need / 2**30:.3g} GiB, more than the memory "
                f"budget ({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
         raise ConfigError(msg)
-    w = element_maps(size, ne, float(p["inclusion"]))
+    fine = element_maps(size * o, ne, float(p["inclusion"]))
+    w = fine.reshape(ne, size, o, size, o).mean(axis=(2, 4))
     geom = Geometry.make((size, size), np.linspace(0, 2 * np.pi, int(p["n_angles"]), endpoint=False))
     ratios = np.asarray(mu, dtype=float) if mu is not None else attenuation_coefficients(names, p["energy_kev"])
     if ratios.shape != (ne,):
         msg = f"mu: need {ne} coefficient(s), one per element {names}; got {list(ratios)}"
         raise ConfigError(msg)
+    scale = 1.0
     if mu is None:  # one common scale: the thickest ray attenuates by exp(-absorption)
         thickest = float(ray_sampling(geom, summed=True).forward(np.tensordot(ratios, w, 1)).max())
-        ratios = ratios * float(p["absorption"]) / thickest
+        scale = float(p["absorption"]) / thickest
+        ratios = ratios * scale
+    lines = None
+    if line_attenuation == "on" and (mu is None or mu_line is not None):
+        lines = np.asarray(mu_line, dtype=float) if mu_line is not None else \
+            line_coefficients(names, "KA") * scale
+    xrf, trans = _finer_model(geom, o, fine, ratios, lines)
     rng = np.random.default_rng(seed)
-    xrf, p_xrf = poisson_noise(XRFTomographyModel(geom, ratios).forward(w), noise, rng)
-    trans, p_trans = poisson_noise(TransmissionModel(geom, ratios).forward(w), noise, rng)
+    xrf, p_xrf = poisson_noise(xrf, noise, rng)
+    trans, p_trans = poisson_noise(trans, noise, rng)
     common = {"object_shape": np.array([size, size]), "elements": names, "energy_kev": float(p["energy_kev"])}
     angles = np.asarray(geom.angles)
+    xrf_arrays = {"data": xrf, "angles": angles, "mu": ratios}
+    if lines is not None:
+        xrf_arrays["mu_line"] = lines
     terms = {
-        "xrf": TermData("xrf", "xrf-tomography", {"data": xrf, "angles": angles, "mu": ratios},
-                        dict(common, photons_per_unit=p_xrf)),
+        "xrf": TermData("xrf", "xrf-tomography", xrf_arrays,
+                        dict(common, photons_per_unit=p_xrf, detector_angles=np.array([np.pi / 2]))),
         "transmission": TermData("transmission", "transmission-tomography",
                                  {"data": trans, "angles": angles, "mu": ratios},
                                  dict(common, photons_per_unit=p_trans)),
     }
     attrs = {"case": case, "noise_level": float(noise), "seed": int(seed), "balance_c": float(p["balance_c"]),
-             "reference_term": "xrf", "absorption": float(p["absorption"]), "inclusion": float(p["inclusion"])}
+             "reference_term": "xrf", "absorption": float(p["absorption"]), "inclusion": float(p["inclusion"]),
+             "oversample": o, "line_attenuation": line_attenuation}
     return Dataset([Variable("w", w.shape)], terms, {"w": w}, attrs)
+
+
+def _finer_model(geom, o, fine, mu, mu_line):
+    """Noise-free ``(xrf, transmission)`` sinograms on ``geom`` from the maps ``fine`` (``o`` x finer): rays every
+    1/(2o) pixel, o sub-bins per bin (intensities averaged over the bin's width). Per fine pixel of path the
+    coefficients are 1/o of the coarse ones, and the fluorescence (an integral over the path) is divided by o."""
+    if o == 1:
+        return (XRFTomographyModel(geom, mu, mu_line=mu_line).forward(fine),
+                TransmissionModel(geom, mu).forward(fine))
+    k, bins = geom.sinogram_shape
+    sub = Geometry.make(fine.shape[1:], geom.angles, bins=bins * o, step=0.5)
+    xrf = XRFTomographyModel(sub, mu / o, mu_line=None if mu_line is None else mu_line / o).forward(fine)
+    trans = TransmissionModel(sub, mu / o).forward(fine)
+    return (xrf.reshape(len(mu), k, bins, o).mean(-1) / o, trans.reshape(k, bins, o).mean(-1))
 
 
 class TomoCase:
@@ -99,6 +138,10 @@ class TomoCase:
         "energy_kev": {"type": float, "flag": "energy", "help": "incident energy (keV)"},
         "absorption": {"type": float, "help": "attenuation exponent of the thickest ray (self-absorption strength)"},
         "inclusion": {"type": float, "help": "concentration of a dense grain added to element 0 (0: none)"},
+        "line_attenuation": {"type": str, "choices": ("on", "off"),
+                             "help": "attenuate the emitted K-alpha lines on the way to a detector at 90 degrees"},
+        "oversample": {"type": int, "help": "data from a model this many times finer (maps; rays 2x that): default "
+                                            "2; 1 = the reconstruction's own model (inverse crime)"},
     }
 
     def __init__(self, case):
