@@ -241,43 +241,62 @@ def _identity(p: Path):
     return (st.st_dev, st.st_ino)
 
 
+def _check_nul(names) -> None:
+    """A name with a NUL byte, which the OS cannot take (``os.stat`` raises ValueError, not OSError)."""
+    for name in names:
+        if "\x00" in str(name):
+            msg = f"file name {str(name)!r} contains a NUL byte"
+            raise ConfigError(msg)
+
+
+def _check_output_name(text: str) -> None:
+    """An output name that is empty or holds a newline (one line per message)."""
+    if not text.strip():
+        msg = "empty output name"
+        raise ConfigError(msg)
+    if "\n" in text or "\r" in text:
+        msg = f"output name {text!r} contains a newline"
+        raise ConfigError(msg)
+
+
+def _check_not_an_input(o: Path, ins) -> None:
+    """``o`` is none of the inputs ``ins`` (``(path, identity)``) and, as a folder, contains none of them."""
+    oid = _identity(o)
+    for i, iid in ins:
+        same = (oid is not None and oid == iid) or o.resolve() == i.resolve()
+        inside = o.is_dir() and iid is not None and o.resolve() in i.resolve().parents
+        if same or inside:
+            msg = f"refusing to write {o}: it {'is' if same else 'contains'} the input {i}; choose another output"
+            raise ConfigError(msg)
+
+
+def _check_writable_kind(o: Path, folder: bool) -> None:
+    """``o`` is (or can become) a folder when ``folder``, else a file; every folder above it is one."""
+    if folder and o.exists() and not o.is_dir():
+        msg = f"cannot write into {o}: it exists and is not a folder"
+        raise ConfigError(msg)
+    if not folder and o.is_dir():
+        msg = f"cannot write {o}: it is a folder"
+        raise ConfigError(msg)
+    parent = o.resolve().parent
+    for anc in (parent, *parent.parents):
+        if anc.exists() and not anc.is_dir():
+            msg = f"cannot write {o}: {anc} is not a folder"
+            raise ConfigError(msg)
+
+
 def check_outputs(outputs, inputs, folder=False) -> None:
     """Refuse to write any of ``outputs`` (files or folders) where it would replace or lie inside an input.
 
     Compared by identity (device, inode) through symlinks and hard links, and by resolved path for files that
     do not exist yet; a folder output may not be an input and may not contain one."""
-    for name in (*outputs, *(i for i in inputs if i)):
-        if "\x00" in str(name):  # the OS cannot name it (os.stat raises ValueError, not OSError)
-            msg = f"file name {str(name)!r} contains a NUL byte"
-            raise ConfigError(msg)
+    _check_nul((*outputs, *(i for i in inputs if i)))
     ins = [(Path(str(i)), _identity(Path(str(i)))) for i in inputs if i]
     for out in outputs:
-        text = str(out)
-        if not text.strip():
-            msg = "empty output name"
-            raise ConfigError(msg)
-        if "\n" in text or "\r" in text:
-            msg = f"output name {text!r} contains a newline"
-            raise ConfigError(msg)
-        o = Path(text)
-        oid = _identity(o)
-        for i, iid in ins:
-            same = (oid is not None and oid == iid) or o.resolve() == i.resolve()
-            inside = o.is_dir() and iid is not None and o.resolve() in i.resolve().parents
-            if same or inside:
-                msg = f"refusing to write {o}: it {'is' if same else 'contains'} the input {i}; choose another output"
-                raise ConfigError(msg)
-        if folder and o.exists() and not o.is_dir():
-            msg = f"cannot write into {o}: it exists and is not a folder"
-            raise ConfigError(msg)
-        if not folder and o.is_dir():
-            msg = f"cannot write {o}: it is a folder"
-            raise ConfigError(msg)
-        parent = o.resolve().parent
-        for anc in (parent, *parent.parents):
-            if anc.exists() and not anc.is_dir():
-                msg = f"cannot write {o}: {anc} is not a folder"
-                raise ConfigError(msg)
+        _check_output_name(str(out))
+        o = Path(str(out))
+        _check_not_an_input(o, ins)
+        _check_writable_kind(o, folder)
 
 
 def read_text_capped(path, what="run file", cap=MAX_RUN_FILE_BYTES) -> bytes:

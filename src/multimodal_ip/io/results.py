@@ -59,6 +59,44 @@ def save_result(path, arrays: dict, history, config: dict, status="", message=""
             g.create_dataset(k, data=np.asarray(v))
 
 
+def _results_group(path, f) -> h5py.Group:
+    """The file's ``/results`` group, a hard link of this file; else "not a multimodal_ip result file"."""
+    if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f \
+            or not isinstance(f.get("results", getlink=True), h5py.HardLink) \
+            or not isinstance(f["results"], h5py.Group):
+        msg = f"{path}: not a multimodal_ip result file (no /results group in the file)"
+        raise DataError(msg)
+    return f["results"]
+
+
+def _json_attrs(path, g) -> tuple:
+    """``(config, versions)``: the JSON attributes of ``/results``."""
+    try:
+        return json.loads(_str(g.attrs.get("config", "{}"))), json.loads(_str(g.attrs.get("versions", "{}")))
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+        msg = f"{path}:/results: attribute config/versions is not valid JSON ({one_line(exc)[:100]})"
+        raise DataError(msg) from None
+
+
+def _check_subgroups(path, g) -> None:
+    for sub in ("variables", "history"):
+        if not isinstance(g.get(sub, getlink=True), h5py.HardLink) or not isinstance(g[sub], h5py.Group):
+            msg = f"{path}:/results/{sub}: missing, or not a group of this file"
+            raise DataError(msg)
+
+
+def _check_history(path, history: dict) -> None:
+    """Numeric 1-D columns of one length >= 1 (one row per iteration)."""
+    lengths = {k: np.shape(v) for k, v in history.items()}
+    rows = {s[0] for s in lengths.values() if len(s) == 1}
+    if not history or len(rows) != 1 or any(len(s) != 1 for s in lengths.values()) or rows == {0} \
+            or any(np.asarray(v).dtype.kind not in "fiub" for v in history.values()):
+        shown = one_line(", ".join(f"{k}{list(s)}" for k, s in lengths.items()))[:200] or "no columns"
+        msg = (f"{path}:/results/history: expected numeric columns of one length >= 1 (one row per iteration), "
+               f"got {shown}")
+        raise DataError(msg)
+
+
 def load_result(path) -> dict:
     """Read a result file written by :func:`save_result`.
 
@@ -79,32 +117,12 @@ def load_result(path) -> dict:
     budget = MemoryBudget()
     with open_h5(path) as f:
         check_attrs(path, f, budget)  # attribute sizes within the budget before any is read
-        if _str(f.attrs.get("format", "")) != FORMAT or "results" not in f \
-                or not isinstance(f.get("results", getlink=True), h5py.HardLink) \
-                or not isinstance(f["results"], h5py.Group):
-            msg = f"{path}: not a multimodal_ip result file (no /results group in the file)"
-            raise DataError(msg)
-        g = f["results"]
+        g = _results_group(path, f)
         check_attrs(path, g, budget)
-        try:
-            config = json.loads(_str(g.attrs.get("config", "{}")))
-            vers = json.loads(_str(g.attrs.get("versions", "{}")))
-        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
-            msg = f"{path}:/results: attribute config/versions is not valid JSON ({one_line(exc)[:100]})"
-            raise DataError(msg) from None
-        for sub in ("variables", "history"):
-            if not isinstance(g.get(sub, getlink=True), h5py.HardLink) or not isinstance(g[sub], h5py.Group):
-                msg = f"{path}:/results/{sub}: missing, or not a group of this file"
-                raise DataError(msg)
+        config, vers = _json_attrs(path, g)
+        _check_subgroups(path, g)
         history = read_group(path, g["history"], "/results/history/", budget)
-        lengths = {k: np.shape(v) for k, v in history.items()}
-        rows = {s[0] for s in lengths.values() if len(s) == 1}
-        if not history or len(rows) != 1 or any(len(s) != 1 for s in lengths.values()) or rows == {0} \
-                or any(np.asarray(v).dtype.kind not in "fiub" for v in history.values()):
-            shown = one_line(", ".join(f"{k}{list(s)}" for k, s in lengths.items()))[:200] or "no columns"
-            msg = (f"{path}:/results/history: expected numeric columns of one length >= 1 (one row per iteration), "
-                   f"got {shown}")
-            raise DataError(msg)
+        _check_history(path, history)
         return {
             "variables": read_group(path, g["variables"], "/results/variables/", budget),
             "history": history,
@@ -165,6 +183,6 @@ def load_checkpoint(path):
                 raise KeyError(msg)
             config["fingerprint"] = _str(g.attrs.get("fingerprint", ""))
             return state, config
-        except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        except (OSError, KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:  # inf iteration
             msg = f"{path}: not a readable checkpoint ({one_line(exc)[:200]})"
             raise DataError(msg) from None

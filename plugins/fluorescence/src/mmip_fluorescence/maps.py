@@ -25,45 +25,39 @@ def _first(path, f, keys, allow_external):
     return next((k for k in keys if resolve(path, f, k, allow_external) is not None), None)
 
 
-def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
-    """Read fitted XRF maps (Ne, rows, cols) with their x/y axes and place every XRF pixel on ``frame``.
-
-    Layouts: v10 ``/MAPS/XRF_Analyzed/NNLS/`` then ``Fitted/`` (``Counts_Per_Sec``, ``Channel_Names``), v9
-    ``/MAPS/XRF_fits``; channel names at the layout's place or ``/MAPS/channel_names``; axes at
-    ``/MAPS/Scan/{x,y}_axis`` (v10) or ``/MAPS/{x,y}_axis`` (v9), in ``axis_unit_m`` metres (MAPS: um).
-    The beam at axis position (y, x) is centred on object coordinates ``frame.to_pixels((y, x))``: the kernel
-    window's geometric centre (pixel ``(k - 1)/2``, the CXI convention of the ptychography importer), so its
-    top-left is that minus ``(kernel.shape - 1) / 2``.
-    Raises :class:`DataError` if a beam position falls outside the object or off the pixel grid.
-    """
-    if not (np.isfinite(axis_unit_m) and axis_unit_m > 0):
-        msg = f"axis unit {axis_unit_m!r} m must be a finite length > 0"
+def _read_real(path, f, key, allow_external) -> np.ndarray:
+    """The dataset at ``key``: finite real numbers, as floats."""
+    if resolve(path, f, key, allow_external) is None:
+        msg = (f"{path}:/{key}: missing (an XRF-Maps file needs it; axes at /{AXES[0][0]} or /{AXES[1][0]}: "
+               "ptychodus's XRF writer writes none)")
         raise DataError(msg)
-    with open_h5(path) as f:
-        layout = next((pair for pair in LAYOUTS if resolve(path, f, pair[0], allow_external) is not None), None)
-        if layout is None:
-            msg = f"{path}: no XRF maps (looked for {', '.join('/' + c for c, _ in LAYOUTS)})"
-            raise DataError(msg)
-        counts_key = layout[0]
-        axes = next((pair for pair in AXES if resolve(path, f, pair[0], allow_external) is not None), AXES[0])
-        arrays = {}
-        for key in (counts_key, *axes):
-            if resolve(path, f, key, allow_external) is None:
-                msg = (f"{path}:/{key}: missing (an XRF-Maps file needs it; axes at /{AXES[0][0]} or /{AXES[1][0]}: "
-                       "ptychodus's XRF writer writes none)")
-                raise DataError(msg)
-            a = np.asarray(read_path(path, f, key, allow_external=allow_external))
-            if a.dtype.kind not in "fiu" or not np.all(np.isfinite(a)):
-                msg = f"{path}:/{key}: expected finite real numbers, got {a.dtype}"
-                raise DataError(msg)
-            arrays[key] = a.astype(float)
-        counts = arrays[counts_key]
-        x, y = (arrays[k] * axis_unit_m for k in axes)
-        names_key = _first(path, f, (layout[1], CHANNELS), allow_external) or CHANNELS
-        names = read_strings(path, f, names_key, allow_external=allow_external,  # budgeted, at most one per map
-                             max_count=counts.shape[0] if counts.ndim == 3 else None,
-                             counted=("channel names", "maps"))
-    for key, axis in zip(axes, (x, y)):
+    a = np.asarray(read_path(path, f, key, allow_external=allow_external))
+    if a.dtype.kind not in "fiu" or not np.all(np.isfinite(a)):
+        msg = f"{path}:/{key}: expected finite real numbers, got {a.dtype}"
+        raise DataError(msg)
+    return a.astype(float)
+
+
+def _read_maps(path, f, allow_external) -> tuple:
+    """``(counts_key, counts, axes, (x, y) in axis units, names_key, names)`` of the first layout found."""
+    layout = next((pair for pair in LAYOUTS if resolve(path, f, pair[0], allow_external) is not None), None)
+    if layout is None:
+        msg = f"{path}: no XRF maps (looked for {', '.join('/' + c for c, _ in LAYOUTS)})"
+        raise DataError(msg)
+    counts_key = layout[0]
+    axes = next((pair for pair in AXES if resolve(path, f, pair[0], allow_external) is not None), AXES[0])
+    arrays = {key: _read_real(path, f, key, allow_external) for key in (counts_key, *axes)}
+    counts = arrays[counts_key]
+    names_key = _first(path, f, (layout[1], CHANNELS), allow_external) or CHANNELS
+    names = read_strings(path, f, names_key, allow_external=allow_external,  # budgeted, at most one per map
+                         max_count=counts.shape[0] if counts.ndim == 3 else None,
+                         counted=("channel names", "maps"))
+    return counts_key, counts, axes, tuple(arrays[k] for k in axes), names_key, names
+
+
+def _check_maps(path, counts_key, counts, axes, xy, names_key, names) -> None:
+    """Strictly monotonic 1-D axes, one channel name per map, finite non-negative maps on the axes' grid."""
+    for key, axis in zip(axes, xy):
         steps = np.diff(axis) if axis.ndim == 1 else np.zeros(0)
         if axis.ndim != 1 or axis.size == 0 or not (np.all(steps > 0) or np.all(steps < 0)):
             msg = f"{path}:/{key}: expected a strictly monotonic 1-D axis, got shape {axis.shape}"
@@ -71,6 +65,7 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
     if names and counts.ndim == 3 and len(names) != counts.shape[0]:
         msg = f"{path}:/{names_key}: {len(names)} channel names for {counts.shape[0]} maps"
         raise DataError(msg)
+    x, y = xy
     if counts.ndim != 3 or counts.shape[1:] != (y.size, x.size):
         msg = (f"{path}:/{counts_key}: expected shape (Ne, {y.size}, {x.size}) to match the y/x axes, got "
                f"{counts.shape}")
@@ -78,6 +73,11 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
     if not np.all(np.isfinite(counts)) or np.any(counts < 0):
         msg = f"{path}:/{counts_key}: counts must be finite and non-negative"
         raise DataError(msg)
+
+
+def _kernel_corners(path, frame, kernel, y, x, axis_unit_m) -> np.ndarray:
+    """The kernel windows' top-left object pixels of the beam positions on the grid ``y`` x ``x`` (metres): inside
+    the object and on its pixels (else a message naming what to check)."""
     yy, xx = np.meshgrid(y, x, indexing="ij")
     centres = frame.to_pixels(np.stack([yy.ravel(), xx.ravel()], axis=1))
     n0, n1 = frame.object_shape
@@ -97,6 +97,28 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
         msg = (f"{path}: XRF axes do not fall on object pixels of {frame.pixel_size_m:.4g} m; check the axis unit "
                f"(assumed {axis_unit_m:g} m)")
         raise DataError(msg)
+    return rounded
+
+
+def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
+    """Read fitted XRF maps (Ne, rows, cols) with their x/y axes and place every XRF pixel on ``frame``.
+
+    Layouts: v10 ``/MAPS/XRF_Analyzed/NNLS/`` then ``Fitted/`` (``Counts_Per_Sec``, ``Channel_Names``), v9
+    ``/MAPS/XRF_fits``; channel names at the layout's place or ``/MAPS/channel_names``; axes at
+    ``/MAPS/Scan/{x,y}_axis`` (v10) or ``/MAPS/{x,y}_axis`` (v9), in ``axis_unit_m`` metres (MAPS: um).
+    The beam at axis position (y, x) is centred on object coordinates ``frame.to_pixels((y, x))``: the kernel
+    window's geometric centre (pixel ``(k - 1)/2``, the CXI convention of the ptychography importer), so its
+    top-left is that minus ``(kernel.shape - 1) / 2``.
+    Raises :class:`DataError` if a beam position falls outside the object or off the pixel grid.
+    """
+    if not (np.isfinite(axis_unit_m) and axis_unit_m > 0):
+        msg = f"axis unit {axis_unit_m!r} m must be a finite length > 0"
+        raise DataError(msg)
+    with open_h5(path) as f:
+        counts_key, counts, axes, xy, names_key, names = _read_maps(path, f, allow_external)
+    x, y = (a * axis_unit_m for a in xy)
+    _check_maps(path, counts_key, counts, axes, (x, y), names_key, names)
+    rounded = _kernel_corners(path, frame, kernel, y, x, axis_unit_m)
     data = counts.reshape(counts.shape[0], -1)
     attrs = {"photons_per_unit": 1.0, "grid_shape": np.array([y.size, x.size]),
              "object_shape": np.array(frame.object_shape)}

@@ -162,6 +162,93 @@ def _geometry(f, path, shape, reference, allow_external):
     return trans, found, reference, indexes
 
 
+def _patterns(f, path, allow_external) -> np.ndarray:
+    """The diffraction patterns (J, Np, Np): real, non-negative, square; a detector mask is warned about (the model
+    has none)."""
+    key = _first(f, path, DATA_PATHS, allow_external)
+    if key is None:
+        msg = (f"{path}: no diffraction patterns (/{DATA_PATHS[0]} or /{DATA_PATHS[1]}); a product file? give "
+               "the diffraction file with --ptycho and the product with --product")
+        raise DataError(msg)
+    data = _get(f, path, key, ndim=3, allow_external=allow_external)
+    if data.dtype.kind == "c" or np.any(data < 0):
+        msg = f"{path}:/{key}: intensities must be real and non-negative"
+        raise DataError(msg)
+    if data.shape[2] != data.shape[1]:  # the far-field pixel size and the probe window are those of square ones
+        msg = f"{path}:/{key}: patterns must be square (J, Np, Np), got shape {data.shape}"
+        raise DataError(msg)
+    if resolve(path, f, MASK, allow_external) is not None:  # CXI: nonzero = a bad pixel (ptychodus writes one)
+        bad = int(np.count_nonzero(_get(f, path, MASK, allow_external=allow_external)))
+        if bad:
+            warnings.warn(f"{path}:/{MASK}: {bad} bad detector pixel(s) marked; the model has no mask, they are "
+                          "fitted like the others", stacklevel=3)  # at import_cxi's caller
+    return data
+
+
+def _detector(f, path, allow_external) -> tuple:
+    """``(energy_j, distance_m, pixel_m)`` of the source and the (square-pixelled) detector."""
+    energy_j = _scalar(f, path, ENERGY, allow_external)
+    distance = _scalar(f, path, DISTANCE, allow_external)
+    pix = _scalar(f, path, PIX_X, allow_external)
+    if abs(_scalar(f, path, PIX_Y, allow_external) - pix) > 1e-9 * pix:
+        msg = f"{path}: non-square detector pixels are not supported"
+        raise DataError(msg)
+    return energy_j, distance, pix
+
+
+def _scan_patterns(source, data, trans, indexes) -> np.ndarray:
+    """The patterns of the scan's positions (``indexes``: a product's pattern numbers), one per translation."""
+    if indexes is not None:  # the product's positions belong to these patterns (ptychodus's probe_position_indexes)
+        if indexes.shape != (len(trans),) or indexes.min(initial=0) < 0 or indexes.max(initial=0) >= len(data):
+            msg = (f"{source}: probe position indexes must be {len(trans)} pattern numbers in [0, {len(data)}), got "
+                   f"shape {indexes.shape}")
+            raise DataError(msg)
+        data = data[indexes]
+    if trans.shape != (data.shape[0], 3):
+        msg = f"{source}:/{TRANSLATION}: expected shape ({data.shape[0]}, 3) (one per pattern), got {trans.shape}"
+        raise DataError(msg)
+    return data
+
+
+def _object_pixel(path, energy_j, distance, pix, npx) -> float:
+    """The far-field object pixel :math:`\\lambda z / (N_p \\Delta_{det})` in metres, of a plausible size."""
+    with np.errstate(all="ignore"):
+        wavelength = HC_J_M / energy_j
+        pixel_m = wavelength * distance / (npx * pix)
+    if not (np.isfinite(pixel_m) and pixel_m > 0):
+        msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give no finite "
+               "object pixel size")
+        raise DataError(msg)
+    if not MIN_PIXEL_M <= pixel_m <= MAX_PIXEL_M:
+        msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give an object "
+               f"pixel of {pixel_m:.3g} m, outside [{MIN_PIXEL_M:g}, {MAX_PIXEL_M:g}] m; check the units (J, m)")
+        raise DataError(msg)
+    return pixel_m
+
+
+def _window_positions(path, source, trans, reference, npx, pixel_m, margin_px, max_object_px) -> tuple:
+    """``(origin_m, positions, n)``: the windows' top-left object pixels of the translations and the side ``n`` of
+    the object spanning them plus ``margin_px``."""
+    yx = trans[:, [1, 0]]  # CXI translation is (x, y, z)
+    if reference == "centre":  # the window's top-left pixel centre lies (Np - 1)/2 pixels before its centre
+        yx = yx - (npx - 1) / 2 * pixel_m
+    origin = yx.min(axis=0) - margin_px * pixel_m
+    pos = (yx - origin) / pixel_m
+    span_m, span_px = np.ptp(yx, axis=0).max(), np.ptp(pos, axis=0).max()
+    if len(trans) > 1 and span_m > 0 and span_px < 0.5:
+        msg = (f"{source}:/{TRANSLATION}: the scan spans {span_m:.3g} m, less than half an object pixel of "
+               f"{pixel_m:.3g} m: every position collapses onto one; check the detector pixel size and distance")
+        raise DataError(msg)
+    whole = np.rint(pos)
+    pos = np.where(np.abs(pos - whole) < 1e-6, whole, pos)  # sub-pixel positions are kept (Fourier-shifted probe)
+    extent = float(np.ceil(pos.max()) + npx + margin_px)
+    if not extent <= max_object_px:
+        msg = (f"{path}:/{TRANSLATION}: the scan spans {extent:.4g} object pixels of {pixel_m:.3g} m (more than "
+               f"{max_object_px}); check the translation unit (metres) and the geometry")
+        raise DataError(msg)
+    return origin, pos, int(extent)
+
+
 def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_px=2**15, reference=None,
                product=None):
     """Read a CXI file; returns ``(TermData, Frame)``.
@@ -177,29 +264,8 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
     probe and pattern indexes come from it and only the patterns and the geometry from ``path``.
     """
     with open_h5(path) as f:
-        key = _first(f, path, DATA_PATHS, allow_external)
-        if key is None:
-            msg = (f"{path}: no diffraction patterns (/{DATA_PATHS[0]} or /{DATA_PATHS[1]}); a product file? give "
-                   "the diffraction file with --ptycho and the product with --product")
-            raise DataError(msg)
-        data = _get(f, path, key, ndim=3, allow_external=allow_external)
-        if data.dtype.kind == "c" or np.any(data < 0):
-            msg = f"{path}:/{key}: intensities must be real and non-negative"
-            raise DataError(msg)
-        if data.shape[2] != data.shape[1]:  # the far-field pixel size and the probe window are those of square ones
-            msg = f"{path}:/{key}: patterns must be square (J, Np, Np), got shape {data.shape}"
-            raise DataError(msg)
-        if resolve(path, f, MASK, allow_external) is not None:  # CXI: nonzero = a bad pixel (ptychodus writes one)
-            bad = int(np.count_nonzero(_get(f, path, MASK, allow_external=allow_external)))
-            if bad:
-                warnings.warn(f"{path}:/{MASK}: {bad} bad detector pixel(s) marked; the model has no mask, they are "
-                              "fitted like the others", stacklevel=2)
-        energy_j = _scalar(f, path, ENERGY, allow_external)
-        distance = _scalar(f, path, DISTANCE, allow_external)
-        pix = _scalar(f, path, PIX_X, allow_external)
-        if abs(_scalar(f, path, PIX_Y, allow_external) - pix) > 1e-9 * pix:
-            msg = f"{path}: non-square detector pixels are not supported"
-            raise DataError(msg)
+        data = _patterns(f, path, allow_external)
+        energy_j, distance, pix = _detector(f, path, allow_external)
         if product is None:
             trans, found, reference, indexes = _geometry(f, path, data.shape[1:], reference, allow_external)
     if product is not None:  # a ptychodus product (CXI or .h5): positions and probe; the patterns stay in path
@@ -210,48 +276,13 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
     if probe is None:
         msg = f"{source}: no probe in the file ({', '.join('/' + p for p in PROBE_PATHS)}); pass one"
         raise DataError(msg)
-    if indexes is not None:  # the product's positions belong to these patterns (ptychodus's probe_position_indexes)
-        if indexes.shape != (len(trans),) or indexes.min(initial=0) < 0 or indexes.max(initial=0) >= len(data):
-            msg = (f"{source}: probe position indexes must be {len(trans)} pattern numbers in [0, {len(data)}), got "
-                   f"shape {indexes.shape}")
-            raise DataError(msg)
-        data = data[indexes]
-    j, npx = data.shape[0], data.shape[1]
-    if trans.shape != (j, 3):
-        msg = f"{source}:/{TRANSLATION}: expected shape ({j}, 3) (one per pattern), got {trans.shape}"
-        raise DataError(msg)
+    data = _scan_patterns(source, data, trans, indexes)
+    npx = data.shape[1]
     if probe.shape != data.shape[1:]:
         msg = f"{path}: probe shape {probe.shape} differs from the pattern shape {data.shape[1:]}"
         raise DataError(msg)
-    with np.errstate(all="ignore"):
-        wavelength = HC_J_M / energy_j
-        pixel_m = wavelength * distance / (npx * pix)
-    if not (np.isfinite(pixel_m) and pixel_m > 0):
-        msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give no finite "
-               "object pixel size")
-        raise DataError(msg)
-    if not MIN_PIXEL_M <= pixel_m <= MAX_PIXEL_M:
-        msg = (f"{path}: energy {energy_j:g} J, distance {distance:g} m and detector pixel {pix:g} m give an object "
-               f"pixel of {pixel_m:.3g} m, outside [{MIN_PIXEL_M:g}, {MAX_PIXEL_M:g}] m; check the units (J, m)")
-        raise DataError(msg)
-    yx = trans[:, [1, 0]]  # CXI translation is (x, y, z)
-    if reference == "centre":  # the window's top-left pixel centre lies (Np - 1)/2 pixels before its centre
-        yx = yx - (npx - 1) / 2 * pixel_m
-    origin = yx.min(axis=0) - margin_px * pixel_m
-    pos = (yx - origin) / pixel_m
-    span_m, span_px = np.ptp(yx, axis=0).max(), np.ptp(pos, axis=0).max()
-    if j > 1 and span_m > 0 and span_px < 0.5:
-        msg = (f"{source}:/{TRANSLATION}: the scan spans {span_m:.3g} m, less than half an object pixel of "
-               f"{pixel_m:.3g} m: every position collapses onto one; check the detector pixel size and distance")
-        raise DataError(msg)
-    whole = np.rint(pos)
-    pos = np.where(np.abs(pos - whole) < 1e-6, whole, pos)  # sub-pixel positions are kept (Fourier-shifted probe)
-    extent = float(np.ceil(pos.max()) + npx + margin_px)
-    if not extent <= max_object_px:
-        msg = (f"{path}:/{TRANSLATION}: the scan spans {extent:.4g} object pixels of {pixel_m:.3g} m (more than "
-               f"{max_object_px}); check the translation unit (metres) and the geometry")
-        raise DataError(msg)
-    n = int(extent)
+    pixel_m = _object_pixel(path, energy_j, distance, pix, npx)
+    origin, pos, n = _window_positions(path, source, trans, reference, npx, pixel_m, margin_px, max_object_px)
     frame = Frame(pixel_m, tuple(origin), (n, n))
     term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe.astype(complex),
                                                      "positions": pos},
