@@ -17,7 +17,8 @@ import numpy as np
 
 from .backend import get_array_module
 from .errors import ConfigError
-from .problem import JointProblem, Linearization, _total_dict, align
+from .problem import JointProblem, Linearization, align
+from .problem.linearization import _total_dict
 from .variables import VariableSpace
 
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
@@ -106,7 +107,7 @@ class DistributedProblem:
     r"""A :class:`~multimodal_ip.JointProblem` whose data terms are split across ranks: the sum over ranks of each
     rank's share, built by composition around that share (its linearization is the share's
     :meth:`~multimodal_ip.problem.Linearization.reduced` by the sum over ranks). An
-    :class:`~multimodal_ip.objective.Objective`: the solvers run it unchanged, in lockstep on every rank.
+    :class:`~multimodal_ip.problem.objective.Objective`: the solvers run it unchanged, in lockstep on every rank.
 
     Parameters
     ----------
@@ -247,39 +248,39 @@ class DistributedProblem:
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
 
 
-def build_distributed_problem(path, comm, terms=None, balance=True, balance_c=None, term_options=None, xp=None,
-                              dtype=None, refine=(), likelihood="balanced", coupling=None, reference=None,
-                              regularizers=(), allow_external=False, chunk_bytes=None, validation=None,
-                              validation_seed=0, refine_bounds=None):
+def build_distributed_problem(path, comm, terms=None, options=None, allow_external=False, **overrides):
     """Each rank loads its share of the split data of ``path`` and builds its local terms; the paper's
     balancing is computed on the whole (reduced) problem, so it equals the single-process weights.
     Shared calibration unknowns may be refined (gradients summed over ranks); those a modality lists in
-    ``split_unknowns`` may not (each rank holds only its share of them)."""
+    ``split_unknowns`` may not (each rank holds only its share of them).
+
+    ``options`` (a :class:`~multimodal_ip.io.problem_builder.BuildOptions`, with ``overrides`` of its fields) are
+    those of :func:`~multimodal_ip.io.build_problem`, the same object as a one-process run's."""
+    from dataclasses import replace
+
     from .io import build_problem, load_dataset
-    from .io.problem_builder import apply_balance
+    from .io.problem_builder import BuildOptions, apply_balance
     from .modality import capabilities
     from .plugins import get_registry
 
+    o = replace(options or BuildOptions(), **overrides)
 
     def build_local():
         """This rank's share: read, checked and built (every rank then agrees before any reduction)."""
         ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external,
-                          precision=dtype)
+                          precision=o.dtype)
         _check_ranks(ds, comm.Get_size())
         split = {u for td in ds.terms.values()
                  for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
-        bad = [r for r in (refine or ()) if r in split]
+        bad = [r for r in (o.refine or ()) if r in split]
         if bad:
             msg = f"refining {bad} is not available with MPI (each rank holds only its share of them)"
             raise ConfigError(msg)
-        return ds, build_problem(ds, balance=False, term_options=term_options, xp=xp, dtype=dtype, refine=refine,
-                                 likelihood=likelihood, coupling=coupling, regularizers=regularizers,
-                                 chunk_bytes=chunk_bytes, validation=validation, validation_seed=validation_seed,
-                                 refine_bounds=refine_bounds)
+        return ds, build_problem(ds, options=replace(o, balance=False))
 
     ds, local = agree(comm, build_local)
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)
     problem = DistributedProblem(local, comm, replicated=unsplit)
-    if balance and likelihood == "balanced":  # every rank takes part in the reductions, then agrees on the result
-        problem = agree(comm, apply_balance, problem, ds, balance_c, reference, xp=xp)
+    if o.balance and o.likelihood == "balanced":  # every rank takes part in the reductions, then agrees on it
+        problem = agree(comm, apply_balance, problem, ds, o.balance_c, o.reference, xp=o.xp)
     return ds, problem

@@ -158,15 +158,18 @@ def _check_start(problem, desc) -> None:
         raise ConfigError(msg)
 
 
-def _build_options(cfg) -> dict:
-    """The keyword options of ``build_problem`` a run configuration gives."""
-    options = {"balance_c": cfg["balance_c"], "term_options": cfg["term_options"], "xp": _xp(cfg["backend"]),
-               "dtype": cfg["dtype"], "refine": cfg["refine"], "likelihood": cfg["likelihood"],
-               "coupling": cfg["coupling"], "reference": cfg["balance_reference"],
-               "chunk_bytes": _chunk_bytes(cfg["chunk_memory"]), "refine_bounds": cfg["refine_bound"],
-               "regularizers": _regularizers(cfg["regularizers"])}
-    options["validation"], options["validation_seed"] = validation_settings(cfg)[:2]
-    return options
+def _build_options(cfg):
+    """The :class:`~multimodal_ip.io.problem_builder.BuildOptions` a run configuration gives (built once, shared
+    by the one-process and the MPI path)."""
+    from ..io.problem_builder import BuildOptions
+
+    validation, validation_seed = validation_settings(cfg)[:2]
+    return BuildOptions(balance_c=cfg["balance_c"], term_options=cfg["term_options"], xp=_xp(cfg["backend"]),
+                        dtype=cfg["dtype"], refine=cfg["refine"], likelihood=cfg["likelihood"],
+                        coupling=cfg["coupling"], reference=cfg["balance_reference"],
+                        chunk_bytes=_chunk_bytes(cfg["chunk_memory"]), refine_bounds=cfg["refine_bound"],
+                        regularizers=_regularizers(cfg["regularizers"]), validation=validation,
+                        validation_seed=validation_seed)
 
 
 def build(args_data, cfg, terms=None, comm=None, allow_external=False):
@@ -177,9 +180,9 @@ def build(args_data, cfg, terms=None, comm=None, allow_external=False):
     if comm is not None:  # each rank reads only its share of the split data
         from ..distributed import build_distributed_problem
 
-        return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, **options)
+        return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, options=options)
     ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"])
-    return ds, build_problem(ds, **options)
+    return ds, build_problem(ds, options=options)
 
 
 def _final_status(args, problem, res, label="") -> int:

@@ -89,7 +89,7 @@ def _refit_all(args, cfg, ds, comm, held, lead):
     if comm is None:
         from ..io import build_problem
 
-        problem = build_problem(ds, **_build_options(dict(cfg, stopping={})))
+        problem = build_problem(ds, options=_build_options(dict(cfg, stopping={})))
     else:
         ds, problem = build(args.data, dict(cfg, stopping={}), comm=comm, allow_external=args.allow_external_links)
     refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead)

@@ -109,12 +109,12 @@ def run(args) -> int:
 
     def build(setting, validation, vseed, score=False):
         if score:  # default losses, unit weights, no regularizer: only the held-out values matter
-            return build_problem(ds, balance=False, **dict(common, likelihood="balanced", regularizers=(),
-                                                             validation=validation, validation_seed=vseed))
+            return build_problem(ds, options=common, balance=False, likelihood="balanced", regularizers=(),
+                                 validation=validation, validation_seed=vseed)
         own = setting_cfg(setting)
-        return build_problem(ds, **dict(common, balance_c=own["balance_c"], likelihood=own["likelihood"],
-                                        regularizers=_regularizers(own["regularizers"]), validation=validation,
-                                        validation_seed=vseed))
+        return build_problem(ds, options=common, balance_c=own["balance_c"], likelihood=own["likelihood"],
+                             regularizers=_regularizers(own["regularizers"]), validation=validation,
+                             validation_seed=vseed)
 
     def solve(problem, x0, stop):
         return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],

@@ -1,6 +1,8 @@
-__all__ = ["build_problem", "apply_balance", "balance_reference", "LIKELIHOODS"]
+__all__ = ["BuildOptions", "build_problem", "apply_balance", "balance_reference", "LIKELIHOODS"]
 
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -14,15 +16,15 @@ from ..variables import Variable, VariableSpace
 LIKELIHOODS = ("balanced", "poisson")
 
 
-def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=None, registry=None,
-                  term_options=None, regularizers=(), xp=None, dtype=None, refine=(), likelihood="balanced",
-                  coupling=None, chunk_bytes=None, validation=None, validation_seed=0, refine_bounds=None):
-    r"""Assemble a :class:`~multimodal_ip.JointProblem` from a :class:`Dataset` through the modality plugins.
+@dataclass(frozen=True)
+class BuildOptions:
+    r"""How :func:`build_problem` assembles a problem from a dataset: one frozen object, built once from a run
+    configuration (``mmip``'s settings) and shared by the one-process and the MPI path
+    (:func:`~multimodal_ip.distributed.build_distributed_problem`). A variant is a new object:
+    ``dataclasses.replace(options, balance=False)``, or keywords to :func:`build_problem`.
 
     Parameters
     ----------
-    terms : sequence of :obj:`str`, optional
-        Keep only these data terms (one term for a separate inversion).
     balance : :obj:`bool`, optional
         Apply the paper's gradient-norm balancing at the all-ones point: every term but
         ``reference`` gets :math:`c\,\|\nabla f_{ref}\|/\|\nabla f_t\|`.
@@ -33,6 +35,8 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         whose modality declares ``balance_role = "reference"`` (``balance_reference``; never the file order).
     term_options : mapping, optional
         ``{term: {option: value}}`` passed to each modality's ``build_term`` (e.g. ``loss``).
+    regularizers : sequence of :class:`~multimodal_ip.regularizers.Regularizer`, optional
+        Penalties and constraints of the problem (bounds of ``refine_bounds`` are added to them).
     xp : module, optional
         Array module for the data (``numpy`` or ``cupy``).
     dtype : :obj:`str`, optional
@@ -64,27 +68,68 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         (a :class:`~multimodal_ip.regularizers.Box` per entry; e.g. ``{"positions": 1.5}`` in pixels). A bound is
         a constraint: L-BFGS takes it with ``method='scipy'`` (chosen by ``auto``); Gauss-Newton and ADMM project.
     """
+
+    balance: bool = True
+    balance_c: float | None = None
+    reference: str | None = None
+    term_options: Mapping | None = None
+    regularizers: Sequence = ()
+    xp: Any = None
+    dtype: Any = None
+    refine: Sequence = ()
+    likelihood: str = "balanced"
+    coupling: Any = None
+    chunk_bytes: int | None = None
+    validation: float | None = None
+    validation_seed: int = 0
+    refine_bounds: Mapping | None = None
+
+
+def build_problem(dataset, terms=None, options: BuildOptions | None = None, registry=None,
+                  **overrides) -> JointProblem:
+    r"""Assemble a :class:`~multimodal_ip.JointProblem` from a :class:`Dataset` through the modality plugins.
+
+    Parameters
+    ----------
+    dataset : :class:`Dataset`
+        The measurements, variables and truth.
+    terms : sequence of :obj:`str`, optional
+        Keep only these data terms (one term for a separate inversion).
+    options : :class:`BuildOptions`, optional
+        How to build it (default ``BuildOptions()``: the paper's balanced weights, no refinement).
+    registry : :class:`~multimodal_ip.plugins.Registry`, optional
+        Where the modalities are looked up (default the installed plugins).
+    **overrides
+        Fields of :class:`BuildOptions` that replace those of ``options`` (e.g. ``dtype="float64"``,
+        ``refine=("probe",)``).
+
+    Returns
+    -------
+    :class:`~multimodal_ip.JointProblem`
+        The data terms of ``terms``, their variables and regularizers, weighted.
+    """
+    o = replace(options or BuildOptions(), **overrides)
     registry = registry or get_registry()
     names = list(dataset.terms) if terms is None else list(terms)
     unknown = [n for n in names if n not in dataset.terms]
     if unknown:
         msg = f"unknown term(s) {unknown}; {dataset.source} has: {', '.join(dataset.terms)}"
         raise ConfigError(msg)
-    if likelihood not in LIKELIHOODS:
-        msg = f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}"
+    if o.likelihood not in LIKELIHOODS:
+        msg = f"likelihood must be one of {LIKELIHOODS}; got {o.likelihood!r}"
         raise ConfigError(msg)
     modalities = {n: capabilities(registry.get("modality", dataset.terms[n].modality)) for n in names}
-    calibration, offers = _calibration(dataset, modalities, tuple(refine or ()))
+    calibration, offers = _calibration(dataset, modalities, tuple(o.refine or ()))
     space = dataset.space
-    if dtype is not None:  # the unknowns in the compute precision too: a float32 run is float32 end to end
-        real = np.dtype(dtype)
+    if o.dtype is not None:  # the unknowns in the compute precision too: a float32 run is float32 end to end
+        real = np.dtype(o.dtype)
         space = VariableSpace([replace(v, dtype=np.result_type(real, np.complex64) if v.dtype.kind == "c" else real)
                                for v in space.variables])
     if calibration:
         cdtype = np.result_type(space.dtype, np.complex64)
         space = VariableSpace([*space.variables, *(
             Variable(k, a.shape, cdtype if np.iscomplexobj(a) else space.dtype) for k, a in calibration.items())])
-    term_options = term_options or {}
+    term_options = o.term_options or {}
     every = dataset.all_terms or tuple(dataset.terms)
     stray = sorted(set(term_options) - set(every))
     if stray:
@@ -92,42 +137,43 @@ def build_problem(dataset, terms=None, balance=True, balance_c=None, reference=N
         raise ConfigError(msg)
     built = []
     for n in names:
-        options = dict(term_options.get(n, {}), **({"dtype": dtype} if dtype is not None else {}))
+        opts = dict(term_options.get(n, {}), **({"dtype": o.dtype} if o.dtype is not None else {}))
         mine = tuple(r for r in calibration if r in modalities[n].refinable)
         if mine:
-            options["refine"] = mine
+            opts["refine"] = mine
         if "calibration" in modalities[n].options:  # what the other terms offer (start values, names)
-            options["calibration"] = offers
-        if likelihood == "poisson":
+            opts["calibration"] = offers
+        if o.likelihood == "poisson":
             if not modalities[n].photon_likelihood:
                 msg = (f"likelihood 'poisson': modality {dataset.terms[n].modality!r} (term {n!r}) has no "
                        "photon-count likelihood (its options do not list photon_weighted)")
                 raise ConfigError(msg)
-            options["photon_weighted"] = True
-        if coupling is not None and "coupling" in modalities[n].options:
-            options["coupling"] = coupling
-        for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], chunk_bytes, mine, options)):
-            term = replace(modalities[n].obj.build_term(part, space, xp=xp, **options), part=i)
-            if chunk_bytes and hasattr(term.operator, "block_for_bytes"):  # a memory target per chunk sizes the
+            opts["photon_weighted"] = True
+        if o.coupling is not None and "coupling" in modalities[n].options:
+            opts["coupling"] = o.coupling
+        for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], o.chunk_bytes, mine, opts)):
+            term = replace(modalities[n].obj.build_term(part, space, xp=o.xp, **opts), part=i)
+            if o.chunk_bytes and hasattr(term.operator, "block_for_bytes"):  # a memory target per chunk sizes the
                 # blocks of a streamed term, or of one evaluated a block at a time inside (XRF at scan positions)
-                term.operator.block = term.operator.block_for_bytes(chunk_bytes)
-            if validation is not None:
-                term = replace(term, holdout=_holdout(part, modalities[n], term, validation, validation_seed, xp))
+                term.operator.block = term.operator.block_for_bytes(o.chunk_bytes)
+            if o.validation is not None:
+                term = replace(term, holdout=_holdout(part, modalities[n], term, o.validation, o.validation_seed,
+                                                      o.xp))
             built.append(term)
     truth = {k: v for k, v in dataset.truth.items() if k in space}
     for k in calibration:
         if k in truth and np.shape(truth[k]) != np.shape(calibration[k]):
             msg = f"{dataset.source}:/truth/{k}: expected shape {np.shape(calibration[k])}, got {np.shape(truth[k])}"
             raise DataError(msg)
-    if xp is not None and truth:
-        truth = {k: xp.asarray(v) for k, v in truth.items()}
-    if coupling is not None and not any("coupling" in m.options for m in modalities.values()):
-        msg = f"coupling {coupling!r}: no term of {dataset.source} takes the option 'coupling'"
+    if o.xp is not None and truth:
+        truth = {k: o.xp.asarray(v) for k, v in truth.items()}
+    if o.coupling is not None and not any("coupling" in m.options for m in modalities.values()):
+        msg = f"coupling {o.coupling!r}: no term of {dataset.source} takes the option 'coupling'"
         raise ConfigError(msg)
-    regularizers = (*regularizers, *_refine_bounds(refine_bounds or {}, calibration, space))
+    regularizers = (*o.regularizers, *_refine_bounds(o.refine_bounds or {}, calibration, space))
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
-    return apply_balance(problem, dataset, balance_c, reference, xp, registry) \
-        if balance and likelihood == "balanced" else problem
+    return apply_balance(problem, dataset, o.balance_c, o.reference, o.xp, registry) \
+        if o.balance and o.likelihood == "balanced" else problem
 
 
 def is_distance(d) -> bool:

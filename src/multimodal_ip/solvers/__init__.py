@@ -113,7 +113,7 @@ def solve(problem, x0, solver: str = "lbfgs", **options) -> Result:
 
     Parameters
     ----------
-    problem : :class:`~multimodal_ip.objective.Objective`
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
         The objective to minimise (a :class:`~multimodal_ip.JointProblem`, or a composition around one).
     x0 : :obj:`numpy.ndarray`
         The start point, packed by ``problem.space`` (:meth:`~multimodal_ip.VariableSpace.pack`).

@@ -8,7 +8,7 @@ from pyproximal.optimization.cls_primal import ADMM
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from ..objective import Objective, ProximalObjective
+from ..problem import Objective, ProximalObjective
 from .base import Solver, same_point, stalled
 
 

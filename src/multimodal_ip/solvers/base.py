@@ -3,218 +3,26 @@ __all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "st
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError, one_line
-from ..objective import Objective
+from ..problem import Objective
+from .history import History
+from .result import Result, SolverState
+from .status import (
+    ROUNDOFF_ULPS,
+    STATUSES,
+    STEP_ULPS,
+    Stop,
+    machine_epsilon,
+    same_point,
+    stalled,
+    unresolved,
+)
 
 log = logging.getLogger("multimodal_ip.solvers")
-
-
-class History:
-    """One row per iteration; columns ``iteration, time_s, objective, objective_<term>, grad_norm, error_<var>``.
-
-    Parameters
-    ----------
-    rows : :obj:`list` of :obj:`dict`, optional
-        Rows to start from (a resumed run's history).
-    """
-
-    def __init__(self, rows=None):
-        self.rows = list(rows or [])
-
-    def append(self, row: dict) -> None:
-        self.rows.append(dict(row))
-
-    @property
-    def columns(self) -> list:
-        cols: list[str] = []
-        for r in self.rows:
-            cols.extend(k for k in r if k not in cols)
-        return cols
-
-    def __getitem__(self, column) -> np.ndarray:
-        return np.array([r.get(column, np.nan) for r in self.rows], dtype=float)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def as_arrays(self) -> dict:
-        return {c: self[c] for c in self.columns}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict) -> "History":
-        n = len(next(iter(arrays.values()))) if arrays else 0
-        return cls([{k: float(v[i]) for k, v in arrays.items()} for i in range(n)])
-
-    def last(self) -> dict:
-        return self.rows[-1] if self.rows else {}
-
-
-#: Every ``Result.status`` a solver may return, and what it means.
-STATUSES = {
-    "converged": "a stopping test on the gradient or the objective change was met (gtol, ftol, zero gradient), "
-                 "or no step changes the iterate and the objective while the model step is below the precision's "
-                 "round-off (see unresolved)",
-    "maxiter": "the iteration budget was used up; the last iterate is returned",
-    "max_time": "the time budget (max_time_s) was used up; the last iterate is returned",
-    "stalled": "the solver could not make progress (a failed line search, no acceptable damped step, an "
-               "iteration that changed neither the iterate nor the objective) while its model promised a "
-               "resolvable decrease: not a convergence test, often a wrong gradient",
-    "failed": "the objective or gradient is not finite (at the start or during the run)",
-    "validation": "the held-out validation loss did not improve for `patience` iterations; the iterate with the "
-                  "lowest validation loss is returned (see multimodal_ip.validation)",
-}
-
-
-@dataclass(frozen=True)
-class Stop:
-    """What :meth:`Solver.step` returns to end a run: a status of :data:`STATUSES` and a message.
-
-    A plain string returned by ``step`` still means ``converged`` (a convergence test of the solver's own).
-
-    Parameters
-    ----------
-    status : :obj:`str`
-        One of :data:`STATUSES`; any other is a ``ValueError``.
-    message : :obj:`str`
-        Why the run ends, in words.
-    """
-
-    status: str
-    message: str
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            msg = f"unknown solver status {self.status!r}; one of {', '.join(STATUSES)}"
-            raise ValueError(msg)
-
-
-def stalled(message: str) -> Stop:
-    """A step that found no progress: never reported as convergence.
-
-    Parameters
-    ----------
-    message : :obj:`str`
-        What the step found.
-
-    Returns
-    -------
-    :class:`Stop`
-        ``Stop("stalled", message)``, for :meth:`Solver.step` to return.
-    """
-    return Stop("stalled", message)
-
-
-def same_point(a, b) -> bool:
-    """``a`` and ``b`` hold the same values (a step too short to change an iterate at its precision)."""
-    return a.shape == b.shape and bool(get_array_module(a).array_equal(a, b))
-
-
-#: what a run's precision resolves, in units of its machine epsilon: a predicted decrease below ``ROUNDOFF_ULPS``
-#: ulps of the objective (1.4e-14 relative in float64, 7.6e-6 in float32) cannot be told from round-off
-ROUNDOFF_ULPS = 64
-#: a model step shorter than ``STEP_ULPS`` ulps of the iterate (in norm) hardly changes it at its precision
-STEP_ULPS = 4
-
-
-def machine_epsilon(dtype) -> float:
-    """Machine epsilon of ``dtype`` (of its real part when complex)."""
-    return float(np.finfo(np.ones(1, dtype).real.dtype).eps)
-
-
-def unresolved(decrease: float, step_norm: float, objective: float, x_norm: float, dtype,
-               largest_objective: float = 0.0) -> str:
-    r"""Why a solver's model step at an iterate is below what precision ``dtype`` resolves, or ``""``.
-
-    A solver that finds no step changing the iterate and decreasing the objective has then converged at round-off;
-    otherwise it has stalled (often a wrong gradient: the model promises a decrease the objective does not show).
-    With :math:`\epsilon` = :func:`machine_epsilon` (``dtype``), the step is unresolved when
-
-    * its predicted ``decrease`` is at most ``ROUNDOFF_ULPS`` :math:`\epsilon\,|\Phi|`, or
-    * its length ``step_norm`` is at most ``STEP_ULPS`` :math:`\epsilon\,\|x\|` (``inf``: not tested), or
-    * the objective is at most ``ROUNDOFF_ULPS`` :math:`\epsilon^2` times ``largest_objective``, the largest
-      value of the run: a zero-residual fit ends at the square of its residuals' round-off, where a predicted
-      decrease is as large as the objective itself.
-    """
-    eps = machine_epsilon(dtype)
-    name = np.dtype(np.ones(1, dtype).real.dtype).name
-    if 0 <= decrease <= ROUNDOFF_ULPS * eps * abs(objective):
-        return f"predicted decrease {decrease:.3g} below {name} round-off of the objective {objective:.6g}"
-    if step_norm <= STEP_ULPS * eps * x_norm:
-        return f"model step {step_norm:.3g} below {name} round-off of the iterate (norm {x_norm:.6g})"
-    if abs(objective) <= ROUNDOFF_ULPS * eps**2 * largest_objective:
-        return (f"objective {objective:.3g} at the {name} round-off floor of its largest value in the run "
-                f"({largest_objective:.6g})")
-    return ""
-
-
-@dataclass
-class Result:
-    """What a solver returns: the packed solution, the history and why it stopped.
-
-    Parameters
-    ----------
-    x : :obj:`numpy.ndarray`
-        The returned iterate, packed (numpy or cupy).
-    history : :class:`History`
-        One row per iteration.
-    status : :obj:`str`
-        One of :data:`STATUSES` (``converged``, ``maxiter``, ``max_time``, ``stalled``, ``failed``).
-    message : :obj:`str`
-        Why it stopped, in words.
-    arrays : :obj:`dict`, optional
-        ``{variable: array}``: ``x`` unpacked.
-    returned_iteration : :obj:`int`, optional
-        The iteration whose iterate ``x`` is (``None``: the last).
-    """
-
-    x: object
-    history: History
-    status: str
-    message: str
-    arrays: dict = field(default_factory=dict)
-    #: the iteration whose iterate ``x`` is (``None``: the last; with early stopping, the best-validation one)
-    returned_iteration: int | None = None
-
-    def returned_row(self) -> dict:
-        """The history row of the returned iterate."""
-        if self.returned_iteration is None:
-            return self.history.last()
-        return next((r for r in self.history.rows if int(r["iteration"]) == self.returned_iteration),
-                    self.history.last())
-
-
-class Checkpointable(Protocol):
-    """What ``SolverState.solver`` offers: a :class:`Solver`, or a staged run's view of its running stage."""
-
-    def state_dict(self) -> dict: ...
-
-
-@dataclass
-class SolverState:
-    """What a callback sees, and what a checkpoint stores.
-
-    Parameters
-    ----------
-    iteration : :obj:`int`
-        The iteration just completed.
-    x : :obj:`numpy.ndarray`
-        The packed iterate.
-    history : :class:`History`
-        The rows so far.
-    solver : :class:`Solver`
-        The running solver (``state_dict()`` is its checkpoint), or a staged run's view of its running stage.
-    """
-
-    iteration: int
-    x: object
-    history: History
-    solver: "Checkpointable"
 
 
 class Solver:
@@ -226,7 +34,7 @@ class Solver:
 
     Parameters
     ----------
-    problem : :class:`~multimodal_ip.objective.Objective`
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
         What is minimised: a :class:`~multimodal_ip.JointProblem` or a composition around one (the solver uses
         only the protocol's members).
     maxiter : :obj:`int`, optional

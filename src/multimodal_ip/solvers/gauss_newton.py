@@ -7,8 +7,7 @@ from pylops import LinearOperator
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from ..objective import Objective
-from ..problem import Linearization
+from ..problem import Linearization, Objective
 from .base import Solver, stalled
 from .base import same_point as _same
 

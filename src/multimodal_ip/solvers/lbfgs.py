@@ -10,8 +10,7 @@ from scipy.optimize._linesearch import LineSearchWarning
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from ..objective import Objective
-from ..problem import Linearization
+from ..problem import Linearization, Objective
 from .base import Result, Solver, stalled
 from .base import same_point as _same
 

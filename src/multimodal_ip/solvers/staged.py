@@ -1,6 +1,6 @@
 __all__ = ["solve_staged"]
 
-from ..objective import Objective
+from ..problem import Objective
 from .base import History, Result, SolverState
 
 _PREFIX = "stage1_history."
@@ -39,7 +39,7 @@ def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 1
 
     Parameters
     ----------
-    problem : :class:`~multimodal_ip.objective.Objective`
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
         The objective (a :class:`~multimodal_ip.JointProblem` or a composition around one).
     x0 : :obj:`numpy.ndarray`
         The packed start point.

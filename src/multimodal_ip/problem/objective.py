@@ -3,12 +3,13 @@ __all__ = ["Objective", "ProximalObjective"]
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .backend import get_array_module
+from ..backend import get_array_module
 
 if TYPE_CHECKING:
-    from .problem import Invariance, Linearization
-    from .regularizers import Regularizer
-    from .variables import VariableSpace
+    from ..regularizers import Regularizer
+    from ..variables import VariableSpace
+    from .linearization import Linearization
+    from .term import Invariance
 
 
 @runtime_checkable
