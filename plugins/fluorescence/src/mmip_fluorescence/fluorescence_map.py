@@ -8,7 +8,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pylops import LinearOperator
 
 from multimodal_ip.backend import (
-    complex_dtype,
     fast_shape,
     fftconvolve,
     get_array_module,
@@ -20,6 +19,9 @@ from multimodal_ip.backend import (
 from multimodal_ip.errors import ConfigError, ShapeError, one_line
 from multimodal_ip.operators import Linear
 from multimodal_ip.operators.streamed import BLOCK_TEMPORARIES, STREAM_BLOCK_BYTES
+
+from ._scan_positions import raster, whole_pixels
+from ._shifted_kernels import half_spectrum, shifted_kernels
 
 #: per-position footprints (sub-pixel shifted kernels, refined probes) up to this many bytes for the whole scan are
 #: made once and kept; larger scans make them a block at a time in every product (an inverse FFT per position and
@@ -84,51 +86,54 @@ class FluorescenceMap(LinearOperator):
             msg = f"positions must have shape (J, 2) with J >= 1; got {pos.shape}"
             raise ShapeError(msg)
         n0, n1 = self.object_shape
-        ipos = _whole_pixels(pos, (kh, kw), (n0, n1))
+        ipos = whole_pixels(pos, (kh, kw), (n0, n1))
         j_count = len(ipos)
-        self.fractions = None
-        if fractions is not None:
-            frac = np.asarray(to_numpy(fractions), dtype=float)
-            if frac.shape != (j_count, 2) or self.kernel.ndim != 2:
-                msg = (f"fractions shift one (Kh, Kw) kernel: they need shape ({j_count}, 2) with a 2-D kernel; "
-                       f"got {frac.shape} with kernel {self.kernel.shape}")
-                raise ShapeError(msg)
-            self.fractions = frac if np.any(frac != 0) else None
-            if self.fractions is not None and j_count * kh * kw * self.kernel.itemsize <= KEEP_STACK_BYTES:
-                self.kernel, self.fractions = _shifted(_half_spectrum(self.kernel), self.kernel.shape,
-                                                       self.fractions, self.kernel.dtype), None
+        self._set_fractions(fractions, j_count)
         # the shared kernel's half spectrum, shifted per block (taken once)
-        self._half = None if self.fractions is None else _half_spectrum(self.kernel)
+        self._half = None if self.fractions is None else half_spectrum(self.kernel)
         self.stacked = self.kernel.ndim == 3 or self.fractions is not None
         if self.kernel.ndim == 3 and self.kernel.shape[0] != j_count:
             msg = f"a stack of kernels needs one per position: {j_count}; got {self.kernel.shape[0]}"
             raise ShapeError(msg)
         # index into the 'full' correlation / padded object, of shape (n0 + kh - 1, n1 + kw - 1)
         self.full_shape = (n0 + kh - 1, n1 + kw - 1)
-        self.grid = _raster(ipos)  # a raster scan (the full grid) reads a slice: no index arrays
+        self.grid = raster(ipos)  # a raster scan (the full grid) reads a slice: no index arrays
         flat = None if self.grid is not None else \
             (ipos[:, 0].astype(np.int64) + kh - 1) * self.full_shape[1] + (ipos[:, 1] + kw - 1)
         self.full_index = None if flat is None else ncp.asarray(flat)
-        if method == "auto":
-            fft_cost = 6.0 * np.prod(self.full_shape) * np.log2(np.prod(self.full_shape))
-            method = "gather" if j_count * kh * kw < fft_cost or self.stacked else "fft"
-        if method == "fft" and self.stacked:
-            msg = "one kernel per position needs method='gather'"
-            raise ValueError(msg)
-        if method not in ("fft", "gather"):  # a run file's term option: bad input (ConfigError is a ValueError)
-            msg = f"fluorescence method must be 'auto', 'fft' or 'gather'; got {one_line(repr(method))[:80]}"
-            raise ConfigError(msg)
-        self.method = method
+        self.method = _method(method, j_count * kh * kw, self.full_shape, self.stacked)
         self._spectra = None  # the kernel's FFTs, computed on first use (method "fft")
         self.block = block
-        # the gather reads windows at (rows, cols) of the object, or of the object padded by the kernel's size less
-        # one when a window hangs over its edge (host arrays: 16 bytes a position)
+        self._set_windows(ipos)
+        super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
+
+    def _set_fractions(self, fractions, j_count):
+        """``self.fractions``: the sub-pixel shifts of the shared kernel (``None``: none, or all zero, or made into a
+        kept stack of shifted kernels, ``self.kernel``, when it takes at most ``KEEP_STACK_BYTES``)."""
+        self.fractions = None
+        if fractions is None:
+            return
+        kh, kw = self.kernel.shape[-2:]
+        frac = np.asarray(to_numpy(fractions), dtype=float)
+        if frac.shape != (j_count, 2) or self.kernel.ndim != 2:
+            msg = (f"fractions shift one (Kh, Kw) kernel: they need shape ({j_count}, 2) with a 2-D kernel; "
+                   f"got {frac.shape} with kernel {self.kernel.shape}")
+            raise ShapeError(msg)
+        self.fractions = frac if np.any(frac != 0) else None
+        if self.fractions is not None and j_count * kh * kw * self.kernel.itemsize <= KEEP_STACK_BYTES:
+            self.kernel, self.fractions = shifted_kernels(half_spectrum(self.kernel), self.kernel.shape,
+                                                          self.fractions, self.kernel.dtype), None
+
+    def _set_windows(self, ipos):
+        """Where the gather reads windows: at (``rows``, ``cols``) of the object, or of the object padded by the
+        kernel's size less one when a window hangs over its edge (host arrays: 16 bytes a position)."""
+        kh, kw = self.kernel.shape[-2:]
+        n0, n1 = self.object_shape
         self.inside = bool(np.all(ipos >= 0) and np.all(ipos[:, 0] <= n0 - kh) and np.all(ipos[:, 1] <= n1 - kw))
         pad = (0, 0) if self.inside else (kh - 1, kw - 1)
         self.rows = ipos[:, 0].astype(np.int64) + pad[0]
         self.cols = ipos[:, 1].astype(np.int64) + pad[1]
         self.work_shape = (n0 + 2 * pad[0], n1 + 2 * pad[1])
-        super().__init__(dtype=np.dtype(dtype), dims=(self.ne, n0, n1), dimsd=(self.ne, j_count), name=name)
 
     def _kernel_spectra(self):
         """``(fft shape, phase ramps that flip the kernel, spectrum of the kernel)``: the kernel never changes, so its
@@ -231,7 +236,7 @@ class FluorescenceMap(LinearOperator):
         or the shared kernel shifted by the block's fractions)."""
         if self.fractions is None:
             return self.kernel[rows] if self.kernel.ndim == 3 else self.kernel
-        return _shifted(self._half, self.kernel.shape, self.fractions[rows], self.dtype)
+        return shifted_kernels(self._half, self.kernel.shape, self.fractions[rows], self.dtype)
 
     def contract(self, work, kernel, rows: slice):
         """``(Ne, B)``: the windows of positions ``rows`` of :meth:`prepare`'s array, each times its kernel
@@ -302,7 +307,7 @@ class FluorescenceMap(LinearOperator):
         if other.kernel.shape != self.kernel.shape:
             msg = f"kernel must have shape {self.kernel.shape}; got {other.kernel.shape}"
             raise ShapeError(msg)
-        other._half = None if self.fractions is None else _half_spectrum(other.kernel)
+        other._half = None if self.fractions is None else half_spectrum(other.kernel)
         return other
 
     def kernel_adjoint(self, w, d):
@@ -351,75 +356,16 @@ class _BlockedLinear(Linear):
         return self.op.block_for_bytes(target)
 
 
-def _half_spectrum(kernel):
-    """``rfft2`` of a real kernel, in the complex dtype of its precision."""
-    return rfft2(kernel, kernel.shape).astype(complex_dtype(kernel.dtype), copy=False)
-
-
-def _shifted(spec, shape, fractions, dtype):
-    r"""``(B, Kh, Kw)``: ``Re(SubpixelShift(fractions)(kernel))``, the real kernel of half spectrum ``spec``
-    (:func:`_half_spectrum`) and ``shape`` Fourier-shifted by each of the ``(B, 2)`` fractions (one real inverse
-    FFT: half the work of the complex one).
-
-    The real part of :math:`F^{-1}(\hat K
-ho)` is the inverse of the spectrum's Hermitian part. :math:`\hat K` is
-    Hermitian (``kernel`` is real) and so is the ramp :math:`
-ho` except at the Nyquist frequencies of even sizes,
-    where :math:`
-ho` is replaced by its real part: :math:`\cos(\pi\delta_0)` on the Nyquist row,
-    :math:`\cos(\pi\delta_1)` on the Nyquist column and :math:`\cos(\pi(\delta_0 + \delta_1))` at their corner. The
-    result is then Hermitian, and ``irfft2`` of its half equals the real part of the complex inverse exactly
-    (to rounding; tested)."""
-    ncp = get_array_module(spec)
-    kh, kw = shape
-    rdt = np.dtype(dtype)
-    f = ncp.asarray(to_numpy(fractions), dtype=rdt)
-    r0 = ncp.exp(-2j * np.pi * f[:, 0, None] * ncp.fft.fftfreq(kh).astype(rdt)).astype(complex_dtype(rdt))
-    r1 = ncp.exp(-2j * np.pi * f[:, 1, None] * ncp.fft.rfftfreq(kw).astype(rdt)).astype(complex_dtype(rdt))
-    if kh % 2 == 0:
-        r0[:, kh // 2] = ncp.cos(np.pi * f[:, 0])
-    if kw % 2 == 0:
-        r1[:, -1] = ncp.cos(np.pi * f[:, 1])
-    x = spec[None] * r0[:, :, None]
-    x *= r1[:, None, :]
-    if kh % 2 == 0 and kw % 2 == 0:
-        x[:, kh // 2, -1] = spec[kh // 2, -1] * ncp.cos(np.pi * (f[:, 0] + f[:, 1]))
-    return irfft2(x, (kh, kw)).astype(rdt, copy=False)
-
-
-def _raster(ipos):
-    """``((row0, col0), (rows, cols))`` when the positions are a row-major raster with unit steps (the full grid,
-    or any rectangle of it), else ``None``."""
-    if len(ipos) == 0:
-        return None
-    r0, c0 = int(ipos[0, 0]), int(ipos[0, 1])
-    nc = int(np.argmax(ipos[:, 0] != r0)) or len(ipos)
-    if len(ipos) % nc:
-        return None
-    nr = len(ipos) // nc
-    grid = ipos.reshape(nr, nc, 2)
-    ok = np.array_equal(grid[:, 0, 0], np.arange(r0, r0 + nr)) and np.all(grid[:, :, 0] == grid[:, :1, 0]) and \
-        np.array_equal(grid[0, :, 1], np.arange(c0, c0 + nc)) and np.all(grid[:, :, 1] == grid[:1, :, 1])
-    return ((r0, c0), (nr, nc)) if ok else None
-
-
-def _whole_pixels(pos, window, object_shape, chunk=1 << 20):
-    """``pos`` as whole-pixel corners (int32 where they fit), checked a million positions at a time (a full-grid
-    scan has one position per object pixel: whole-array temporaries would be several times the positions)."""
-    kh, kw = window
-    n0, n1 = object_shape
-    ipos = np.empty(pos.shape, dtype=np.int32 if max(n0 + kh, n1 + kw) < 2**30 else np.int64)
-    for s in range(0, len(pos), chunk):
-        p = np.asarray(pos[s : s + chunk], dtype=float)
-        r = np.rint(p)
-        if not np.all(np.isfinite(p)) or np.any(np.abs(p - r) > 1e-6):
-            msg = "fluorescence positions must be finite whole pixels"
-            raise ShapeError(msg)
-        bad = (r[:, 0] < -(kh - 1)) | (r[:, 0] > n0 - 1) | (r[:, 1] < -(kw - 1)) | (r[:, 1] > n1 - 1)
-        if np.any(bad):
-            j = int(np.flatnonzero(bad)[0])
-            msg = (f"positions[{s + j}] = {tuple(int(v) for v in r[j])}: the {kh}x{kw} window does not touch the "
-                   f"{n0}x{n1} object")
-            raise ShapeError(msg)
-        ipos[s : s + chunk] = r
-    return ipos
+def _method(method, gather_cost, full_shape, stacked):
+    """``"fft"`` or ``"gather"``: ``method``, or for ``"auto"`` the cheaper by estimated cost (``gather_cost``: J Kh
+    Kw, against the FFTs of the ``full_shape`` correlation); a kernel stack needs the gather."""
+    if method == "auto":
+        fft_cost = 6.0 * np.prod(full_shape) * np.log2(np.prod(full_shape))
+        method = "gather" if gather_cost < fft_cost or stacked else "fft"
+    if method == "fft" and stacked:
+        msg = "one kernel per position needs method='gather'"
+        raise ValueError(msg)
+    if method not in ("fft", "gather"):  # a run file's term option: bad input (ConfigError is a ValueError)
+        msg = f"fluorescence method must be 'auto', 'fft' or 'gather'; got {one_line(repr(method))[:80]}"
+        raise ConfigError(msg)
+    return method

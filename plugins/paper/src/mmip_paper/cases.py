@@ -91,31 +91,9 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
     elements : sequence of :obj:`str`, optional
         Element names of the maps (default ``E0, E1, ...``), e.g. ``["Fe", "Zn", "Cu"]`` for xraylib.
     """
-    if case not in CASES:
-        msg = f"unknown case {case!r}; choose one of: {', '.join(CASES)}"
-        raise ConfigError(msg)
-    p = dict(CASES[case])
-    p.update({k: v for k, v in {"n": n, "probe_size": probe_size, "step": step, "n_elements": n_elements}.items()
-              if v is not None})
+    p = _parameters(case, {"n": n, "probe_size": probe_size, "step": step, "n_elements": n_elements}, noise,
+                    probe_error, position_jitter_px)
     n, npx, ne = int(p["n"]), int(p["probe_size"]), int(p["n_elements"])
-    if npx > n:
-        msg = f"probe size {npx} exceeds object size {n}"
-        raise ConfigError(msg)
-    if not 0 <= float(noise) < 1:
-        msg = f"noise level must be in [0, 1); got {noise}"
-        raise ConfigError(msg)
-    if not (-1 < probe_error <= 10) or not (0 <= position_jitter_px <= npx / 2):
-        msg = (f"probe_error must be in (-1, 10] and position_jitter_px in [0, probe size / 2 = {npx / 2:g}]; "
-               f"got {probe_error}, {position_jitter_px}")
-        raise ConfigError(msg)
-    j = ((n - npx) // max(int(p["step"]), 1) + 1) ** 2
-    need = 8.0 * (n * n * (6 + 3 * ne) + 4 * j * npx * npx)  # maps, truth, patterns and their FFT temporaries
-    from multimodal_ip.safety import memory_budget_bytes
-
-    if need > memory_budget_bytes():
-        msg = (f"n={n}, probe {npx}, {j} positions needs about {need / 2**30:.3g} GiB, more than the memory budget "
-               f"({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
-        raise ConfigError(msg)
     names = [f"E{e}" for e in range(ne)] if elements is None else [str(e) for e in elements]
     if len(names) != ne:
         msg = f"elements: need {ne} name(s), one per element map; got {names}"
@@ -156,11 +134,46 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
         "fluorescence": TermData("fluorescence", "fluorescence",
                                  {"data": xrf_noisy, "kernel": file_kernel, "positions": xrf_pos},
                                  {"photons_per_unit": p_xrf, "elements": names,
-                                  **({"grid_shape": np.array([n, n])} if xrf_grid == "full" else
-                                     {"grid_shape": np.array([int(np.sqrt(len(positions)))] * 2)})}),
+                                  "grid_shape": _grid_shape(xrf_grid, n, len(positions))}),
     }
     variables = [Variable("x", (n, n)), Variable("w", (ne, n, n))]
     attrs = {"case": case, "noise_level": float(noise), "seed": int(seed), "balance_c": float(p["balance_c"]),
              "reference_term": "ptychography", "step_px": int(p["step"])}
     attrs.update(probe_error=float(probe_error), position_jitter_px=float(position_jitter_px))
     return Dataset(variables, terms, truth, attrs)
+
+
+def _grid_shape(xrf_grid, n, n_positions):
+    """The XRF term's ``grid_shape`` attribute: the object's ``(n, n)`` for the full grid, else the scan's."""
+    return np.array([n, n]) if xrf_grid == "full" else np.array([int(np.sqrt(n_positions))] * 2)
+
+
+def _parameters(case, overrides, noise, probe_error, position_jitter_px):
+    """The parameters of ``case`` (:data:`CASES`) with the given ``overrides`` (``None``: the table's), checked:
+    a known case, a probe no larger than the object, noise, calibration errors in range, and a size that fits the
+    memory budget. :class:`~multimodal_ip.errors.ConfigError` otherwise."""
+    if case not in CASES:
+        msg = f"unknown case {case!r}; choose one of: {', '.join(CASES)}"
+        raise ConfigError(msg)
+    p = dict(CASES[case])
+    p.update({k: v for k, v in overrides.items() if v is not None})
+    n, npx, ne = int(p["n"]), int(p["probe_size"]), int(p["n_elements"])
+    if npx > n:
+        msg = f"probe size {npx} exceeds object size {n}"
+        raise ConfigError(msg)
+    if not 0 <= float(noise) < 1:
+        msg = f"noise level must be in [0, 1); got {noise}"
+        raise ConfigError(msg)
+    if not (-1 < probe_error <= 10) or not (0 <= position_jitter_px <= npx / 2):
+        msg = (f"probe_error must be in (-1, 10] and position_jitter_px in [0, probe size / 2 = {npx / 2:g}]; "
+               f"got {probe_error}, {position_jitter_px}")
+        raise ConfigError(msg)
+    j = ((n - npx) // max(int(p["step"]), 1) + 1) ** 2
+    need = 8.0 * (n * n * (6 + 3 * ne) + 4 * j * npx * npx)  # maps, truth, patterns and their FFT temporaries
+    from multimodal_ip.safety import memory_budget_bytes
+
+    if need > memory_budget_bytes():
+        msg = (f"n={n}, probe {npx}, {j} positions needs about {need / 2**30:.3g} GiB, more than the memory budget "
+               f"({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
+        raise ConfigError(msg)
+    return p

@@ -98,28 +98,8 @@ class Ptychography:
             msg = (f"{td.where()}: unknown ptychography option(s) {sorted(options)}; known: loss, dtype, refine, "
                    "coupling, photon_weighted")
             raise ConfigError(msg)
-        for v in (*self.inputs, *refine):
-            if v not in space:
-                msg = f"{td.where()}: ptychography needs variables {self.inputs}; the file declares {space.names}"
-                raise DataError(msg)
-        n_shape = space["x"].shape
-        ne = space["w"].shape[0]
-        if space["w"].shape[1:] != n_shape:
-            msg = (f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}) like x, got "
-                   f"{space['w'].shape} (declared, or inferred from another term's extent: when the terms cover "
-                   "different extents, declare /variables/x and /variables/w or the attribute object_shape)")
-            raise DataError(msg)
-        data = td.array("data", ndim=3, dtype_kind="fiu")  # intensities, or a detector's integer counts
-        low = td.minimum("data")  # block by block: no data-sized boolean array
-        if low < 0:
-            msg = f"{td.where('data')}: intensities must be non-negative (min {low:.3g})"
-            raise DataError(msg)
-        npx = data.shape[1:]
-        probe = td.array("probe", shape=npx, dtype_kind="cf")
-        if not np.any(probe):
-            msg = f"{td.where('probe')}: the probe is zero everywhere (no beam, no data to explain)"
-            raise DataError(msg)
-        positions = td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
+        n_shape, ne = self._object_shape(td, space, refine)
+        data, probe, positions = _read_scan(td)
         dtype = np.dtype(dtype or space.dtype)
         xp = xp or np
         elements = td.attrs.get("elements", (calibration or {}).get("elements"))  # else the XRF term's names
@@ -131,25 +111,28 @@ class Ptychography:
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
-        j = int(td.attrs.get("split_total", data.shape[0]))  # f_P averages over all J, also on one MPI rank
-        photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
-        if (photon_weighted or loss == "poisson") and not (np.isfinite(photons) and photons > 0):
-            msg = (f"{td.where()}: attribute photons_per_unit = {photons!r} must be finite and > 0 for a photon-count "
-                   "likelihood (a noise-free simulation has no photon scale)")
-            raise DataError(msg)
-        if loss == "amplitude":
-            lossfn = Amplitude(scale=4.0 * photons if photon_weighted else 1.0 / j)
-        elif loss == "poisson":
-            lossfn = Poisson(photons_per_unit=photons)
-        else:
-            msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
-            raise ConfigError(msg)
+        lossfn = _loss(td, loss, photon_weighted, int(td.attrs.get("split_total", data.shape[0])))
         if "positions" in refine:
             _warn_low_overlap(td, probe, positions)
         inputs = (*self.inputs, *op.refine)
         if data.dtype.kind == "f" or compact_dtype(data.dtype) is not None:  # counts of <= 32 bits stay integers
             data = data.astype(dtype, copy=False)
         return DataTerm(op, xp.asarray(data), lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne))
+
+    def _object_shape(self, td, space, refine):
+        """``(n_shape, ne)``: the object's shape and element count of ``space``, checked to hold this term's
+        variables with ``w`` shaped ``(Ne, *x.shape)``."""
+        for v in (*self.inputs, *refine):
+            if v not in space:
+                msg = f"{td.where()}: ptychography needs variables {self.inputs}; the file declares {space.names}"
+                raise DataError(msg)
+        n_shape = space["x"].shape
+        if space["w"].shape[1:] != n_shape:
+            msg = (f"{td.source}:/variables/w: expected shape (Ne, {n_shape[0]}, {n_shape[1]}) like x, got "
+                   f"{space['w'].shape} (declared, or inferred from another term's extent: when the terms cover "
+                   "different extents, declare /variables/x and /variables/w or the attribute object_shape)")
+            raise DataError(msg)
+        return n_shape, space["w"].shape[0]
 
     def conformance_cases(self, rng):
         for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):
@@ -171,6 +154,38 @@ class Ptychography:
         probe = fresnel_zone_plate_probe(16)
         yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \
             1 + rng.random(24 * 24 * 2)
+
+
+def _read_scan(td):
+    """``(data, probe, positions)`` of the term, checked: non-negative intensities (or a detector's integer counts),
+    a probe of the patterns' shape that is not zero everywhere, one position per pattern."""
+    data = td.array("data", ndim=3, dtype_kind="fiu")  # intensities, or a detector's integer counts
+    low = td.minimum("data")  # block by block: no data-sized boolean array
+    if low < 0:
+        msg = f"{td.where('data')}: intensities must be non-negative (min {low:.3g})"
+        raise DataError(msg)
+    npx = data.shape[1:]
+    probe = td.array("probe", shape=npx, dtype_kind="cf")
+    if not np.any(probe):
+        msg = f"{td.where('probe')}: the probe is zero everywhere (no beam, no data to explain)"
+        raise DataError(msg)
+    return data, probe, td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
+
+
+def _loss(td, loss, photon_weighted, j):
+    """The term's loss: ``"amplitude"`` (averaged over all ``j`` positions, also on one MPI rank, or in photon
+    counts when ``photon_weighted``) or ``"poisson"`` (both photon scales from ``photons_per_unit``)."""
+    photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
+    if (photon_weighted or loss == "poisson") and not (np.isfinite(photons) and photons > 0):
+        msg = (f"{td.where()}: attribute photons_per_unit = {photons!r} must be finite and > 0 for a photon-count "
+               "likelihood (a noise-free simulation has no photon scale)")
+        raise DataError(msg)
+    if loss == "amplitude":
+        return Amplitude(scale=4.0 * photons if photon_weighted else 1.0 / j)
+    if loss == "poisson":
+        return Poisson(photons_per_unit=photons)
+    msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
+    raise ConfigError(msg)
 
 
 #: below this overlap of the probe's 90 % disc between neighbouring positions, refining positions warns
