@@ -9,7 +9,13 @@ maps ``w`` five ways with the same solver, iterations, non-negativity and total 
 * ``xrf, self-absorbing``: the fluorescence alone, its attenuation computed from its own ``w``;
 * ``xrf, oracle attenuation``: the fluorescence alone with the true attenuation map (not available in practice);
 * ``xrf, attenuation ignored``: the fluorescence alone, no self-absorption in the model;
-* ``transmission alone``: sees only :math:`\mu = \sum_e \mu_e w_e` (one map), so it cannot separate two elements.
+* ``transmission alone``: sees only :math:`\mu = \sum_e \mu_e w_e` (one map), so it cannot separate two elements;
+* ``joint, lines not modelled`` and ``xrf, lines not modelled`` (data with the emitted lines' attenuation only): the
+  ablation, the model without the emitted lines' attenuation on the way to the detector.
+
+The data come from a finer model than the reconstruction's (``--oversample``, default 2: maps 2x finer, rays every
+1/4 pixel, detector bins integrated over their width; ``mmip_tomography.simulate``), with the emitted lines attenuated
+on the way to a detector at 90 degrees (``--line-attenuation on``, the default).
 
 Prints and writes (``table.md``, ``records.json``) mean ± std (ddof=1) of the relative error of ``w`` per case, noise
 and method, an absorption sweep, and a figure of the first seed's maps (``maps.png``). docs/tomography.md is this
@@ -45,12 +51,16 @@ parser.add_argument("--sweep-noise", type=float, default=0.03)
 parser.add_argument("--seeds", type=int, default=5)
 parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--tv", type=float, default=0.3, help="total-variation strength on w (0: none)")
+parser.add_argument("--start", type=float, default=1.0, help="flat start value of w for every method")
+parser.add_argument("--line-attenuation", default="on", choices=("on", "off"), help="in the simulated data")
+parser.add_argument("--oversample", type=int, default=2, help="data from a model this many times finer (1: the "
+                    "reconstruction's own model, the inverse crime)")
 parser.add_argument("-o", "--output", default="out/tomography")
 args = parser.parse_args()
 outdir = Path(args.output)
 outdir.mkdir(parents=True, exist_ok=True)
 METHODS = ("joint", "xrf, self-absorbing", "xrf, oracle attenuation", "xrf, attenuation ignored",
-           "transmission alone")
+           "transmission alone", "joint, lines not modelled", "xrf, lines not modelled")
 
 
 def problems(ds):
@@ -58,8 +68,16 @@ def problems(ds):
     nonneg = [NonNegative(["w"])] + ([TotalVariation(["w"], weight=args.tv)] if args.tv else [])
     truth_mu = np.tensordot(ds.terms["xrf"].arrays["mu"], ds.truth["w"], 1)
     xrf = ds.terms["xrf"]
-    oracle = replace(ds, terms={"xrf": replace(xrf, arrays=dict(xrf.arrays, attenuation_map=truth_mu))})
-    return {
+    oracle_arrays = dict(xrf.arrays, attenuation_map=truth_mu)
+    if "mu_line" in xrf.arrays:
+        oracle_arrays["line_attenuation_map"] = np.tensordot(xrf.arrays["mu_line"], ds.truth["w"], 1)
+    oracle = replace(ds, terms={"xrf": replace(xrf, arrays=oracle_arrays)})
+    off = {"xrf": {"line_attenuation": "off"}}
+    ablation = {
+        "joint, lines not modelled": build_problem(ds, regularizers=nonneg, term_options=off),
+        "xrf, lines not modelled": build_problem(ds, terms=["xrf"], regularizers=nonneg, term_options=off),
+    } if "mu_line" in xrf.arrays else {}
+    return ablation | {
         "joint": build_problem(ds, regularizers=nonneg),
         "xrf, self-absorbing": build_problem(ds, terms=["xrf"], regularizers=nonneg),
         "xrf, oracle attenuation": build_problem(oracle, terms=["xrf"], regularizers=nonneg,
@@ -71,11 +89,12 @@ def problems(ds):
 
 
 def run(case, noise, seed, **overrides):
-    ds = simulate(case, seed=seed, noise=noise, **overrides)
+    ds = simulate(case, seed=seed, noise=noise, line_attenuation=args.line_attenuation, oversample=args.oversample,
+                  **overrides)
     out, maps = [], {}
     for method, problem in problems(ds).items():
         t0 = time.perf_counter()
-        res = solve_staged(problem, problem.start(), "lbfgs", maxiter=args.iterations)
+        res = solve_staged(problem, problem.start(args.start), "lbfgs", maxiter=args.iterations)
         out.append({"case": case, "noise": noise, "seed": seed, "method": method, "status": res.status,
                     "error": problem.relative_errors(res.x)["w"], "wall_s": time.perf_counter() - t0, **overrides})
         maps[method] = res.arrays["w"]
@@ -119,17 +138,19 @@ rows = []
 for case in filter(None, args.cases.split(",")):
     for noise in (float(s) for s in args.noise.split(",")):
         rows.append([case, f"{noise:g}", *(f"{main[(case, noise, m)][0]:.4f} ± {main[(case, noise, m)][1]:.4f}"
-                                           for m in METHODS)])
+                                           if (case, noise, m) in main else "–" for m in METHODS)])
 table = markdown_table(["case", "noise", *METHODS], rows) if rows else ""
 sw = stats(sweep, ("absorption", "method"))
 absorptions = sorted({r["absorption"] for r in sweep})
 sweep_table = markdown_table(["absorption", *METHODS],
-                             [[f"{a:g}", *(f"{sw[(a, m)][0]:.4f} ± {sw[(a, m)][1]:.4f}" for m in METHODS)]
+                             [[f"{a:g}", *(f"{sw[(a, m)][0]:.4f} ± {sw[(a, m)][1]:.4f}" if (a, m) in sw else "–"
+                                           for m in METHODS)]
                               for a in absorptions]) if sweep else ""
 stalled = sorted({(r["case"], r["method"], r["status"]) for r in records + sweep if r["status"] not in
                   ("converged", "maxiter")})
 text = (f"relative error of w, mean ± std over {args.seeds} seed(s), L-BFGS {args.iterations} iterations, "
-        f"non-negative, TV {args.tv:g}\n\n{table}\n\n"
+        f"non-negative, TV {args.tv:g}, start w = {args.start:g}; data: oversample {args.oversample}, emitted "
+        f"lines' attenuation {args.line_attenuation}\n\n{table}\n\n"
         f"absorption sweep (tomo-absorbing, noise {args.sweep_noise:g}):\n\n{sweep_table}\n"
         + (f"\nruns that ended otherwise than converged/maxiter: {stalled}\n" if stalled else ""))
 print(text)
@@ -147,11 +168,11 @@ except ImportError:  # pragma: no cover
     plt = None
 if plt is not None and first:
     for case, (maps, truth) in first.items():
-        ne = truth.shape[0]
-        fig, axes = plt.subplots(ne, len(METHODS) + 1, figsize=(2.2 * (len(METHODS) + 1), 2.3 * ne), squeeze=False)
+        ne, shown = truth.shape[0], [m for m in METHODS if m in maps]
+        fig, axes = plt.subplots(ne, len(shown) + 1, figsize=(2.2 * (len(shown) + 1), 2.3 * ne), squeeze=False)
         for e in range(ne):
             vmax = float(truth[e].max())
-            for ax, (label, img) in zip(axes[e], [("truth", truth[e])] + [(m, maps[m][e]) for m in METHODS]):
+            for ax, (label, img) in zip(axes[e], [("truth", truth[e])] + [(m, maps[m][e]) for m in shown]):
                 ax.imshow(img, cmap="viridis", vmin=0, vmax=vmax)
                 ax.set_title(f"{label}: w[{e}]", fontsize=7)
                 ax.axis("off")

@@ -3,17 +3,21 @@ r"""Forward models of transmission and fluorescence tomography on element concen
 Unknown: concentrations :math:`W` of shape ``(Ne, n0, n1)``. The attenuation map (per pixel of path) is
 :math:`\mu = \sum_e \mu_e W_e + \mu_0`, with :math:`\mu_e` the attenuation per unit concentration and :math:`\mu_0` an
 optional known map (the matrix). :math:`S` samples a map along the rays (:mod:`~mmip_tomography.geometry`),
-:math:`\Delta t` is the step along a ray and :math:`C` the exclusive cumulative sum along it,
-:math:`(Cu)_t = \sum_{t' < t} u_{t'}`.
+:math:`\Delta t` is the step along a ray and :math:`C` the cumulative sum along it by the trapezoid rule,
+:math:`(Cu)_t = \sum_{t' < t} u_{t'} + u_t / 2` (second order; rays start outside the slice).
 
 * Transmission: :math:`T_{ks} = \exp\!\big(-\Delta t \sum_t (S\mu)_{kst}\big)` (Beer-Lambert; data :math:`I/I_0`).
-* Fluorescence of element :math:`e`: :math:`F_{e,ks} = \Delta t \sum_t (S W_e)_{kst}\, A_{kst}` with the incident beam's
-  attenuation :math:`A = \exp(-\Delta t\, C S\mu)` on its way to each emitting sample (self-absorption of the probe;
-  the emitted line's attenuation toward the detector is not modelled).
+* Fluorescence of element :math:`e`: :math:`F_{e,ks} = \Delta t \sum_t (S W_e)_{kst}\, A_{kst} X_{e,kst}` with the
+  incident beam's attenuation :math:`A = \exp(-\Delta t\, C S\mu)` on its way to each emitting sample
+  (self-absorption of the probe) and the emitted line's on its way out, :math:`X_e = \operatorname{mean}_d
+  \exp(-L_d \mu_{\text{line},e})`, :math:`\mu_{\text{line},e} = \sum_k b_{ek} W_k (+ \text{known})`, :math:`L_d` the
+  path integrals to detector :math:`d` (:class:`~mmip_tomography.geometry.ExitPaths`); :math:`X = 1` without
+  ``mu_line``.
 
-The fluorescence Jacobian has the linear part and the term through the attenuation:
+The fluorescence Jacobian has the linear part and the terms through the beam's and the lines' attenuation:
 
-.. math:: \delta F_e = \Delta t \sum_t \big[(S\,\delta W_e) A - (S W_e) A\, \Delta t\, C S\,\delta\mu\big],
+.. math:: \delta F_e = \Delta t \sum_t \big[(S\,\delta W_e) A X_e - (S W_e) X_e A\, \Delta t\, C S\,\delta\mu
+   - (S W_e) A \operatorname{mean}_d X_{e,d} L_d \textstyle\sum_k b_{ek} \delta W_k\big],
    \quad \delta\mu = \sum_e \mu_e\, \delta W_e .
 
 Both adjoints gather everything per sample first and make **one** transposed sampling pass for all elements.

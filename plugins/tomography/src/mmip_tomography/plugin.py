@@ -216,6 +216,18 @@ class XRFTomography(_Tomography):
             return int(np.shape(td.arrays["data"])[0])
         return super()._n_elements(td)
 
+    def temporaries(self, td):
+        """As the transmission's, plus with the emitted lines per detector: the line maps on its grid (about the
+        diagonal in bins) and their paths and attenuations at every sample."""
+        base = super().temporaries(td)
+        if not base or not ("mu_line" in td.arrays or "lines" in td.attrs):
+            return base
+        geom = self._geometry(td, np.shape(td.arrays["data"])[-1], allow_missing=True)
+        ne = self._n_elements(td) or 1
+        detectors = np.size(td.attrs.get("detector_angles", 1))
+        grid = (np.ceil(np.hypot(*geom.shape) / min(1.0, geom.step)) + 2) * geom.samples
+        return base + 8.0 * detectors * ne * (3 * grid + 3 * geom.bins * geom.samples)
+
     def example_term(self, rng):
         """A 7 x 8 slice, two elements, five angles over a full turn, noise-free, self-absorbing."""
         from multimodal_ip.io import TermData

@@ -38,7 +38,7 @@ def element_maps(n, ne, inclusion=0.0):
 
 
 def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, energy_kev=None, absorption=None,
-             inclusion=None, mu=None, mu_line=None, line_attenuation="on", oversample=2):
+             inclusion=None, mu=None, mu_line=None, line_attenuation="on", oversample=2, maps=None):
     """One slice of ``case`` (:data:`CASES`; every default can be overridden), Poisson noise at relative ``noise``.
 
     The attenuation per unit concentration is xraylib's ``CS_Total`` of each element at ``energy_kev`` scaled by one
@@ -51,6 +51,8 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
     No inverse crime: with ``oversample`` = o >= 2 the data come from a finer model than the reconstruction's: the
     maps drawn on an o-times finer grid (the truth is their o x o block mean), rays every 1/(2o) pixel, and each
     detector bin the mean of o sub-bins across its width. ``oversample=1``: the reconstruction's own model.
+    ``maps``: ``(Ne, n o, n o)`` concentrations on that finer grid instead of the case's phantom (``n``, the element
+    count and the file's shapes follow from it).
     """
     if case not in CASES:
         msg = f"unknown tomography case {case!r}; choose one of {', '.join(CASES)}"
@@ -66,6 +68,8 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
     if o < 1 or line_attenuation not in ("on", "off"):
         msg = f"oversample must be >= 1 and line_attenuation 'on' or 'off'; got {oversample!r}, {line_attenuation!r}"
         raise ConfigError(msg)
+    if maps is not None:
+        size = int(np.shape(maps)[-1]) // o
     # measured peak: about 290 bytes per ray sample (angles x bins x samples; the two models' sampling matrices); the
     # finer model has (2 o^2) times the samples, and the paths to the detector a grid of about 3x that
     need = 300.0 * int(p["n_angles"]) * size * (np.ceil(np.hypot(size, size)) + 1) * (1 if o == 1 else 2 * o * o) * \
@@ -76,7 +80,13 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
         msg = (f"n={size} with {int(p['n_angles'])} angles needs about {need / 2**30:.3g} GiB, more than the memory "
                f"budget ({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
         raise ConfigError(msg)
-    fine = element_maps(size * o, ne, float(p["inclusion"]))
+    if maps is not None:
+        fine = np.asarray(maps, dtype=float)
+        if fine.ndim != 3 or fine.shape[0] != ne or fine.shape[1] != fine.shape[2] or fine.shape[1] % o:
+            msg = f"maps: need ({ne}, n*{o}, n*{o}) for elements {names}; got shape {fine.shape}"
+            raise ConfigError(msg)
+    else:
+        fine = element_maps(size * o, ne, float(p["inclusion"]))
     w = fine.reshape(ne, size, o, size, o).mean(axis=(2, 4))
     geom = Geometry.make((size, size), np.linspace(0, 2 * np.pi, int(p["n_angles"]), endpoint=False))
     ratios = np.asarray(mu, dtype=float) if mu is not None else attenuation_coefficients(names, p["energy_kev"])
