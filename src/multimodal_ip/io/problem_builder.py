@@ -110,63 +110,19 @@ def build_problem(dataset, terms=None, options: BuildOptions | None = None, regi
     """
     o = replace(options or BuildOptions(), **overrides)
     registry = registry or get_registry()
-    names = list(dataset.terms) if terms is None else list(terms)
-    unknown = [n for n in names if n not in dataset.terms]
-    if unknown:
-        msg = f"unknown term(s) {unknown}; {dataset.source} has: {', '.join(dataset.terms)}"
-        raise ConfigError(msg)
+    names = _term_names(dataset, terms)
     if o.likelihood not in LIKELIHOODS:
         msg = f"likelihood must be one of {LIKELIHOODS}; got {o.likelihood!r}"
         raise ConfigError(msg)
     modalities = {n: capabilities(registry.get("modality", dataset.terms[n].modality)) for n in names}
     calibration, offers = _calibration(dataset, modalities, tuple(o.refine or ()))
-    space = dataset.space
-    if o.dtype is not None:  # the unknowns in the compute precision too: a float32 run is float32 end to end
-        real = np.dtype(o.dtype)
-        space = VariableSpace([replace(v, dtype=np.result_type(real, np.complex64) if v.dtype.kind == "c" else real)
-                               for v in space.variables])
-    if calibration:
-        cdtype = np.result_type(space.dtype, np.complex64)
-        space = VariableSpace([*space.variables, *(
-            Variable(k, a.shape, cdtype if np.iscomplexobj(a) else space.dtype) for k, a in calibration.items())])
-    term_options = o.term_options or {}
-    every = dataset.all_terms or tuple(dataset.terms)
-    stray = sorted(set(term_options) - set(every))
-    if stray:
-        msg = f"term_options for {stray}: {dataset.source} has no such term (it has: {', '.join(every)})"
-        raise ConfigError(msg)
+    space = _compute_space(dataset.space, o.dtype, calibration)
+    term_options = _checked_term_options(dataset, o.term_options or {})
     built = []
     for n in names:
-        opts = dict(term_options.get(n, {}), **({"dtype": o.dtype} if o.dtype is not None else {}))
-        mine = tuple(r for r in calibration if r in modalities[n].refinable)
-        if mine:
-            opts["refine"] = mine
-        if "calibration" in modalities[n].options:  # what the other terms offer (start values, names)
-            opts["calibration"] = offers
-        if o.likelihood == "poisson":
-            if not modalities[n].photon_likelihood:
-                msg = (f"likelihood 'poisson': modality {dataset.terms[n].modality!r} (term {n!r}) has no "
-                       "photon-count likelihood (its options do not list photon_weighted)")
-                raise ConfigError(msg)
-            opts["photon_weighted"] = True
-        if o.coupling is not None and "coupling" in modalities[n].options:
-            opts["coupling"] = o.coupling
-        for i, part in enumerate(_chunks(dataset.terms[n], modalities[n], o.chunk_bytes, mine, opts)):
-            term = replace(modalities[n].obj.build_term(part, space, xp=o.xp, **opts), part=i)
-            if o.chunk_bytes and hasattr(term.operator, "block_for_bytes"):  # a memory target per chunk sizes the
-                # blocks of a streamed term, or of one evaluated a block at a time inside (XRF at scan positions)
-                term.operator.block = term.operator.block_for_bytes(o.chunk_bytes)
-            if o.validation is not None:
-                term = replace(term, holdout=_holdout(part, modalities[n], term, o.validation, o.validation_seed,
-                                                      o.xp))
-            built.append(term)
-    truth = {k: v for k, v in dataset.truth.items() if k in space}
-    for k in calibration:
-        if k in truth and np.shape(truth[k]) != np.shape(calibration[k]):
-            msg = f"{dataset.source}:/truth/{k}: expected shape {np.shape(calibration[k])}, got {np.shape(truth[k])}"
-            raise DataError(msg)
-    if o.xp is not None and truth:
-        truth = {k: o.xp.asarray(v) for k, v in truth.items()}
+        opts, mine = _term_build_options(dataset.terms[n], n, modalities[n], o, calibration, offers, term_options)
+        built.extend(_build_parts(dataset.terms[n], modalities[n], space, o, mine, opts))
+    truth = _checked_truth(dataset, space, calibration, o.xp)
     if o.coupling is not None and not any("coupling" in m.options for m in modalities.values()):
         msg = f"coupling {o.coupling!r}: no term of {dataset.source} takes the option 'coupling'"
         raise ConfigError(msg)
@@ -174,6 +130,86 @@ def build_problem(dataset, terms=None, options: BuildOptions | None = None, regi
     problem = JointProblem(space, built, regularizers, truth or None, calibration)
     return apply_balance(problem, dataset, o.balance_c, o.reference, o.xp, registry) \
         if o.balance and o.likelihood == "balanced" else problem
+
+
+def _term_names(dataset, terms) -> list:
+    """The terms to build (all of the dataset's by default); an unknown one is a :class:`ConfigError`."""
+    names = list(dataset.terms) if terms is None else list(terms)
+    unknown = [n for n in names if n not in dataset.terms]
+    if unknown:
+        msg = f"unknown term(s) {unknown}; {dataset.source} has: {', '.join(dataset.terms)}"
+        raise ConfigError(msg)
+    return names
+
+
+def _compute_space(space, dtype, calibration) -> VariableSpace:
+    """The dataset's variables in the compute precision, followed by the refined calibration unknowns."""
+    if dtype is not None:  # the unknowns in the compute precision too: a float32 run is float32 end to end
+        real = np.dtype(dtype)
+        space = VariableSpace([replace(v, dtype=np.result_type(real, np.complex64) if v.dtype.kind == "c" else real)
+                               for v in space.variables])
+    if calibration:
+        cdtype = np.result_type(space.dtype, np.complex64)
+        space = VariableSpace([*space.variables, *(
+            Variable(k, a.shape, cdtype if np.iscomplexobj(a) else space.dtype) for k, a in calibration.items())])
+    return space
+
+
+def _checked_term_options(dataset, term_options) -> Mapping:
+    """``term_options``, refused when it names a term the dataset does not have."""
+    every = dataset.all_terms or tuple(dataset.terms)
+    stray = sorted(set(term_options) - set(every))
+    if stray:
+        msg = f"term_options for {stray}: {dataset.source} has no such term (it has: {', '.join(every)})"
+        raise ConfigError(msg)
+    return term_options
+
+
+def _term_build_options(td, name, info, o, calibration, offers, term_options) -> tuple[dict, tuple]:
+    """The keywords given to the ``build_term`` of term ``name`` (modality capabilities ``info``), and the
+    calibration unknowns it refines."""
+    opts = dict(term_options.get(name, {}), **({"dtype": o.dtype} if o.dtype is not None else {}))
+    mine = tuple(r for r in calibration if r in info.refinable)
+    if mine:
+        opts["refine"] = mine
+    if "calibration" in info.options:  # what the other terms offer (start values, names)
+        opts["calibration"] = offers
+    if o.likelihood == "poisson":
+        if not info.photon_likelihood:
+            msg = (f"likelihood 'poisson': modality {td.modality!r} (term {name!r}) has no "
+                   "photon-count likelihood (its options do not list photon_weighted)")
+            raise ConfigError(msg)
+        opts["photon_weighted"] = True
+    if o.coupling is not None and "coupling" in info.options:
+        opts["coupling"] = o.coupling
+    return opts, mine
+
+
+def _build_parts(td, info, space, o, refined, opts) -> list:
+    """The built terms of one data term: one per part (:func:`_chunks`), blocks sized and values held out."""
+    built = []
+    for i, part in enumerate(_chunks(td, info, o.chunk_bytes, refined, opts)):
+        term = replace(info.obj.build_term(part, space, xp=o.xp, **opts), part=i)
+        if o.chunk_bytes and hasattr(term.operator, "block_for_bytes"):  # a memory target per chunk sizes the
+            # blocks of a streamed term, or of one evaluated a block at a time inside (XRF at scan positions)
+            term.operator.block = term.operator.block_for_bytes(o.chunk_bytes)
+        if o.validation is not None:
+            term = replace(term, holdout=_holdout(part, info, term, o.validation, o.validation_seed, o.xp))
+        built.append(term)
+    return built
+
+
+def _checked_truth(dataset, space, calibration, xp) -> dict:
+    """The dataset's truth of the problem's variables (on ``xp``); a refined unknown's of the wrong shape is a
+    :class:`DataError`."""
+    truth = {k: v for k, v in dataset.truth.items() if k in space}
+    for k in calibration:
+        if k in truth and np.shape(truth[k]) != np.shape(calibration[k]):
+            msg = f"{dataset.source}:/truth/{k}: expected shape {np.shape(calibration[k])}, got {np.shape(truth[k])}"
+            raise DataError(msg)
+    if xp is not None and truth:
+        truth = {k: xp.asarray(v) for k, v in truth.items()}
+    return truth
 
 
 def is_distance(d) -> bool:

@@ -59,8 +59,6 @@ def check_solver_options(name: str, fn, options: dict) -> None:
     ConfigError
         An unknown option, or a value of the wrong type or sign.
     """
-    import math
-
     from ..errors import ConfigError
 
     known = getattr(fn, "options", None)
@@ -71,22 +69,33 @@ def check_solver_options(name: str, fn, options: dict) -> None:
             msg = f"solver {name!r} has no option {k!r}; it takes: {', '.join(sorted(known))}"
             raise ConfigError(msg)
         default = known[k]
-        if isinstance(default, bool) or isinstance(v, bool):
-            ok = isinstance(v, bool) and (default is None or isinstance(default, bool))
-        elif isinstance(default, int):
-            ok = isinstance(v, int) and v >= 1
-        elif isinstance(default, float) or default is None and isinstance(v, (int, float)):
-            ok = isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
-        elif isinstance(default, str):
-            ok = isinstance(v, str)
-        else:
-            ok = True
-        if not ok:
-            kind = ("a positive integer" if isinstance(default, int) and not isinstance(default, bool) else
-                    "a finite number >= 0" if isinstance(default, float) or default is None else
-                    type(default).__name__)
-            msg = f"solver {name!r} option {k}={v!r}: expected {kind}"
+        if not _option_value_ok(default, v):
+            msg = f"solver {name!r} option {k}={v!r}: expected {_option_kind(default)}"
             raise ConfigError(msg)
+
+
+def _option_value_ok(default, v) -> bool:
+    """Whether ``v`` fits an option whose default is ``default`` (its type, and its sign for numbers)."""
+    import math
+
+    if isinstance(default, bool) or isinstance(v, bool):
+        return isinstance(v, bool) and (default is None or isinstance(default, bool))
+    if isinstance(default, int):
+        return isinstance(v, int) and v >= 1
+    if isinstance(default, float) or default is None and isinstance(v, (int, float)):
+        return isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+    if isinstance(default, str):
+        return isinstance(v, str)
+    return True
+
+
+def _option_kind(default) -> str:
+    """What an option whose default is ``default`` expects, for a message."""
+    if isinstance(default, int) and not isinstance(default, bool):
+        return "a positive integer"
+    if isinstance(default, float) or default is None:
+        return "a finite number >= 0"
+    return type(default).__name__
 
 
 def get_solver(name: str):

@@ -268,8 +268,22 @@ class Solver:
         if state["solver"] != self.name:
             msg = f"checkpoint was written by solver {state['solver']!r}, not {self.name!r}"
             raise SolverError(msg)
-        size = self.problem.space.size
         arrays = state.get("arrays", {})
+        self._check_state_arrays(arrays)
+        self._check_state_history(state.get("history", {}))
+        try:
+            self._restore_state(state, arrays)
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"checkpoint of solver {self.name!r} is incomplete or corrupt ({type(exc).__name__}: {exc})"
+            raise SolverError(one_line(msg)) from None
+        if not 0 <= self.iteration <= 10**9 or not np.isfinite(self.elapsed):
+            msg = f"checkpoint of solver {self.name!r}: iteration {self.iteration} / elapsed {self.elapsed} invalid"
+            raise SolverError(msg)
+        self.lin = self.problem.linearize(self.x)
+
+    def _check_state_arrays(self, arrays) -> None:
+        """Refuse a checkpoint whose ``x`` or state arrays are missing or do not fit the problem's unknowns."""
+        size = self.problem.space.size
         for n in ("x", *self._state_variable_names()):
             a = arrays.get(n)
             ok = a is not None and (a.ndim == 2 and a.shape[1] == size if n in self._list_states
@@ -278,31 +292,28 @@ class Solver:
                 got = "missing" if a is None else f"shape {a.shape}"
                 msg = f"checkpoint of solver {self.name!r}: array {n!r} is {got} (the problem has {size} unknowns)"
                 raise SolverError(msg)
-        history = state.get("history", {})
+
+    def _check_state_history(self, history) -> None:
+        """Refuse a checkpoint whose history lacks its main columns or has columns of different lengths."""
         lengths = {len(np.atleast_1d(v)) for v in history.values()}
         if len(lengths) != 1 or 0 in lengths or not {"iteration", "time_s", "objective"} <= set(history):
             msg = (f"checkpoint of solver {self.name!r}: its history lacks iteration/time_s/objective or its "
                    "columns differ in length")
             raise SolverError(msg)
-        try:
-            self.iteration = int(state["iteration"])
-            self.elapsed = float(state["elapsed"])
-            self.history = History.from_arrays(state["history"])
-            xp = self.problem.xp
-            self.x = xp.asarray(arrays["x"])
-            for n in self._state_variable_names():
-                a = arrays[n]
-                setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
-            self._load_scalars(state["scalars"])
-            self.align_steps = {k.removeprefix("align_step_"): float(v) for k, v in state["scalars"].items()
-                                if k.startswith("align_step_")}
-            if self.stopping is not None and "stopping_best_x" in arrays:
-                self.stopping.load({k.removeprefix("stopping_"): v for k, v in state["scalars"].items()
-                                    if k.startswith("stopping_")}, xp.asarray(arrays["stopping_best_x"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"checkpoint of solver {self.name!r} is incomplete or corrupt ({type(exc).__name__}: {exc})"
-            raise SolverError(one_line(msg)) from None
-        if not 0 <= self.iteration <= 10**9 or not np.isfinite(self.elapsed):
-            msg = f"checkpoint of solver {self.name!r}: iteration {self.iteration} / elapsed {self.elapsed} invalid"
-            raise SolverError(msg)
-        self.lin = self.problem.linearize(self.x)
+
+    def _restore_state(self, state, arrays) -> None:
+        """Set the counters, history, iterate and state arrays (on the problem's array module) of a checkpoint."""
+        self.iteration = int(state["iteration"])
+        self.elapsed = float(state["elapsed"])
+        self.history = History.from_arrays(state["history"])
+        xp = self.problem.xp
+        self.x = xp.asarray(arrays["x"])
+        for n in self._state_variable_names():
+            a = arrays[n]
+            setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
+        self._load_scalars(state["scalars"])
+        self.align_steps = {k.removeprefix("align_step_"): float(v) for k, v in state["scalars"].items()
+                            if k.startswith("align_step_")}
+        if self.stopping is not None and "stopping_best_x" in arrays:
+            self.stopping.load({k.removeprefix("stopping_"): v for k, v in state["scalars"].items()
+                                if k.startswith("stopping_")}, xp.asarray(arrays["stopping_best_x"]))

@@ -265,18 +265,7 @@ class ScipyLBFGSB(Solver):
     def solve(self, x0=None, resume_state=None) -> Result:
         import time
 
-        if resume_state is not None:
-            self.load_state_dict(resume_state)
-        else:
-            if get_array_module(x0) is not np:
-                msg = "lbfgs-b runs on numpy arrays only; use method='native' for cupy"
-                raise SolverError(msg)
-            self.x = np.asarray(x0, dtype=np.float64)
-            self.memory = fit_memory(self.memory, self.x.nbytes)
-            t0 = time.perf_counter()
-            self.lin = self.cache(self.x)
-            self.elapsed = time.perf_counter() - t0
-            self._early_stop(self.record())
+        self._start(x0, resume_state)
         remaining = self.maxiter - self.iteration
         if remaining <= 0:
             return self._result("maxiter", "nothing to do")
@@ -316,6 +305,28 @@ class ScipyLBFGSB(Solver):
             options={"maxiter": remaining, "maxcor": self.memory, "gtol": self.gtol,
                      "ftol": self.ftol if self.ftol > 0 else 1e3 * np.finfo(float).eps, "maxfun": 20 * remaining},
         )
+        return self._result(*self._outcome(res, bool(early), bool(idle), bounds))
+
+    def _start(self, x0, resume_state) -> None:
+        """Set the start iterate: from ``resume_state``, else ``x0`` (numpy only), recorded as iteration 0."""
+        import time
+
+        if resume_state is not None:
+            self.load_state_dict(resume_state)
+            return
+        if get_array_module(x0) is not np:
+            msg = "lbfgs-b runs on numpy arrays only; use method='native' for cupy"
+            raise SolverError(msg)
+        self.x = np.asarray(x0, dtype=np.float64)
+        self.memory = fit_memory(self.memory, self.x.nbytes)
+        t0 = time.perf_counter()
+        self.lin = self.cache(self.x)
+        self.elapsed = time.perf_counter() - t0
+        self._early_stop(self.record())
+
+    def _outcome(self, res, early: bool, idle: bool, bounds) -> tuple[str, str]:
+        """``(status, message)`` of a finished scipy run ``res``; ``early``: stopped by the validation loss,
+        ``idle``: stopped on an iteration that changed neither the iterate nor the objective."""
         message = str(res.message)
         objectives = self.history["objective"]
         # scipy's relative-reduction test passes on an iteration that left the objective as it was: no progress
@@ -340,7 +351,7 @@ class ScipyLBFGSB(Solver):
             status = "maxiter"
         else:
             status = "max_time"
-        return self._result(status, message)
+        return status, message
 
     def _remember(self, before, after) -> None:
         """Keep the last correction pair (at the problem's precision): enough for a model step at the end."""

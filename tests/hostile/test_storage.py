@@ -2,10 +2,9 @@
 cleaner, memory for everything sized by a file or a flag, virtual datasets with missing sources, a full disk.
 
 Every case: its exit code, one line, inputs unchanged, nothing opened outside the case folder (the audit hook of
-``test_hostile`` for Python opens; the access time of ``secret.bin`` for what HDF5 reads itself, e.g. external raw
+``hostile_helpers`` for Python opens; the access time of ``secret.bin`` for what HDF5 reads itself, e.g. external raw
 storage), nothing written through a link.
 """
-# ruff: noqa: F811 - the fixtures ``base`` and ``case`` of test_hostile, imported, are the tests' arguments
 
 import contextlib
 import os
@@ -17,9 +16,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hostile_helpers import OPENED, bomb, cxi_file, digest, edit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_hostile import OPENED, _bomb, _cxi_file, _digest, _edit, base, case  # noqa: F401 - fixtures
 
 from multimodal_ip.atomic import TEMPORARY_MARKER, temporary_marker, temporary_prefix
 from multimodal_ip.cli import main
@@ -45,11 +44,11 @@ def _atime_moves(folder: Path) -> bool:
 
 
 def run(root, argv, code, message, capsys, inputs=None, secret=None, tmp_ok=(), warned=False):
-    """``test_hostile.run`` plus: ``secret`` (external raw storage) not read by HDF5 either, ``tmp_ok``: files
+    """``hostile_helpers.run`` plus: ``secret`` (external raw storage) not read by HDF5 either, ``tmp_ok``: files
     named like temporaries that must stay (inputs named so on purpose), and ``warned``: warning lines may come
     before the error line (a refusal after the solve)."""
     inputs = [Path(p) for p in (inputs if inputs is not None else root.rglob("*")) if Path(p).is_file()]
-    before = {p: _digest(p) for p in inputs}
+    before = {p: digest(p) for p in inputs}
     atime = secret.stat().st_atime if secret is not None else None
     OPENED.clear()
     capsys.readouterr()
@@ -63,7 +62,7 @@ def run(root, argv, code, message, capsys, inputs=None, secret=None, tmp_ok=(), 
     assert not [p for p in OPENED if "secret" in p]
     if secret is not None and _atime_moves(root.parent):
         assert secret.stat().st_atime == atime, f"{secret} was read"
-    assert {p: _digest(p) for p in inputs} == before
+    assert {p: digest(p) for p in inputs} == before
     assert sorted(root.rglob("*.tmp")) == sorted(Path(p) for p in tmp_ok), list(root.rglob("*.tmp"))
     return err
 
@@ -84,7 +83,7 @@ def test_external_raw_storage_is_refused_in_datasets(case, capsys, key):
     with h5py.File(root / "d.h5") as f:
         nbytes = f[key].size * 8
     secret = _secret_bin(root.parent, nbytes)
-    _edit(root / "d.h5", lambda f: _external(f, key, secret))
+    edit(root / "d.h5", lambda f: _external(f, key, secret))
     for command in ("reconstruct", "compare", "hessian"):
         out = root / ("r.h5" if command == "reconstruct" else "out")
         run(root, [command, root / "d.h5", "-o", out, "--iterations", "1"], 2,
@@ -96,7 +95,7 @@ def test_external_raw_storage_is_refused_in_results_and_checkpoints(case, capsys
     run(root, ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "2", "--checkpoint-every", "1"],
         0, "", capsys)
     secret = _secret_bin(root.parent, 48 * 48 * 8)
-    _edit(root / "r.h5", lambda f: _external(f, "results/variables/x", secret))
+    edit(root / "r.h5", lambda f: _external(f, "results/variables/x", secret))
     run(root, ["report", root / "r.h5", "-o", root / "rep"], 2, "/results/variables/x: external raw storage",
         capsys, secret=secret)
     # a checkpoint as a killed run leaves it, its x stored outside
@@ -115,7 +114,7 @@ def test_external_raw_storage_is_refused_in_results_and_checkpoints(case, capsys
     save_checkpoint(ckpt, saved["s"], run_config(build_parser().parse_args([str(a) for a in argv])),
                     file_fingerprint(root / "d.h5"))
     secret = _secret_bin(root.parent, saved["s"]["arrays"]["x"].size * 8)
-    _edit(ckpt, lambda f: _external(f, "checkpoint/arrays/x", secret))
+    edit(ckpt, lambda f: _external(f, "checkpoint/arrays/x", secret))
     run(root, [*argv, "--resume"], 2, "/checkpoint/arrays/x: external raw storage", capsys, secret=secret)
 
 
@@ -123,7 +122,7 @@ def _facility(root, tiny_dataset):
     from mmip_fluorescence.maps import export_maps
     from mmip_ptychography.cxi import Frame
 
-    cxi = _cxi_file(root, tiny_dataset)
+    cxi = cxi_file(root, tiny_dataset)
     export_maps(root / "maps.h5", tiny_dataset.terms["fluorescence"], Frame(1e-8, (0.0, 0.0), (48, 48)))
     return ["import", "--ptycho", cxi, "--xrf", root / "maps.h5", "-o", root / "d.h5"]
 
@@ -134,14 +133,14 @@ def test_import_refuses_external_raw_storage(tmp_path, tiny_dataset, capsys):
     root.mkdir()
     argv = _facility(root, tiny_dataset)
     secret = _secret_bin(tmp_path)
-    _edit(root / "scan.cxi", lambda f: _external(f, "entry_1/data_1/data", secret))
+    edit(root / "scan.cxi", lambda f: _external(f, "entry_1/data_1/data", secret))
     run(root, argv, 2, "entry_1/data_1/data: external raw storage in", capsys, secret=secret)
     assert not (root / "d.h5").exists()
     for key in ("MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec", "MAPS/Scan/x_axis"):
         argv = _facility(root, tiny_dataset)
         with h5py.File(root / "maps.h5") as f:
             secret = _secret_bin(tmp_path, f[key].size * 8)
-        _edit(root / "maps.h5", lambda f, key=key, secret=secret: _external(f, key, secret))
+        edit(root / "maps.h5", lambda f, key=key, secret=secret: _external(f, key, secret))
         run(root, argv, 2, f"{key}: external raw storage in", capsys, secret=secret)
 
 
@@ -151,7 +150,7 @@ def test_external_raw_storage_only_when_allowed_and_present(case, capsys):
         data = f["terms/ptychography/data"][()]
     part = root / "part.bin"
     data.astype("f8").tofile(part)
-    _edit(root / "d.h5", lambda f: _external(f, "terms/ptychography/data", part))
+    edit(root / "d.h5", lambda f: _external(f, "terms/ptychography/data", part))
     argv = ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"]
     run(root, argv, 2, "external raw storage", capsys)
     run(root, [*argv, "--allow-external-links"], 0, "", capsys)
@@ -176,10 +175,10 @@ def test_virtual_dataset_with_a_missing_source_is_refused_when_allowed(case, cap
     part = root / "part.h5"
     with h5py.File(root / "d.h5") as f, h5py.File(part, "w") as g:
         g["data"] = f["terms/ptychography/data"][()]
-    _edit(root / "d.h5", lambda f: _virtual(f, "terms/ptychography/data", part))
+    edit(root / "d.h5", lambda f: _virtual(f, "terms/ptychography/data", part))
     argv = ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1", "--allow-external-links"]
     run(root, argv, 0, "", capsys)
-    _edit(part, lambda f: f.move("data", "other"))  # the file is there, its dataset is not
+    edit(part, lambda f: f.move("data", "other"))  # the file is there, its dataset is not
     run(root, argv, 2, "whose source", capsys)
     part.unlink()
     run(root, argv, 2, "is missing (it would read as fill values)", capsys)
@@ -189,7 +188,7 @@ def test_import_refuses_a_virtual_dataset_with_a_missing_source_when_allowed(tmp
     root = tmp_path / "imp"
     root.mkdir()
     argv = [*_facility(root, tiny_dataset), "--allow-external-links"]
-    _edit(root / "scan.cxi", lambda f: _virtual(f, "entry_1/data_1/data", root / "gone.h5"))
+    edit(root / "scan.cxi", lambda f: _virtual(f, "entry_1/data_1/data", root / "gone.h5"))
     run(root, argv, 2, "entry_1/data_1/data: a virtual dataset whose source", capsys)
     assert not (root / "d.h5").exists()
 
@@ -296,11 +295,11 @@ def test_unused_truth_is_never_read(case, capsys, monkeypatch):
     """A gzip bomb under /truth that no unknown uses (2 MB declared under a 1 MB budget) is not read; a truth of a
     variable beyond the budget still is refused."""
     root, _ = case
-    _edit(root / "d.h5", lambda f: _bomb(f, "truth/junk", (2, 512, 512)))
+    edit(root / "d.h5", lambda f: bomb(f, "truth/junk", (2, 512, 512)))
     monkeypatch.setenv("MMIP_MAX_MEMORY", "1M")
     argv = ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"]
     run(root, argv, 0, "", capsys)
-    _edit(root / "d.h5", lambda f: (f.__delitem__("truth/x"), _bomb(f, "truth/x", (2, 512, 512))))
+    edit(root / "d.h5", lambda f: (f.__delitem__("truth/x"), bomb(f, "truth/x", (2, 512, 512))))
     run(root, argv, 2, ("/truth/x: expected shape", "memory budget"), capsys)
 
 
@@ -351,7 +350,7 @@ def test_variables_inferred_from_attributes_are_budgeted(case, capsys):
         for t in ("ptychography", "fluorescence"):
             f[f"terms/{t}"].attrs["object_shape"] = np.array([60000, 60000])
 
-    _edit(root / "d.h5", huge)
+    edit(root / "d.h5", huge)
     run(root, ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"], 2,
         ("variable 'x' of shape (60000, 60000)", "variable 'w' of shape"), capsys)
 
@@ -361,10 +360,10 @@ def test_maps_channel_names_are_budgeted(tmp_path, tiny_dataset, capsys, monkeyp
     root.mkdir()
     argv = _facility(root, tiny_dataset)
     names = "MAPS/XRF_Analyzed/Fitted/Channel_Names"  # XRF-Maps v10, as export_maps writes them
-    _edit(root / "maps.h5", lambda f: (f.__delitem__(names),
+    edit(root / "maps.h5", lambda f: (f.__delitem__(names),
                                        f.create_dataset(names, shape=(5_000_000,), dtype="S8")))
     run(root, argv, 2, "5000000 channel names for 1 maps", capsys)
-    _edit(root / "maps.h5", lambda f: (f.__delitem__(names),
+    edit(root / "maps.h5", lambda f: (f.__delitem__(names),
                                        f.create_dataset(names, shape=(1,), dtype="S2000000")))
     monkeypatch.setenv("MMIP_MAX_MEMORY", "1M")
     run(root, argv, 2, f"{names}: declares 1.907 MiB, more than the memory budget", capsys)
@@ -412,7 +411,7 @@ def _fsize_limit():  # without a small file system: files over 16 kB fail to gro
 def test_a_full_disk_during_the_result_write_is_one_line(case, tmp_path):
     """HDF5 failing inside its own writes printed 22 tracebacks from object finalisers and crashed (SIGSEGV, 139)."""
     root, _ = case
-    before = _digest(root / "d.h5")
+    before = digest(root / "d.h5")
     with _full_folder(tmp_path) as full:
         out = (full or root) / "r.h5"
         proc = subprocess.run([sys.executable, "-m", "multimodal_ip.cli", "reconstruct", str(root / "d.h5"), "-o",
@@ -423,7 +422,7 @@ def test_a_full_disk_during_the_result_write_is_one_line(case, tmp_path):
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert f"cannot write {out}: " in err and ("No space left" in err or "File too large" in err), err
         assert not out.exists() and not list(out.parent.glob(".*.tmp"))
-    assert _digest(root / "d.h5") == before
+    assert digest(root / "d.h5") == before
 
 
 # ---- the fuzzer's new surfaces: external storage, links in output folders, attributes, /truth -------------------
@@ -447,14 +446,14 @@ def test_storage_surfaces_end_cleanly(tmp_path_factory, base, capsys, monkeypatc
     secret = _secret_bin(tmp, 48 * 48 * 8 * 4)
     out = root / "out"
     if surface == "external":
-        _edit(root / "d.h5", lambda f: _external(f, target, secret, data.draw(st.sampled_from([None, 10**9]))))
+        edit(root / "d.h5", lambda f: _external(f, target, secret, data.draw(st.sampled_from([None, 10**9]))))
     elif surface == "attribute":
         owner = data.draw(st.sampled_from(["/", "terms/ptychography", "terms/fluorescence", "variables/x",
                                            target]))
         _big_attribute(root / "d.h5", owner, data.draw(st.sampled_from(["junk", "object_shape", "modality", "format"])),
                        np.zeros(size) if size > 1 else np.array([60000, 60000]))
     elif surface == "truth":
-        _edit(root / "d.h5", lambda f: _bomb(f, f"truth/{data.draw(st.sampled_from(['x', 'w', 'junk']))}",
+        edit(root / "d.h5", lambda f: bomb(f, f"truth/{data.draw(st.sampled_from(['x', 'w', 'junk']))}",
                                              (2, 8 * size // 1000 + 1, 1000)))
     else:
         out.mkdir()
@@ -462,14 +461,14 @@ def test_storage_surfaces_end_cleanly(tmp_path_factory, base, capsys, monkeypatc
         os.symlink(link_to, out / name)
     argv = ["compare", root / "d.h5", "-o", out, "--iterations", "1"] + (["--allow-external-links"] if allow else [])
     monkeypatch.setenv("MMIP_MAX_MEMORY", "2M")
-    before = (_digest(root / "d.h5"), _digest(secret))
+    before = (digest(root / "d.h5"), digest(secret))
     atime = secret.stat().st_atime
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code in (0, 2), err
     if code:
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert (_digest(root / "d.h5"), _digest(secret)) == before
+    assert (digest(root / "d.h5"), digest(secret)) == before
     if not allow and _atime_moves(tmp):
         assert secret.stat().st_atime == atime
     assert not list(root.rglob("*.tmp"))

@@ -11,7 +11,7 @@ from multimodal_ip import hookimpl, plugins
 from multimodal_ip.cli import Command, build_parser, main
 from multimodal_ip.errors import ConfigError
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _greet_arguments(parser) -> None:

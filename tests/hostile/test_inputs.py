@@ -287,7 +287,7 @@ def test_values_that_overflow_float32_are_named(root, capsys):
 def test_exit_code_of_sigterm_is_documented_once():
     from multimodal_ip.errors import EXIT_CODES
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "SIGTERM" in EXIT_CODES[130] and 143 not in EXIT_CODES
     assert "130 interrupted (Ctrl-C or SIGTERM" in " ".join(readme.split())
 
