@@ -274,34 +274,12 @@ class XRFTomography(_Tomography):
             raise DataError(msg)
         if choice == "off" or not described:
             return {}
-        detectors = np.atleast_1d(np.asarray(td.attrs.get("detector_angles", np.pi / 2), dtype=float))
-        if detectors.ndim != 1 or detectors.size < 1 or not np.all(np.isfinite(detectors)):
-            msg = (f"{td.where()}: attribute 'detector_angles' must be one or more finite angles (radians from the "
-                   f"beam); got {detectors.tolist()}")
-            raise DataError(msg)
-        out = {"detectors": tuple(detectors)}
+        out = {"detectors": _detector_angles(td)}
         if key == "line_attenuation_map":
-            maps = td.array(key, shape=(ne, *shape), dtype_kind="fiu")
-            if td.minimum(key) < 0:
-                msg = f"{td.where(key)}: a known attenuation must be >= 0 everywhere (min {td.minimum(key):.3g})"
-                raise DataError(msg)
-            return dict(out, line_maps=maps.astype(dtype))
-        if "mu_line" in td.arrays:
-            b = td.array("mu_line", shape=(ne, ne), dtype_kind="fiu").astype(float)
-        else:
-            b = line_coefficients(np.atleast_1d(td.attrs.get("elements", ())), td.attrs["lines"],
-                                  td.attr("mu_scale", 1.0))
-        if b.shape != (ne, ne) or np.any(b < 0) or not np.all(np.isfinite(b)):
-            msg = (f"{td.where('mu_line')}: line attenuation coefficients must be ({ne}, {ne}), finite and >= 0; "
-                   f"got shape {b.shape}")
-            raise DataError(msg)
-        out["mu_line"] = b
+            return dict(out, line_maps=_known_attenuation(td, key, (ne, *shape), dtype, with_minimum=True))
+        out["mu_line"] = _line_coefficients(td, ne)
         if "line_matrix" in td.arrays:
-            lm = td.array("line_matrix", shape=(ne, *shape), dtype_kind="fiu")
-            if td.minimum("line_matrix") < 0:
-                msg = f"{td.where('line_matrix')}: a known attenuation must be >= 0 everywhere"
-                raise DataError(msg)
-            out["line_matrix"] = lm.astype(dtype)
+            out["line_matrix"] = _known_attenuation(td, "line_matrix", (ne, *shape), dtype, with_minimum=False)
         return out
 
     def conformance_cases(self, rng):
@@ -340,3 +318,36 @@ def mmip_register_reports(register):
     from .report import SinogramReport
 
     register("tomography", SinogramReport())
+
+
+def _detector_angles(td) -> tuple:
+    """The detectors' angles from the beam (attribute ``detector_angles``, default pi/2), checked."""
+    detectors = np.atleast_1d(np.asarray(td.attrs.get("detector_angles", np.pi / 2), dtype=float))
+    if detectors.ndim != 1 or detectors.size < 1 or not np.all(np.isfinite(detectors)):
+        msg = (f"{td.where()}: attribute 'detector_angles' must be one or more finite angles (radians from the "
+               f"beam); got {detectors.tolist()}")
+        raise DataError(msg)
+    return tuple(detectors)
+
+
+def _known_attenuation(td, key, shape, dtype, with_minimum):
+    """A known attenuation dataset (``line_attenuation_map`` or ``line_matrix``), >= 0 everywhere."""
+    maps = td.array(key, shape=shape, dtype_kind="fiu")
+    if td.minimum(key) < 0:
+        msg = f"{td.where(key)}: a known attenuation must be >= 0 everywhere" + \
+            (f" (min {td.minimum(key):.3g})" if with_minimum else "")
+        raise DataError(msg)
+    return maps.astype(dtype)
+
+
+def _line_coefficients(td, ne):
+    """The (Ne, Ne) line attenuation coefficients: dataset ``mu_line``, else xraylib from ``lines``/``elements``."""
+    if "mu_line" in td.arrays:
+        b = td.array("mu_line", shape=(ne, ne), dtype_kind="fiu").astype(float)
+    else:
+        b = line_coefficients(np.atleast_1d(td.attrs.get("elements", ())), td.attrs["lines"], td.attr("mu_scale", 1.0))
+    if b.shape != (ne, ne) or np.any(b < 0) or not np.all(np.isfinite(b)):
+        msg = (f"{td.where('mu_line')}: line attenuation coefficients must be ({ne}, {ne}), finite and >= 0; "
+               f"got shape {b.shape}")
+        raise DataError(msg)
+    return b

@@ -54,50 +54,14 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
     ``maps``: ``(Ne, n o, n o)`` concentrations on that finer grid instead of the case's phantom (``n``, the element
     count and the file's shapes follow from it).
     """
-    if case not in CASES:
-        msg = f"unknown tomography case {case!r}; choose one of {', '.join(CASES)}"
-        raise ConfigError(msg)
-    p = dict(CASES[case])
-    for k, v in (("n", n), ("n_angles", n_angles), ("elements", elements), ("energy_kev", energy_kev),
-                 ("absorption", absorption), ("inclusion", inclusion)):
-        if v is not None:
-            p[k] = v
-    names = [str(e) for e in p["elements"]]
-    ne, size = len(names), int(p["n"])
-    o = int(oversample)
-    if o < 1 or line_attenuation not in ("on", "off"):
-        msg = f"oversample must be >= 1 and line_attenuation 'on' or 'off'; got {oversample!r}, {line_attenuation!r}"
-        raise ConfigError(msg)
-    if maps is not None:
-        size = int(np.shape(maps)[-1]) // o
-    # measured peak: about 290 bytes per ray sample (angles x bins x samples; the two models' sampling matrices); the
-    # finer model has (2 o^2) times the samples, and the paths to the detector a grid of about 3x that
-    need = 300.0 * int(p["n_angles"]) * size * (np.ceil(np.hypot(size, size)) + 1) * (1 if o == 1 else 2 * o * o) * \
-        (4 if line_attenuation == "on" else 1)
-    from multimodal_ip.safety import memory_budget_bytes
-
-    if need > memory_budget_bytes():
-        msg = (f"n={size} with {int(p['n_angles'])} angles needs about {need / 2**30:.3g} GiB, more than the memory "
-               f"budget ({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
-        raise ConfigError(msg)
-    if maps is not None:
-        fine = np.asarray(maps, dtype=float)
-        if fine.ndim != 3 or fine.shape[0] != ne or fine.shape[1] != fine.shape[2] or fine.shape[1] % o:
-            msg = f"maps: need ({ne}, n*{o}, n*{o}) for elements {names}; got shape {fine.shape}"
-            raise ConfigError(msg)
-    else:
-        fine = element_maps(size * o, ne, float(p["inclusion"]))
+    p, names, o = _parameters(case, oversample, line_attenuation, n=n, n_angles=n_angles, elements=elements,
+                              energy_kev=energy_kev, absorption=absorption, inclusion=inclusion)
+    ne, size = len(names), int(p["n"]) if maps is None else int(np.shape(maps)[-1]) // o
+    _check_memory(p, size, o, line_attenuation)
+    fine = _fine_maps(maps, ne, names, size, o, float(p["inclusion"]))
     w = fine.reshape(ne, size, o, size, o).mean(axis=(2, 4))
     geom = Geometry.make((size, size), np.linspace(0, 2 * np.pi, int(p["n_angles"]), endpoint=False))
-    ratios = np.asarray(mu, dtype=float) if mu is not None else attenuation_coefficients(names, p["energy_kev"])
-    if ratios.shape != (ne,):
-        msg = f"mu: need {ne} coefficient(s), one per element {names}; got {list(ratios)}"
-        raise ConfigError(msg)
-    scale = 1.0
-    if mu is None:  # one common scale: the thickest ray attenuates by exp(-absorption)
-        thickest = float(ray_sampling(geom, summed=True).forward(np.tensordot(ratios, w, 1)).max())
-        scale = float(p["absorption"]) / thickest
-        ratios = ratios * scale
+    ratios, scale = _coefficients(mu, names, p, geom, w)
     lines = None
     if line_attenuation == "on" and (mu is None or mu_line is not None):
         lines = np.asarray(mu_line, dtype=float) if mu_line is not None else \
@@ -166,3 +130,56 @@ class TomoCase:
 
     def __call__(self, seed=0, noise=0.0, **overrides):
         return simulate(self.case, seed=seed, noise=noise, **overrides)
+
+
+def _parameters(case, oversample, line_attenuation, **overrides):
+    """``(parameters, element names, oversampling)`` of ``case`` with the given overrides, checked."""
+    if case not in CASES:
+        msg = f"unknown tomography case {case!r}; choose one of {', '.join(CASES)}"
+        raise ConfigError(msg)
+    p = dict(CASES[case])
+    p.update({k: v for k, v in overrides.items() if v is not None})
+    o = int(oversample)
+    if o < 1 or line_attenuation not in ("on", "off"):
+        msg = f"oversample must be >= 1 and line_attenuation 'on' or 'off'; got {oversample!r}, {line_attenuation!r}"
+        raise ConfigError(msg)
+    return p, [str(e) for e in p["elements"]], o
+
+
+def _check_memory(p, size, o, line_attenuation) -> None:
+    """Refuse, before any allocation, a slice whose simulation exceeds the memory budget."""
+    from multimodal_ip.safety import memory_budget_bytes
+
+    # measured peak: about 290 bytes per ray sample (angles x bins x samples; the two models' sampling matrices); the
+    # finer model has (2 o^2) times the samples, and the paths to the detector a grid of about 3x that
+    need = 300.0 * int(p["n_angles"]) * size * (np.ceil(np.hypot(size, size)) + 1) * (1 if o == 1 else 2 * o * o) * \
+        (4 if line_attenuation == "on" else 1)
+    if need > memory_budget_bytes():
+        msg = (f"n={size} with {int(p['n_angles'])} angles needs about {need / 2**30:.3g} GiB, more than the memory "
+               f"budget ({memory_budget_bytes() / 2**30:.3g} GiB; MMIP_MAX_MEMORY)")
+        raise ConfigError(msg)
+
+
+def _fine_maps(maps, ne, names, size, o, inclusion):
+    """The concentrations on the o-times finer grid: ``maps`` checked, else the case's phantom."""
+    if maps is None:
+        return element_maps(size * o, ne, inclusion)
+    fine = np.asarray(maps, dtype=float)
+    if fine.ndim != 3 or fine.shape[0] != ne or fine.shape[1] != fine.shape[2] or fine.shape[1] % o:
+        msg = f"maps: need ({ne}, n*{o}, n*{o}) for elements {names}; got shape {fine.shape}"
+        raise ConfigError(msg)
+    return fine
+
+
+def _coefficients(mu, names, p, geom, w):
+    """``(attenuation per unit concentration, scale)``: ``mu`` as given, else xraylib's scaled so that the thickest
+    ray attenuates by exp(-absorption)."""
+    ratios = np.asarray(mu, dtype=float) if mu is not None else attenuation_coefficients(names, p["energy_kev"])
+    if ratios.shape != (len(names),):
+        msg = f"mu: need {len(names)} coefficient(s), one per element {names}; got {list(ratios)}"
+        raise ConfigError(msg)
+    if mu is not None:
+        return ratios, 1.0
+    thickest = float(ray_sampling(geom, summed=True).forward(np.tensordot(ratios, w, 1)).max())
+    scale = float(p["absorption"]) / thickest
+    return ratios * scale, scale
