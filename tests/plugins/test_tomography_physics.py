@@ -234,3 +234,19 @@ def test_simulation_from_given_fine_maps():
     assert ds.terms["xrf"].arrays["data"].shape == (2, 4, 10)
     with pytest.raises(ConfigError, match="maps"):
         simulate("tomo-phantom", n_angles=4, maps=fine[:, :19, :19], mu=[0.1, 0.2])
+
+
+def test_sinogram_figure_skips_a_method_without_maps(tmp_path):
+    """A method whose result lacks ``w`` (e.g. a ptychography-only variable set) is left out of the figure; it
+    raised KeyError before."""
+    pytest.importorskip("matplotlib")
+    from mmip_tomography.report import plot_sinograms
+
+    from multimodal_ip.io import build_problem
+
+    ds = simulate("tomo-absorbing", n=16, n_angles=8, oversample=1)
+    problem = build_problem(ds)
+    w = ds.truth["w"]
+    assert plot_sinograms(problem, {"joint": {"w": w}, "other": {"x": w[0]}}, tmp_path / "s.png") == tmp_path / "s.png"
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert plot_sinograms(problem, {"other": {"x": w[0]}}, tmp_path / "t.png") is None

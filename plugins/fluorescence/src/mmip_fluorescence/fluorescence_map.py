@@ -30,7 +30,21 @@ KEEP_STACK_BYTES = 64 << 20
 
 
 def full_grid_positions(object_shape, kernel_shape):
-    """Top-left corners of windows centred on every object pixel (the paper's full-grid XRF)."""
+    """Top-left corners of windows centred on every object pixel (the paper's full-grid XRF).
+
+    Parameters
+    ----------
+    object_shape : :obj:`tuple` of :obj:`int`
+        ``(n0, n1)`` of the object.
+    kernel_shape : :obj:`tuple` of :obj:`int`
+        Shape of the kernel window; pixel ``kernel_shape // 2`` of the window sits on the object pixel.
+
+    Returns
+    -------
+    positions : :obj:`numpy.ndarray`
+        ``(n0 * n1, 2)`` float (row, col) corners, row-major over the object pixels (negative at the top and
+        left edges: the windows hang over them).
+    """
     n0, n1 = (int(s) for s in object_shape)
     out = np.empty((n0, n1, 2))  # written in place: no index grids as large as the result
     out[..., 0] = (np.arange(n0) - kernel_shape[0] // 2)[:, None]

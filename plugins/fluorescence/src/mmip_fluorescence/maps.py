@@ -109,7 +109,32 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
     The beam at axis position (y, x) is centred on object coordinates ``frame.to_pixels((y, x))``: the kernel
     window's geometric centre (pixel ``(k - 1)/2``, the CXI convention of the ptychography importer), so its
     top-left is that minus ``(kernel.shape - 1) / 2``.
-    Raises :class:`DataError` if a beam position falls outside the object or off the pixel grid.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The XRF-Maps HDF5 file.
+    frame : :obj:`mmip_ptychography.cxi.Frame`
+        The object-pixel frame of the ptychography scan (from :func:`~mmip_ptychography.cxi.import_cxi`).
+    kernel : :obj:`numpy.ndarray`
+        The beam's intensity kernel (window) on object pixels.
+    axis_unit_m : :obj:`float`, optional
+        Length of one axis unit in metres (MAPS: micrometres, 1e-6).
+    allow_external : :obj:`bool`, optional
+        Accept external links, virtual datasets and external raw storage in the file.
+
+    Returns
+    -------
+    term : :obj:`multimodal_ip.io.TermData`
+        The ``fluorescence`` term: ``data`` (Ne, rows * cols), ``kernel`` and top-left ``positions`` in object
+        pixels, with the ``grid_shape``, ``object_shape`` and (when the file names them) ``elements`` attributes.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.DataError`
+        A beam position falls outside the object or off the pixel grid; or the maps or axes are missing, not
+        finite, negative (maps), not monotonic (axes), of mismatched shapes, or ``axis_unit_m`` is not a
+        positive length.
     """
     if not (np.isfinite(axis_unit_m) and axis_unit_m > 0):
         msg = f"axis unit {axis_unit_m!r} m must be a finite length > 0"
@@ -131,7 +156,21 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
 def export_maps(path, term: TermData, frame, axis_unit_m=1e-6):
     """Write a fluorescence term on a raster (``grid_shape`` attr) as an XRF-Maps v10 file: maps at
     ``/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec``, names at ``.../Fitted/Channel_Names``, beam positions (the
-    kernel windows' geometric centres) at ``/MAPS/Scan/{x,y}_axis`` in ``axis_unit_m`` metres."""
+    kernel windows' geometric centres) at ``/MAPS/Scan/{x,y}_axis`` in ``axis_unit_m`` metres.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The file to write (overwritten).
+    term : :obj:`multimodal_ip.io.TermData`
+        A fluorescence term with arrays ``data`` (Ne, rows * cols), ``kernel`` and ``positions`` (top-left, object
+        pixels) and the ``grid_shape`` attribute ``(rows, cols)``; names from its ``elements`` attribute (default
+        ``E0, E1, ...``).
+    frame : :obj:`mmip_ptychography.cxi.Frame`
+        Where the object pixels sit in metres.
+    axis_unit_m : :obj:`float`, optional
+        Length of one axis unit in metres (MAPS: micrometres, 1e-6).
+    """
     rows, cols = (int(v) for v in term.attrs["grid_shape"])
     kernel_shape = np.asarray(np.shape(term.arrays["kernel"]), dtype=float)
     centres = np.asarray(term.arrays["positions"], float) + (kernel_shape - 1) / 2

@@ -26,7 +26,24 @@ CASES = {
 
 def poisson_noise(model, level, rng):
     r"""``(noisy, photons_per_unit)``: counts :math:`\sim \mathrm{Poisson}(p\,I)`, returned as counts / p, with
-    :math:`p = \sum I / (\text{level}^2 \sum I^2)` so that :math:`E\|I_{noisy}-I\|^2 = \text{level}^2\|I\|^2`."""
+    :math:`p = \sum I / (\text{level}^2 \sum I^2)` so that :math:`E\|I_{noisy}-I\|^2 = \text{level}^2\|I\|^2`.
+
+    Parameters
+    ----------
+    model : :obj:`numpy.ndarray`
+        Noise-free non-negative intensities :math:`I`.
+    level : :obj:`float`
+        Relative noise level (0.03 for 3 %); 0 or less: no noise.
+    rng : :obj:`numpy.random.Generator`
+        Random generator the counts are drawn from.
+
+    Returns
+    -------
+    noisy : :obj:`numpy.ndarray`
+        The noisy intensities (counts / p), same shape as ``model``; a copy of ``model`` when ``level <= 0``.
+    photons_per_unit : :obj:`float`
+        The photon scale :math:`p` (``inf`` when ``level <= 0``).
+    """
     if level <= 0:
         return model.copy(), float("inf")
     p = float(model.sum() / (level**2 * (model**2).sum()))
@@ -48,7 +65,24 @@ def band_limited_spectra(z, probe, positions, margin=8):
     """Far-field spectra ``(J, Np0, Np1)`` of the probe times the object windows at fractional top-left positions,
     each window cut from a patch ``margin`` pixels larger on every side (the object extended by its edge values)
     shifted by a Fourier phase ramp: band-limited interpolation of the object, a different sub-pixel model from the
-    reconstruction's cubic windows, so position refinement is not scored on data made by its own model."""
+    reconstruction's cubic windows, so position refinement is not scored on data made by its own model.
+
+    Parameters
+    ----------
+    z : :obj:`numpy.ndarray`
+        Complex object, 2-D.
+    probe : :obj:`numpy.ndarray`
+        Complex probe ``(Np0, Np1)``.
+    positions : :obj:`numpy.ndarray`
+        Fractional top-left corners ``(J, 2)`` (row, column) of the windows, in pixels.
+    margin : :obj:`int`, optional
+        Extra pixels cut on every side of each window before the Fourier shift (limits wrap-around).
+
+    Returns
+    -------
+    spectra : :obj:`numpy.ndarray`
+        Complex far fields ``(J, Np0, Np1)`` (centred FFT of probe times shifted window).
+    """
     from multimodal_ip.backend import fft2c
 
     w0, w1 = probe.shape
@@ -77,6 +111,14 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
         Seed of the noise (the phantoms do not depend on it).
     noise : :obj:`float`
         Relative Poisson noise level (0.03 for 3 %).
+    n : :obj:`int`, optional
+        Object size (pixels per side); default: the case's.
+    probe_size : :obj:`int`, optional
+        Probe size (pixels per side); default: the case's.
+    step : :obj:`int`, optional
+        Raster step of the scan in pixels; default: the case's.
+    n_elements : :obj:`int`, optional
+        Number of element maps; default: the case's.
     xrf_grid : :obj:`str`
         ``"full"`` (XRF at every object pixel, the paper's setting) or ``"scan"`` (at the scan positions).
     probe_error : :obj:`float`
@@ -90,6 +132,18 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
         ``"xraylib:8.8"``); written as the ptychography term's ``coupling`` attribute. Default: the paper's ones.
     elements : sequence of :obj:`str`, optional
         Element names of the maps (default ``E0, E1, ...``), e.g. ``["Fe", "Zn", "Cu"]`` for xraylib.
+
+    Returns
+    -------
+    dataset : :obj:`multimodal_ip.io.Dataset`
+        Variables ``x`` and ``w``, the ``ptychography`` and ``fluorescence`` terms with noisy data, the truth
+        (``x``, ``w``, and ``probe``/``positions`` where they differ from the file's) and the case's attributes.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.ConfigError`
+        Unknown case, probe larger than the object, a noise level, ``probe_error`` or ``position_jitter_px`` out
+        of range, a size over the memory budget, or an ``elements`` list whose length is not the number of maps.
     """
     p = _parameters(case, {"n": n, "probe_size": probe_size, "step": step, "n_elements": n_elements}, noise,
                     probe_error, position_jitter_px)

@@ -18,7 +18,22 @@ def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> Invariance | N
     :math:`z \to e^{it} z` with :math:`z = x + i s`, :math:`s = \sum_e a_e w_e`. In the unknowns:
     :math:`x' = x \cos t - s \sin t`, and the change of :math:`s` goes to the maps in proportion to :math:`a_e`
     (the least change of :math:`w` that gives it): :math:`w_e' = w_e + a_e (s' - s) / \sum_e a_e^2`. ``None`` when
-    every :math:`a_e` is zero: the maps then do not reach :math:`\Im z`, and no change of the unknowns turns it."""
+    every :math:`a_e` is zero: the maps then do not reach :math:`\Im z`, and no change of the unknowns turns it.
+
+    Parameters
+    ----------
+    coefficients : array-like, optional
+        The coupling coefficients :math:`a_e`, one per element map; default: all ones (``ne`` of them).
+    ne : :obj:`int`, optional
+        Number of element maps, used when ``coefficients`` is ``None``.
+    max_step : :obj:`float`, optional
+        First trust region (rad) of the phase alignment, passed to :class:`~multimodal_ip.problem.term.Invariance`.
+
+    Returns
+    -------
+    invariance : :obj:`multimodal_ip.problem.term.Invariance` or :obj:`None`
+        The global-phase group acting on the variables ``x`` and ``w``; ``None`` when every :math:`a_e` is zero.
+    """
     a = np.ones(int(ne)) if coefficients is None else np.asarray(coefficients, dtype=float).ravel()
     scale = float(np.abs(a).max())
     if scale == 0:
@@ -53,6 +68,16 @@ def absorption_coupling(elements, energy_kev, normalize=True):
     normalize : :obj:`bool`, optional
         Divide by the first element's coefficient (``a_0 = 1``: the first map keeps the paper's units and
         the others are scaled by their attenuation relative to it). ``False``: :math:`\tfrac12(\mu/\rho)_e` in cm^2/g.
+
+    Returns
+    -------
+    coefficients : :obj:`numpy.ndarray`
+        One float coefficient per element, in the order of ``elements``.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.ConfigError`
+        xraylib is not installed, the energy is not in (0, 1000) keV, or an element is unknown.
     """
     try:
         import xraylib

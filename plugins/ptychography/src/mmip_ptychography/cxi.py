@@ -42,7 +42,17 @@ CXI_INDEXES = "entry_1/ptychodus/probe_position_indexes"
 
 @dataclass
 class Frame:
-    """Object-pixel coordinates: object pixel (r, c) sits at ``origin_m + (r, c) * pixel_size_m`` (y, x)."""
+    """Object-pixel coordinates: object pixel (r, c) sits at ``origin_m + (r, c) * pixel_size_m`` (y, x).
+
+    Parameters
+    ----------
+    pixel_size_m : :obj:`float`
+        Object pixel size in metres.
+    origin_m : :obj:`tuple`
+        ``(y, x)`` position in metres of object pixel (0, 0).
+    object_shape : :obj:`tuple`
+        Shape ``(n0, n1)`` of the object grid.
+    """
 
     pixel_size_m: float
     origin_m: tuple
@@ -262,6 +272,38 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
     object pixels, the object spanning all windows plus ``margin_px``; object pixel (r, c) sits at
     ``frame.origin_m + (r, c) * pixel``. With ``product`` (a ptychodus product, CXI or ``.h5``), the translations,
     probe and pattern indexes come from it and only the patterns and the geometry from ``path``.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The CXI file (patterns, energy, detector distance and pixel size; translations and probe unless
+        ``product`` is given).
+    probe : :obj:`numpy.ndarray`, optional
+        Complex probe ``(Np, Np)`` used when the file has none.
+    margin_px : :obj:`int`, optional
+        Object pixels added around the windows on every side.
+    allow_external : :obj:`bool`, optional
+        Accept external links, virtual datasets and external raw storage in the file.
+    max_object_px : :obj:`int`, optional
+        Largest object side (pixels) accepted: a larger span means a wrong unit or geometry.
+    reference : :obj:`str`, optional
+        What a translation locates, one of :data:`REFERENCES`; default: the file's declaration, else ``"centre"``.
+    product : :obj:`str` or :obj:`pathlib.Path`, optional
+        A ptychodus product (CXI or ``.h5``) to take the translations, probe and pattern indexes from.
+
+    Returns
+    -------
+    term : :obj:`multimodal_ip.io.TermData`
+        The ``ptychography`` term: ``data`` (J, Np, Np), ``probe`` and top-left ``positions`` in object pixels,
+        with the ``object_shape`` attribute.
+    frame : :obj:`Frame`
+        Where the object pixels sit in metres.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.DataError`
+        A dataset is missing, of the wrong shape or not finite, there is no probe, the position reference is
+        unknown or contradicts the file, or the scan span gives an implausible object size.
     """
     with open_h5(path) as f:
         data = _patterns(f, path, allow_external)
@@ -294,7 +336,24 @@ def export_cxi(path, term: TermData, pixel_size_m, energy_kev=8.8, distance_m=2.
     """Write a ptychography term as a CXI file that :func:`import_cxi` and ptychodus read: patterns at
     ``data_1/data``, the probe at ``source_1/illumination``, translations (x, y, z) of the probe window's centre
     (``position_reference = "centre"``), object pixel (r, c) at ``origin_m + (r, c) * pixel_size_m``; the detector
-    pixel is chosen so that the object pixel is ``pixel_size_m``."""
+    pixel is chosen so that the object pixel is ``pixel_size_m``.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The file to write (overwritten).
+    term : :obj:`multimodal_ip.io.TermData`
+        A ptychography term with arrays ``data`` (J, Np, Np), ``probe`` (Np, Np) and top-left ``positions``
+        (J, 2) in object pixels.
+    pixel_size_m : :obj:`float`
+        Object pixel size in metres.
+    energy_kev : :obj:`float`, optional
+        Beam energy in keV.
+    distance_m : :obj:`float`, optional
+        Sample-detector distance in metres.
+    origin_m : :obj:`tuple`, optional
+        ``(y, x)`` position in metres of object pixel (0, 0).
+    """
     data = np.asarray(term.arrays["data"])
     npx = data.shape[1]
     energy_j = energy_kev * 1.602176634e-16

@@ -18,7 +18,32 @@ from multimodal_ip.errors import ShapeError
 
 
 def validate_positions(positions_px, object_shape, window_shape, allow_outside=False, what="positions"):
-    """Integer (J, 2) top-left corners; by default every window must lie inside the object."""
+    """Integer (J, 2) top-left corners; by default every window must lie inside the object.
+
+    Parameters
+    ----------
+    positions_px : :obj:`numpy.ndarray`
+        ``(J, 2)`` top-left (row, col) window positions in object pixels; must be whole pixels (to 1e-6).
+    object_shape : :obj:`tuple` of :obj:`int`
+        Shape of the object.
+    window_shape : :obj:`tuple` of :obj:`int`
+        Shape of the window (the probe).
+    allow_outside : :obj:`bool`, optional
+        Windows need only overlap the object by one pixel; otherwise they lie inside it.
+    what : :obj:`str`, optional
+        The positions' name in error messages.
+
+    Returns
+    -------
+    positions : :obj:`numpy.ndarray`
+        The ``(J, 2)`` int64 corners.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.ShapeError`
+        ``positions_px`` is not (J, 2), holds NaN/Inf or fractional values, or puts a window outside the
+        allowed range.
+    """
     pos = as_positions(positions_px, what)
     ipos = np.rint(pos).astype(np.int64)
     if np.any(np.abs(pos - ipos) > 1e-6):

@@ -21,7 +21,30 @@ def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="
                           block=None):
     r"""The paper's ptychography model on the packed real ``[x; w]``: :math:`\Psi = F(P S_j (x + i\sum_e w_e))`,
     streamed over blocks of ``block`` positions: a :class:`~mmip_ptychography.PtychographyModel` with nothing refined
-    (whole-pixel positions take its plain-window path)."""
+    (whole-pixel positions take its plain-window path).
+
+    Parameters
+    ----------
+    probe : :obj:`numpy.ndarray`
+        Complex probe ``(Np0, Np1)``.
+    positions_px : :obj:`numpy.ndarray`
+        ``(J, 2)`` top-left (row, col) window positions in object pixels.
+    object_shape : :obj:`tuple`
+        ``(n_rows, n_cols)`` of the object.
+    n_elements : :obj:`int`
+        Number of element maps :math:`w_e`.
+    dtype : :obj:`str`, optional
+        Real input dtype (``float32`` or ``float64``).
+    coefficients : array-like, optional
+        Coupling :math:`a_e` (default ones).
+    block : :obj:`int`, optional
+        Positions per block (default: about 4 MB of spectra).
+
+    Returns
+    -------
+    model : :obj:`mmip_ptychography.PtychographyModel`
+        The operator from ``[x; w]`` to the exit-wave spectra ``(J, Np0, Np1)``.
+    """
     return PtychographyModel(probe, positions_px, object_shape, n_elements, coefficients=coefficients, dtype=dtype,
                              block=block)
 

@@ -18,7 +18,29 @@ def export_product(path, obj, probe, positions_px, pixel_size_m, energy_kev=8.8,
     ``positions_px`` (J, 2) top-left (row, col) as a ptychodus product: CXI when ``path`` ends in ``.cxi``, else
     ptychodus's ``.h5``. Object pixel (r, c) sits at ``origin_m + (r, c) * pixel_size_m`` (y, x); a position is
     written as the probe window's centre, pixel ``(Np - 1)/2``, and the object's centre is its pixel
-    ``(n - 1)/2``: ptychodus's conventions."""
+    ``(n - 1)/2``: ptychodus's conventions.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The file to write (overwritten); CXI when it ends in ``.cxi``, else ptychodus's ``.h5``.
+    obj : :obj:`numpy.ndarray`
+        Complex object ``(n0, n1)``.
+    probe : :obj:`numpy.ndarray`
+        Complex probe ``(Np, Np)``.
+    positions_px : :obj:`numpy.ndarray`
+        ``(J, 2)`` top-left (row, col) window positions in object pixels.
+    pixel_size_m : :obj:`float`
+        Object (and probe) pixel size in metres.
+    energy_kev : :obj:`float`, optional
+        Beam energy in keV.
+    distance_m : :obj:`float`, optional
+        Sample-detector distance in metres.
+    origin_m : :obj:`tuple`, optional
+        ``(y, x)`` position in metres of object pixel (0, 0).
+    name : :obj:`str`, optional
+        Product name (``entry_1/title`` of a CXI file, the ``name`` attribute of an ``.h5``).
+    """
     obj = np.asarray(obj, dtype=complex)
     probe = np.asarray(probe, dtype=complex)
     npx = probe.shape[-1]

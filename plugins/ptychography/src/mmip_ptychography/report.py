@@ -15,7 +15,23 @@ from .phase_error import best_phase_error
 
 def calibration_rows(results: dict, start: dict, truth: dict | None) -> list:
     """Rows ``[method, probe error, positions rms (px), mean position shift (px)]`` for refined results
-    (``start``: the calibration's start values; errors ``nan`` without a truth)."""
+    (``start``: the calibration's start values; errors ``nan`` without a truth).
+
+    Parameters
+    ----------
+    results : :obj:`dict`
+        Method name -> its result arrays (by variable name; ``probe`` and ``positions`` where refined).
+    start : :obj:`dict`
+        The calibration's start values (``probe``, ``positions``), used for what a method did not refine.
+    truth : :obj:`dict` or :obj:`None`
+        True arrays (``probe``, ``positions``) where known.
+
+    Returns
+    -------
+    rows : :obj:`list`
+        One ``[method, probe error, positions rms, mean shift]`` row per method: the probe error is
+        :func:`~mmip_ptychography.best_phase_error`, the rms against the true positions, the shift against ``start``.
+    """
     rows = []
     for method, arrays in results.items():
         probe = arrays.get("probe", start.get("probe"))
@@ -31,7 +47,24 @@ def calibration_rows(results: dict, start: dict, truth: dict | None) -> list:
 
 def plot_calibration(results: dict, start: dict, truth: dict | None, path) -> Path:
     """Refined probes (amplitude) per method next to the start probe, and the position shifts (arrows from
-    the start positions, drawn 10x longer; the true shifts in grey when known)."""
+    the start positions, drawn 10x longer; the true shifts in grey when known).
+
+    Parameters
+    ----------
+    results : :obj:`dict`
+        Method name -> its result arrays (``probe`` and/or ``positions`` where refined; others are left out).
+    start : :obj:`dict`
+        The calibration's start values (``probe``, ``positions``).
+    truth : :obj:`dict` or :obj:`None`
+        True arrays; its ``positions`` give the grey arrows.
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The image file to write (format from its suffix).
+
+    Returns
+    -------
+    path : :obj:`pathlib.Path`
+        The file written.
+    """
     plt = figure_backend()
     methods = [(m, a) for m, a in results.items() if "probe" in a or "positions" in a]
     probes = [("start", start["probe"])] + [(m, a["probe"]) for m, a in methods if "probe" in a] \

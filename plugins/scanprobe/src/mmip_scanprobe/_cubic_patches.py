@@ -85,7 +85,20 @@ def cubic_weights(fractions, derivative=False):
     r"""Keys cubic-convolution weights (:math:`a = -1/2`) of the taps at offsets -1, 0, 1, 2 for fractions
     :math:`f \in [0, 1)`: ``(J, 4)``, or their derivatives in :math:`f` (``derivative``). The kernel interpolates
     (``f = 0``: weights 0, 1, 0, 0) and is continuously differentiable, so a sample moves smoothly with its position,
-    also across whole pixels."""
+    also across whole pixels.
+
+    Parameters
+    ----------
+    fractions : :obj:`numpy.ndarray`
+        Sub-pixel fractions :math:`f`, shape ``(J,)`` (any shape: the taps are a new last axis).
+    derivative : :obj:`bool`, optional
+        Return :math:`dh/df` of the weights instead of the weights.
+
+    Returns
+    -------
+    weights : :obj:`numpy.ndarray`
+        ``(*fractions.shape, 4)``: the weights (or derivatives) of the taps at offsets -1, 0, 1, 2.
+    """
     f = fractions[..., None]
     if derivative:
         c = [(-1.5, 2.0, -0.5), (4.5, -5.0, 0.0), (-4.5, 4.0, 0.5), (1.5, -1.0, 0.0)]

@@ -16,7 +16,22 @@ AFFINE_SIZE = 6
 def affine_frame(object_shape, window):
     r"""``(centre, half)`` of the frame the ``affine`` unknown acts in: the centre of the range of window corners
     of an ``object_shape`` object and its larger half-extent (at least 1). Both depend on the object and window
-    only, so every chunk and MPI rank uses the same frame."""
+    only, so every chunk and MPI rank uses the same frame.
+
+    Parameters
+    ----------
+    object_shape : :obj:`tuple` of :obj:`int`
+        Shape of the object.
+    window : :obj:`tuple` of :obj:`int`
+        Shape of the window (probe, beam footprint).
+
+    Returns
+    -------
+    centre : :obj:`numpy.ndarray`
+        ``(2,)`` float centre of the range of window corners, ``(object_shape - window) / 2``.
+    half : :obj:`float`
+        The larger entry of ``|centre|``, at least 1.
+    """
     centre = (np.asarray(object_shape, dtype=float) - np.asarray(window, dtype=float)) / 2
     return centre, max(float(np.abs(centre).max()), 1.0)
 
@@ -29,7 +44,26 @@ def affine_positions(nominal, affine, object_shape, window, base=None):
     where :math:`n_j` are the ``nominal`` positions, :math:`q_j` the ``base`` (the refined positions variable
     when the positions are refined too; default the nominal positions), and :math:`(c, h)` the
     :func:`affine_frame`: :math:`M` is in pixels of displacement at the frame's edge (a 1 % scale of an
-    ``h = 200`` px scan is :math:`m_{00} = m_{11} = 2`), :math:`t` in pixels. Zero is the identity."""
+    ``h = 200`` px scan is :math:`m_{00} = m_{11} = 2`), :math:`t` in pixels. Zero is the identity.
+
+    Parameters
+    ----------
+    nominal : :obj:`numpy.ndarray`
+        ``(J, 2)`` nominal top-left positions :math:`n_j` in pixels (host or device; copied to the host).
+    affine : :obj:`numpy.ndarray`
+        The :data:`AFFINE_SIZE` entries :math:`a` of the ``affine`` unknown.
+    object_shape : :obj:`tuple` of :obj:`int`
+        Shape of the object (for :func:`affine_frame`).
+    window : :obj:`tuple` of :obj:`int`
+        Shape of the window (for :func:`affine_frame`).
+    base : :obj:`numpy.ndarray`, optional
+        ``(J, 2)`` positions :math:`q_j` the map's displacement is added to; default ``nominal``.
+
+    Returns
+    -------
+    positions : :obj:`numpy.ndarray`
+        ``(J, 2)`` float host positions :math:`p_j`.
+    """
     nominal = np.asarray(to_numpy(nominal), dtype=float)
     base = nominal if base is None else np.asarray(to_numpy(base), dtype=float)
     centre, half = affine_frame(object_shape, window)
@@ -39,7 +73,25 @@ def affine_positions(nominal, affine, object_shape, window, base=None):
 
 def as_positions(positions_px, what="positions"):
     """``positions_px`` as a (J, 2) float array on the host; :class:`~multimodal_ip.errors.ShapeError` when it is
-    not (J, 2) with J >= 1 or holds NaN/Inf."""
+    not (J, 2) with J >= 1 or holds NaN/Inf.
+
+    Parameters
+    ----------
+    positions_px : :obj:`numpy.ndarray`
+        Window positions in pixels (host or device array, or a nested sequence).
+    what : :obj:`str`, optional
+        The positions' name in error messages.
+
+    Returns
+    -------
+    positions : :obj:`numpy.ndarray`
+        ``(J, 2)`` float64 host array.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.ShapeError`
+        Not of shape (J, 2) with J >= 1, or holds NaN/Inf.
+    """
     pos = np.asarray(to_numpy(positions_px), dtype=float)
     if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:
         msg = f"{what} must have shape (J, 2) with J >= 1; got {pos.shape}"
@@ -104,6 +156,21 @@ def split_positions(positions_px, object_shape, window, allow_outside=False, wha
 
 
 def extract_patches(z, positions, window):
-    """Gather the ``(J, *window)`` patches of ``z`` at top-left ``positions`` (one vectorised gather)."""
+    """Gather the ``(J, *window)`` patches of ``z`` at top-left ``positions`` (one vectorised gather).
+
+    Parameters
+    ----------
+    z : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        2-D object.
+    positions : :obj:`numpy.ndarray`
+        ``(J, 2)`` integer top-left corners; every window must lie inside ``z`` (not checked here).
+    window : :obj:`tuple` of :obj:`int`
+        Shape of the window.
+
+    Returns
+    -------
+    patches : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        ``(J, *window)`` patches, on the device of ``z`` (a gathered copy, not a view).
+    """
     windows = get_array_module(z).lib.stride_tricks.sliding_window_view(z, window)  # numpy and cupy alike
     return windows[positions[:, 0], positions[:, 1]]

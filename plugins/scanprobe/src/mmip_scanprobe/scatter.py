@@ -35,7 +35,19 @@ def scatter_patches_(acc, back, probe_conj, rows, cols) -> None:
     """``acc[rows[k]:+Np, cols[k]:+Np] += back[k] * probe_conj`` for every k of a block (``probe_conj`` ``None``:
     ``back[k]`` alone; ``back`` may be overwritten). ``rows``, ``cols``: host integer arrays. numba: one compiled
     pass; numpy without numba: one slice-add per position (overlapping windows rule out one fancy-indexed add, and
-    ``np.add.at`` is several times slower); cupy: one ``scatter_add`` per block."""
+    ``np.add.at`` is several times slower); cupy: one ``scatter_add`` per block.
+
+    Parameters
+    ----------
+    acc : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        2-D accumulator (the object's adjoint), added to in place; C-contiguous for cupy.
+    back : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        The block's windows ``(K, Np0, Np1)``, on the device of ``acc``; may be overwritten.
+    probe_conj : :obj:`numpy.ndarray` or :obj:`None`
+        ``(Np0, Np1)`` factor multiplying each window (the conjugate probe); ``None``: none.
+    rows, cols : :obj:`numpy.ndarray`
+        ``(K,)`` host integer top-left row and column of each window in ``acc``.
+    """
     if not isinstance(acc, np.ndarray):  # cupy: one scatter per block (the whole-scan index is never built)
         from multimodal_ip.backend import add_at, get_array_module
 

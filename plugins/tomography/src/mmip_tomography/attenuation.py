@@ -9,7 +9,27 @@ from multimodal_ip.errors import ConfigError
 
 def attenuation_coefficients(elements, energy_kev, scale=1.0):
     r""":math:`\mu_e` = xraylib's total mass attenuation ``CS_Total`` (cm^2/g) of each element at ``energy_kev``,
-    times ``scale`` (g/cm^3 of unit concentration x pixel size in cm: the attenuation per pixel of path)."""
+    times ``scale`` (g/cm^3 of unit concentration x pixel size in cm: the attenuation per pixel of path).
+
+    Parameters
+    ----------
+    elements : sequence of :obj:`str`
+        Element symbols (``"Fe"``) or atomic numbers.
+    energy_kev : :obj:`float`
+        Incident energy in keV.
+    scale : :obj:`float`, optional
+        Factor applied to every coefficient.
+
+    Returns
+    -------
+    mu : :obj:`numpy.ndarray`
+        One float coefficient per element, in the order of ``elements``.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.ConfigError`
+        xraylib is not installed, or xraylib rejects an element or the energy.
+    """
     try:
         import xraylib
     except ImportError:

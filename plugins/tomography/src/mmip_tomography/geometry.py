@@ -244,6 +244,17 @@ class ExitPaths:
     beam, see the module notes), per pixel of path.
 
     ``forward(maps)`` takes ``(m, n0, n1)`` and returns ``(K, S, T, m)``; ``adjoint`` is its exact transpose.
+
+    Parameters
+    ----------
+    geom : :class:`Geometry`
+        The slice, angles and rays whose sample points the paths start from.
+    detector_angle : :obj:`float`, optional
+        Direction of the detector in radians from the beam.
+    dtype : :obj:`str`, optional
+        The maps' real dtype.
+    xp : module, optional
+        The array module (numpy or cupy) the matrices live on.
     """
 
     def __init__(self, geom: Geometry, detector_angle=np.pi / 2, dtype="float64", xp=np):

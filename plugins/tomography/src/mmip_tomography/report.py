@@ -14,7 +14,23 @@ from .models import TransmissionModel, XRFTomographyModel
 
 def plot_sinograms(problem, arrays: dict, path) -> Path | None:
     """One row per sinogram (each element of a fluorescence term, the transmission): measured, then each method's
-    fit (the term's model at that method's ``w``), then the joint residual."""
+    fit (the term's model at that method's ``w``), then the joint residual.
+
+    Parameters
+    ----------
+    problem : :obj:`multimodal_ip.problem.JointProblem`
+        The problem the methods solved; its transmission and XRF tomography terms that are not split into parts
+        are drawn.
+    arrays : :obj:`dict`
+        Method name -> its result arrays (by variable name, with ``w``).
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The image file to write (format from its suffix).
+
+    Returns
+    -------
+    path : :obj:`pathlib.Path` or :obj:`None`
+        The file written; ``None`` (nothing written) when the problem has no whole tomography term.
+    """
     # tomography terms evaluated whole (a term split into parts has no one sinogram to draw)
     terms = [t for t in problem.terms if isinstance(t.operator, (TransmissionModel, XRFTomographyModel))
              and problem.parts[t.name] == 1]
@@ -30,7 +46,9 @@ def plot_sinograms(problem, arrays: dict, path) -> Path | None:
             rows.append((t.name, data, fits))
         else:  # one per element
             rows += [(f"{t.name}[{e}]", data[e], {m: f[e] for m, f in fits.items()}) for e in range(data.shape[0])]
-    methods = list(arrays)
+    methods = [m for m, a in arrays.items() if "w" in a]  # a result without the maps has no sinogram to draw
+    if not methods:
+        return None
     fig, axes = plt.subplots(len(rows), len(methods) + 2, figsize=(2.4 * (len(methods) + 2), 2.0 * len(rows)),
                              squeeze=False)
     for ax_row, (label, data, fits) in zip(axes, rows):

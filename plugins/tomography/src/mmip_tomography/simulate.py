@@ -26,7 +26,22 @@ CASES = {
 
 def element_maps(n, ne, inclusion=0.0):
     """``(ne, n, n)`` concentrations in [0, 1] inside the inscribed disk (zero outside): element 0 a Shepp-Logan slice,
-    the others random ellipses; ``inclusion`` adds a dense grain (disk of radius 0.12) to element 0."""
+    the others random ellipses; ``inclusion`` adds a dense grain (disk of radius 0.12) to element 0.
+
+    Parameters
+    ----------
+    n : :obj:`int`
+        Number of pixels along each axis.
+    ne : :obj:`int`
+        Number of elements (maps).
+    inclusion : :obj:`float`, optional
+        Concentration added to element 0 inside the grain (0: no grain).
+
+    Returns
+    -------
+    maps : :obj:`numpy.ndarray`
+        ``(ne, n, n)`` float concentrations, in [0, 1] plus ``inclusion`` inside the grain.
+    """
     y, x = np.mgrid[1 : -1 : n * 1j, -1 : 1 : n * 1j]
     disk = x**2 + y**2 <= 0.85**2
     maps = [np.clip(ellipse_phantom(n, SHEPP_LOGAN), 0, None)]
@@ -53,6 +68,49 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
     detector bin the mean of o sub-bins across its width. ``oversample=1``: the reconstruction's own model.
     ``maps``: ``(Ne, n o, n o)`` concentrations on that finer grid instead of the case's phantom (``n``, the element
     count and the file's shapes follow from it).
+
+    Parameters
+    ----------
+    case : :obj:`str`
+        One of :data:`CASES`.
+    seed : :obj:`int`, optional
+        Seed of the noise.
+    noise : :obj:`float`, optional
+        Relative Poisson noise level (0.03 for 3 %; 0: none).
+    n : :obj:`int`, optional
+        Slice size (pixels); default: the case's.
+    n_angles : :obj:`int`, optional
+        Number of angles over a full turn; default: the case's.
+    elements : sequence of :obj:`str`, optional
+        Element names (xraylib symbols); default: the case's.
+    energy_kev : :obj:`float`, optional
+        Incident energy in keV; default: the case's.
+    absorption : :obj:`float`, optional
+        Attenuation exponent of the thickest ray; default: the case's (ignored with ``mu``).
+    inclusion : :obj:`float`, optional
+        Concentration of a dense grain added to element 0 (0: none); default: the case's.
+    mu : array-like, optional
+        Attenuation per unit concentration and pixel of path, one per element (no xraylib needed).
+    mu_line : array-like, optional
+        ``(Ne, Ne)`` attenuation of each element's emitted line by each element.
+    line_attenuation : :obj:`str`, optional
+        ``"on"`` or ``"off"``: attenuate the emitted lines on their way to the detector.
+    oversample : :obj:`int`, optional
+        Factor o >= 1 of the finer model the data come from.
+    maps : :obj:`numpy.ndarray`, optional
+        ``(Ne, n o, n o)`` concentrations on the finer grid, instead of the case's phantom.
+
+    Returns
+    -------
+    dataset : :obj:`multimodal_ip.io.Dataset`
+        The variable ``w`` (Ne, n, n), the ``xrf`` and ``transmission`` terms with noisy sinograms, the truth ``w``
+        and the case's attributes.
+
+    Raises
+    ------
+    :obj:`multimodal_ip.errors.ConfigError`
+        Unknown case, ``oversample`` < 1, ``line_attenuation`` not ``"on"``/``"off"``, a slice over the memory
+        budget, ``maps`` or ``mu`` of the wrong shape, or xraylib missing or rejecting an element.
     """
     p, names, o = _parameters(case, oversample, line_attenuation, n=n, n_angles=n_angles, elements=elements,
                               energy_kev=energy_kev, absorption=absorption, inclusion=inclusion)
@@ -103,7 +161,13 @@ def _finer_model(geom, o, fine, mu, mu_line):
 
 
 class TomoCase:
-    """One tomography case for ``mmip simulate``; ``parameters`` become the command's flags."""
+    """One tomography case for ``mmip simulate``; ``parameters`` become the command's flags.
+
+    Parameters
+    ----------
+    case : :obj:`str`
+        One of :data:`CASES`; calling the object runs :func:`simulate` for it.
+    """
 
     parameters = {
         "n": {"type": int, "help": "slice size (pixels)"},
