@@ -41,12 +41,34 @@ def _machine_token() -> str:
 
 
 def temporary_prefix(target) -> str:
-    """``.<name>.<pid>.<machine>.``: the start of the name of a temporary written beside ``target``."""
+    """``.<name>.<pid>.<machine>.``: the start of the name of a temporary written beside ``target``.
+
+    Parameters
+    ----------
+    target : :obj:`str` or :obj:`pathlib.Path`
+        The file the temporary will replace.
+
+    Returns
+    -------
+    prefix : :obj:`str`
+        Name prefix for :func:`tempfile.mkstemp`.
+    """
     return f".{Path(target).name}.{os.getpid()}.{_machine_token()}."
 
 
 def temporary_marker(pid=None) -> bytes:
-    """What a temporary of process ``pid`` (default: this one) holds in its first bytes while it is written."""
+    """What a temporary of process ``pid`` (default: this one) holds in its first bytes while it is written.
+
+    Parameters
+    ----------
+    pid : :obj:`int`, optional
+        Process id of the writer; default this process.
+
+    Returns
+    -------
+    marker : :obj:`bytes`
+        ``TEMPORARY_MARKER``, the machine token and the pid, ending in a newline.
+    """
     return TEMPORARY_MARKER + f"{_machine_token()} {os.getpid() if pid is None else pid}\n".encode()
 
 
@@ -54,7 +76,13 @@ def remove_stale_temporaries(target) -> None:
     """Delete temporaries beside ``target`` that this program can prove it made and whose writer is gone (killed
     during a write): the name ``.<name>.<pid>.<machine>.<random>.tmp`` names this host, boot and PID namespace, the
     pid is not running, and the file starts with :func:`temporary_marker` of that pid. A symlink, an input of this
-    run (:func:`~multimodal_ip.safety.regular_input`) or anything else is left alone, whatever its name."""
+    run (:func:`~multimodal_ip.safety.regular_input`) or anything else is left alone, whatever its name.
+
+    Parameters
+    ----------
+    target : :obj:`str` or :obj:`pathlib.Path`
+        The file whose leftover temporaries are looked for in its folder (errors listing it are ignored).
+    """
     target = Path(target)
     token = _machine_token()
     with contextlib.suppress(OSError):
@@ -89,7 +117,22 @@ def atomic_write(path, data, userblock=0) -> None:
     ``userblock``: the bytes of ``data`` are an HDF5 file image to be placed after a user block of that many bytes;
     the block holds :func:`temporary_marker` while the file is written (so that :func:`remove_stale_temporaries` can
     prove a leftover is ours) and zeros once it is complete. A full disk or any other write error is a
-    :class:`DataError` naming ``path``, with the temporary removed."""
+    :class:`DataError` naming ``path``, with the temporary removed.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        File to write (its folders are created).
+    data : bytes-like
+        The contents.
+    userblock : :obj:`int`, optional
+        Size in bytes of the HDF5 user block placed before ``data`` (``0``: none).
+
+    Raises
+    ------
+    DataError
+        The folder, the temporary or the rename cannot be written.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +177,27 @@ def staged_folder(folder, inputs=()):
     """A fresh private folder inside ``folder`` to write a command's files into; when the block succeeds, each file
     is checked like ``-o`` (:func:`check_outputs`: not an input, through symlinks and hard links) and moved into
     ``folder`` by rename, so that a symlink or hard link already in ``folder`` is replaced, never written through.
-    Nothing is moved when the block fails; the staging folder is removed either way."""
+    Nothing is moved when the block fails; the staging folder is removed either way.
+
+    Parameters
+    ----------
+    folder : :obj:`str` or :obj:`pathlib.Path`
+        Destination folder (created if missing).
+    inputs : sequence of :obj:`str` or :obj:`pathlib.Path`, optional
+        Files the command read, which no output may replace.
+
+    Yields
+    ------
+    stage : :obj:`pathlib.Path`
+        The staging folder to write into.
+
+    Raises
+    ------
+    DataError
+        ``folder`` or a file in it cannot be written.
+    ConfigError
+        An output would replace an input (:func:`~multimodal_ip.safety.check_outputs`).
+    """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -33,24 +33,70 @@ except Exception:  # noqa: BLE001 - any import failure means "no GPU backend"
 
 
 def to_numpy(a):
-    """Return ``a`` as a numpy array (copies from the GPU when ``a`` is a cupy array)."""
+    """Return ``a`` as a numpy array (copies from the GPU when ``a`` is a cupy array).
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray` or array_like
+        Array of any backend.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray`
+        ``a`` on the host (no copy when it already is a numpy array).
+    """
     if _cupy is not None and isinstance(a, _cupy.ndarray):  # pragma: no cover
         return _cupy.asnumpy(a)
     return np.asarray(a)
 
 
 def asarray_like(a, like):
-    """Move ``a`` to the backend of ``like`` (no copy when already there)."""
+    """Move ``a`` to the backend of ``like`` (no copy when already there).
+
+    Parameters
+    ----------
+    a : array_like
+        Array to move.
+    like : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Array whose module (numpy or cupy) ``a`` is moved to.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        ``a`` as an array of ``like``'s module.
+    """
     return get_array_module(like).asarray(a)
 
 
 def real_dtype(dtype) -> np.dtype:
-    """The real dtype matching ``dtype`` (``complex64`` -> ``float32``)."""
+    """The real dtype matching ``dtype`` (``complex64`` -> ``float32``).
+
+    Parameters
+    ----------
+    dtype : :obj:`numpy.dtype` or :obj:`str`
+        A real or complex dtype.
+
+    Returns
+    -------
+    rdtype : :obj:`numpy.dtype`
+        The dtype of the real part (``dtype`` itself when real).
+    """
     return np.ones(1, dtype=dtype).real.dtype
 
 
 def complex_dtype(dtype) -> np.dtype:
-    """The complex dtype matching ``dtype`` (``float32`` -> ``complex64``)."""
+    """The complex dtype matching ``dtype`` (``float32`` -> ``complex64``).
+
+    Parameters
+    ----------
+    dtype : :obj:`numpy.dtype` or :obj:`str`
+        A real or complex dtype.
+
+    Returns
+    -------
+    cdtype : :obj:`numpy.dtype`
+        The smallest complex dtype holding ``dtype`` (``dtype`` itself when complex).
+    """
     return np.result_type(np.dtype(dtype), np.complex64)
 
 
@@ -89,13 +135,43 @@ def fft2(a, overwrite_x=False):
 
     ``overwrite_x=True`` lets the FFT reuse ``a``'s memory (pass it only for a temporary you own):
     18 % faster at J=1024, Np=128, measured.
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Array of at least two dimensions.
+    overwrite_x : :obj:`bool`, optional
+        Allow the FFT to destroy ``a``.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Complex spectrum, same shape and module as ``a``.
+
+    Raises
+    ------
+    ConfigError
+        ``MMIP_FFT_WORKERS`` is not a valid number of threads (numpy backend).
     """
     fft, kw = _fft_module(get_array_module(a))
     return fft.fft2(a, axes=(-2, -1), norm="ortho", overwrite_x=overwrite_x, **kw)
 
 
 def ifft2(a, overwrite_x=False):
-    """Inverse of :func:`fft2` (``overwrite_x`` as there)."""
+    """Inverse of :func:`fft2` (``overwrite_x`` as there).
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Spectrum of at least two dimensions.
+    overwrite_x : :obj:`bool`, optional
+        Allow the FFT to destroy ``a``.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Orthonormal inverse 2-D FFT over the last two axes, same shape and module as ``a``.
+    """
     fft, kw = _fft_module(get_array_module(a))
     return fft.ifft2(a, axes=(-2, -1), norm="ortho", overwrite_x=overwrite_x, **kw)
 
@@ -120,14 +196,36 @@ def fast_shape(shape) -> tuple:
 
 
 def fft2c(a):
-    """Centred orthonormal 2-D FFT over the last two axes: ``fftshift(fft2(a, norm="ortho"))``."""
+    """Centred orthonormal 2-D FFT over the last two axes: ``fftshift(fft2(a, norm="ortho"))``.
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Array of at least two dimensions.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Spectrum with the zero frequency at the centre of the last two axes.
+    """
     ncp = get_array_module(a)
     fft, kw = _fft_module(ncp)
     return ncp.fft.fftshift(fft.fft2(a, axes=(-2, -1), norm="ortho", **kw), axes=(-2, -1))
 
 
 def ifft2c(a):
-    """Adjoint (and inverse) of :func:`fft2c`."""
+    """Adjoint (and inverse) of :func:`fft2c`.
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Centred spectrum of at least two dimensions.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        ``ifft2(ifftshift(a), norm="ortho")`` over the last two axes.
+    """
     ncp = get_array_module(a)
     fft, kw = _fft_module(ncp)
     return fft.ifft2(ncp.fft.ifftshift(a, axes=(-2, -1)), axes=(-2, -1), norm="ortho", **kw)
@@ -140,6 +238,20 @@ def scatter_add(flat_index, values, size):
     ``cupyx.scatter_add`` on the GPU. For complex values on numpy, pass the index from
     :func:`interleaved_index` (twice as long): one ``bincount`` then sums real and imaginary
     parts together (2.5x faster than two passes, measured at J=1024, Np=128).
+
+    Parameters
+    ----------
+    flat_index : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Integer positions in ``[0, size)`` (raveled), or the interleaved index of :func:`interleaved_index`.
+    values : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Values to add (raveled), real or complex.
+    size : :obj:`int`
+        Length of the output vector.
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Vector of length ``size`` and dtype ``values.dtype``.
     """
     ncp = get_array_module(values)
     flat_index = flat_index.ravel()
@@ -164,7 +276,17 @@ def add_at(out, flat_index, values) -> None:
 
     ``ufunc.at`` as cupy has it (``cupy.add.at``) takes no complex arrays: complex values are added as (real,
     imaginary) pairs into ``out``'s real view at the interleaved index ``2 i, 2 i + 1`` (the same numbers; on numpy
-    the test suite checks it against ``np.add.at``)."""
+    the test suite checks it against ``np.add.at``).
+
+    Parameters
+    ----------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Contiguous 1-D array, updated in place.
+    flat_index : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Integer positions into ``out`` (raveled).
+    values : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Values to add (raveled), cast to ``out.dtype``.
+    """
     ncp = get_array_module(out)
     flat_index = flat_index.ravel()
     values = values.ravel()
@@ -177,13 +299,41 @@ def add_at(out, flat_index, values) -> None:
 
 
 def interleaved_index(flat_index):
-    """Index of the real and imaginary parts, ``[2 i, 2 i + 1]``, for :func:`scatter_add` of complex values."""
+    """Index of the real and imaginary parts, ``[2 i, 2 i + 1]``, for :func:`scatter_add` of complex values.
+
+    Parameters
+    ----------
+    flat_index : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Integer positions ``i`` (raveled).
+
+    Returns
+    -------
+    index : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        ``int64`` index twice as long: ``2 i, 2 i + 1`` for each ``i``.
+    """
     ncp = get_array_module(flat_index)
     return (2 * flat_index.astype(np.int64).ravel()[:, None] + ncp.arange(2)).ravel()
 
 
 def fftconvolve(a, k, mode, axes=(-2, -1)):
-    """``scipy.signal.fftconvolve`` on numpy, ``cupyx.scipy.signal.fftconvolve`` on cupy."""
+    """``scipy.signal.fftconvolve`` on numpy, ``cupyx.scipy.signal.fftconvolve`` on cupy.
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Input array.
+    k : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Kernel, same module and number of dimensions as ``a``.
+    mode : :obj:`str`
+        ``"full"``, ``"valid"`` or ``"same"``, as in scipy.
+    axes : :obj:`tuple` of :obj:`int`, optional
+        Axes over which to convolve (default the last two).
+
+    Returns
+    -------
+    out : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        The convolution of ``a`` and ``k``.
+    """
     ncp = get_array_module(a)
     if ncp is np:
         from scipy.signal import fftconvolve as conv
@@ -193,7 +343,18 @@ def fftconvolve(a, k, mode, axes=(-2, -1)):
 
 
 def vdot_real(a, b) -> float:
-    """Real inner product ``Re <a, b>`` of two arrays of any shape, as a Python float."""
+    """Real inner product ``Re <a, b>`` of two arrays of any shape, as a Python float.
+
+    Parameters
+    ----------
+    a, b : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Arrays of the same size (``a`` is conjugated when complex).
+
+    Returns
+    -------
+    value : :obj:`float`
+        ``Re(vdot(a.ravel(), b.ravel()))``.
+    """
     ncp = get_array_module(a)
     return float(ncp.real(ncp.vdot(a.ravel(), b.ravel())))
 

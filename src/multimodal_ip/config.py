@@ -44,7 +44,23 @@ def _toml_value(v) -> str:
 
 def to_toml(cfg: dict) -> str:
     """A TOML run file of the run keys of ``cfg`` that differ from :data:`DEFAULTS` (and the solver, iterations,
-    likelihood and dtype always): ``mmip reconstruct --config`` reads back the same configuration."""
+    likelihood and dtype always): ``mmip reconstruct --config`` reads back the same configuration.
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        A run configuration (:func:`run_config`).
+
+    Returns
+    -------
+    text : :obj:`str`
+        The TOML text, ending in a newline.
+
+    Raises
+    ------
+    ConfigError
+        A value cannot be written as TOML.
+    """
     lines, tables = [], []
     for key in RUN_KEYS:
         value = cfg.get(key, DEFAULTS[key])
@@ -62,7 +78,18 @@ def to_toml(cfg: dict) -> str:
 
 
 def parse_value(text: str):
-    """A flag value as bool/int/float/str: parsed, never evaluated."""
+    """A flag value as bool/int/float/str: parsed, never evaluated.
+
+    Parameters
+    ----------
+    text : :obj:`str`
+        The value as typed (``true``/``false`` in any case, an integer, a float, or anything else).
+
+    Returns
+    -------
+    value : :obj:`bool`, :obj:`int`, :obj:`float` or :obj:`str`
+        The first of these types that parses ``text``; ``text`` itself otherwise.
+    """
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
@@ -119,7 +146,19 @@ def _regularizer_flag(text: str) -> dict:
 
 def validation_settings(cfg: dict) -> tuple:
     """``(fraction or None, seed, rule, patience, min_delta)`` of a run: a fraction is held out when the rule is
-    ``validation`` (default 10 %) or a fraction is given (then the validation loss is only recorded)."""
+    ``validation`` (default 10 %) or a fraction is given (then the validation loss is only recorded).
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        A run configuration; its ``stopping`` table is read.
+
+    Returns
+    -------
+    settings : :obj:`tuple`
+        ``(fraction, seed, rule, patience, min_delta)``: :obj:`float` or :obj:`None`, :obj:`int`, :obj:`str`,
+        :obj:`int`, :obj:`float`.
+    """
     from .validation import DEFAULT_FRACTION
 
     spec = cfg.get("stopping") or {}
@@ -186,7 +225,23 @@ def _flags(args, cfg: dict) -> dict:
 
 
 def run_config(args) -> dict:
-    """Defaults <- TOML run file <- command-line flags."""
+    """Defaults <- TOML run file <- command-line flags.
+
+    Parameters
+    ----------
+    args : :obj:`argparse.Namespace`
+        Parsed command line (``config`` names the run file; absent flags are ``None``).
+
+    Returns
+    -------
+    cfg : :obj:`dict`
+        The checked run configuration, every key of :data:`DEFAULTS` present.
+
+    Raises
+    ------
+    ConfigError
+        The run file cannot be read or parsed, or a setting or flag is invalid.
+    """
     cfg = dict(DEFAULTS)
     if getattr(args, "config", None):
         cfg.update(check_config(_read_toml(args.config), str(args.config)))

@@ -19,6 +19,15 @@ def check_term_gradients(problem, v, seed=0) -> dict:
     the problem's precision first): a term rebuilt in float64 could take other code paths (complex128 FFTs,
     another dtype of its data) and would need the data read again, so it might pass where the run's gradient fails.
 
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The problem the solver ran on (its terms are tested alone, without regularizers).
+    v : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Packed point, typically where the run stalled.
+    seed : :obj:`int`, optional
+        Seed of the random directions.
+
     Returns
     -------
     dict

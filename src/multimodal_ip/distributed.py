@@ -25,7 +25,18 @@ _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTAS
 
 
 def mpi_world_size() -> int:
-    """Number of ranks announced by the MPI launcher's environment (1 when not under ``mpiexec``)."""
+    """Number of ranks announced by the MPI launcher's environment (1 when not under ``mpiexec``).
+
+    Returns
+    -------
+    size : :obj:`int`
+        The launcher's number of ranks, or 1.
+
+    Raises
+    ------
+    ConfigError
+        The launcher's variable is not a positive integer.
+    """
     for var in _SIZE_VARS[:2]:
         text = os.environ.get(var, "").strip()
         if text:
@@ -37,7 +48,18 @@ def mpi_world_size() -> int:
 
 
 def get_comm():
-    """``mpi4py.MPI.COMM_WORLD``, with a clear error where mpi4py is missing."""
+    """``mpi4py.MPI.COMM_WORLD``, with a clear error where mpi4py is missing.
+
+    Returns
+    -------
+    comm : :obj:`mpi4py.MPI.Comm`
+        The world communicator.
+
+    Raises
+    ------
+    ConfigError
+        mpi4py or pylops-mpi cannot be imported.
+    """
     try:
         import pylops_mpi  # noqa: F401 - the reductions use it
         from mpi4py import MPI
@@ -55,9 +77,19 @@ def agree(comm, fn, *args, **kwargs):
     read by one rank only, such as a NaN in its share of the positions, ends every rank with exit 2 instead of
     leaving the others waiting in a reduction the failed rank never joins).
 
+    Parameters
+    ----------
+    comm : :obj:`mpi4py.MPI.Comm`
+        Communicator every rank calls this with.
+    fn : :obj:`callable`
+        Work of this rank.
+    *args, **kwargs
+        Passed to ``fn``.
+
     Returns
     -------
-    What ``fn`` returned on this rank.
+    value : :obj:`object`
+        What ``fn`` returned on this rank.
 
     Raises
     ------
@@ -255,7 +287,36 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
     ``split_unknowns`` may not (each rank holds only its share of them).
 
     ``options`` (a :class:`~multimodal_ip.io.problem_builder.BuildOptions`, with ``overrides`` of its fields) are
-    those of :func:`~multimodal_ip.io.build_problem`, the same object as a one-process run's."""
+    those of :func:`~multimodal_ip.io.build_problem`, the same object as a one-process run's.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        Dataset file.
+    comm : :obj:`mpi4py.MPI.Comm`
+        Communicator; rank ``r`` of ``n`` reads part ``(r, n)`` of each split term.
+    terms : sequence of :obj:`str`, optional
+        Keep only these data terms.
+    options : :class:`~multimodal_ip.io.problem_builder.BuildOptions`, optional
+        How to build it (default ``BuildOptions()``).
+    allow_external : :obj:`bool`, optional
+        Accept external links and external storage in the file.
+    **overrides
+        Fields of ``BuildOptions`` that replace those of ``options``.
+
+    Returns
+    -------
+    dataset : :class:`~multimodal_ip.io.Dataset`
+        This rank's share of the data.
+    problem : :class:`DistributedProblem`
+        The problem whose values and gradients are summed over the ranks.
+
+    Raises
+    ------
+    MultimodalIPError
+        On every rank, when any rank's input is invalid (a split that does not match the number of ranks, refining a
+        split unknown, a bad file or balance).
+    """
     from dataclasses import replace
 
     from .io import build_problem, load_dataset

@@ -24,7 +24,18 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]
 
 def one_line(text) -> str:
     """``text`` on one line, whitespace runs (newlines of HDF5's or a parser's own messages) as single spaces, and
-    characters a terminal would act on (an escape sequence in a file or dataset name) escaped as ``\\x1b``."""
+    characters a terminal would act on (an escape sequence in a file or dataset name) escaped as ``\\x1b``.
+
+    Parameters
+    ----------
+    text : :obj:`str` or :obj:`object`
+        A message, or anything :obj:`str` can write (an exception).
+
+    Returns
+    -------
+    line : :obj:`str`
+        The message on one line, safe to print to a terminal.
+    """
     return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
                        " ".join(str(text).split()))
 
@@ -41,7 +52,20 @@ EXIT_CODES = {
 
 
 def exit_code(status: str, accept_stall: bool = False) -> int:
-    """The exit status for a solver's ``Result.status``."""
+    """The exit status for a solver's ``Result.status``.
+
+    Parameters
+    ----------
+    status : :obj:`str`
+        The result's status (``converged``, ``maxiter``, ``stalled``, ``failed``, ...).
+    accept_stall : :obj:`bool`, optional
+        Count ``stalled`` as success (``--accept-stall``).
+
+    Returns
+    -------
+    code : :obj:`int`
+        ``0``, ``3`` for a stall, ``4`` for a failure (:data:`EXIT_CODES`).
+    """
     if status == "stalled":
         return 0 if accept_stall else 3
     if status == "failed":

@@ -17,6 +17,29 @@ def hessian_spectrum(problem, v, dense_max=9000, k=40):
     At a noise-free true point the residuals vanish and the Gauss-Newton matrix *is* the
     Hessian. Dense (``numpy.linalg.eigh``) up to ``dense_max`` unknowns; beyond, the ``k``
     largest and ``k`` smallest by Lanczos (``scipy.sparse.linalg.eigsh``).
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The problem (its ``linearize(v).gauss_newton``).
+    v : :obj:`numpy.ndarray`
+        Packed point.
+    dense_max : :obj:`int`, optional
+        Largest number of unknowns for the dense eigendecomposition.
+    k : :obj:`int`, optional
+        Eigenvalues computed at each end of the spectrum by Lanczos.
+
+    Returns
+    -------
+    eigenvalues : :obj:`numpy.ndarray`
+        Ascending (all of them when dense, ``2 k`` otherwise).
+    eigenvectors : :obj:`numpy.ndarray`
+        Columns matching ``eigenvalues``.
+
+    Raises
+    ------
+    DataError
+        The dense matrix would exceed the memory budget (``MMIP_MAX_MEMORY``).
     """
     from .safety import MemoryBudget
 
@@ -40,13 +63,60 @@ def hessian_spectrum(problem, v, dense_max=9000, k=40):
 
 
 def loss_landscape(problem, v, d1, d2, radius, grid=21):
-    """Objective on the plane ``v + a d1 + b d2``, ``a, b`` in ``[-radius, radius]``."""
+    """Objective on the plane ``v + a d1 + b d2``, ``a, b`` in ``[-radius, radius]``.
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The problem (its ``value``).
+    v : :obj:`numpy.ndarray`
+        Packed centre point.
+    d1, d2 : :obj:`numpy.ndarray`
+        Packed directions.
+    radius : :obj:`float`
+        Half-width of the square in ``a`` and ``b``.
+    grid : :obj:`int`, optional
+        Points per side.
+
+    Returns
+    -------
+    t : :obj:`numpy.ndarray`
+        The ``grid`` values of ``a`` (and ``b``).
+    values : :obj:`numpy.ndarray`
+        Objective, shape ``(grid, grid)``, indexed ``[a, b]``.
+    """
     t = np.linspace(-radius, radius, grid)
     return t, np.array([[problem.value(v + a * d1 + b * d2) for b in t] for a in t])
 
 
 def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, reference=None):
-    """Spectra and landscapes for ``reference`` alone versus joint; writes PNGs and ``hessian.json``."""
+    """Spectra and landscapes for ``reference`` alone versus joint; writes PNGs and ``hessian.json``.
+
+    Parameters
+    ----------
+    dataset : :class:`~multimodal_ip.io.Dataset`
+        The data, with the truth of every variable (the study's point).
+    joint : :class:`~multimodal_ip.JointProblem`
+        The joint problem.
+    outdir : :obj:`pathlib.Path`
+        Folder for ``eigenvalues.png``, ``landscapes.png`` and ``hessian.json`` (created).
+    dense_max, k : :obj:`int`, optional
+        As in :func:`hessian_spectrum`.
+    grid : :obj:`int`, optional
+        Points per side of each landscape.
+    reference : :obj:`str`, optional
+        Term studied alone (default the first term).
+
+    Returns
+    -------
+    summary : :obj:`str`
+        A few lines: each problem's eigenvalue count, largest value and condition, and the files written.
+
+    Raises
+    ------
+    DataError
+        The dataset lacks the truth of a variable, or the study would exceed the memory budget.
+    """
     missing = [n for n in joint.space.names if n not in dataset.truth]
     if missing:
         msg = f"{dataset.source}: the Hessian study needs the truth of every variable; no /truth/{missing[0]}"

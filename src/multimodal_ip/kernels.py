@@ -20,7 +20,18 @@ except ImportError:  # pragma: no cover
 
 
 def use_numba(a=None) -> bool:
-    """Whether the numba kernels run (numba importable, ``MMIP_NUMBA`` not 0, and ``a`` a numpy array)."""
+    """Whether the numba kernels run (numba importable, ``MMIP_NUMBA`` not 0, and ``a`` a numpy array).
+
+    Parameters
+    ----------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`, optional
+        Array a kernel would run on; ``None``: only numba and ``MMIP_NUMBA`` are checked.
+
+    Returns
+    -------
+    flag : :obj:`bool`
+        ``True`` when the numba kernel is used.
+    """
     if numba is None or os.environ.get("MMIP_NUMBA", "1").strip() == "0":
         return False
     return a is None or isinstance(a, np.ndarray)
@@ -48,7 +59,22 @@ if numba is not None:  # pragma: no cover - compiled code is not traced by cover
 
 def amplitude_misfit_(y, d, scale: float) -> float:
     r""":math:`\sum (|y| - \sqrt{d})^2` returned, and ``y`` overwritten by :math:`s\,(|y| - \sqrt d)\,y/|y|`
-    (0 where :math:`y = 0`): the amplitude loss's value (before the factor 1/2 s) and gradient in one pass."""
+    (0 where :math:`y = 0`): the amplitude loss's value (before the factor 1/2 s) and gradient in one pass.
+
+    Parameters
+    ----------
+    y : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Complex predicted field, overwritten by the gradient.
+    d : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Measured intensities, same size as ``y`` (negative values count as 0; integer counts accepted).
+    scale : :obj:`float`
+        Factor :math:`s` of the gradient.
+
+    Returns
+    -------
+    total : :obj:`float`
+        :math:`\sum (|y| - \sqrt{d})^2`.
+    """
     if d.dtype.kind in "iub":  # integer counts: converted one block at a time (sqrt of an integer is float64)
         d = d.astype(y.real.dtype)
     if use_numba(y) and y.flags.c_contiguous and d.flags.c_contiguous and y.size == d.size:

@@ -130,7 +130,32 @@ class Modality(Protocol):
 
 @dataclass(frozen=True)
 class ModalityInfo:
-    """A modality's capabilities, defaults filled in and types checked."""
+    """A modality's capabilities, defaults filled in and types checked.
+
+    Made by :func:`capabilities`; each field is the modality attribute of the same name (the table in the module
+    docstring), or its default.
+
+    Parameters
+    ----------
+    obj : :obj:`object`
+        The registered modality.
+    options : :obj:`tuple` of :obj:`str`, optional
+        Keyword options ``build_term`` accepts.
+    split_axes : :obj:`dict`, optional
+        ``{dataset: axis}`` along which the term's data split into independent parts.
+    balance_role : :obj:`str`, optional
+        ``"reference"`` or ``"none"``.
+    refinable : :obj:`tuple` of :obj:`str`, optional
+        Calibration unknowns the term can read.
+    split_unknowns : :obj:`tuple` of :obj:`str`, optional
+        Calibration unknowns with one entry per split index.
+    inputs : :obj:`tuple` of :obj:`str`, optional
+        Variables the term reads.
+    datasets : :obj:`tuple` of :obj:`str` or :obj:`None`, optional
+        Datasets of its group the term reads (``None``: all).
+    measurements : :obj:`tuple` of :obj:`str`, optional
+        Datasets of measured values.
+    """
 
     obj: Any
     options: tuple = ()

@@ -337,7 +337,13 @@ def get_registry() -> Registry:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The pluggy manager of the process-wide registry."""
+    """The pluggy manager of the process-wide registry.
+
+    Returns
+    -------
+    pm : :obj:`pluggy.PluginManager`
+        The manager holding the loaded plugins.
+    """
     return get_registry().pm
 
 

@@ -258,5 +258,12 @@ REGULARIZERS = {"tikhonov": Tikhonov, "tv": TotalVariation, "box": Box, "nonnega
 
 @hookimpl
 def mmip_register_regularizers(register):
+    """Register the built-in regularizers (hook ``mmip_register_regularizers``).
+
+    Parameters
+    ----------
+    register : :obj:`callable`
+        ``register(name, cls)``: adds a regularizer class under a name (``tv``, ``box``, ...).
+    """
     for name, cls in REGULARIZERS.items():
         register(name, cls)

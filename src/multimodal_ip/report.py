@@ -12,7 +12,18 @@ from .errors import ConfigError
 
 
 def figure_backend():
-    """matplotlib.pyplot on the Agg backend (for report plugins too); a clear error without matplotlib."""
+    """matplotlib.pyplot on the Agg backend (for report plugins too); a clear error without matplotlib.
+
+    Returns
+    -------
+    plt : module
+        ``matplotlib.pyplot``.
+
+    Raises
+    ------
+    ConfigError
+        matplotlib is not installed.
+    """
     return _plt()
 
 
@@ -40,6 +51,20 @@ def best_phase_error(estimate, truth) -> float:
 
 
 def markdown_table(header, rows) -> str:
+    """A GitHub-flavoured Markdown table.
+
+    Parameters
+    ----------
+    header : sequence of :obj:`str`
+        Column titles.
+    rows : sequence of sequence
+        Cells of each row (written with :obj:`str`).
+
+    Returns
+    -------
+    table : :obj:`str`
+        The table, one line per row, without a final newline.
+    """
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
@@ -47,7 +72,26 @@ def markdown_table(header, rows) -> str:
 
 def error_table(results: dict, truth: dict | None, variables=None) -> tuple[list, list]:
     """``(header, rows)``: per method, the final relative error of each variable with a truth (``variables``: which,
-    default every variable of the first result that has a truth), the total and the time."""
+    default every variable of the first result that has a truth), the total and the time.
+
+    Parameters
+    ----------
+    results : :obj:`dict`
+        ``{method: Result}``, each with a ``history`` table (columns ``error_<variable>``, ``error_total``,
+        ``time_s``).
+    truth : :obj:`dict` or :obj:`None`
+        ``{variable: array}``; ``None``: no error columns.
+    variables : sequence of :obj:`str`, optional
+        Variables to report (default every variable of the first result).
+
+    Returns
+    -------
+    header : :obj:`list` of :obj:`str`
+        Column titles.
+    rows : :obj:`list` of :obj:`list`
+        One row per method: its name, the last error of each variable (``nan`` if not recorded), the total error and
+        the wall time in seconds.
+    """
     first = next(iter(results.values()))
     names = [n for n in (variables or first.arrays) if truth is not None and n in truth]
     header = ["method", *(f"error {n}" for n in names), "error total", "time (s)"]
@@ -68,7 +112,28 @@ def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, 
     ``figures(arrays, start, truth, outdir)``; each sees ``{method: {variable: array}}`` and decides itself whether
     the results concern it (e.g. by the variable names). A ``figures`` that takes a keyword ``problems`` also gets
     ``{method: JointProblem}`` when the problems are at hand (``mmip compare``; ``None`` for a result file alone):
-    the measured data and the forward models, to draw data against the fits."""
+    the measured data and the forward models, to draw data against the fits.
+
+    Parameters
+    ----------
+    arrays : :obj:`dict`
+        ``{method: {variable: array}}``: the results.
+    start : :obj:`dict`
+        ``{variable: array}``: the start point.
+    truth : :obj:`dict` or :obj:`None`
+        ``{variable: array}``, when known.
+    outdir : :obj:`pathlib.Path`
+        Folder the figures are written into.
+    registry : :class:`~multimodal_ip.plugins.Registry`, optional
+        Where the report plugins are looked up (default the installed plugins).
+    problems : :obj:`dict`, optional
+        ``{method: JointProblem}``, passed to a ``figures`` that takes it.
+
+    Returns
+    -------
+    reports : :obj:`dict`
+        ``{"columns": ..., "tables": ..., "figures": ...}`` as above.
+    """
     import inspect
 
     from .plugins import get_registry
@@ -90,7 +155,20 @@ def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, 
 
 
 def plot_histories(histories: dict, path) -> Path:
-    """Log-log objective and relative error versus iteration, one line per method."""
+    """Log-log objective and relative error versus iteration, one line per method.
+
+    Parameters
+    ----------
+    histories : :obj:`dict`
+        ``{method: history table}`` with columns ``iteration``, ``objective`` and optionally ``error_total``.
+    path : :obj:`str` or :obj:`pathlib.Path`
+        Image file to write (format from the suffix).
+
+    Returns
+    -------
+    path : :obj:`pathlib.Path`
+        The file written.
+    """
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method, h in histories.items():
@@ -122,7 +200,24 @@ def _maps(a) -> list:
 
 def plot_reconstructions(arrays: dict, truth: dict | None, path, variables=None) -> Path | None:
     """Every image-like variable (2-D, or a short stack of 2-D maps) per method (rows), the truth first and the
-    error maps beside when a truth is known. ``None`` when no variable is image-like."""
+    error maps beside when a truth is known. ``None`` when no variable is image-like.
+
+    Parameters
+    ----------
+    arrays : :obj:`dict`
+        ``{method: {variable: array}}`` (complex variables are shown as their modulus).
+    truth : :obj:`dict` or :obj:`None`
+        ``{variable: array}``; with every shown variable in it, a truth row and error maps are added.
+    path : :obj:`str` or :obj:`pathlib.Path`
+        Image file to write.
+    variables : sequence of :obj:`str`, optional
+        Variables to show (default every image-like variable of the first method).
+
+    Returns
+    -------
+    path : :obj:`pathlib.Path` or :obj:`None`
+        The file written, or ``None`` (nothing written) when no variable is image-like.
+    """
     plt = _plt()
     first = next(iter(arrays.values()))
     names = [n for n in (variables or first) if _maps(first[n])]

@@ -41,12 +41,41 @@ def _remember_input(st) -> None:
 
 
 def is_input(st) -> bool:
-    """Whether the file of ``os.stat`` result ``st`` is an input of this process (:func:`regular_input`)."""
+    """Whether the file of ``os.stat`` result ``st`` is an input of this process (:func:`regular_input`).
+
+    Parameters
+    ----------
+    st : :obj:`os.stat_result`
+        The ``stat`` of a file (its device and inode are compared).
+
+    Returns
+    -------
+    flag : :obj:`bool`
+        ``True`` if :func:`regular_input` accepted that file in this process.
+    """
     return (st.st_dev, st.st_ino) in _INPUTS
 
 
 def regular_input(path, what="file") -> Path:
-    """``path`` as a :class:`Path` if it is an existing regular file (symlinks followed); else a one-line error."""
+    """``path`` as a :class:`Path` if it is an existing regular file (symlinks followed); else a one-line error.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        File to read.
+    what : :obj:`str`, optional
+        What the file is, for the messages (``"file"``, ``"dataset"``, ``"run file"``).
+
+    Returns
+    -------
+    path : :obj:`pathlib.Path`
+        The checked path, remembered as an input of this process (:func:`is_input`).
+
+    Raises
+    ------
+    DataError
+        The name is empty or holds a NUL byte, or the file is missing, unreadable or not a regular file.
+    """
     text = str(path)
     if not text.strip():
         msg = f"empty {what} name"
@@ -76,7 +105,31 @@ def regular_input(path, what="file") -> Path:
 
 
 def walk_group(path, group, prefix, allow_external=False):
-    """``(name, object)`` for each member of ``group``; links that leave the file are refused by name."""
+    """``(name, object)`` for each member of ``group``; links that leave the file are refused by name.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The HDF5 file's name, for the messages.
+    group : :obj:`h5py.Group`
+        Group whose members are walked.
+    prefix : :obj:`str`
+        The group's path in the file, for the messages.
+    allow_external : :obj:`bool`, optional
+        Accept external links and external storage (as :func:`member`).
+
+    Yields
+    ------
+    name : :obj:`str`
+        Member name.
+    obj : :obj:`h5py.Group` or :obj:`h5py.Dataset`
+        The member, checked by :func:`member`.
+
+    Raises
+    ------
+    DataError
+        A member's link is refused (see :func:`member`).
+    """
     for name in group:
         yield name, member(path, group, name, prefix, allow_external)
 
@@ -84,7 +137,32 @@ def walk_group(path, group, prefix, allow_external=False):
 def member(path, group, name, prefix="/", allow_external=False):
     """``group[name]`` after checking the link: external links, soft links that leave the file or dangle, virtual
     datasets and datasets with external raw storage are refused with one line naming ``path:prefix+name``; with
-    ``allow_external``, a virtual source or external storage file that is missing is still refused."""
+    ``allow_external``, a virtual source or external storage file that is missing is still refused.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The HDF5 file's name, for the messages.
+    group : :obj:`h5py.Group`
+        Group holding the member.
+    name : :obj:`str`
+        Member name in ``group``.
+    prefix : :obj:`str`, optional
+        The group's path in the file, for the messages.
+    allow_external : :obj:`bool`, optional
+        Accept external links, soft links that leave the file, virtual datasets and external raw storage
+        (``--allow-external-links``).
+
+    Returns
+    -------
+    obj : :obj:`h5py.Group` or :obj:`h5py.Dataset`
+        ``group[name]``.
+
+    Raises
+    ------
+    DataError
+        The link is refused or cannot be resolved, or a dataset's storage is refused.
+    """
     where = f"{path}:{prefix}{name}"
     link = group.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink) and not allow_external:
@@ -107,7 +185,18 @@ def member(path, group, name, prefix="/", allow_external=False):
 
 def external_raw_files(d) -> list:
     """``[(file name, offset, size)]`` of a dataset whose bytes live in other files (HDF5 external raw storage,
-    ``create_dataset(..., external=...)``); empty for ordinary storage."""
+    ``create_dataset(..., external=...)``); empty for ordinary storage.
+
+    Parameters
+    ----------
+    d : :obj:`h5py.Dataset`
+        Dataset to inspect (its bytes are not read).
+
+    Returns
+    -------
+    files : :obj:`list` of :obj:`tuple`
+        ``(name, offset, size)`` for each external file, with ``name`` a :obj:`str` and ``offset``, ``size`` in bytes.
+    """
     plist = d.id.get_create_plist()
     out = []
     for i in range(plist.get_external_count()):
@@ -175,7 +264,25 @@ def _has_dataset(path, key) -> bool:
 
 
 def parse_size(text, allow_zero=False) -> int:
-    """Bytes from ``"8G"``, ``"500M"``, ``"64K"``, ``"1000000"``; :class:`ValueError` otherwise."""
+    """Bytes from ``"8G"``, ``"500M"``, ``"64K"``, ``"1000000"``; :class:`ValueError` otherwise.
+
+    Parameters
+    ----------
+    text : :obj:`str` or :obj:`int`
+        A number of bytes, optionally with a binary suffix ``K``, ``M``, ``G`` or ``T`` (case-insensitive).
+    allow_zero : :obj:`bool`, optional
+        Accept ``0``.
+
+    Returns
+    -------
+    nbytes : :obj:`int`
+        The size in bytes.
+
+    Raises
+    ------
+    ValueError
+        ``text`` is empty, not a number, negative, infinite, or zero without ``allow_zero``.
+    """
     text = str(text).strip()
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     if not text:
@@ -188,7 +295,18 @@ def parse_size(text, allow_zero=False) -> int:
 
 
 def memory_budget_bytes() -> int:
-    """``MMIP_MAX_MEMORY`` (bytes, or with a K/M/G/T suffix), else 80 % of the available memory."""
+    """``MMIP_MAX_MEMORY`` (bytes, or with a K/M/G/T suffix), else 80 % of the available memory.
+
+    Returns
+    -------
+    nbytes : :obj:`int`
+        The memory budget in bytes (capped by an address-space limit, ``ulimit -v``).
+
+    Raises
+    ------
+    ConfigError
+        ``MMIP_MAX_MEMORY`` is not a positive size.
+    """
     text = os.environ.get(ENV_MEMORY, "").strip()
     if text:
         try:
@@ -219,7 +337,18 @@ def memory_budget_bytes() -> int:
 
 
 class MemoryBudget:
-    """Bytes that may still be read; :meth:`take` refuses, naming the dataset, what would exceed it."""
+    """Bytes that may still be read; :meth:`take` refuses, naming the dataset, what would exceed it.
+
+    Parameters
+    ----------
+    total : :obj:`int`, optional
+        Budget in bytes; default ``MMIP_MAX_MEMORY``, else 80 % of the available memory.
+
+    Raises
+    ------
+    ConfigError
+        ``total`` is not given and ``MMIP_MAX_MEMORY`` is not a valid size.
+    """
 
     def __init__(self, total: int | None = None):
         self.total = memory_budget_bytes() if total is None else int(total)
@@ -289,7 +418,23 @@ def check_outputs(outputs, inputs, folder=False) -> None:
     """Refuse to write any of ``outputs`` (files or folders) where it would replace or lie inside an input.
 
     Compared by identity (device, inode) through symlinks and hard links, and by resolved path for files that
-    do not exist yet; a folder output may not be an input and may not contain one."""
+    do not exist yet; a folder output may not be an input and may not contain one.
+
+    Parameters
+    ----------
+    outputs : sequence of :obj:`str` or :obj:`pathlib.Path`
+        Files or folders about to be written.
+    inputs : sequence of :obj:`str` or :obj:`pathlib.Path`
+        Files read by the command (empty entries are skipped).
+    folder : :obj:`bool`, optional
+        The outputs are folders (else files).
+
+    Raises
+    ------
+    ConfigError
+        A name is empty or holds a NUL byte or a newline, an output is or contains an input, or an output is of
+        the wrong kind (a folder for a file, a file above it, ...).
+    """
     _check_nul((*outputs, *(i for i in inputs if i)))
     ins = [(Path(str(i)), _identity(Path(str(i)))) for i in inputs if i]
     for out in outputs:
@@ -300,7 +445,29 @@ def check_outputs(outputs, inputs, folder=False) -> None:
 
 
 def read_text_capped(path, what="run file", cap=MAX_RUN_FILE_BYTES) -> bytes:
-    """The bytes of a small regular file, refusing FIFOs, devices, directories and files over ``cap``."""
+    """The bytes of a small regular file, refusing FIFOs, devices, directories and files over ``cap``.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        File to read.
+    what : :obj:`str`, optional
+        What the file is, for the messages.
+    cap : :obj:`int`, optional
+        Largest size accepted, in bytes.
+
+    Returns
+    -------
+    data : :obj:`bytes`
+        The file's contents.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable or not a regular file (:func:`regular_input`).
+    ConfigError
+        The file is larger than ``cap``.
+    """
     p = regular_input(path, what)
     if p.stat().st_size > cap:
         msg = f"{p}: {what} is {p.stat().st_size} bytes, more than the {cap} allowed"
@@ -310,7 +477,25 @@ def read_text_capped(path, what="run file", cap=MAX_RUN_FILE_BYTES) -> bytes:
 
 
 def file_fingerprint(path, chunk=1 << 22) -> str:
-    """SHA-256 of a file's bytes (streamed: bounded memory), as hex; what a checkpoint records of its input."""
+    """SHA-256 of a file's bytes (streamed: bounded memory), as hex; what a checkpoint records of its input.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        File to hash.
+    chunk : :obj:`int`, optional
+        Bytes read at a time.
+
+    Returns
+    -------
+    digest : :obj:`str`
+        Hexadecimal SHA-256.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable or not a regular file (:func:`regular_input`).
+    """
     h = hashlib.sha256()
     with open(regular_input(path), "rb") as fh:
         while block := fh.read(chunk):

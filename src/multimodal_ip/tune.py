@@ -23,7 +23,18 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class Setting:
-    """One point of the grid: balance constant, likelihood, regularizer strengths (``{regularizer index: value}``)."""
+    """One point of the grid: balance constant, likelihood, regularizer strengths (``{regularizer index: value}``).
+
+    Parameters
+    ----------
+    balance_c : :obj:`float` or :obj:`None`
+        Balance constant :math:`c` of the balanced likelihood; ``None`` for the Poisson likelihood (its weights come
+        from the photon statistics).
+    likelihood : :obj:`str`, optional
+        ``"balanced"`` or ``"poisson"``.
+    strengths : :obj:`tuple`, optional
+        ``(regularizer index, strength)`` pairs.
+    """
 
     balance_c: float | None
     likelihood: str = "balanced"
@@ -48,7 +59,27 @@ class Trial:
 
 def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
     """The settings to try: every ``c`` for the balanced likelihood (the Poisson likelihood takes its weights from the
-    photon statistics: one setting), times every combination of regularizer strengths."""
+    photon statistics: one setting), times every combination of regularizer strengths.
+
+    Parameters
+    ----------
+    c_values : sequence of :obj:`float`
+        Balance constants tried with the balanced likelihood.
+    likelihoods : sequence of :obj:`str`
+        Likelihoods tried (``"balanced"``, ``"poisson"``).
+    strength_grids : :obj:`dict`
+        ``{regularizer index: sequence of strengths}``.
+
+    Returns
+    -------
+    grid : :obj:`list` of :class:`Setting`
+        The settings, likelihood-major.
+
+    Raises
+    ------
+    ConfigError
+        The grid is empty.
+    """
     combos = list(itertools.product(*[[(i, v) for v in vals] for i, vals in sorted(strength_grids.items())]))
     out = []
     for lik in likelihoods:
@@ -61,7 +92,24 @@ def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
 
 
 def validation_score(scorer, x, reference: dict) -> tuple:
-    """``(score, {term: ratio})``: each term's held-out loss at ``x`` (default loss) over its value at the start."""
+    """``(score, {term: ratio})``: each term's held-out loss at ``x`` (default loss) over its value at the start.
+
+    Parameters
+    ----------
+    scorer : :class:`~multimodal_ip.JointProblem`
+        Problem whose ``linearize`` reports each term's held-out loss (``validation``) with the default loss.
+    x : :obj:`numpy.ndarray`
+        Point to score.
+    reference : :obj:`dict`
+        ``{term: held-out loss at the flat start}``.
+
+    Returns
+    -------
+    score : :obj:`float`
+        Sum of the ratios (lower is better).
+    ratios : :obj:`dict`
+        ``{term: held-out loss at x / reference}`` (``inf`` where the reference is zero).
+    """
     val = scorer.linearize(x).validation
     ratios = {t: val[t] / reference[t] if reference[t] > 0 else math.inf for t in reference}
     return float(sum(ratios.values())), ratios
@@ -72,7 +120,20 @@ def choose(trials: list, tolerance: float = 0.0) -> "Trial":
     ``tolerance`` (relative) of the lowest: the balanced likelihood before Poisson, then the smallest ``c`` (the least
     weight on the terms balanced against the reference), then the smallest strengths. Near the optimum the held-out
     score is flat to about 1 % while the true error still varies by several percent (docs/validation.md); among
-    settings the data cannot tell apart this prefers the one that trusts the weighted terms least."""
+    settings the data cannot tell apart this prefers the one that trusts the weighted terms least.
+
+    Parameters
+    ----------
+    trials : :obj:`list` of ``Trial``
+        Trials returned by :func:`tune` (at least one).
+    tolerance : :obj:`float`, optional
+        Relative score tolerance; ``0`` picks the lowest score.
+
+    Returns
+    -------
+    trial : ``Trial``
+        The chosen trial.
+    """
     best = min(trials, key=lambda t: t.score)
     if tolerance <= 0:
         return best
@@ -93,6 +154,38 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
     iteration is also the iteration count of a run on all the data from that start (a warm start from the previous
     setting would save iterations but make the counts incomparable). ``budget_s``: stop trying settings after this
     much time (the trials so far are returned).
+
+    Parameters
+    ----------
+    build : :obj:`callable`
+        ``build(setting, validation, seed, score=False)`` returning the :class:`~multimodal_ip.JointProblem` of a
+        setting with ``validation`` of the data held out; ``score=True`` builds the scoring problem (default
+        losses).
+    solve : :obj:`callable`
+        ``solve(problem, x0, stopping)`` returning a solver ``Result``.
+    grid : sequence of :class:`Setting`
+        Settings to try (:func:`settings_grid`).
+    fraction : :obj:`float`
+        Fraction of each term's data held out for validation.
+    seed : :obj:`int`
+        Seed of the held-out mask (the same for every setting).
+    patience : :obj:`int`
+        Iterations without a better validation loss before a fit stops
+        (:class:`~multimodal_ip.validation.StopOnValidation`).
+    progress : :obj:`callable`, optional
+        Called with each ``Trial`` once it is done.
+    budget_s : :obj:`float`, optional
+        Time budget in seconds (at least one setting is always tried).
+
+    Returns
+    -------
+    trials : :obj:`list` of ``Trial``
+        One per setting tried, in grid order.
+
+    Raises
+    ------
+    ConfigError
+        The held-out loss at the flat start is not finite.
     """
     from .validation import StopOnValidation
 

@@ -40,7 +40,28 @@ def _key(name: str) -> int:
 
 def holdout_mask(shape, fraction: float, seed: int, name: str, axis=None, offset: int = 0) -> np.ndarray:
     """``True`` where a value is held out. With ``axis``, the slab at global index ``offset + i`` along it is drawn
-    from its own generator seeded by ``(seed, name, offset + i)``: any contiguous split gives the same values."""
+    from its own generator seeded by ``(seed, name, offset + i)``: any contiguous split gives the same values.
+
+    Parameters
+    ----------
+    shape : :obj:`tuple` of :obj:`int`
+        Shape of the data (of this part or rank).
+    fraction : :obj:`float`
+        Probability that a value is held out.
+    seed : :obj:`int`
+        Random seed.
+    name : :obj:`str`
+        Term name, mixed into the seed (terms draw independent masks).
+    axis : :obj:`int`, optional
+        Split axis of the data; ``None``: one draw for the whole array.
+    offset : :obj:`int`, optional
+        Global index of the first slab along ``axis`` (a part's or rank's ``split_offset``).
+
+    Returns
+    -------
+    mask : :obj:`numpy.ndarray`
+        Boolean array of ``shape``.
+    """
     shape = tuple(int(s) for s in shape)
     if axis is None:
         return np.random.default_rng([int(seed), _key(name)]).random(shape) < fraction
@@ -53,7 +74,23 @@ def holdout_mask(shape, fraction: float, seed: int, name: str, axis=None, offset
 
 def check_fraction(fraction) -> float:
     """The share held out, as a float; a :class:`~multimodal_ip.errors.ConfigError` unless it is in
-    ``(0, MAX_FRACTION]``."""
+    ``(0, MAX_FRACTION]``.
+
+    Parameters
+    ----------
+    fraction : :obj:`float` or :obj:`str`
+        Share of every term's values to hold out.
+
+    Returns
+    -------
+    fraction : :obj:`float`
+        The same share.
+
+    Raises
+    ------
+    ConfigError
+        ``fraction`` is not a number in ``(0, MAX_FRACTION]``.
+    """
     try:
         f = float(fraction)
     except (TypeError, ValueError):
@@ -83,7 +120,31 @@ def _check_count(td, shape, axis, fraction: float) -> None:
 def term_holdout(td, info, fraction: float, seed: int) -> np.ndarray:
     """The held-out mask of one term (a whole term, a part or an MPI rank's share): the modality's
     ``validation_mask`` when it has one, else :func:`holdout_mask` along the data's split axis. A share outside
-    ``(0, MAX_FRACTION]``, or one the whole term would hold fewer than :data:`MIN_HELD_OUT` values of, is refused."""
+    ``(0, MAX_FRACTION]``, or one the whole term would hold fewer than :data:`MIN_HELD_OUT` values of, is refused.
+
+    Parameters
+    ----------
+    td : :class:`~multimodal_ip.io.TermData`
+        The term's data (its ``data`` array, attributes ``split_offset``/``split_total`` for a part or rank).
+    info : :class:`~multimodal_ip.modality.ModalityInfo`
+        The term's modality (its ``split_axes`` and ``validation_mask``).
+    fraction : :obj:`float`
+        Share of the values to hold out.
+    seed : :obj:`int`
+        Random seed.
+
+    Returns
+    -------
+    mask : :obj:`numpy.ndarray`
+        Boolean array, ``True`` where a value is held out.
+
+    Raises
+    ------
+    ConfigError
+        The share is out of range or holds out too few values.
+    DataError
+        The modality's mask has the wrong shape or dtype, or the term has no ``data`` and no ``validation_mask``.
+    """
     fraction = check_fraction(fraction)
     shape = np.shape(td.arrays["data"]) if "data" in td.arrays else None
     axis = info.split_axes.get("data")
@@ -105,7 +166,20 @@ def term_holdout(td, info, fraction: float, seed: int) -> np.ndarray:
 
 class StopOnValidation:
     """Early stopping: remembers the iterate with the lowest ``validation_total`` and asks to stop once it has not
-    improved (by more than ``min_delta`` relative) for ``patience`` iterations."""
+    improved (by more than ``min_delta`` relative) for ``patience`` iterations.
+
+    Parameters
+    ----------
+    patience : :obj:`int`, optional
+        Iterations without improvement before stopping (at least 1).
+    min_delta : :obj:`float`, optional
+        Relative decrease of the best value that counts as an improvement.
+
+    Raises
+    ------
+    ConfigError
+        ``patience`` is below 1.
+    """
 
     def __init__(self, patience: int = 10, min_delta: float = 0.0):
         if int(patience) < 1:

@@ -172,7 +172,25 @@ def atomic_h5(path, size_hint: int = 0):
     one :class:`~multimodal_ip.errors.DataError` naming ``path``; HDF5 failing inside its own writes leaves objects
     that cannot be closed: tracebacks at exit and a crash). Larger files are written by HDF5 to a marked temporary once
     the disk has room for them (checked first: one line naming both sizes otherwise); only a disk filled by another
-    program during that write can still end in HDF5's own error."""
+    program during that write can still end in HDF5's own error.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        File to write.
+    size_hint : :obj:`int`, optional
+        Approximate bytes of arrays the block writes.
+
+    Yields
+    ------
+    f : :obj:`h5py.File`
+        The open file (its root attributes ``format`` and ``format_version`` set).
+
+    Raises
+    ------
+    DataError
+        The file cannot be written (full disk, no permission, not enough room for a large file).
+    """
     from ..atomic import USERBLOCK, atomic_write
 
     path = Path(path)

@@ -24,7 +24,18 @@ def register_filters() -> None:
 
 def missing_filter(d) -> str | None:
     """For a dataset ``d``: ``"compressed with HDF5 filter <id> (<name>), which this HDF5 cannot apply; install
-    <package>"`` for its first filter that is not available, else ``None``."""
+    <package>"`` for its first filter that is not available, else ``None``.
+
+    Parameters
+    ----------
+    d : :obj:`h5py.Dataset`
+        Dataset to inspect (its data is not read).
+
+    Returns
+    -------
+    reason : :obj:`str` or :obj:`None`
+        The message part above, or ``None`` when every filter is available (or the filters cannot be listed).
+    """
     try:
         plist = d.id.get_create_plist()
         filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]

@@ -293,7 +293,29 @@ def _calibration(dataset, modalities, refine):
 def balance_reference(names, dataset, reference=None, registry=None) -> str:
     """The reference term of the balancing: ``reference``, else the dataset's ``reference_term`` attribute, else
     the one term whose modality declares ``balance_role = "reference"``. Never the order of the terms in the
-    file; when nothing decides, a :class:`ConfigError` names the terms and the ways to choose."""
+    file; when nothing decides, a :class:`ConfigError` names the terms and the ways to choose.
+
+    Parameters
+    ----------
+    names : sequence of :obj:`str`
+        Terms being solved.
+    dataset : :class:`Dataset`
+        The data (its ``reference_term`` attribute and each term's modality).
+    reference : :obj:`str`, optional
+        Explicit choice (``--balance-reference``).
+    registry : :class:`~multimodal_ip.plugins.Registry`, optional
+        Where the modalities are looked up (default the installed plugins).
+
+    Returns
+    -------
+    reference : :obj:`str`
+        Name of the reference term.
+
+    Raises
+    ------
+    ConfigError
+        The chosen term is not being solved, or no single term declares the reference role.
+    """
     names = list(names)
     where = "--balance-reference" if reference is not None else f"{dataset.source}: attribute reference_term"
     chosen = reference if reference is not None else dataset.attrs.get("reference_term")
@@ -318,7 +340,33 @@ def balance_reference(names, dataset, reference=None, registry=None) -> str:
 def apply_balance(problem, dataset, balance_c=None, reference=None, xp=None, registry=None):
     """The paper's weights at the start point (all ones, calibration at its start values; see
     :func:`~multimodal_ip.balanced_weights`), with ``c`` from the argument, else the dataset's ``balance_c``
-    attribute (default 0.01), and the reference term from :func:`balance_reference`."""
+    attribute (default 0.01), and the reference term from :func:`balance_reference`.
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.JointProblem`
+        The problem to weight.
+    dataset : :class:`Dataset`
+        The data (attributes ``balance_c`` and ``reference_term``).
+    balance_c : :obj:`float`, optional
+        The constant :math:`c`.
+    reference : :obj:`str`, optional
+        The reference term (:func:`balance_reference`).
+    xp : module, optional
+        Array module of the start point (default numpy).
+    registry : :class:`~multimodal_ip.plugins.Registry`, optional
+        Where the modalities are looked up.
+
+    Returns
+    -------
+    problem : :class:`~multimodal_ip.JointProblem`
+        ``problem`` with the balanced weights (``problem`` itself when it has fewer than two terms).
+
+    Raises
+    ------
+    ConfigError
+        ``c`` is not a finite positive number, the reference cannot be chosen, or a weight is not finite.
+    """
     names = list(problem.term_names)
     if len(names) < 2:
         return problem

@@ -15,6 +15,13 @@ from .dataset import FORMAT, _nbytes_of, _str, atomic_h5, check_attrs, open_h5, 
 
 
 def versions() -> dict:
+    """Installed versions of this package, its plugin distributions and the main dependencies.
+
+    Returns
+    -------
+    versions : :obj:`dict`
+        ``{distribution: version}``, for those installed (what a result file records).
+    """
     out = {}
     plugins = sorted({ep.dist.name for ep in metadata.entry_points(group="multimodal_ip") if ep.dist is not None})
     for dist in ("multimodal_ip", *plugins, "numpy", "scipy", "pylops", "pyproximal", "h5py", "pluggy"):
@@ -136,7 +143,24 @@ def load_result(path) -> dict:
 
 def save_checkpoint(path, state: dict, config: dict, fingerprint: str = "") -> None:
     """Solver state (arrays, scalars, history), the run configuration and the input's fingerprint
-    (:func:`~multimodal_ip.safety.file_fingerprint`), written atomically."""
+    (:func:`~multimodal_ip.safety.file_fingerprint`), written atomically.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        Checkpoint file.
+    state : :obj:`dict`
+        A solver's ``state_dict()``: ``solver``, ``iteration``, ``elapsed``, ``scalars``, ``arrays``, ``history``.
+    config : :obj:`dict`
+        The run configuration (written as JSON).
+    fingerprint : :obj:`str`, optional
+        SHA-256 of the input file.
+
+    Raises
+    ------
+    DataError
+        The file cannot be written.
+    """
     with atomic_h5(path, size_hint=_nbytes_of(state.get("arrays", {}).values())) as f:
         g = f.create_group("checkpoint")
         g.attrs["fingerprint"] = fingerprint
@@ -155,7 +179,25 @@ def save_checkpoint(path, state: dict, config: dict, fingerprint: str = "") -> N
 
 def load_checkpoint(path):
     """``(state, config)`` from a checkpoint file, read through the safe reader (no links leaving the file,
-    sizes within the memory budget, finite arrays); ``config["fingerprint"]`` is the input's fingerprint."""
+    sizes within the memory budget, finite arrays); ``config["fingerprint"]`` is the input's fingerprint.
+
+    Parameters
+    ----------
+    path : :obj:`str` or :obj:`pathlib.Path`
+        Checkpoint file written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    state : :obj:`dict`
+        Solver state, for ``resume_state``.
+    config : :obj:`dict`
+        The run configuration, with ``fingerprint``.
+
+    Raises
+    ------
+    DataError
+        The file is not a readable checkpoint, or is over the memory budget.
+    """
     from ..safety import MemoryBudget
 
     budget = MemoryBudget()

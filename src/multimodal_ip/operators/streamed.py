@@ -134,7 +134,22 @@ class _StreamedJacobian(LinearOperator):
 
 
 class StreamedAfter(Streamed):
-    """``left(right(u))`` with ``left`` streamed: ``right`` (any operator) joins the shared work."""
+    """``left(right(u))`` with ``left`` streamed: ``right`` (any operator) joins the shared work.
+
+    Parameters
+    ----------
+    left : :class:`Streamed`
+        Outer operator, evaluated block by block.
+    right : :class:`~multimodal_ip.operators.NonlinearOperator` or :obj:`pylops.LinearOperator`
+        Inner operator (a linear one is wrapped); its output shape must be ``left``'s input shape.
+    name : :obj:`str`, optional
+        Name in messages (default ``"left∘right"``).
+
+    Raises
+    ------
+    ShapeError
+        ``right``'s output does not match ``left``'s input.
+    """
 
     def __init__(self, left: Streamed, right, name=None):
         from .composition import _as_nonlinear

@@ -17,6 +17,23 @@ def align(problem, v, steps=None) -> tuple:
     ``problem`` is a :class:`JointProblem` or a composition around one with the same construction helpers
     (``with_terms``, ``value``, ``invariances``, ``term_names``, ``space``, ``regularizers``, ``frozen``), such
     as the MPI :class:`~multimodal_ip.distributed.DistributedProblem`, whose values are summed over ranks.
+
+    Parameters
+    ----------
+    problem : :class:`JointProblem`
+        The problem (or a composition around one, as above).
+    v : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Packed iterate.
+    steps : :obj:`dict`, optional
+        ``{term: largest move}``; default each invariance's ``max_step``.
+
+    Returns
+    -------
+    v : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        The moved iterate (``v`` itself when nothing moved).
+    moves : :obj:`dict`
+        ``{term: t}``: the move along each term's group (``0.0`` when it did not lower the objective); terms
+        left alone are absent.
     """
     from scipy.optimize import minimize_scalar
 

@@ -152,6 +152,30 @@ class ADMMSolver(Solver):
 
 
 def solve_admm(problem: Objective, x0, resume_state=None, **options):
+    """ADMM with the problem's regularizers in the proximal step (:class:`ADMMSolver`).
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
+        What is minimised.
+    x0 : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Start point (packed); ``None`` for the problem's start.
+    resume_state : :obj:`dict`, optional
+        State saved by a checkpoint, to continue a run.
+    **options
+        Options of :class:`ADMMSolver`
+        and of :class:`~multimodal_ip.solvers.Solver` (``maxiter``, ``gtol``, ``callback``, ``stopping``, ...).
+
+    Returns
+    -------
+    result : :class:`~multimodal_ip.solvers.Result`
+        The returned iterate, status and history.
+
+    Raises
+    ------
+    SolverError
+        The problem has no regularizer, one without a proximal operator, or an unknown ``inner`` solver.
+    """
     if not problem.regularizers:
         msg = "solver 'admm' needs at least one regularizer (e.g. TotalVariation or NonNegative); use 'lbfgs'"
         raise SolverError(msg)
@@ -160,6 +184,14 @@ def solve_admm(problem: Objective, x0, resume_state=None, **options):
 
 @hookimpl
 def mmip_register_solvers(register):
+    """Register the ``admm`` solver (hook ``mmip_register_solvers``).
+
+    Parameters
+    ----------
+    register : :obj:`callable`
+        ``register(name, solve)``: adds a solve function, its options declared with
+        :func:`~multimodal_ip.solvers.declare_options`.
+    """
     from . import declare_options
 
     register("admm", declare_options(solve_admm, ADMMSolver))

@@ -161,11 +161,43 @@ class GaussNewton(Solver):
 
 
 def solve_gauss_newton(problem: Objective, x0, resume_state=None, **options):
+    """Damped Gauss-Newton (or Newton) with CG inner solves (:class:`GaussNewton`).
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
+        What is minimised.
+    x0 : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Start point (packed); ``None`` for the problem's start.
+    resume_state : :obj:`dict`, optional
+        State saved by a checkpoint, to continue a run.
+    **options
+        Options of :class:`GaussNewton`
+        and of :class:`~multimodal_ip.solvers.Solver` (``maxiter``, ``gtol``, ``callback``, ``stopping``, ...).
+
+    Returns
+    -------
+    result : :class:`~multimodal_ip.solvers.Result`
+        The returned iterate, status and history.
+
+    Raises
+    ------
+    SolverError
+        A regularizer is neither smooth nor a constraint, or ``mode`` is unknown.
+    """
     return GaussNewton(problem, **options).solve(x0, resume_state=resume_state)
 
 
 @hookimpl
 def mmip_register_solvers(register):
+    """Register the ``gauss-newton`` solver (hook ``mmip_register_solvers``).
+
+    Parameters
+    ----------
+    register : :obj:`callable`
+        ``register(name, solve)``: adds a solve function, its options declared with
+        :func:`~multimodal_ip.solvers.declare_options`.
+    """
     from . import declare_options
 
     register("gauss-newton", declare_options(solve_gauss_newton, GaussNewton))

@@ -235,6 +235,20 @@ class ScipyLBFGSB(Solver):
 
     scipy owns its loop, so :meth:`solve` drives it and records history from its
     callback; a resumed run restarts the L-BFGS memory from the saved iterate.
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
+        What is minimised (numpy arrays).
+    memory : :obj:`int`, optional
+        Number of stored correction pairs (scipy's ``maxcor``).
+    **kw
+        Options of :class:`~multimodal_ip.solvers.Solver` (``maxiter``, ``gtol``, ``ftol``, ``callback``, ...).
+
+    Raises
+    ------
+    SolverError
+        A regularizer is neither smooth nor a constraint.
     """
 
     name = "lbfgs-b"
@@ -373,7 +387,32 @@ class ScipyLBFGSB(Solver):
 
 def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **options) -> Result:
     """L-BFGS. ``method``: ``native`` (backend-agnostic, exact resume), ``scipy`` (L-BFGS-B with bounds),
-    or ``auto`` (scipy when the problem has bounds or box constraints on numpy, else native)."""
+    or ``auto`` (scipy when the problem has bounds or box constraints on numpy, else native).
+
+    Parameters
+    ----------
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
+        What is minimised.
+    x0 : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Start point (packed); ``None`` for the problem's start.
+    method : :obj:`str`, optional
+        ``"auto"``, ``"native"`` (:class:`LBFGS`) or ``"scipy"`` (:class:`ScipyLBFGSB`).
+    resume_state : :obj:`dict`, optional
+        State saved by a checkpoint, to continue a run.
+    **options
+        Options of :class:`LBFGS` or :class:`ScipyLBFGSB`
+        and of :class:`~multimodal_ip.solvers.Solver` (``maxiter``, ``gtol``, ``callback``, ``stopping``, ...).
+
+    Returns
+    -------
+    result : :class:`~multimodal_ip.solvers.Result`
+        The returned iterate, status and history.
+
+    Raises
+    ------
+    SolverError
+        ``method`` is unknown, or a regularizer is not smooth.
+    """
     if method not in ("auto", "native", "scipy"):
         msg = f"lbfgs method must be 'auto', 'native' or 'scipy'; got {method!r}"
         raise SolverError(msg)
@@ -387,6 +426,14 @@ def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **opti
 
 @hookimpl
 def mmip_register_solvers(register):
+    """Register the ``lbfgs`` solver (hook ``mmip_register_solvers``).
+
+    Parameters
+    ----------
+    register : :obj:`callable`
+        ``register(name, solve)``: adds a solve function, its options declared with
+        :func:`~multimodal_ip.solvers.declare_options`.
+    """
     from . import declare_options
 
     register("lbfgs", declare_options(solve_lbfgs, ScipyLBFGSB, LBFGS, method="auto"))

@@ -63,7 +63,18 @@ def stalled(message: str) -> Stop:
 
 
 def same_point(a, b) -> bool:
-    """``a`` and ``b`` hold the same values (a step too short to change an iterate at its precision)."""
+    """``a`` and ``b`` hold the same values (a step too short to change an iterate at its precision).
+
+    Parameters
+    ----------
+    a, b : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        Arrays of the same module.
+
+    Returns
+    -------
+    flag : :obj:`bool`
+        ``True`` when the shapes and every value are equal.
+    """
     return a.shape == b.shape and bool(get_array_module(a).array_equal(a, b))
 
 
@@ -75,7 +86,18 @@ STEP_ULPS = 4
 
 
 def machine_epsilon(dtype) -> float:
-    """Machine epsilon of ``dtype`` (of its real part when complex)."""
+    """Machine epsilon of ``dtype`` (of its real part when complex).
+
+    Parameters
+    ----------
+    dtype : :obj:`numpy.dtype` or :obj:`str`
+        A floating-point or complex dtype.
+
+    Returns
+    -------
+    eps : :obj:`float`
+        ``numpy.finfo(real dtype).eps``.
+    """
     return float(np.finfo(np.ones(1, dtype).real.dtype).eps)
 
 
@@ -92,6 +114,26 @@ def unresolved(decrease: float, step_norm: float, objective: float, x_norm: floa
     * the objective is at most ``ROUNDOFF_ULPS`` :math:`\epsilon^2` times ``largest_objective``, the largest
       value of the run: a zero-residual fit ends at the square of its residuals' round-off, where a predicted
       decrease is as large as the objective itself.
+
+    Parameters
+    ----------
+    decrease : :obj:`float`
+        Decrease of the objective the model predicts for the step (negative: none predicted; not tested).
+    step_norm : :obj:`float`
+        Norm of the step.
+    objective : :obj:`float`
+        Objective :math:`\Phi` at the iterate.
+    x_norm : :obj:`float`
+        Norm of the iterate.
+    dtype : :obj:`numpy.dtype` or :obj:`str`
+        Precision the run evaluates in.
+    largest_objective : :obj:`float`, optional
+        Largest objective value of the run (``0``: not tested).
+
+    Returns
+    -------
+    reason : :obj:`str`
+        One line saying which test the step fails, or ``""`` when the precision resolves it.
     """
     eps = machine_epsilon(dtype)
     name = np.dtype(np.ones(1, dtype).real.dtype).name

@@ -14,7 +14,24 @@ from ..errors import ConformanceError
 
 
 def random_like_dtype(rng, shape, dtype, xp=np):
-    """Standard normal array of ``shape``; complex dtypes get independent real and imaginary parts."""
+    """Standard normal array of ``shape``; complex dtypes get independent real and imaginary parts.
+
+    Parameters
+    ----------
+    rng : :obj:`numpy.random.Generator`
+        Source of the random numbers.
+    shape : :obj:`tuple` of :obj:`int`
+        Shape of the array.
+    dtype : :obj:`str` or :obj:`numpy.dtype`
+        Real or complex dtype of the array.
+    xp : module, optional
+        Array module of the result (``numpy`` or ``cupy``).
+
+    Returns
+    -------
+    a : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        The random array.
+    """
     dtype = np.dtype(dtype)
     a = rng.standard_normal(shape)
     if dtype.kind == "c":
@@ -217,6 +234,24 @@ def split_diagnosis(objective, td, axes: dict, parts: int, rtol: float = 1e-9) -
     fixed point. The experiments: does a part's objective change when its attribute ``split_offset`` (its first
     global index) or ``split_total`` (the whole length) changes, and does the whole's objective change when every
     split dataset is rolled along its axis (it does only when values depend on the global index)?
+
+    Parameters
+    ----------
+    objective : :obj:`callable`
+        ``objective(td) -> float``, as above.
+    td : :class:`~multimodal_ip.io.TermData`
+        The whole term.
+    axes : :obj:`dict`
+        ``{dataset: split axis}`` (the modality's ``split_axes``).
+    parts : :obj:`int`
+        Number of parts (at least 2).
+    rtol : :obj:`float`, optional
+        Relative difference below which two objectives are equal.
+
+    Returns
+    -------
+    diagnosis : :obj:`str`
+        One sentence naming the likely fault (``split_offset``, ``split_total`` or ``split_axes``).
     """
     from dataclasses import replace
 
