@@ -138,8 +138,8 @@ def test_kill_after_checkpoint_then_resume_matches_uninterrupted(tmp_path, data,
 
 def test_hessian_lanczos_path_matches_dense_extremes(tmp_path):
     from mmip_paper import simulate
+    from mmip_paper.hessian import hessian_spectrum
 
-    from multimodal_ip.hessian import hessian_spectrum
     from multimodal_ip.io import build_problem
 
     ds = simulate("hessian", n=20, probe_size=16, step=4)

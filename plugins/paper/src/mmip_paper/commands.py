@@ -22,8 +22,9 @@ def run(args) -> int:
     from multimodal_ip.cli.common import build, check_folder
     from multimodal_ip.config import run_config
     from multimodal_ip.errors import ConfigError
-    from multimodal_ip.hessian import hessian_study
     from multimodal_ip.io.problem_builder import balance_reference
+
+    from .hessian import hessian_study
 
     cfg = run_config(args)
     check_folder(args, [args.data, args.config])

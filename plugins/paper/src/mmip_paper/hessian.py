@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .errors import DataError
+from multimodal_ip.errors import DataError
 
 
 def hessian_spectrum(problem, v, dense_max=9000, k=40):
@@ -41,7 +41,7 @@ def hessian_spectrum(problem, v, dense_max=9000, k=40):
     DataError
         The dense matrix would exceed the memory budget (``MMIP_MAX_MEMORY``).
     """
-    from .safety import MemoryBudget
+    from multimodal_ip.safety import MemoryBudget
 
     h = problem.linearize(v).gauss_newton(0.0)
     n = h.shape[0]
@@ -121,8 +121,8 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
     if missing:
         msg = f"{dataset.source}: the Hessian study needs the truth of every variable; no /truth/{missing[0]}"
         raise DataError(msg)
-    from .report import _plt
-    from .safety import MemoryBudget
+    from multimodal_ip.report import figure_backend as _plt
+    from multimodal_ip.safety import MemoryBudget
 
     # sizes from flags, before any work: the landscapes (one Python float and one array entry per point)
     MemoryBudget().take(40 * grid * grid, f"a loss landscape of {grid} x {grid} points (--grid)")
