@@ -9,7 +9,7 @@
 """
 
 __all__ = ["atomic_write", "staged_folder", "remove_stale_temporaries", "temporary_prefix", "temporary_marker",
-           "TEMPORARY_MARKER", "USERBLOCK"]
+           "new_temporary", "discarded_on_failure", "TEMPORARY_MARKER", "USERBLOCK"]
 
 import contextlib
 import functools
@@ -134,18 +134,9 @@ def atomic_write(path, data, userblock=0) -> None:
         The folder, the temporary or the rename cannot be written.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
-        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        msg = f"cannot write {path}: {exc.strerror or exc}"
-        raise DataError(msg) from None
-    try:
+    fd, tmp = new_temporary(path)
+    with discarded_on_failure(tmp, path):
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # the user's umask, as a plain open() would give
             if userblock:
                 _write_all(fd, temporary_marker().ljust(userblock, b"\0"))
             _write_all(fd, data)
@@ -155,10 +146,83 @@ def atomic_write(path, data, userblock=0) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+
+
+def new_temporary(path: Path, need_bytes: int = 0) -> tuple:
+    """``(fd, name)`` of a new temporary beside ``path``, named by :func:`temporary_prefix`, with the user's umask as a
+    plain ``open()`` would give; its folders are created and this program's stale temporaries of ``path`` removed
+    first.
+
+    Parameters
+    ----------
+    path : :obj:`pathlib.Path`
+        The file the temporary will be renamed to.
+    need_bytes : :obj:`int`, optional
+        Refuse in one line, before creating anything, when the folder's disk has less room than this (+ 16 MiB);
+        ``0``: no check.
+
+    Returns
+    -------
+    fd : :obj:`int`
+        The temporary's open file descriptor (the caller closes it).
+    tmp : :obj:`str`
+        The temporary's name.
+
+    Raises
+    ------
+    DataError
+        The folder or the temporary cannot be made, or the disk is too full.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        if need_bytes:
+            free = shutil.disk_usage(path.parent).free
+            if free < need_bytes + (16 << 20):
+                msg = (f"cannot write {path}: it needs about {need_bytes / 1e9:.3g} GB and {path.parent} has "
+                       f"{free / 1e9:.3g} GB free")
+                raise DataError(msg)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        raise DataError(msg) from None
+    return fd, tmp
+
+
+@contextlib.contextmanager
+def discarded_on_failure(tmp, path, describe=lambda exc: exc.strerror or exc):
+    """Remove the temporary ``tmp`` when the block fails; an ``OSError`` (a full disk, say) becomes one
+    :class:`DataError` naming ``path`` (``describe(exc)`` after it), anything else (an interrupt) is re-raised.
+
+    Parameters
+    ----------
+    tmp : :obj:`str` or :obj:`pathlib.Path`
+        The temporary to remove on failure.
+    path : :obj:`str` or :obj:`pathlib.Path`
+        The target, named in the error.
+    describe : :obj:`callable`, optional
+        ``describe(exc)``: the words after the target in the error (default: the system's message).
+
+    Raises
+    ------
+    DataError
+        The block raised an ``OSError``.
+    """
+    try:
+        yield
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        msg = f"cannot write {path}: {exc.strerror or exc}"
+        msg = f"cannot write {path}: {describe(exc)}"
         raise DataError(msg) from None
     except BaseException:
         with contextlib.suppress(OSError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import h5py
 
-from ..errors import DataError, one_line
+from ..errors import one_line
 
 FORMAT = "multimodal_ip"
 FORMAT_VERSION = 1
@@ -23,27 +23,10 @@ def _nbytes_of(arrays) -> int:
 def _atomic_h5_on_disk(path: Path, size: int):
     """:func:`atomic_h5` for a large file: HDF5 writes a temporary that holds the marker of
     :func:`~multimodal_ip.atomic.temporary_marker` in its user block until it is complete."""
-    import shutil
-    import tempfile
+    from ..atomic import USERBLOCK, discarded_on_failure, new_temporary, temporary_marker
 
-    from ..atomic import USERBLOCK, remove_stale_temporaries, temporary_marker, temporary_prefix
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
-        free = shutil.disk_usage(path.parent).free
-        if free < size + (16 << 20):
-            msg = (f"cannot write {path}: it needs about {size / 1e9:.3g} GB and {path.parent} has "
-                   f"{free / 1e9:.3g} GB free")
-            raise DataError(msg)
-        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # the user's umask, as a plain open() would give
-        os.close(fd)
-    except OSError as exc:
-        msg = f"cannot write {path}: {exc.strerror or exc}"
-        raise DataError(msg) from None
+    fd, tmp = new_temporary(path, need_bytes=size)
+    os.close(fd)  # HDF5 opens it by name
 
     def mark(block: bytes) -> None:  # HDF5 leaves the user block alone: the marker goes in beside it
         fd = os.open(tmp, os.O_WRONLY)
@@ -53,7 +36,7 @@ def _atomic_h5_on_disk(path: Path, size: int):
         finally:
             os.close(fd)
 
-    try:
+    with discarded_on_failure(tmp, path, describe=one_line):
         with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
             mark(temporary_marker().ljust(USERBLOCK, b"\0"))
             f.attrs["format"] = FORMAT
@@ -61,12 +44,3 @@ def _atomic_h5_on_disk(path: Path, size: int):
             yield f
         mark(bytes(USERBLOCK))
         os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        msg = f"cannot write {path}: {one_line(exc)}"
-        raise DataError(msg) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
