@@ -1,7 +1,7 @@
 import numpy as np
 import pylops
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from mmip_scanprobe import ComplexCoupling
 
@@ -36,6 +36,7 @@ def make_problem(rng, n=4, ne=2, loss="amplitude", regularizers=()):
 
 @pytest.mark.parametrize("loss", ["amplitude", "poisson", "least-squares"])
 @given(seed=mmst.seeds(), n=st.integers(2, 5), ne=st.integers(1, 3))
+@example(seed=106214, n=4, ne=1)  # the Poisson case whose pre-asymptotic steps once pulled the fitted slope to 1.79
 def test_joint_gradient_taylor(loss, seed, n, ne):
     rng = np.random.default_rng(seed)
     regs = (Tikhonov("x", 0.1, derivative=True), TotalVariation("w", 0.05, eps=0.1))
