@@ -11,7 +11,7 @@ RUN_KEYS = {
     "solver": str, "terms": list, "iterations": int, "backend": str, "checkpoint_every": int,
     "balance_c": float, "solver_options": dict, "term_options": dict, "dtype": str,
     "refine": list, "refine_after": int, "likelihood": str, "coupling": str, "balance_reference": str,
-    "regularizers": list, "chunk_memory": str, "stopping": dict, "refine_bound": dict,
+    "regularizers": list, "chunk_memory": str, "stopping": dict, "refine_bound": dict, "start": str, "freeze": list,
 }
 #: keys of the run file's ``[stopping]`` table (flags --stop, --patience, --validation-fraction, --validation-seed,
 #: --no-refit)
@@ -249,6 +249,22 @@ def _check_refine(cfg: dict, where: str) -> None:
         raise ConfigError(msg)
 
 
+def _check_start_freeze(cfg: dict, where: str) -> None:
+    """``start``: ``SOURCE[:VARS]`` (:func:`~multimodal_ip.start.parse_start`); ``freeze``: distinct variable names."""
+    if cfg.get("start") is not None:
+        from .start import parse_start
+
+        try:
+            parse_start(cfg["start"])
+        except ConfigError as exc:
+            msg = f"{where}: {exc}"
+            raise ConfigError(msg) from None
+    freeze = cfg.get("freeze") or []
+    if not all(isinstance(n, str) and n.isidentifier() for n in freeze) or len(set(freeze)) != len(freeze):
+        msg = f"{where}: freeze takes distinct variable names (e.g. freeze = [\"x\", \"w\"]); got {freeze}"
+        raise ConfigError(msg)
+
+
 def _check_refine_bound(cfg: dict, where: str) -> None:
     from .io.problem_builder import is_distance
 
@@ -269,7 +285,7 @@ def _check_tables(cfg: dict, where: str) -> None:
 
 #: the checks of one source of settings (run file or flags), in the order their errors are reported
 _CONFIG_CHECKS = (_check_types, _check_tables, _check_balance_c, _check_terms, _check_chunk_memory, _check_counts,
-                  _check_choices, _check_refine, _check_refine_bound)
+                  _check_choices, _check_refine, _check_refine_bound, _check_start_freeze)
 
 
 def check_config(cfg: dict, where: str) -> dict:

@@ -14,7 +14,8 @@ DEFAULTS: dict[str, Any] = {
             "solver": "lbfgs", "terms": None, "iterations": 100, "backend": "numpy", "checkpoint_every": 10,
             "balance_c": None, "solver_options": {}, "term_options": {}, "dtype": "float32",
             "refine": [], "refine_after": None, "likelihood": "balanced", "coupling": None,
-            "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}, "refine_bound": {}}
+            "balance_reference": None, "regularizers": [], "chunk_memory": None, "stopping": {}, "refine_bound": {},
+            "start": None, "freeze": []}
 
 
 #: written to every run file, even at their defaults (a reader sees what ran)
@@ -169,16 +170,17 @@ def validation_settings(cfg: dict) -> tuple:
 
 #: the flags that set a run setting of the same name as they are
 _PLAIN_FLAGS = ("solver", "iterations", "backend", "checkpoint_every", "balance_c", "dtype", "likelihood", "coupling",
-                "refine_after", "balance_reference", "chunk_memory")
+                "refine_after", "balance_reference", "chunk_memory", "start")
 #: ``(setting, flag attribute)`` of the stopping flags
 _STOPPING_FLAGS = (("rule", "stop"), ("patience", "patience"), ("fraction", "validation_fraction"),
                    ("seed", "validation_seed"))
 
 
 def _list_flags(args) -> dict:
-    """``--terms`` and ``--refine``: comma-separated names (an empty ``--refine`` sets nothing)."""
+    """``--terms``, ``--refine`` and ``--freeze``: comma-separated names (an empty ``--refine`` or ``--freeze``
+    sets nothing)."""
     out = {}
-    for k in ("terms", "refine"):
+    for k in ("terms", "refine", "freeze"):
         if getattr(args, k, None) is not None and (k == "terms" or getattr(args, k)):
             out[k] = [t.strip() for t in getattr(args, k).split(",") if t.strip()]
     return out

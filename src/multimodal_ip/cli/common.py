@@ -1,8 +1,9 @@
 """What the commands of ``mmip`` share: building a problem from a run configuration, solving it with a progress
 bar, refitting, exit statuses, output folders, the flags of a run, and the warnings held until a command's work
-starts. A plugin's command may use :func:`add_run_flags`, :func:`build` and :func:`check_folder`."""
+starts. A plugin's command may use :func:`add_run_flags`, :func:`build`, :func:`start_values` and
+:func:`check_folder`."""
 
-__all__ = ["add_run_flags", "build", "check_folder", "refine_after"]
+__all__ = ["add_run_flags", "build", "check_folder", "refine_after", "start_values"]
 
 import sys
 from pathlib import Path
@@ -62,8 +63,11 @@ class _HeldWarnings:
 _HELD = _HeldWarnings()
 
 
-def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True):
+def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=None, show=True, start=None):
+    """Solve ``problem`` as ``cfg`` says (the variables of ``freeze`` held), from ``start`` (``{variable: array}``,
+    :func:`~multimodal_ip.start.read_start`) where given and the problem's own start elsewhere."""
     from ..solvers import solve_staged
+    from ..start import freeze, start_point
 
     bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc) if show else None
 
@@ -85,11 +89,13 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
         from ..validation import StopOnValidation
 
         opts["stopping"] = StopOnValidation(patience, min_delta)
+    problem = freeze(problem, cfg.get("freeze"))
+    x0 = start_point(problem, start)
     if resume_state is None:
-        _check_start(problem, desc)
+        _check_start(problem, desc, x0)
     _HELD.release()  # the inputs are read and checked: the run's warnings now, before its progress
     try:
-        return solve_staged(problem, problem.start(), solver=cfg["solver"], maxiter=cfg["iterations"],
+        return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
                             refine_after=refine_after(cfg), callback=callback, resume_state=resume_state, **opts)
     finally:
         if bar is not None:
@@ -105,14 +111,14 @@ def _refit_config(cfg, best_iteration) -> dict:
     return out
 
 
-def _refit(problem, cfg, best_iteration, desc="refit", show=True):
+def _refit(problem, cfg, best_iteration, desc="refit", show=True, start=None):
     """Refit on all the data (``problem``, built without a holdout) to the iteration a run on held-out data chose
     (``mmip reconstruct --stop validation`` and ``mmip tune --refit``): ``(refit configuration, result, seconds)``."""
     import time
 
     refit_cfg = _refit_config(cfg, best_iteration)
     t0 = time.perf_counter()
-    res = _solve_with_progress(problem, refit_cfg, desc, show=show)
+    res = _solve_with_progress(problem, refit_cfg, desc, show=show, start=start)
     return refit_cfg, res, time.perf_counter() - t0
 
 
@@ -144,10 +150,10 @@ def _regularizers(specs) -> list:
     return out
 
 
-def _check_start(problem, desc) -> None:
+def _check_start(problem, desc, x0=None) -> None:
     """Refuse, before iterating, a start point where a term's objective or the gradient is not finite."""
     with np.errstate(all="ignore"):
-        lin = problem.linearize(problem.start())  # objectives and gradient in one evaluation
+        lin = problem.linearize(problem.start() if x0 is None else x0)  # objectives and gradient in one evaluation
     bad = {k: v for k, v in lin.objectives.items() if not np.isfinite(v)}
     if not bad and not bool(problem.xp.all(problem.xp.isfinite(lin.gradient))):
         bad = {"gradient": "non-finite entries"}
@@ -172,8 +178,39 @@ def _build_options(cfg):
                         validation_seed=validation_seed)
 
 
-def build(args_data, cfg, terms=None, comm=None, allow_external=False):
+def start_values(cfg, ds, problem, allow_external=False) -> dict | None:
+    """The start values of a run's ``start`` setting (``--start``), read and checked against ``problem``'s
+    variables; ``None`` without one.
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        The run configuration (``start``, ``coupling``).
+    ds : :class:`~multimodal_ip.io.Dataset`
+        The run's data (its truth; the plugins' readers see its attributes and terms).
+    problem : :class:`~multimodal_ip.problem.objective.Objective`
+        The built problem (its variables).
+    allow_external : :obj:`bool`, optional
+        Accept HDF5 external links and storage in the start file.
+
+    Returns
+    -------
+    values : :obj:`dict` or :obj:`None`
+        ``{variable: array}`` (:func:`~multimodal_ip.start.read_start`).
+    """
+    if cfg.get("start") is None:
+        return None
+    from ..start import read_start
+
+    return read_start(cfg["start"], problem.space, dataset=ds, allow_external=allow_external,
+                      coupling=cfg.get("coupling"))
+
+
+def build(args_data, cfg, terms=None, comm=None, allow_external=False, fit_budget=True):
+    from dataclasses import replace
+
     from ..io import build_problem, load_dataset
+    from ..run_budget import run_planner
 
     terms = terms if terms is not None else cfg["terms"]
     options = _build_options(cfg)
@@ -181,8 +218,10 @@ def build(args_data, cfg, terms=None, comm=None, allow_external=False):
         from ..distributed import build_distributed_problem
 
         return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, options=options)
-    ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"])
-    return ds, build_problem(ds, options=options)
+    # fit_budget: the run fits MMIP_MAX_MEMORY (or refuses) before its data are read (multimodal_ip.run_budget)
+    ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"],
+                      plan=run_planner(cfg) if fit_budget else None)
+    return ds, build_problem(ds, options=replace(options, chunk_bytes=_chunk_bytes(cfg["chunk_memory"])))
 
 
 def _final_status(args, problem, res, label="") -> int:
@@ -201,11 +240,11 @@ def _final_status(args, problem, res, label="") -> int:
     return code
 
 
-def _report_sections(arrays, start, truth, outdir, problems=None) -> tuple[list, dict]:
+def _report_sections(arrays, start, truth, outdir, problems=None, dataset=None) -> tuple[list, dict]:
     """Markdown for what the report plugins add (tables printed too, figures written under ``outdir``)."""
     from ..report import markdown_table, plugin_reports
 
-    extras = plugin_reports(arrays, start, truth, outdir, problems=problems)
+    extras = plugin_reports(arrays, start, truth, outdir, problems=problems, dataset=dataset)
     lines = []
     for title, header, rows in extras["tables"]:
         table = markdown_table(header, rows)
@@ -268,6 +307,14 @@ def add_run_flags(s) -> None:
                    help="share of every term's measured values held out (default 0.1 with --stop validation; "
                         "given alone, the validation loss is recorded without stopping)")
     s.add_argument("--validation-seed", dest="validation_seed", type=int, help="which values are held out (0)")
+    s.add_argument("--start", metavar="SOURCE[:VARS]",
+                   help="start values instead of ones: 'truth' (the data file's /truth), a result file of mmip "
+                        "reconstruct, or a reconstruction a plugin reads (a ptychodus product .h5 or .cxi); ':x,w' "
+                        "takes only those variables (default: every variable the source holds that the problem has; "
+                        "run file: start = \"truth:x,w\")")
+    s.add_argument("--freeze", metavar="VARS",
+                   help="comma-separated variables held at their start values (e.g. x,w with --refine positions "
+                        "--start truth:x,w: the calibration alone is refined; run file: freeze = [\"x\", \"w\"])")
     s.add_argument("--accept-stall", dest="accept_stall", action="store_true",
                    help="exit 0 when the solver stalls (no acceptable step) instead of 3")
     s.add_argument("--allow-external-links", dest="allow_external_links", action="store_true",

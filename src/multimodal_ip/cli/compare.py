@@ -9,7 +9,15 @@ import numpy as np
 
 from ..config import run_config
 from .command import Command
-from .common import _final_status, _report_sections, _solve_with_progress, add_run_flags, build, check_folder
+from .common import (
+    _final_status,
+    _report_sections,
+    _solve_with_progress,
+    add_run_flags,
+    build,
+    check_folder,
+    start_values,
+)
 
 
 def add_arguments(s) -> None:
@@ -64,16 +72,18 @@ def _write(outdir, args, cfg, ds, joint, methods, results) -> list:
 
 def run(args) -> int:
     from ..atomic import staged_folder
+    from ..start import start_file
 
     cfg = run_config(args)
-    check_folder(args, [args.data, args.config])
+    check_folder(args, [args.data, args.config, start_file(cfg["start"])])
     ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
+    start = start_values(cfg, ds, joint, args.allow_external_links)  # every method from the same start
     methods = {"joint": joint}
     for t in joint.term_names:
         methods[f"{t} alone"] = joint.alone(t)
     results = {}
     for name, problem in methods.items():
-        results[name] = _solve_with_progress(problem, cfg, name)
+        results[name] = _solve_with_progress(problem, cfg, name, start=start)
     with staged_folder(args.output, [args.data, args.config]) as outdir:  # never through a link already there
         written = _write(outdir, args, cfg, ds, joint, methods, results)
     print(f"wrote {args.output}/" + ", ".join(written))

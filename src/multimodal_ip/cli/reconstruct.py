@@ -12,11 +12,11 @@ from ..config import run_config
 from ..errors import ConfigError, MultimodalIPError
 from ..errors import one_line as _one_line
 from .command import Command
-from .common import _build_options, _final_status, _refit, _solve_with_progress, add_run_flags, build
+from .common import _build_options, _final_status, _refit, _solve_with_progress, add_run_flags, build, start_values
 
 #: the settings a checkpoint must share with the run that resumes it
 _RESUME_KEYS = ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine", "refine_after",
-                "likelihood", "coupling", "stopping", "refine_bound")
+                "likelihood", "coupling", "stopping", "refine_bound", "start", "freeze")
 
 
 def add_arguments(s) -> None:
@@ -82,7 +82,7 @@ def _checkpointer(ckpt, cfg, fingerprint, lead):
     return on_iteration
 
 
-def _refit_all(args, cfg, ds, comm, held, lead):
+def _refit_all(args, cfg, ds, comm, held, lead, start=None):
     """The refit on all the data after a held-out run: ``(problem, result, record)``. The whole data come from the
     dataset already read (each MPI rank rereads its share); no checkpoints are written during the refit: the held-out
     run's last one stays until the result is written, and ``--resume`` replays from it and refits again."""
@@ -92,7 +92,7 @@ def _refit_all(args, cfg, ds, comm, held, lead):
         problem = build_problem(ds, options=_build_options(dict(cfg, stopping={})))
     else:
         ds, problem = build(args.data, dict(cfg, stopping={}), comm=comm, allow_external=args.allow_external_links)
-    refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead)
+    refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead, start=start)
     return problem, res, _refit_record(held, refit_cfg, res, wall)
 
 
@@ -115,27 +115,30 @@ def run(args) -> int:
     from ..distributed import get_comm, mpi_world_size
     from ..io import save_result
     from ..safety import check_outputs, deferred_interrupts, file_fingerprint, regular_input
+    from ..start import start_file
 
     cfg = run_config(args)
     refit = _refit_setting(args, cfg)
     regular_input(args.data, "data file")
-    check_outputs([args.output], [args.data, args.config])
+    inputs = [args.data, args.config, start_file(cfg["start"])]  # the start file too: never the output
+    check_outputs([args.output], inputs)
     out = Path(args.output)
     ckpt = out.with_name(out.name + ".ckpt.h5")
-    check_outputs([ckpt], [args.data, args.config])
+    check_outputs([ckpt], inputs)
     comm = get_comm() if args.mpi or mpi_world_size() > 1 else None
     lead = comm is None or comm.Get_rank() == 0
     ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
+    start = start_values(cfg, ds, problem, args.allow_external_links)
     every = max(int(cfg["checkpoint_every"]), 0)
     fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
     resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint) if args.resume else None
     on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead)
-    res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead)
+    res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead, start=start)
     meta = {"returned_iteration": res.returned_iteration}
     held = None
     if refit and res.returned_iteration is not None and res.status != "failed":
         held, problem = res, None  # the held-out problem's memory is freed before the whole data are built
-        problem, res, meta = _refit_all(args, cfg, ds, comm, held, lead)
+        problem, res, meta = _refit_all(args, cfg, ds, comm, held, lead, start)
     if not lead:
         return 0
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}

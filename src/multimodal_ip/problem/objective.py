@@ -46,6 +46,11 @@ class Objective(Protocol):
         """Whether values are held out for validation (early stopping needs some)."""
         ...
 
+    @property
+    def frozen(self) -> "Sequence[str]":
+        """The variables held fixed (:meth:`with_frozen`; a staged run adds the calibration unknowns to them)."""
+        ...
+
     def at_precision(self, v: Any) -> Any:
         """``v`` no wider than the unknowns' precision."""
         ...
@@ -122,6 +127,10 @@ class ProximalObjective:
     @property
     def has_holdout(self) -> bool:
         return False
+
+    @property
+    def frozen(self) -> "Sequence[str]":
+        return self.inner.frozen
 
     def at_precision(self, v: Any) -> Any:
         return self.inner.at_precision(v)

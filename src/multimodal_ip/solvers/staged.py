@@ -31,7 +31,9 @@ def _merge(first: History, second: History) -> History:
 def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 100, refine_after: int = 0,
                  callback=None, resume_state=None, **options) -> Result:
     """Solve with the calibration unknowns (``problem.calibration``) frozen for the first
-    ``refine_after`` iterations, then refined with the rest for the remaining ones; one history.
+    ``refine_after`` iterations, then refined with the rest for the remaining ones; one history. Variables the
+    problem already holds fixed (``problem.frozen``) stay fixed in both stages; when they are all the others, the
+    calibration is refined from the first iteration.
 
     From a flat start the object carries no structure that a calibration update could match, and the
     calibration gradients are orders of magnitude larger than the object's: refined from the first iteration
@@ -71,8 +73,10 @@ def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 1
 def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callback, resume_state, **options):
     from . import get_solver
 
-    frozen = tuple(problem.calibration)
-    k = min(max(int(refine_after), 0), int(maxiter)) if frozen else 0
+    fixed = tuple(problem.frozen)  # held fixed by the caller in both stages (``--freeze``)
+    frozen = tuple(n for n in problem.calibration if n not in fixed)
+    free = set(problem.space.names) - {*fixed, *frozen}  # nothing would move in the first stage: no first stage
+    k = min(max(int(refine_after), 0), int(maxiter)) if frozen and free else 0
     run = get_solver(solver)
     if k == 0:
         return run(problem, x0, maxiter=maxiter, callback=callback, resume_state=resume_state, **options)
@@ -84,7 +88,8 @@ def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callbac
     else:
         wrapped = None if callback is None else (
             lambda st: callback(SolverState(st.iteration, st.x, st.history, _StageSolver(st.solver, 1))))
-        res = run(problem.with_frozen(frozen), x0, maxiter=k, callback=wrapped, resume_state=resume_state, **options)
+        res = run(problem.with_frozen((*fixed, *frozen)), x0, maxiter=k, callback=wrapped, resume_state=resume_state,
+                  **options)
         if maxiter - k == 0 or res.status in ("failed", "validation"):
             return res
         first, x0, resume_state = res.history, res.x, None
