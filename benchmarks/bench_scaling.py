@@ -10,7 +10,8 @@ n = (sqrt(J) - 1) step + Np), simulates noise-free data block by block, then tim
 (best of ``--repeat`` after a warm-up) and the **FFT floor** in the same process: the forward and inverse FFT of
 all J patterns (complex, the run's precision), in batches of at most 256 patterns (the same work as one batch,
 without a 2 x J x Np x Np allocation that would not fit at large J), timed after the peak RSS is read.
-``--lbfgs N`` then runs N L-BFGS iterations.
+``--lbfgs N`` then runs N L-BFGS iterations. ``--xrf scan``: the XRF measured at the scan positions (gathered windows)
+instead of the full grid; the XRF term's share is its own objective + gradient over the joint one.
 Reported: data bytes (diffraction + fluorescence, in the run's precision), peak RSS, their ratio.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 from _timing import best
 
 
-def build(j, npx, step, dtype):
+def build(j, npx, step, dtype, xrf="grid"):
     from mmip_fluorescence import FluorescenceMap, full_grid_positions
     from mmip_ptychography import fresnel_zone_plate_probe, ptychography_operator, raster_positions
 
@@ -50,7 +51,9 @@ def build(j, npx, step, dtype):
         intens[rows] = np.abs(op.stream_forward(state, rows)) ** 2
     del state
     kernel = (np.abs(probe) ** 2).astype(dtype)
-    fop = FluorescenceMap(kernel, full_grid_positions((n, n), kernel.shape), (n, n), 1, dtype=dtype)
+    # XRF on the full grid (a map value at every object pixel) or measured at the scan positions (gathered windows)
+    fpos = full_grid_positions((n, n), kernel.shape) if xrf == "grid" else np.asarray(pos, dtype=float)
+    fop = FluorescenceMap(kernel, fpos, (n, n), 1, dtype=dtype, method="auto" if xrf == "grid" else "gather")
     counts = (fop @ truth[n * n :]).reshape(1, -1).astype(dtype)
     del truth  # the simulation's truth is not part of a reconstruction's memory
     terms = [DataTerm(op, intens, Amplitude(scale=1 / len(pos)), 1.0, ("x", "w"), "ptychography"),
@@ -73,11 +76,12 @@ def floor(j, npx, dtype):
 def one(args):
     """Run one size in this process and print its row as JSON."""
     t0 = time.perf_counter()
-    problem, v0, n, data_bytes = build(args.j[0], args.np, args.step, args.dtype)
+    problem, v0, n, data_bytes = build(args.j[0], args.np, args.step, args.dtype, args.xrf)
     setup = time.perf_counter() - t0
     t_grad = best(lambda: problem.value_and_gradient(v0), args.repeat)
+    t_xrf = best(lambda: problem.terms[1].linearize_input(problem._term_input(1, v0)), args.repeat)  # as joint
     row = {"J": args.j[0], "n": n, "Np": args.np, "dtype": args.dtype, "setup_s": setup, "joint_s": t_grad,
-           "data_GB": data_bytes / 1e9}
+           "data_GB": data_bytes / 1e9, "xrf": args.xrf, "xrf_s": t_xrf, "xrf_share": t_xrf / t_grad}
     if args.lbfgs:
         from multimodal_ip import solve
 
@@ -101,6 +105,8 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--lbfgs", type=int, default=0)
     p.add_argument("--lbfgs-memory", type=int, default=10, help="L-BFGS correction pairs kept (its history)")
+    p.add_argument("--xrf", default="grid", choices=("grid", "scan"),
+                   help="XRF on the full grid (default) or measured at the scan positions")
     p.add_argument("--json", help="append the rows here (JSON lines)")
     p.add_argument("--plot", help="draw time/floor and peak memory against J from --json")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -111,12 +117,12 @@ def main():
         return plot(args.json, args.plot)
     print(f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print("| J | n | Np | dtype | FFT floor (s) | joint obj+grad (s) | / floor | data (GB) | peak RSS (GB) "
-          "| 1.5 data + 1 GB | L-BFGS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| 1.5 data + 1 GB | XRF | XRF share | L-BFGS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for j in args.j:
         cmd = [sys.executable, __file__, "--one", "--j", str(j), "--np", str(args.np), "--step", str(args.step),
                "--dtype", args.dtype, "--repeat", str(args.repeat), "--lbfgs", str(args.lbfgs),
-               "--lbfgs-memory", str(args.lbfgs_memory)]
+               "--lbfgs-memory", str(args.lbfgs_memory), "--xrf", args.xrf]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             print(f"| {j} | failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode} |")
@@ -124,7 +130,8 @@ def main():
         row = json.loads(out.stdout.strip().splitlines()[-1])
         lb = (f"{row['lbfgs_iterations']} it, {row['lbfgs_s']:.0f} s, {row['status']}" if "lbfgs_s" in row else "")
         print(f"| {row['J']} | {row['n']} | {row['Np']} | {row['dtype']} | {row['floor_s']:.3f} | {row['joint_s']:.3f} "
-              f"| {row['ratio']:.2f} | {row['data_GB']:.3f} | {row['peak_GB']:.2f} | {row['bound_GB']:.2f} | {lb} |",
+              f"| {row['ratio']:.2f} | {row['data_GB']:.3f} | {row['peak_GB']:.2f} | {row['bound_GB']:.2f} "
+              f"| {row['xrf']} | {row['xrf_share']:.3f} | {lb} |",
               flush=True)
         if args.json:
             with open(args.json, "a") as fh:

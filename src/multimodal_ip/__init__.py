@@ -14,7 +14,12 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+import os
 from typing import TYPE_CHECKING
+
+# pylops imports JAX whenever it is installed (to accept JAX arrays, which nothing here passes it): 150 MB of every
+# process's memory (docs/performance.md, "Memory budget of a run"); JAX_PYLOPS=1 in the environment restores it
+os.environ.setdefault("JAX_PYLOPS", "0")
 
 from .hookspecs import hookimpl
 

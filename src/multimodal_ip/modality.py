@@ -45,6 +45,11 @@ attribute / method         default                      meaning
                                                         never chunked: e.g. a streamed operator). A method
                                                         that takes ``**options`` gets the build options
                                                         (``refine``, ``loss``, ...)
+``working_memory(...)``    16 x data (<= chunk) +       ``working_memory(td, space, dtype=, chunk_bytes=)``: bytes
+                           2 unknown-sized vectors      one objective + gradient allocates besides the data and
+                                                        the problem's vectors, its blocks sized by
+                                                        ``chunk_bytes``: the run's memory budget
+                                                        (:mod:`multimodal_ip.run_budget`)
 ``example_term(rng)``      ``None``                     ``(TermData, [Variable, ...])``: a small term the kit
                                                         builds through ``build_term`` and splits (required by the
                                                         conformance kit, not by the core)

@@ -292,11 +292,11 @@ def test_the_cleaner_removes_its_own_stale_temporary(case, capsys):
 
 # ---- 4. memory: everything sized by a file or a flag is budgeted -------------------------------------------------
 def test_unused_truth_is_never_read(case, capsys, monkeypatch):
-    """A gzip bomb under /truth that no unknown uses (2 MB declared under a 1 MB budget) is not read; a truth of a
-    variable beyond the budget still is refused."""
+    """A gzip bomb under /truth that no unknown uses (8 GB declared under a 1 GB budget: a whole run's, the program
+    included) is not read; a truth of a variable beyond the budget still is refused."""
     root, _ = case
-    edit(root / "d.h5", lambda f: bomb(f, "truth/junk", (2, 512, 512)))
-    monkeypatch.setenv("MMIP_MAX_MEMORY", "1M")
+    edit(root / "d.h5", lambda f: bomb(f, "truth/junk", (8, 16384, 16384)))
+    monkeypatch.setenv("MMIP_MAX_MEMORY", "1G")
     argv = ["reconstruct", root / "d.h5", "-o", root / "r.h5", "--iterations", "1"]
     run(root, argv, 0, "", capsys)
     edit(root / "d.h5", lambda f: (f.__delitem__("truth/x"), bomb(f, "truth/x", (2, 512, 512))))

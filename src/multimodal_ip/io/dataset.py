@@ -249,7 +249,8 @@ def save_dataset(path, ds: Dataset) -> None:
                 g.create_dataset(k, data=np.asarray(a))
 
 
-def load_dataset(path, terms=None, part=None, allow_external=False, budget=None, precision=None) -> Dataset:
+def load_dataset(path, terms=None, part=None, allow_external=False, budget=None, precision=None,
+                 plan=None) -> Dataset:
     """Read and check a dataset file (opened read-only). ``terms`` keeps only the named terms.
 
     ``part = (rank, size)`` reads only this rank's contiguous share of every term's split axis
@@ -281,6 +282,11 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
         The memory the read may take; default from ``MMIP_MAX_MEMORY`` or the available memory.
     precision : :obj:`str`, optional
         The run's compute dtype, to which wide measurements are converted as they are read.
+    plan : callable, optional
+        Called as ``plan(space, terms, nbytes)`` once the file's structure is checked and before any term's or the
+        truth's array is read: ``terms`` maps each term to be read to a :class:`TermData` whose arrays are the
+        unread h5py datasets its modality reads, ``nbytes`` is what the read will take; it may raise to refuse the
+        run (:mod:`multimodal_ip.run_budget`).
 
     Returns
     -------
@@ -316,6 +322,13 @@ def load_dataset(path, terms=None, part=None, allow_external=False, budget=None,
         # unknowns its terms can refine (an unused entry is never read, whatever its size)
         used = set(space.names) | {r for name in (terms if terms is not None else found)
                                    for r in capabilities(registry.get("modality", modality_of[name])).refinable}
+        if plan is not None:
+            lazy = {n: _LazyTerm(n, modality_of[n], _term_datasets(path, n, found[n], modality_of[n], registry,
+                                                                   allow_external), _attrs(found[n]), str(path))
+                    for n in loaded}
+            plan(space, lazy, _truth_bytes(path, groups, used, allow_external) + sum(
+                _nbytes(d, None, compact_dtype(d.dtype, precision) if k in _measurements(registry, t.modality)
+                        else None) for t in lazy.values() for k, d in t.arrays.items()))
         truth = read_truth(path, groups, used, space, budget, allow_external)
         term_data = {name: _read_term(path, name, found[name], modality_of[name], registry, budget=budget, part=part,
                                       precision=precision, allow_external=allow_external) for name in loaded}
@@ -329,12 +342,9 @@ def _read_term(path, name, g, modality, registry, *, budget, part, precision, al
     """The group ``/terms/<name>``: the datasets its modality reads (``part``: this rank's share of its split
     axes), its measurements converted to ``compact_dtype`` as they are read."""
     from ..modality import capabilities
-    from ..safety import walk_group
 
-    items = dict(walk_group(path, g, f"/terms/{name}/", allow_external))
     info = capabilities(registry.get("modality", modality))
-    datasets = {k: d for k, d in items.items() if isinstance(d, h5py.Dataset)
-                and (info.datasets is None or k in info.datasets)}  # only what the modality reads
+    datasets = _term_datasets(path, name, g, modality, registry, allow_external)
     axes: dict[str, int] = info.split_axes if part is not None else {}
     sl, total = split_slice(f"{path}:/terms/{name}", datasets, axes, part) if part is not None else (None, None)
     arrays = {k: _read_checked(path, d, f"/terms/{name}/{k}", budget,
@@ -346,6 +356,32 @@ def _read_term(path, name, g, modality, registry, *, budget, part, precision, al
         attrs["split_total"] = int(total or 0)
         attrs["split_offset"] = int(sl.start)
     return TermData(name, modality, arrays, attrs, str(path))
+
+
+def _term_datasets(path, name, g, modality, registry, allow_external) -> dict:
+    """``{key: h5py.Dataset}`` of ``/terms/<name>``: only the datasets its modality reads."""
+    from ..modality import capabilities
+    from ..safety import walk_group
+
+    info = capabilities(registry.get("modality", modality))
+    return {k: d for k, d in walk_group(path, g, f"/terms/{name}/", allow_external) if isinstance(d, h5py.Dataset)
+            and (info.datasets is None or k in info.datasets)}
+
+
+def _measurements(registry, modality) -> tuple:
+    from ..modality import capabilities
+
+    return capabilities(registry.get("modality", modality)).measurements
+
+
+def _truth_bytes(path, groups, used, allow_external) -> int:
+    """Declared bytes of the ``/truth`` datasets a run reads (those in ``used``)."""
+    from ..safety import walk_group
+
+    if not isinstance(groups.get("truth"), h5py.Group):
+        return 0
+    return sum(_nbytes(d) for k, d in walk_group(path, groups["truth"], "/truth/", allow_external)
+               if k in used and isinstance(d, h5py.Dataset))
 
 
 class _LazyTerm(TermData):

@@ -35,7 +35,7 @@ def run(args) -> int:
     if cfg["refine"]:
         msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
         raise ConfigError(msg)
-    ds, joint = build(args.data, cfg, allow_external=args.allow_external_links)
+    ds, joint = build(args.data, cfg, allow_external=args.allow_external_links, fit_budget=False)  # no solver run
     reference = balance_reference(joint.term_names, ds, cfg["balance_reference"]) if len(joint.term_names) > 1 \
         else joint.term_names[0]
     with staged_folder(args.output, [args.data, args.config]) as stage:  # never through a link already there

@@ -25,6 +25,8 @@ Both adjoints gather everything per sample first and make **one** transposed sam
 
 __all__ = ["TransmissionModel", "XRFTomographyModel", "ATTENUATION_MODES"]
 
+from dataclasses import replace
+
 import numpy as np
 from pylops import LinearOperator
 
@@ -130,7 +132,12 @@ class XRFTomographyModel(NonlinearOperator):
     """
 
     def __init__(self, geom: Geometry, mu, attenuation="self", matrix=None, attenuation_map=None, dtype="float64",
-                 xp=np, name=None, mu_line=None, line_matrix=None, line_maps=None, detectors=(np.pi / 2,)):
+                 xp=np, name=None, mu_line=None, line_matrix=None, line_maps=None, detectors=(np.pi / 2,),
+                 block=None):
+        self._setting = dict(mu=mu, attenuation=attenuation, matrix=matrix, attenuation_map=attenuation_map,
+                             dtype=dtype, xp=xp, mu_line=mu_line, line_matrix=line_matrix, line_maps=line_maps,
+                             detectors=detectors)
+        self._parts: list = []
         if attenuation not in ATTENUATION_MODES:
             msg = f"attenuation must be one of {ATTENUATION_MODES}; got {attenuation!r}"
             raise ConfigError(msg)
@@ -152,6 +159,35 @@ class XRFTomographyModel(NonlinearOperator):
         self._lines(mu_line, line_matrix, line_maps, detectors, dtype, xp)
         super().__init__(dims=(self.ne, *geom.shape), dimsd=(self.ne, *geom.sinogram_shape), dtype=dtype,
                          name=name or f"XRFTomographyModel[{attenuation}{'+lines' if self.exits else ''}]")
+        self.block = block
+
+    # ---- blocks of angles: every angle's rays are independent, so a block is the model of its angles ----------
+    @property
+    def block(self):
+        """Angles per block (``None``: all at once): each block is evaluated as the model of its angles alone, so
+        an evaluation's temporaries are one block's (:meth:`block_for_bytes`); results equal the unblocked model's."""
+        return self._block
+
+    @block.setter
+    def block(self, block):
+        k = len(self.geom.angles)
+        self._block = None if block is None or int(block) >= k else max(1, int(block))
+        self._parts = []
+        if self._block is not None:  # set-up: the sub-models (their sampling matrices together: the whole one's)
+            for i in range(0, k, self._block):
+                sl = slice(i, min(i + self._block, k))
+                sub = replace(self.geom, angles=self.geom.angles[sl])
+                self._parts.append((sl, XRFTomographyModel(sub, **self._setting)))
+
+    def angle_bytes(self) -> int:
+        """Bytes of temporaries one angle adds to an evaluation: samples of every map along every ray, the beam's
+        attenuation and the products of the adjoint (with the lines: their paths and attenuations per detector)."""
+        per = self.geom.bins * self.geom.samples * np.dtype(self.dtype).itemsize
+        return int(per * (3 * self.ne + 4 + (3 * self.ne * len(self.exits) if self.exits else 0)))
+
+    def block_for_bytes(self, target) -> int:
+        """Angles per block so that one block's temporaries stay under ``target`` bytes (at least 1)."""
+        return max(1, int(target // max(self.angle_bytes(), 1)))
 
     def _lines(self, mu_line, line_matrix, line_maps, detectors, dtype, xp):
         """The emitted lines' attenuation: ``self.exits`` (one :class:`ExitPaths` per detector, empty: none),
@@ -229,10 +265,17 @@ class XRFTomographyModel(NonlinearOperator):
         return self.geom.step * ncp.moveaxis(ncp.matmul(beam[:, :, None, :], a)[:, :, 0, :], -1, 0)
 
     def _forward(self, w):
+        if self._parts:
+            out = get_array_module(w).empty(self.dimsd, dtype=self.dtype)
+            for sl, sub in self._parts:
+                out[:, sl] = sub._forward(w)
+            return out
         a, beam, ax, _ = self._state(w)
         return self._emit(ax, beam)
 
     def _linearize(self, w):
+        if self._parts:  # the Jacobian keeps the point, not the samples: each product remakes a block's state
+            return self._forward(w), _BlockedJacobian(self, w)
         state = self._state(w)
         return self._emit(state[2], state[1]), _XRFJacobian(self, *state)
 
@@ -295,3 +338,28 @@ class _XRFJacobian(LinearOperator):
             for p, x in zip(m.exits, self.parts):
                 out -= p.adjoint((h * x / len(m.exits)) @ m.b)
         return out.ravel()
+
+
+class _BlockedJacobian(LinearOperator):
+    """The Jacobian of a blocked model at ``w``: each product runs block by block (a block's state made, used and
+    dropped), the adjoint summing the blocks' gradients."""
+
+    def __init__(self, model, w):
+        self.m, self.w = model, w
+        super().__init__(dtype=model.dtype, dims=model.dims, dimsd=model.dimsd, name=f"J({model.name})")
+
+    def _matvec(self, dw):
+        ncp = get_array_module(dw)
+        out = ncp.empty(self.m.dimsd, dtype=self.m.dtype)
+        for sl, sub in self.m._parts:
+            out[:, sl] = sub._linearize(self.w)[1].matvec(dw).reshape(sub.dimsd)
+        return out.ravel()
+
+    def _rmatvec(self, r):
+        r = r.reshape(self.m.dimsd)
+        ncp = get_array_module(r)
+        g = None
+        for sl, sub in self.m._parts:
+            gb = sub._linearize(self.w)[1].rmatvec(ncp.ascontiguousarray(r[:, sl]).ravel())
+            g = gb if g is None else g.__iadd__(gb)
+        return g

@@ -2,13 +2,11 @@
 
 import numpy as np
 
-from multimodal_ip import DataTerm, Variable, hookimpl
+from multimodal_ip import hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
 from multimodal_ip.losses import LeastSquares, Poisson
 
 from .attenuation import attenuation_coefficients, line_coefficients
-from .geometry import Geometry
-from .models import ATTENUATION_MODES, TransmissionModel, XRFTomographyModel
 
 
 class _Tomography:
@@ -34,6 +32,8 @@ class _Tomography:
 
     def variables(self, td):
         """``w`` (Ne, n0, n1): the shape from the attribute ``object_shape``; Ne from ``mu`` or ``elements``."""
+        from multimodal_ip import Variable
+
         ne = self._n_elements(td)
         if ne is None or "object_shape" not in td.attrs:
             return []
@@ -46,6 +46,8 @@ class _Tomography:
         return 8.0 * geom.bins * geom.samples * (3 * ne + 4) if geom else 0.0
 
     def _geometry(self, td, bins, allow_missing=False):
+        from .geometry import Geometry
+
         if "object_shape" not in td.attrs:
             if allow_missing:
                 return None
@@ -117,6 +119,8 @@ class _Tomography:
         return data
 
     def _term(self, td, op, data, xp, dtype, loss, photon_weighted):
+        from multimodal_ip import DataTerm
+
         return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), self._loss(td, loss, photon_weighted), 1.0,
                         self.inputs, td.name)
 
@@ -134,6 +138,8 @@ class _Tomography:
 
 def _random_cases(rng, model, sizes, mu_range):
     """Conformance cases ``(name, model, w)`` at random angles over a full turn: sizes ``(n0, n1, K, Ne)``."""
+    from .geometry import Geometry
+
     for n0, n1, k, ne in sizes:
         geom = Geometry.make((n0, n1), np.sort(rng.uniform(0, 2 * np.pi, k)))
         yield f"{n0}x{n1}-K{k}-Ne{ne}", model(geom, rng.uniform(*mu_range, ne)), rng.random((ne, n0, n1))
@@ -149,7 +155,11 @@ class TransmissionTomography(_Tomography):
 
     def example_term(self, rng):
         """A 7 x 8 slice, two elements, five angles, noise-free."""
+        from multimodal_ip import Variable
         from multimodal_ip.io import TermData
+
+        from .geometry import Geometry
+        from .models import TransmissionModel
 
         geom = Geometry.make((7, 8), np.linspace(0, np.pi, 5, endpoint=False))
         mu = np.array([0.08, 0.05])
@@ -159,6 +169,8 @@ class TransmissionTomography(_Tomography):
         return td, [Variable("w", (2, 7, 8))]
 
     def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, photon_weighted=False, **options):
+        from .models import TransmissionModel
+
         ne, shape = self._common(td, space, options, self.options)
         k = int(np.size(td.arrays.get("angles", ())))
         data = self._data(td, (k, None))
@@ -186,6 +198,9 @@ class TransmissionTomography(_Tomography):
             raise DataError(msg)
 
     def conformance_cases(self, rng):
+        from .geometry import Geometry
+        from .models import TransmissionModel
+
         yield from _random_cases(rng, TransmissionModel, ((9, 9, 4, 1), (10, 12, 40, 2), (8, 8, 3, 3)), (0.02, 0.1))
         geom = Geometry.make((11, 11), np.linspace(0, np.pi, 6), step=0.7)
         op = TransmissionModel(geom, [0.05, 0.02], matrix=0.01 * rng.random((11, 11)))
@@ -217,8 +232,25 @@ class XRFTomography(_Tomography):
         return super()._n_elements(td)
 
     def temporaries(self, td):
-        """As the transmission's, plus with the emitted lines per detector: the line maps on its grid (about the
-        diagonal in bins) and their paths and attenuations at every sample."""
+        """Nothing grows with the angles: the model runs a block of angles at a time (sized by the memory target
+        per block, ``--chunk-memory``, else a quarter of the memory budget), so the term is never split."""
+        return 0.0
+
+    def working_memory(self, td, space, dtype, chunk_bytes=None):
+        """Bytes one objective + gradient allocates besides its data and the problem's vectors (the run's memory
+        budget, :mod:`multimodal_ip.run_budget`): one block of angles' temporaries and the gradient's maps."""
+        from multimodal_ip.memory import memory_budget_bytes
+        from multimodal_ip.modality import BUDGET_FRACTION
+
+        per = self._angle_bytes(td) * np.dtype(dtype).itemsize / 8
+        target = chunk_bytes or BUDGET_FRACTION * memory_budget_bytes()
+        block = per * min(max(1, int(target // max(per, 1))), int(np.size(td.arrays.get("angles", 1))))
+        return int(block + 2 * (space["w"].size if "w" in space else 0) * np.dtype(dtype).itemsize)
+
+    def _angle_bytes(self, td):
+        """Bytes per angle (float64) of an evaluation's temporaries: as the transmission's, plus with the emitted
+        lines per detector: the line maps on its grid (about the diagonal in bins) and their paths and attenuations
+        at every sample."""
         base = super().temporaries(td)
         if not base or not ("mu_line" in td.arrays or "lines" in td.attrs):
             return base
@@ -230,7 +262,11 @@ class XRFTomography(_Tomography):
 
     def example_term(self, rng):
         """A 7 x 8 slice, two elements, five angles over a full turn, noise-free, self-absorbing."""
+        from multimodal_ip import Variable
         from multimodal_ip.io import TermData
+
+        from .geometry import Geometry
+        from .models import XRFTomographyModel
 
         geom = Geometry.make((7, 8), np.linspace(0, 2 * np.pi, 5, endpoint=False))
         mu = np.array([0.08, 0.05])
@@ -241,6 +277,8 @@ class XRFTomography(_Tomography):
 
     def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, photon_weighted=False,
                    attenuation="self", line_attenuation="auto", **options):
+        from .models import ATTENUATION_MODES, XRFTomographyModel
+
         ne, shape = self._common(td, space, options, self.options)
         if attenuation not in ATTENUATION_MODES:
             msg = f"{td.where()}: option attenuation must be one of {ATTENUATION_MODES}; got {attenuation!r}"
@@ -258,6 +296,10 @@ class XRFTomography(_Tomography):
         op = XRFTomographyModel(geom, mu, attenuation=attenuation, matrix=self._matrix(td, shape, dtype),
                                 attenuation_map=amap, dtype=dtype, xp=xp,
                                 **self._lines(td, ne, shape, dtype, attenuation, line_attenuation))
+        from multimodal_ip.memory import memory_budget_bytes
+        from multimodal_ip.modality import BUDGET_FRACTION
+
+        op.block = op.block_for_bytes(BUDGET_FRACTION * memory_budget_bytes())  # --chunk-memory: set by the builder
         return self._term(td, op, data, xp, dtype, loss, photon_weighted)
 
     def _lines(self, td, ne, shape, dtype, attenuation, line_attenuation):
@@ -283,6 +325,9 @@ class XRFTomography(_Tomography):
         return out
 
     def conformance_cases(self, rng):
+        from .geometry import Geometry
+        from .models import XRFTomographyModel
+
         yield from _random_cases(rng, XRFTomographyModel, ((9, 9, 4, 1), (10, 12, 48, 2), (8, 7, 3, 3)), (0.05, 0.2))
         geom = Geometry.make((11, 11), np.linspace(0, 2 * np.pi, 7), bins=9, step=0.6)
         yield "matrix-bins9-step0.6", XRFTomographyModel(geom, [0.1, 0.05], matrix=0.02 * rng.random((11, 11))), \

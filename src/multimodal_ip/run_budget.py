@@ -1,0 +1,294 @@
+"""The memory budget of a whole run: before any array is read, a run estimates its peak (the program, the data, the
+unknowns and the solver's vectors with its history, each term's evaluation temporaries) and either fits it into
+``MMIP_MAX_MEMORY`` (smaller blocks through the chunk size, fewer L-BFGS pairs) or refuses in one line naming what
+does not fit and the smallest budget that would.
+
+Each term's temporaries come from its modality's offer ``working_memory(td, space, dtype=..., chunk_bytes=...)``
+(bytes one objective + gradient of the term allocates besides the data and the problem's vectors, with its blocks
+sized by ``chunk_bytes``; ``None``: its default blocks), else from :func:`default_working_memory`. With
+``MMIP_MAX_MEMORY`` set the budget caps the whole process (its present resident memory counts); without it the budget
+is 80 % of the memory still available (or of an address-space limit), which the program's present memory has
+already left, so only ``PROGRAM_MARGIN`` counts for it.
+"""
+
+__all__ = ["RunEstimate", "estimate_run", "fit_run", "run_planner", "default_working_memory"]
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError
+from .memory import ENV_MEMORY, memory_budget_bytes, parse_size
+
+#: bytes the program adds after the check (modules a solver imports, allocator slack)
+PROGRAM_MARGIN = 48 << 20
+#: unknown-sized work vectors of a solver besides its history (iterate, gradient, direction, trial point and its
+#: gradient, the cached linearisation, copies in the line search): measured on L-BFGS runs (docs/performance.md)
+SOLVER_VECTORS = {"lbfgs": 10}
+#: work vectors of a solver not in ``SOLVER_VECTORS``
+DEFAULT_SOLVER_VECTORS = 12
+#: solvers that keep a history of correction pairs (two unknown-sized vectors each): ``{solver: (option, default)}``
+HISTORY = {"lbfgs": ("memory", 10)}
+#: unknown-sized vectors of one joint evaluation besides its terms' temporaries (the joint gradient, a term's own)
+JOINT_VECTORS = 2
+#: chunk sizes tried, in order, when the run does not fit with its own
+CHUNK_STEPS = (16 << 20, 4 << 20, 1 << 20)
+#: blocks from this size on cost no time (the ptychography default is 4 MB of spectra); smaller ones are tried only
+#: once the solver keeps a single correction pair
+SMALLEST_FAST_CHUNK = 4 << 20
+
+
+def _gib(nbytes) -> str:
+    return f"{nbytes / 2**30:.2f}"
+
+
+def default_working_memory(td, space, dtype, chunk_bytes) -> int:
+    """Temporaries of a term whose modality offers no ``working_memory``: 16 x its data (one part's, at most
+    ``chunk_bytes`` when the term is split into parts) and two unknown-sized vectors.
+
+    Parameters
+    ----------
+    td : :class:`~multimodal_ip.io.TermData`
+        The term (its arrays may be unread h5py datasets: only their sizes are used).
+    space : :class:`~multimodal_ip.VariableSpace`
+        The problem's unknowns.
+    dtype : :obj:`numpy.dtype`
+        The compute precision.
+    chunk_bytes : :obj:`int` or ``None``
+        The run's chunk size (``None``: default).
+
+    Returns
+    -------
+    nbytes : :obj:`int`
+        Bytes one objective + gradient of the term allocates.
+    """
+    from .modality import TEMPORARY_FACTOR
+
+    data = sum(int(np.prod(np.shape(a), dtype=np.float64)) for a in td.arrays.values()) * np.dtype(dtype).itemsize
+    temporaries = TEMPORARY_FACTOR * data
+    if chunk_bytes:
+        temporaries = min(temporaries, chunk_bytes)
+    return int(temporaries + 2 * space.size * np.dtype(dtype).itemsize)
+
+
+@dataclass
+class RunEstimate:
+    """A run's estimated peak memory, by part.
+
+    Parameters
+    ----------
+    budget : :obj:`int`
+        The budget in bytes.
+    parts : :obj:`dict`
+        ``{what: bytes}``: ``program``, ``data``, ``unknowns and solver`` and ``term '<name>'`` entries.
+    pairs : :obj:`int` or ``None``
+        Correction pairs the solver keeps (``None``: it keeps none).
+    chunk_bytes : :obj:`int` or ``None``
+        The chunk size the terms' temporaries were estimated with.
+    """
+
+    budget: int
+    parts: dict = field(default_factory=dict)
+    pairs: int | None = None
+    chunk_bytes: int | None = None
+
+    @property
+    def total(self) -> int:
+        """Bytes of the estimated peak.
+
+        Returns
+        -------
+        nbytes : :obj:`int`
+            The sum of the parts.
+        """
+        return int(sum(self.parts.values()))
+
+    @property
+    def fits(self) -> bool:
+        """Whether the estimated peak is within the budget.
+
+        Returns
+        -------
+        fits : :obj:`bool`
+            ``total <= budget``.
+        """
+        return self.total <= self.budget
+
+    def shown(self) -> str:
+        """The parts in MiB, largest first, e.g. ``data 256, term 'ptychography' 146``.
+
+        Returns
+        -------
+        text : :obj:`str`
+            One line.
+        """
+        return ", ".join(f"{k} {v / 2**20:.0f}" for k, v in sorted(self.parts.items(), key=lambda kv: -kv[1]))
+
+
+def _offer(modality_obj, td, space, dtype, chunk_bytes) -> int:
+    fn = getattr(modality_obj, "working_memory", None)
+    if fn is None:
+        return default_working_memory(td, space, dtype, chunk_bytes)
+    return int(fn(td, space, dtype=np.dtype(dtype), chunk_bytes=chunk_bytes))
+
+
+def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None, chunk_bytes=None, budget,
+                 program=0, registry=None) -> RunEstimate:
+    """The peak memory of a run, by part (nothing is read or allocated).
+
+    Parameters
+    ----------
+    space : :class:`~multimodal_ip.VariableSpace`
+        The problem's unknowns.
+    terms : :obj:`dict`
+        ``{name: TermData}`` of the terms to be read (arrays may be unread h5py datasets).
+    data_bytes : :obj:`int`
+        Bytes the read of the data takes.
+    dtype : :obj:`str`
+        The compute precision.
+    solver : :obj:`str`, optional
+        The solver's name.
+    pairs : :obj:`int`, optional
+        Correction pairs kept by a solver with a history.
+    chunk_bytes : :obj:`int`, optional
+        The chunk size the terms' blocks are sized by (``None``: their defaults).
+    budget : :obj:`int`
+        The budget in bytes.
+    program : :obj:`int`, optional
+        The program's own memory counted against the budget.
+    registry : :class:`~multimodal_ip.plugins.Registry`, optional
+        Where the modalities are looked up.
+
+    Returns
+    -------
+    :class:`RunEstimate`
+        The parts and the setting they were estimated with.
+    """
+    from .plugins import get_registry
+
+    registry = registry or get_registry()
+    real = np.ones(1, dtype).real.dtype
+    vector = space.size * real.itemsize
+    vectors = SOLVER_VECTORS.get(solver, DEFAULT_SOLVER_VECTORS) + JOINT_VECTORS + 2 * (pairs or 0)
+    parts = {"program": int(program) + PROGRAM_MARGIN, "data": int(data_bytes),
+             "unknowns and solver": int(vectors * vector)}
+    for name, td in terms.items():
+        parts[f"term {name!r}"] = _offer(registry.get("modality", td.modality), td, space, real, chunk_bytes)
+    return RunEstimate(int(budget), parts, pairs, chunk_bytes)
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, chunk_bytes=None, budget=None,
+            program=None, registry=None) -> RunEstimate:
+    """The setting under which a run fits its memory budget: its own, else smaller blocks (the chunk sizes of
+    ``CHUNK_STEPS`` below its own, down to ``SMALLEST_FAST_CHUNK``), then fewer correction pairs, then the
+    smallest blocks; :class:`~multimodal_ip.errors.ConfigError` when none fits.
+
+    Parameters
+    ----------
+    space, terms, data_bytes, dtype, solver, registry
+        As for :func:`estimate_run`.
+    iterations : :obj:`int`
+        The run's iterations (a history never holds more pairs).
+    pairs : :obj:`int`, optional
+        Correction pairs asked for; default the solver's (``HISTORY``).
+    chunk_bytes : :obj:`int`, optional
+        The run's chunk size (``None``: default; ``0``: never split).
+    budget : :obj:`int`, optional
+        Default ``MMIP_MAX_MEMORY``, else 80 % of the available memory.
+    program : :obj:`int`, optional
+        The program's memory counted; default its present resident memory when ``MMIP_MAX_MEMORY`` is set, else 0
+        (the available memory already excludes it).
+
+    Returns
+    -------
+    :class:`RunEstimate`
+        The fitting estimate (its ``pairs`` and ``chunk_bytes`` are the run's setting).
+
+    Raises
+    ------
+    ConfigError
+        Nothing fits: one line naming the budget, the parts of the smallest setting and the budget it needs.
+    """
+    explicit = bool(os.environ.get(ENV_MEMORY, "").strip())
+    if budget is None:
+        budget = memory_budget_bytes()
+    if program is None:
+        program = _resident_bytes() if explicit else 0
+    has_history = solver in HISTORY
+    asked = (pairs if pairs is not None else HISTORY[solver][1]) if has_history else None
+    first = max(1, min(int(asked), int(iterations))) if asked is not None else None
+
+    def at(p, c):
+        return estimate_run(space, terms, data_bytes, dtype=dtype, solver=solver, pairs=p, chunk_bytes=c,
+                            budget=budget, program=program, registry=registry)
+
+    chunks = [chunk_bytes] + [c for c in CHUNK_STEPS if not chunk_bytes or c < chunk_bytes]
+    # blocks that cost no time (a user's --chunk-memory below them is kept: it is what was asked for)
+    coarse = [c for c in chunks if c is None or c == 0 or c >= SMALLEST_FAST_CHUNK] or chunks[:1]
+    pair_steps = list(range(first, 0, -1)) if first is not None else [None]
+    tried = ([at(first, c) for c in coarse] + [at(p, coarse[-1]) for p in pair_steps[1:]]
+             + [at(pair_steps[-1], c) for c in chunks[len(coarse):]])
+    for est in tried:
+        if est.fits:
+            return est
+    least = tried[-1]
+    where = f"{ENV_MEMORY}={os.environ[ENV_MEMORY].strip()}" if explicit else "80 % of the available memory"
+    history = f" with {least.pairs} L-BFGS pair(s)" if least.pairs else ""
+    msg = (f"memory budget of the run ({where}: {_gib(budget)} GiB) is too small: it needs at least "
+           f"{_gib(least.total)} GiB{history} and blocks of {least.chunk_bytes / 2**20:g} MiB ({least.shown()} MiB); "
+           f"set {ENV_MEMORY} to at least {int(np.ceil(least.total / 2**20))}M")
+    raise ConfigError(msg)
+
+
+def run_planner(cfg):
+    """The ``plan`` of :func:`~multimodal_ip.io.load_dataset` for a run configuration: it fits the run into the
+    memory budget before the data are read and writes the setting it needs into ``cfg`` (``solver_options``
+    ``memory``, ``chunk_memory``; with one warning line) when the run's own does not fit.
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        The run configuration (``multimodal_ip.config.run_config``); changed in place when the run is fitted.
+
+    Returns
+    -------
+    plan : callable
+        ``plan(space, terms, nbytes)``; raises :class:`~multimodal_ip.errors.ConfigError` when the run cannot fit.
+    """
+
+    def plan(space, terms, nbytes):
+        from .solvers import check_solver_options, get_solver
+
+        solver = cfg["solver"]
+        # the options are read here before the solver sees them: the same one-line check as the solve
+        check_solver_options(solver, get_solver(solver), cfg["solver_options"] or {})
+        option = HISTORY.get(solver, (None, None))[0]
+        asked = (cfg["solver_options"] or {}).get(option) if option else None
+        chunk = None if cfg["chunk_memory"] is None else parse_size(cfg["chunk_memory"], allow_zero=True)
+        est = fit_run(space, terms, nbytes, dtype=cfg["dtype"], solver=solver, iterations=cfg["iterations"],
+                      pairs=asked, chunk_bytes=chunk)
+        changed = []
+        if est.chunk_bytes != chunk:
+            cfg["chunk_memory"] = str(est.chunk_bytes)
+            changed.append(f"blocks of {est.chunk_bytes / 2**20:g} MiB (--chunk-memory)")
+        first = min(int(asked if asked is not None else HISTORY[solver][1]), int(cfg["iterations"])) if option else 0
+        if option and est.pairs is not None and est.pairs < max(first, 1):
+            cfg["solver_options"] = dict(cfg["solver_options"] or {}, **{option: est.pairs})
+            changed.append(f"{est.pairs} L-BFGS pair(s) instead of {first}")
+        if changed:
+            warnings.warn(f"memory budget ({_gib(est.budget)} GiB): the run keeps {' and '.join(changed)} to fit "
+                          f"(estimated peak {_gib(est.total)} GiB: {est.shown()} MiB)", stacklevel=2)
+
+    return plan
