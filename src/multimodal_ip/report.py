@@ -105,14 +105,17 @@ def error_table(results: dict, truth: dict | None, variables=None) -> tuple[list
 
 
 def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, registry=None,
-                   problems: dict | None = None) -> dict:
+                   problems: dict | None = None, dataset=None) -> dict:
     """What every report plugin adds for these results: ``{"columns": {method: {col: value}}, "tables":
     [(title, header, rows)], "figures": [(title, file name)]}``. A report plugin (hook ``mmip_register_reports``)
     may implement ``columns(arrays, truth)``, ``tables(arrays, start, truth)`` and
     ``figures(arrays, start, truth, outdir)``; each sees ``{method: {variable: array}}`` and decides itself whether
     the results concern it (e.g. by the variable names). A ``figures`` that takes a keyword ``problems`` also gets
     ``{method: JointProblem}`` when the problems are at hand (``mmip compare``; ``None`` for a result file alone):
-    the measured data and the forward models, to draw data against the fits.
+    the measured data and the forward models, to draw data against the fits. A ``tables`` or ``figures`` that takes
+    a keyword ``dataset`` gets the input :class:`~multimodal_ip.io.Dataset` when it is at hand (``mmip report``
+    reads the file named in the result's configuration; ``None`` otherwise): its terms' arrays and attributes
+    (a probe, a photon scale) and its truth.
 
     Parameters
     ----------
@@ -128,14 +131,14 @@ def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, 
         Where the report plugins are looked up (default the installed plugins).
     problems : :obj:`dict`, optional
         ``{method: JointProblem}``, passed to a ``figures`` that takes it.
+    dataset : :class:`~multimodal_ip.io.Dataset`, optional
+        The input dataset, passed to a ``tables`` or ``figures`` that takes it.
 
     Returns
     -------
     reports : :obj:`dict`
         ``{"columns": ..., "tables": ..., "figures": ...}`` as above.
     """
-    import inspect
-
     from .plugins import get_registry
 
     registry = registry or get_registry()
@@ -146,12 +149,19 @@ def plugin_reports(arrays: dict, start: dict, truth: dict | None, outdir: Path, 
             for method, cols in (rep.columns(arrays, truth) or {}).items():
                 out["columns"].setdefault(method, {}).update(cols)
         if hasattr(rep, "tables"):
-            out["tables"].extend(rep.tables(arrays, start, truth) or [])
+            out["tables"].extend(rep.tables(arrays, start, truth, **_offered(rep.tables, dataset=dataset)) or [])
         if hasattr(rep, "figures"):
-            takes = "problems" in inspect.signature(rep.figures).parameters
-            out["figures"].extend(rep.figures(arrays, start, truth, outdir, **({"problems": problems} if takes
-                                                                               else {})) or [])
+            out["figures"].extend(rep.figures(arrays, start, truth, outdir,
+                                              **_offered(rep.figures, problems=problems, dataset=dataset)) or [])
     return out
+
+
+def _offered(method, **keywords) -> dict:
+    """The ``keywords`` that ``method`` takes (a report plugin written before one was offered keeps working)."""
+    import inspect
+
+    takes = inspect.signature(method).parameters
+    return {k: v for k, v in keywords.items() if k in takes}
 
 
 def plot_histories(histories: dict, path) -> Path:

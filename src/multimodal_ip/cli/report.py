@@ -35,11 +35,35 @@ def run(args) -> int:
         if maps:
             lines += ["", "![reconstructions](reconstructions.png)"]
         print("\n".join(lines[4:4 + 2 + len(last)]))
-        extra_lines, _ = _report_sections({"result": res["variables"]}, start, None, outdir)
+        extra_lines, _ = _report_sections({"result": res["variables"]}, start, None, outdir,
+                                          dataset=_input_dataset(args.result, res) if start else None)
         lines += ["", *extra_lines]
         (outdir / "report.md").write_text("\n".join(lines))
     print(f"wrote {args.output}/report.md")
     return 0
+
+
+def _input_dataset(result, res):
+    """The run's terms of the input file named in the result's configuration (as given, else beside the result),
+    for the report plugins; ``None`` (with a note) when it is gone or unreadable."""
+    from pathlib import Path
+
+    from ..errors import MultimodalIPError
+    from ..io import load_dataset
+
+    config = res["config"] if isinstance(res["config"], dict) else {}
+    name, terms = config.get("data"), config.get("terms")
+    if not isinstance(name, str) or not name or "\0" in name:
+        return None
+    for path in (Path(name), Path(result).parent / name):
+        if path.is_file():
+            try:
+                return load_dataset(path, terms=terms if isinstance(terms, list) else None)
+            except (MultimodalIPError, OSError, ValueError) as exc:
+                print(f"note: the input {path} is not readable for the report ({exc})")
+                return None
+    print(f"note: the input {name} named in {result} was not found: reports that need the data are left out")
+    return None
 
 
 COMMAND = Command(help="figures and a summary from a result file", add_arguments=add_arguments, run=run,

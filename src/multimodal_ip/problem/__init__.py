@@ -1,9 +1,35 @@
-__all__ = ["DataTerm", "Invariance", "JointProblem", "Linearization", "balanced_weights", "Objective",
+__all__ = ["Curvature", "DataTerm", "Invariance", "JointProblem", "Linearization", "balanced_weights", "Objective",
            "ProximalObjective", "align", "ALIGN_GROWTH"]
 
-from .align import ALIGN_GROWTH, align
-from .balance import balanced_weights
-from .joint_problem import JointProblem
-from .linearization import Linearization
-from .objective import Objective, ProximalObjective
-from .term import DataTerm, Invariance
+from typing import TYPE_CHECKING
+
+from .align import ALIGN_GROWTH, align  # numpy only; eager, so that ``align`` is the function, not the module
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .balance import balanced_weights
+    from .curvature import Curvature
+    from .joint_problem import JointProblem
+    from .linearization import Linearization
+    from .objective import Objective, ProximalObjective
+    from .term import DataTerm, Invariance
+
+#: where each public name lives, imported on first use: a module that needs only ``Objective`` (the built-in
+#: solvers, which ``mmip plugins`` loads) does not pay for pylops (docs/architecture.md, "Start-up time")
+_LAZY = {"balanced_weights": "balance", "Curvature": "curvature",
+         "JointProblem": "joint_problem", "Linearization": "linearization", "Objective": "objective",
+         "ProximalObjective": "objective", "DataTerm": "term", "Invariance": "term"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

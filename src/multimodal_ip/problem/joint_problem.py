@@ -10,6 +10,7 @@ from ..backend import get_array_module, real_dtype
 from ..errors import DtypeError, ShapeError, UnknownVariableError
 from ..variables import VariableSpace
 from .align import align
+from .curvature import Curvature
 from .linearization import Linearization, _StreamState
 from .term import _LazyCurvature
 
@@ -288,6 +289,17 @@ class JointProblem:
             parts.append((t, self._restrictions[i], jac, _LazyCurvature(t, y),
                           t.weight**0.5, cplx, n_out))
         return parts
+
+    def curvature(self, v) -> Curvature | None:
+        """The weighted sum of the data terms' curvature offers at ``v`` (``DataTerm.curvature``: a block-diagonal
+        estimate of each term's Gauss-Newton matrix), frozen variables at one; ``None`` when no term offers one.
+        Regularizers add nothing."""
+        v = self.at_precision(v)
+        offers = [(t.weight, t.curvature(self._term_input(i, v))) for i, t in enumerate(self.terms)
+                  if t.curvature is not None]
+        if not offers:
+            return None
+        return Curvature.combine(self.space, offers, self.frozen, complete=len(offers) == len(self.terms))
 
     def value_and_gradient(self, v):
         lin = self.linearize(v)

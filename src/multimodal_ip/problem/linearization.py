@@ -10,6 +10,7 @@ from pylops import LinearOperator
 from ..backend import get_array_module, real_dtype
 
 if TYPE_CHECKING:
+    from .curvature import Curvature
     from .joint_problem import JointProblem
 
 
@@ -56,6 +57,20 @@ class Linearization:
         if "parts" not in self._memo:
             self._memo["parts"] = self._problem._linear_parts(self.point)
         return _StackedJacobian(self._problem, self._memo["parts"])
+
+    def curvature(self) -> "Curvature | None":
+        """The data terms' block-diagonal curvature estimate at this point
+        (:meth:`~multimodal_ip.JointProblem.curvature`), summed by :meth:`reduced`'s ``total`` and with
+        :attr:`extra_damping` added; computed on first use. ``None`` when no term offers one."""
+        if "curvature" not in self._memo:  # this share's (the memo is shared with the linearizations around it)
+            self._memo["curvature"] = self._problem.curvature(self.point)
+        curv = self._memo["curvature"]
+        if curv is not None and self.reduce is not None:
+            key = ("curvature", id(self.reduce))
+            if key not in self._memo:
+                self._memo[key] = curv.map(self.reduce)
+            curv = self._memo[key]
+        return curv.damped(self.extra_damping) if curv is not None and self.extra_damping else curv
 
     def gauss_newton(self, damping: float = 0.0) -> LinearOperator:
         r""":math:`H_{GN} + \lambda I` on the packed space (real symmetric)."""

@@ -64,6 +64,11 @@ class DataTerm:
         its gradient, their loss reported as the term's validation loss (:mod:`multimodal_ip.validation`).
     invariance : :class:`Invariance`, optional
         A change of the input variables that leaves this term's objective unchanged (solvers' ``align`` option).
+    curvature : callable, optional
+        ``curvature(u) -> {variable: array}``: a block-diagonal estimate of the unweighted term's Gauss-Newton
+        matrix at input ``u`` (as :meth:`linearize_input` gets it), per input variable: a diagonal over the
+        variable's packed real entries or ``(m // k, k, k)`` blocks (:class:`~multimodal_ip.problem.Curvature`).
+        Solvers use it as a preconditioner (option ``precondition``); ``None``: the term offers none.
     """
 
     operator: NonlinearOperator
@@ -75,6 +80,7 @@ class DataTerm:
     part: int = 0
     holdout: Any = None
     invariance: Invariance | None = None
+    curvature: Callable[[Any], Any] | None = None
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)

@@ -2,18 +2,22 @@ __all__ = ["GaussNewton", "solve_gauss_newton", "mmip_register_solvers"]
 
 from typing import Any
 
-from pylops import LinearOperator
-
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from ..problem import Linearization, Objective
+from ..problem import Objective
+from ..problem.curvature import DEFAULT_FLOOR
 from .base import Solver, stalled
 from .base import same_point as _same
+from .precondition import check_precondition, resolve_precondition
 
 
-def _cg(op, b, maxiter, rtol):
-    """Conjugate gradients from zero on a symmetric operator; stops on negative curvature."""
+def _cg(op, b, maxiter, rtol, precond=None):
+    """Conjugate gradients from zero on a symmetric operator; stops on negative curvature. ``precond``: a symmetric
+    positive definite :math:`M^{-1}` (a function of a vector): preconditioned CG, stopped on the residual norm
+    all the same."""
+    if precond is not None:
+        return _pcg(op, b, maxiter, rtol, precond)
     ncp = get_array_module(b)
     x = ncp.zeros_like(b)
     r = b.copy()
@@ -36,25 +40,30 @@ def _cg(op, b, maxiter, rtol):
     return x
 
 
-class _FiniteDifferenceHessian(LinearOperator):
-    """Hessian-vector products from gradient differences: ``(g(x + e v) - g(x)) / e``."""
-
-    def __init__(self, problem: Objective, lin: Linearization, damping):
-        self.problem, self.lin, self.damping = problem, lin, damping
-        ncp = get_array_module(lin.point)
-        self.xnorm = float(ncp.linalg.norm(lin.point))
-        super().__init__(dtype=lin.point.dtype, shape=(lin.point.size, lin.point.size))
-
-    def _matvec(self, v):
-        ncp = get_array_module(v)
-        vn = float(ncp.linalg.norm(v))
-        if vn == 0:
-            return ncp.zeros_like(v)
-        eps = 1e-7 * max(1.0, self.xnorm) / vn
-        g = self.problem.gradient(self.lin.point + eps * v)
-        return (g - self.lin.gradient) / eps + self.damping * v
-
-    _rmatvec = _matvec
+def _pcg(op, b, maxiter, rtol, precond):
+    """Preconditioned conjugate gradients from zero (see :func:`_cg`)."""
+    ncp = get_array_module(b)
+    x = ncp.zeros_like(b)
+    r = b.copy()
+    z = precond(r)
+    p = z.copy()
+    rz = float(ncp.vdot(r, z))
+    stop = rtol**2 * float(ncp.vdot(r, r))
+    for _ in range(maxiter):
+        q = op.matvec(p)
+        pq = float(ncp.vdot(p, q))
+        if pq <= 0:
+            return x if float(ncp.vdot(x, x)) > 0 else z
+        a = rz / pq
+        x += a * p
+        r -= a * q
+        if float(ncp.vdot(r, r)) <= stop:
+            break
+        z = precond(r)
+        rz_new = float(ncp.vdot(r, z))
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x
 
 
 class GaussNewton(Solver):
@@ -77,13 +86,22 @@ class GaussNewton(Solver):
         Initial :math:`\lambda`, relative to the curvature along the gradient.
     mode : :obj:`str`, optional
         ``"gauss-newton"`` or ``"newton"``.
+    precondition : :obj:`str`, optional
+        ``"curvature"``: CG preconditioned by :math:`(D + \delta + \lambda I)^{-1}`, :math:`D` the data terms'
+        block-diagonal curvature (:meth:`~multimodal_ip.problem.Linearization.curvature`); ``"auto"``: so when
+        every variable that moves has one; ``"none"`` (default): plain CG.
+    curvature_floor : :obj:`float`, optional
+        :math:`\delta`, a fraction of each variable's largest curvature
+        (:meth:`~multimodal_ip.problem.Curvature.solve`).
     """
 
     name = "gauss-newton"
 
     def __init__(self, problem: Objective, inner_iterations=20, damping=1e-3, mode="gauss-newton", inner_rtol=1e-2,
-                 max_rejections=8, **kw):
+                 max_rejections=8, precondition="none", curvature_floor=DEFAULT_FLOOR, **kw):
         super().__init__(problem, **kw)
+        self.precondition = check_precondition(self.name, precondition)
+        self.curvature_floor = float(curvature_floor)
         if mode not in ("gauss-newton", "newton"):
             msg = f"gauss-newton mode must be 'gauss-newton' or 'newton'; got {mode!r}"
             raise SolverError(msg)
@@ -117,12 +135,27 @@ class GaussNewton(Solver):
 
     def _hessian(self, lam):
         if self.mode == "newton":
+            from ._fd_hessian import _FiniteDifferenceHessian  # a pylops operator: pylops loads with the first one
+
             return _FiniteDifferenceHessian(self.problem, self.lin, lam)
         return self.lin.gauss_newton(lam)
 
     def setup(self, x0):
         self.x = self._project(x0)
         self.lin = self.problem.linearize(self.x)
+        self.precondition = resolve_precondition(self.name, self.precondition, self.lin)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.precondition = resolve_precondition(self.name, self.precondition, self.lin)
+
+    def _preconditioner(self, lam):
+        r""":math:`(D + \delta + \lambda I)^{-1}` as a function, or ``None`` (plain CG)."""
+        curv = self.lin.curvature() if self.precondition == "curvature" else None
+        if curv is None:
+            return None
+        floor = self.curvature_floor
+        return lambda r: curv.solve(r, floor, lam)
 
     def step(self):
         ncp = get_array_module(self.x)
@@ -134,7 +167,7 @@ class GaussNewton(Solver):
             self.lam = self.damping0 * float(ncp.vdot(g, self._hessian(0.0).matvec(g))) / gg
         for attempt in range(self.max_rejections):
             h = self._hessian(self.lam)
-            p = _cg(h, -g, self.inner_iterations, self.inner_rtol)
+            p = _cg(h, -g, self.inner_iterations, self.inner_rtol, self._preconditioner(self.lam))
             x_new = self._project(self.x + p).astype(self.x.dtype, copy=False)  # the iterate keeps its precision
             p = x_new - self.x
             pred = -(float(ncp.vdot(g, p)) + 0.5 * float(ncp.vdot(p, self._hessian(0.0).matvec(p))))

@@ -1,17 +1,21 @@
 __all__ = ["LBFGS", "solve_lbfgs", "mmip_register_solvers"]
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.optimize
-from scipy.optimize._linesearch import LineSearchWarning
 
 from ..backend import get_array_module
 from ..errors import SolverError
 from ..hookspecs import hookimpl
-from ..problem import Linearization, Objective
+from ..problem import Objective
+from ..problem.curvature import DEFAULT_FLOOR
 from .base import Result, Solver, stalled
 from .base import same_point as _same
+from .precondition import check_precondition, resolve_precondition
+
+if TYPE_CHECKING:
+    from ..problem import Linearization
 
 
 class _Cache:
@@ -21,7 +25,7 @@ class _Cache:
         self.problem: Objective = problem
         self.lin: Linearization | None = None
 
-    def __call__(self, x) -> Linearization:
+    def __call__(self, x) -> "Linearization":
         # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in
         x = self.problem.at_precision(x)
         if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
@@ -63,9 +67,11 @@ def fit_memory(memory: int, vector_bytes: int, budget: int | None = None) -> int
     return fitted
 
 
-def two_loop(g, s_list, y_list):
-    """The L-BFGS direction :math:`-H g` from the correction pairs (two-loop recursion); without pairs, the unit
-    steepest-descent direction."""
+def two_loop(g, s_list, y_list, h0=None):
+    r"""The L-BFGS direction :math:`-H g` from the correction pairs (two-loop recursion); without pairs, the unit
+    steepest-descent direction. ``h0``: a preconditioner :math:`D^{-1}` (a function of a packed vector); the initial
+    inverse Hessian is then :math:`\gamma D^{-1}`, :math:`\gamma = s^T y / y^T D^{-1} y` of the newest pair
+    (without pairs :math:`D^{-1}` itself: a Gauss-Newton step of the block-diagonal model)."""
     ncp = get_array_module(g)
     q = g.copy()
     alphas = []
@@ -74,7 +80,14 @@ def two_loop(g, s_list, y_list):
         a = rho * float(ncp.vdot(s, q))
         q -= a * y
         alphas.append((a, rho))
-    if s_list:
+    if h0 is not None:
+        q = h0(q)
+        if s_list:
+            s, y = s_list[-1], y_list[-1]
+            yhy = float(ncp.vdot(y, h0(y)))
+            if yhy > 0:
+                q *= float(ncp.vdot(s, y)) / yhy
+    elif s_list:
         s, y = s_list[-1], y_list[-1]
         q *= float(ncp.vdot(s, y)) / float(ncp.vdot(y, y))
     else:
@@ -99,15 +112,26 @@ class LBFGS(Solver):
         budget: :func:`fit_memory`).
     c1, c2 : :obj:`float`, optional
         Wolfe constants.
+    precondition : :obj:`str`, optional
+        ``"none"``: the initial inverse Hessian is the scaled identity; ``"curvature"``: the inverse of the data
+        terms' block-diagonal curvature (:meth:`~multimodal_ip.problem.Linearization.curvature`, recomputed at every
+        iterate; every variable that moves needs one, else :class:`~multimodal_ip.errors.SolverError`); ``"auto"``:
+        ``"curvature"`` when every variable that moves has one, else ``"none"``.
+    curvature_floor : :obj:`float`, optional
+        Added to each variable's curvature before it is inverted, as a fraction of its largest entry
+        (:meth:`~multimodal_ip.problem.Curvature.solve`).
     """
 
     name = "lbfgs"
     _list_states = ("s_list", "y_list")
 
-    def __init__(self, problem: Objective, memory=10, c1=1e-4, c2=0.9, **kw):
+    def __init__(self, problem: Objective, memory=10, c1=1e-4, c2=0.9, precondition="none",
+                 curvature_floor=DEFAULT_FLOOR, **kw):
         super().__init__(problem, **kw)
         _check_smooth(problem, self.name)
         self.memory, self.c1, self.c2 = int(memory), float(c1), float(c2)
+        self.precondition = check_precondition(self.name, precondition)
+        self.curvature_floor = float(curvature_floor)
         self.s_list: list = []
         self.y_list: list = []
         self.cache = _Cache(problem)
@@ -118,16 +142,22 @@ class LBFGS(Solver):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.memory = fit_memory(self.memory, self.x.nbytes)  # as the interrupted run fitted it
+        self.precondition = resolve_precondition(self.name, self.precondition, self.lin)
 
     def setup(self, x0):
         self.x = x0
         self.memory = fit_memory(self.memory, x0.nbytes)
         self.lin = self.cache(x0)
+        self.precondition = resolve_precondition(self.name, self.precondition, self.lin)
 
     def _linearize(self, x):
         return self.cache(x)
 
     def _direction(self, g):
+        curv = self.lin.curvature() if self.precondition == "curvature" else None
+        if curv is not None:
+            floor = self.curvature_floor
+            return two_loop(g, self.s_list, self.y_list, lambda q: curv.solve(q, floor))
         return two_loop(g, self.s_list, self.y_list)
 
     def step(self):
@@ -145,6 +175,9 @@ class LBFGS(Solver):
             return self.cache(x).gradient
 
         p = self._finite_reach(p)
+        import scipy.optimize  # here, not at the top: ``mmip plugins`` loads this module (docs/architecture.md)
+        from scipy.optimize._linesearch import LineSearchWarning
+
         with warnings.catch_warnings():  # a failed search is handled below, not warned about
             warnings.simplefilter("ignore", LineSearchWarning)
             alpha, *_ = scipy.optimize.line_search(
@@ -264,6 +297,13 @@ def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **opti
         constrained = problem.space.bounds() is not None or any(r.is_constraint for r in problem.regularizers)
         xp = problem.xp if x0 is None else get_array_module(x0)
         method = "scipy" if constrained and xp is np else "native"
+    if method == "scipy":  # L-BFGS-B keeps its own initial Hessian
+        if options.get("precondition", "none") not in ("none", "auto"):
+            msg = ("lbfgs precondition=curvature needs the native method (L-BFGS-B, taken for bounds and box "
+                   "constraints, has its own initial Hessian)")
+            raise SolverError(msg)
+        options.pop("precondition", None)
+        options.pop("curvature_floor", None)
     from .scipy_lbfgsb import ScipyLBFGSB
 
     cls = ScipyLBFGSB if method == "scipy" else LBFGS

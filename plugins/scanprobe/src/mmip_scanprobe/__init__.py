@@ -5,22 +5,43 @@ extraction), and the coupling of element maps into a complex object.
 A library for modality plugins, not a plugin itself: it registers nothing.
 """
 
-__all__ = ["AFFINE_SIZE", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame", "affine_positions",
-           "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE", "ComplexCoupling",
-           "scatter_patches_"]
+__all__ = ["AFFINE_SIZE", "BandLimitedWindows", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame",
+           "affine_positions", "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE",
+           "ComplexCoupling", "scatter_patches_"]
 
-from .complex_coupling import ComplexCoupling
-from .scatter import scatter_patches_
-from .windows import (
+from typing import TYPE_CHECKING
+
+from ._positions import (  # numpy only: what a plugin's entry module reads at import
     AFFINE_SIZE,
     REFINABLE,
-    CalibrationLayout,
-    CubicPatches,
-    SubpixelShift,
     affine_frame,
     affine_positions,
     as_positions,
-    cubic_weights,
     extract_patches,
     split_positions,
 )
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .complex_coupling import ComplexCoupling
+    from .scatter import scatter_patches_
+    from .windows import BandLimitedWindows, CalibrationLayout, CubicPatches, SubpixelShift, cubic_weights
+
+#: where the other public names live, imported on first use (pylops and numba: not at ``mmip plugins``)
+_LAZY = {"ComplexCoupling": "complex_coupling", "scatter_patches_": "scatter", "BandLimitedWindows": "windows",
+         "CalibrationLayout": "windows", "CubicPatches": "windows", "SubpixelShift": "windows",
+         "cubic_weights": "windows"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

@@ -2,7 +2,8 @@
 fractions, the global affine map of the ``affine`` unknown, and the gather of windows at whole-pixel corners.
 Re-exported by :mod:`mmip_scanprobe.windows` and :mod:`mmip_scanprobe`."""
 
-__all__ = ["AFFINE_SIZE", "affine_frame", "affine_positions", "as_positions", "extract_patches", "split_positions"]
+__all__ = ["AFFINE_SIZE", "REFINABLE", "affine_frame", "affine_positions", "as_positions", "extract_patches",
+           "split_positions"]
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from multimodal_ip.errors import ShapeError
 
 #: entries of the ``affine`` unknown: the 2 x 2 matrix (row-major) and the translation, all in pixels
 AFFINE_SIZE = 6
+#: calibration unknowns a window-based model may refine, in packing order (here, not in ``windows``: a plugin's
+#: entry module reads it without importing the numerics, docs/architecture.md "Start-up time")
+REFINABLE = ("probe", "positions", "affine")
 
 
 def affine_frame(object_shape, window):

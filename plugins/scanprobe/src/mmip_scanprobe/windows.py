@@ -1,16 +1,22 @@
-__all__ = ["AFFINE_SIZE", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame", "affine_positions",
-           "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE"]
+__all__ = ["AFFINE_SIZE", "BandLimitedWindows", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame",
+           "affine_positions", "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE"]
 
 import numpy as np
 
 from multimodal_ip.backend import complex_dtype, fft2, get_array_module, ifft2, real_dtype, to_numpy
 from multimodal_ip.errors import ConfigError
 
+from ._band_limited import BandLimitedWindows
 from ._cubic_patches import CubicPatches, cubic_weights
-from ._positions import AFFINE_SIZE, affine_frame, affine_positions, as_positions, extract_patches, split_positions
-
-#: calibration unknowns a window-based model may refine, in packing order
-REFINABLE = ("probe", "positions", "affine")
+from ._positions import (
+    AFFINE_SIZE,
+    REFINABLE,
+    affine_frame,
+    affine_positions,
+    as_positions,
+    extract_patches,
+    split_positions,
+)
 
 
 class SubpixelShift:
