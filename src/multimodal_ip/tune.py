@@ -1,24 +1,36 @@
-r"""Choosing the balance, likelihood and regularization strengths from the data alone (``mmip tune``).
+r"""Choosing the balance, likelihood, regularization strengths and model from the data alone (``mmip tune``).
 
 Every setting of the grid is fitted on the same fit part of the data (the held-out values of
 :mod:`multimodal_ip.validation`), stopped on its validation loss, and scored by how well its best iterate predicts
 the held-out values. The score must compare settings whose objectives differ (another ``c`` reweights the terms,
-another likelihood changes the losses), so it uses neither: each term's held-out values are measured with the term's
-default loss (the ``balanced`` likelihood) and divided by that of the flat start point, and the terms' ratios are
-summed (:func:`validation_score`): a unitless "how much of the held-out data does this setting explain", equal for
-every term whatever its units. The lowest score wins.
+another likelihood changes the losses, another model refines more unknowns), so it uses neither: each term's
+held-out values are measured with the term's default loss (the ``balanced`` likelihood). :func:`score_trials` then
+makes them unitless, by one of :data:`SCORES`:
+
+* ``worst`` (default): each term's held-out loss over the lowest any setting reached for that term, and the
+  largest of these ratios. A setting that buys one term's fit with another term's held-out loss (a model that
+  cannot explain both, or a weight that gives one term up) scores the ratio of the term it gave up: it loses.
+* ``sum``: the same ratios, summed.
+* ``start``: each term's held-out loss over that of the flat start point, summed (:func:`validation_score`; the
+  score before models were tuned, measured in docs/validation.md). A term whose loss falls by orders of magnitude
+  from the start (XRF maps) then outweighs one whose held-out loss grows many times (docs/real_samples.md).
+
+The lowest score wins.
 """
 
-__all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose"]
+__all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose", "score_trials", "explain", "SCORES"]
 
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import ConfigError
+
+#: the rules :func:`score_trials` scores by (module docstring)
+SCORES = ("worst", "sum", "start")
 
 
 @dataclass(frozen=True)
@@ -34,16 +46,24 @@ class Setting:
         ``"balanced"`` or ``"poisson"``.
     strengths : :obj:`tuple`, optional
         ``(regularizer index, strength)`` pairs.
+    refine : :obj:`tuple` of :obj:`str`, optional
+        The model: unknowns refined besides the run's own (``()``: the run's model, shown as ``tied``).
     """
 
     balance_c: float | None
     likelihood: str = "balanced"
     strengths: tuple = ()
+    refine: tuple = ()
 
     def label(self, names=()) -> str:
         parts = [self.likelihood] + ([f"c={self.balance_c:g}"] if self.balance_c is not None else [])
         parts += [f"{names[i] if i < len(names) else i}={v:g}" for i, v in self.strengths]
-        return ", ".join(parts)
+        return ", ".join(parts) + (f", model={self.model}" if self.refine else "")
+
+    @property
+    def model(self) -> str:
+        """The model's name: ``tied`` (nothing more refined) or its unknowns joined by ``+``."""
+        return "+".join(self.refine) or "tied"
 
 
 @dataclass
@@ -55,9 +75,13 @@ class Trial:
     status: str
     error: float
     wall_s: float
+    #: ``{term: held-out loss}`` at the best iterate (default losses)
+    held: dict = field(default_factory=dict)
+    #: ``{term: held-out loss at the flat start}`` of this setting's model
+    start: dict = field(default_factory=dict)
 
 
-def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
+def settings_grid(c_values, likelihoods, strength_grids: dict, models=((),)) -> list:
     """The settings to try: every ``c`` for the balanced likelihood (the Poisson likelihood takes its weights from the
     photon statistics: one setting), times every combination of regularizer strengths.
 
@@ -69,11 +93,13 @@ def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
         Likelihoods tried (``"balanced"``, ``"poisson"``).
     strength_grids : :obj:`dict`
         ``{regularizer index: sequence of strengths}``.
+    models : sequence of :obj:`tuple`, optional
+        The models tried: unknowns refined besides the run's own (``()``: the run's model).
 
     Returns
     -------
     grid : :obj:`list` of :class:`Setting`
-        The settings, likelihood-major.
+        The settings, model-major, then likelihood.
 
     Raises
     ------
@@ -82,9 +108,10 @@ def settings_grid(c_values, likelihoods, strength_grids: dict) -> list:
     """
     combos = list(itertools.product(*[[(i, v) for v in vals] for i, vals in sorted(strength_grids.items())]))
     out = []
-    for lik in likelihoods:
-        for c in (c_values if lik == "balanced" else [None]):
-            out += [Setting(None if c is None else float(c), lik, tuple(combo)) for combo in combos]
+    for model in models:
+        for lik in likelihoods:
+            for c in (c_values if lik == "balanced" else [None]):
+                out += [Setting(None if c is None else float(c), lik, tuple(combo), tuple(model)) for combo in combos]
     if not out:
         msg = "tune: the grid is empty (give --c values and --likelihoods)"
         raise ConfigError(msg)
@@ -117,7 +144,8 @@ def validation_score(scorer, x, reference: dict) -> tuple:
 
 def choose(trials: list, tolerance: float = 0.0) -> "Trial":
     """The chosen trial: the lowest score, or with ``tolerance`` > 0 the most conservative trial whose score is within
-    ``tolerance`` (relative) of the lowest: the balanced likelihood before Poisson, then the smallest ``c`` (the least
+    ``tolerance`` (relative) of the lowest: the model with the fewest refined unknowns, the balanced likelihood before
+    Poisson, then the smallest ``c`` (the least
     weight on the terms balanced against the reference), then the smallest strengths. Near the optimum the held-out
     score is flat to about 1 % while the true error still varies by several percent (docs/validation.md); among
     settings the data cannot tell apart this prefers the one that trusts the weighted terms least.
@@ -139,14 +167,15 @@ def choose(trials: list, tolerance: float = 0.0) -> "Trial":
         return best
     near = [t for t in trials if t.score <= best.score * (1 + tolerance)]
 
-    def order(t):
+    def order(t):  # the model with the fewest unknowns first
         c = t.setting.balance_c if t.setting.balance_c is not None else math.inf
-        return (t.setting.likelihood != "balanced", c, tuple(v for _, v in t.setting.strengths), t.score)
+        return (len(t.setting.refine), t.setting.likelihood != "balanced", c,
+                tuple(v for _, v in t.setting.strengths), t.score)
 
     return min(near, key=order)
 
 
-def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=None) -> list:
+def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=None, score="worst") -> list:
     """Fit every setting of ``grid`` with validation stopping; return the :class:`Trial` list in grid order.
 
     ``build(setting, validation, seed, score=False) -> JointProblem`` and ``solve(problem, x0, stopping) -> Result``
@@ -160,7 +189,7 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
     build : :obj:`callable`
         ``build(setting, validation, seed, score=False)`` returning the :class:`~multimodal_ip.JointProblem` of a
         setting with ``validation`` of the data held out; ``score=True`` builds the scoring problem (default
-        losses).
+        losses) of the setting's model (one per model: its unknowns are the setting's).
     solve : :obj:`callable`
         ``solve(problem, x0, stopping)`` returning a solver ``Result``.
     grid : sequence of :class:`Setting`
@@ -176,11 +205,14 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
         Called with each ``Trial`` once it is done.
     budget_s : :obj:`float`, optional
         Time budget in seconds (at least one setting is always tried).
+    score : :obj:`str`, optional
+        The rule of :func:`score_trials` (one of :data:`SCORES`).
 
     Returns
     -------
     trials : :obj:`list` of ``Trial``
-        One per setting tried, in grid order.
+        One per setting tried, in grid order, scored by :func:`score_trials` once all are done (``progress``
+        sees each one's held-out losses, scored against the start).
 
     Raises
     ------
@@ -189,27 +221,109 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
     """
     from .validation import StopOnValidation
 
-    scorer = build(Setting(None, "balanced", ()), fraction, seed, score=True)
-    with np.errstate(all="ignore"):  # a non-finite start is reported below, in one line
-        reference = scorer.linearize(scorer.start()).validation
-    bad = {t: v for t, v in reference.items() if not np.isfinite(v)}
-    if bad:
-        msg = (f"tune: the held-out loss at the flat start is not finite ({bad}); check the data and term options "
-               "(e.g. coupling)")
+    if score not in SCORES:
+        msg = f"tune: score must be one of {', '.join(SCORES)}; got {score!r}"
         raise ConfigError(msg)
+    scorers: dict = {}
+
+    def scorer_of(setting):
+        """The scoring problem of the setting's model and its held-out losses at the flat start (built once)."""
+        if setting.refine not in scorers:
+            with np.errstate(all="ignore"):  # a non-finite start is reported below, in one line
+                scorer = build(Setting(None, "balanced", (), setting.refine), fraction, seed, score=True)
+                reference = scorer.linearize(scorer.start()).validation
+            bad = {t: v for t, v in reference.items() if not np.isfinite(v)}
+            if bad:
+                msg = (f"tune: the held-out loss at the flat start is not finite ({bad}); check the data and term "
+                       "options (e.g. coupling)")
+                raise ConfigError(msg)
+            scorers[setting.refine] = scorer, reference
+        return scorers[setting.refine]
+
+    scorer_of(grid[0])
     trials: list = []
     started = time.perf_counter()
     for setting in grid:
         if budget_s is not None and trials and time.perf_counter() - started > budget_s:
             break
         t0 = time.perf_counter()
+        scorer, reference = scorer_of(setting)
         problem = build(setting, fraction, seed)
         stop = StopOnValidation(patience)
         res = solve(problem, problem.start(), stop)
-        score, ratios = validation_score(scorer, res.x, reference)
+        start_score, ratios = validation_score(scorer, res.x, reference)
         errors = problem.relative_errors(res.x)
-        trials.append(Trial(setting, score, ratios, int(res.returned_row()["iteration"]), res.status,
-                            float(errors.get("total", np.nan)), time.perf_counter() - t0))
+        trials.append(Trial(setting, start_score, ratios, int(res.returned_row()["iteration"]), res.status,
+                            float(errors.get("total", np.nan)), time.perf_counter() - t0,
+                            {t: ratios[t] * reference[t] for t in reference}, dict(reference)))
         if progress is not None:
             progress(trials[-1])
-    return trials
+    return score_trials(trials, score)
+
+
+def score_trials(trials: list, rule: str = "worst") -> list:
+    """The trials scored by ``rule`` (:data:`SCORES`): ``per_term`` and ``score`` replaced.
+
+    Parameters
+    ----------
+    trials : :obj:`list` of ``Trial``
+        Trials with their held-out losses (``held``) and flat-start losses (``start``).
+    rule : :obj:`str`, optional
+        ``worst``: each term's held-out loss over the lowest any trial reached, the largest ratio; ``sum``: those
+        ratios summed; ``start``: each over the flat start's, summed.
+
+    Returns
+    -------
+    trials : :obj:`list` of ``Trial``
+        New trials, same order.
+    """
+    if rule == "start":
+        return [replace(t, per_term={k: _ratio(v, t.start[k]) for k, v in t.held.items()},
+                        score=float(sum(_ratio(v, t.start[k]) for k, v in t.held.items()))) for t in trials]
+    best = {k: min(t.held[k] for t in trials) for k in trials[0].held}
+    out = []
+    for t in trials:
+        ratios = {k: _ratio(v, best[k]) for k, v in t.held.items()}
+        value = max(ratios.values()) if rule == "worst" else sum(ratios.values())
+        out.append(replace(t, per_term=ratios, score=float(value)))
+    return out
+
+
+def _ratio(value, reference) -> float:
+    """``value / reference``; 1 when both are 0, ``inf`` when only the reference is (or either is not finite)."""
+    if not (np.isfinite(value) and np.isfinite(reference)):
+        return math.inf
+    if reference > 0:
+        return float(value / reference)
+    return 1.0 if value == 0 else math.inf
+
+
+def explain(best, trials: list, names=()) -> str:
+    """One line saying why ``best`` was chosen: its score and worst term, and each other model's best score.
+
+    Parameters
+    ----------
+    best : ``Trial``
+        The chosen trial (:func:`choose`).
+    trials : :obj:`list` of ``Trial``
+        Every scored trial.
+    names : sequence of :obj:`str`, optional
+        Regularizer names for the labels.
+
+    Returns
+    -------
+    :obj:`str`
+    """
+    def terms(t):
+        return ", ".join(f"{k} {v:.3g}" for k, v in t.per_term.items())
+
+    text = f"model {best.setting.model} ({best.setting.label(names)}): score {best.score:.4g} ({terms(best)})"
+    others: dict = {}
+    for t in trials:
+        if t.setting.model != best.setting.model and (t.setting.model not in others
+                                                      or t.score < others[t.setting.model].score):
+            others[t.setting.model] = t
+    if others:
+        text += "; best of the other models: " + "; ".join(
+            f"{m} {t.score:.4g} ({terms(t)})" for m, t in others.items())
+    return text

@@ -171,7 +171,8 @@ def test_full_grid_xrf_shares_only_the_probe():
 
 def test_refinement_errors(miscalibrated, tiny_dataset):
     ds, _ = miscalibrated
-    with pytest.raises(ConfigError, match=r"cannot refine \['gain'\].*offered: \['affine', 'positions', 'probe'\]"):
+    with pytest.raises(ConfigError, match=r"cannot refine \['gain'\].*offered: \['affine', 'coupling', 'matrix', "
+                                          r"'positions', 'probe'\]"):
         build_problem(ds, refine=("gain",))
     with pytest.raises(ConfigError, match="offers a start value"):
         build_problem(ds, terms=["fluorescence"], refine=("probe",))

@@ -1,5 +1,5 @@
-"""``mmip tune``: choose the balance constant, likelihood and regularizer strengths by held-out validation; a
-table, a figure and the chosen run files in the output folder."""
+"""``mmip tune``: choose the balance constant, likelihood, regularizer strengths and model by held-out validation;
+a table, a figure and the chosen run files in the output folder."""
 
 __all__ = ["COMMAND"]
 
@@ -21,6 +21,7 @@ from .common import (
     add_run_flags,
     check_folder,
     refine_after,
+    start_values,
 )
 
 
@@ -33,6 +34,14 @@ def add_arguments(s) -> None:
     s.add_argument("--likelihoods", default="balanced", help="comma-separated: balanced, poisson")
     s.add_argument("--strength", action="append", metavar="INDEX:v1,v2,...",
                    help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
+    s.add_argument("--models", default="tied",
+                   help="models to try, comma-separated: 'tied' (the run's own) or unknowns refined besides the "
+                        "run's, joined by '+' (e.g. tied,matrix,coupling,matrix+coupling; names the modalities "
+                        "offer, see `mmip plugins`)")
+    s.add_argument("--score", default="worst", choices=("worst", "sum", "start"),
+                   help="worst (default): each term's held-out loss over the best any setting reached, the largest "
+                        "ratio; sum: those ratios summed; start: each over the flat start's, summed (the score "
+                        "before models were tuned; docs/real_samples.md compares)")
     s.add_argument("--budget", type=float, help="stop trying settings after this many seconds")
     s.add_argument("--tolerance", type=float, default=0.0,
                    help="scores within this fraction of the best count as equal; among them the balanced likelihood "
@@ -70,11 +79,12 @@ def run(args) -> int:
     from ..io import build_problem, load_dataset
     from ..io.problem_builder import LIKELIHOODS
     from ..solvers import check_solver_options, get_solver, solve_staged
-    from ..tune import choose, settings_grid, tune
+    from ..start import freeze, start_file, start_point
+    from ..tune import choose, explain, settings_grid, tune
     from ..validation import DEFAULT_FRACTION
 
     cfg = run_config(args)
-    check_folder(args, [args.data, args.config])
+    check_folder(args, [args.data, args.config, start_file(cfg["start"])])
     fraction, seed, _, patience, _ = validation_settings(cfg)
     fraction = fraction if fraction is not None else DEFAULT_FRACTION
     if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
@@ -93,7 +103,7 @@ def run(args) -> int:
                    f"--regularizer among the {len(cfg['regularizers'])} given")
             raise ConfigError(msg)
         grids[int(index)] = _number_list(values, f"--strength {index}", positive=False)
-    grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids)
+    grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids, _models(args.models, cfg["refine"]))
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
     ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"])
@@ -105,36 +115,47 @@ def run(args) -> int:
         specs = [dict(spec) for spec in cfg["regularizers"]]
         for i, v in setting.strengths:
             specs[i]["strength"] = v
-        return dict(cfg, balance_c=setting.balance_c, likelihood=setting.likelihood, regularizers=specs)
+        return dict(cfg, balance_c=setting.balance_c, likelihood=setting.likelihood, regularizers=specs,
+                    refine=[*cfg["refine"], *setting.refine], refine_after=_model_after(cfg, setting.refine))
 
     def build(setting, validation, vseed, score=False):
+        refine = (*cfg["refine"], *setting.refine)
         if score:  # default losses, unit weights, no regularizer: only the held-out values matter
             return build_problem(ds, options=common, balance=False, likelihood="balanced", regularizers=(),
-                                 validation=validation, validation_seed=vseed)
+                                 validation=validation, validation_seed=vseed, refine=refine)
         own = setting_cfg(setting)
         return build_problem(ds, options=common, balance_c=own["balance_c"], likelihood=own["likelihood"],
                              regularizers=_regularizers(own["regularizers"]), validation=validation,
-                             validation_seed=vseed)
+                             validation_seed=vseed, refine=refine)
+
+    starts: dict = {}  # --start: read once, against the first problem's variables (every setting has the same)
 
     def solve(problem, x0, stop):
+        if cfg["start"] is not None and not starts:
+            starts["values"] = start_values(cfg, ds, problem, args.allow_external_links)
+        problem = freeze(problem, cfg["freeze"])
+        x0 = start_point(problem, starts.get("values")) if starts else x0
         return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
-                            refine_after=refine_after(cfg), stopping=stop, **opts)
+                            refine_after=refine_after(dict(cfg, refine_after=_model_after(cfg, problem.calibration))),
+                            stopping=stop, **opts)
 
     def progress(trial):
-        print(f"{trial.setting.label(names)}: score {trial.score:.4f} at iteration {trial.best_iteration} "
+        held = ", ".join(f"{k} {v:.4g}" for k, v in trial.held.items())
+        print(f"{trial.setting.label(names)}: held-out {held} at iteration {trial.best_iteration} "
               f"({trial.status}, {trial.wall_s:.1f} s)" + ("" if np.isnan(trial.error) else
                                                             f", true error {trial.error:.4f}"), flush=True)
 
     _HELD.release()
-    trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget)
+    trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget, args.score)
     best = choose(trials, args.tolerance)
+    print(f"chosen {explain(best, trials, names)}")
     outdir = Path(args.output)
     chosen = setting_cfg(best.setting)
     with staged_folder(outdir, [args.data, args.config]) as stage:  # never through a link already there
-        _write_tune(stage, trials, best, names, chosen, fraction, seed, patience, ds, shown=outdir)
+        _write_tune(stage, trials, best, names, chosen, (fraction, seed, patience, args.score), ds, shown=outdir)
     if args.refit:  # what chosen.toml runs: all the data, the chosen iteration count
         problem = build(best.setting, None, seed)
-        refit_cfg, res, _ = _refit(problem, chosen, best.best_iteration, show=False)
+        refit_cfg, res, _ = _refit(problem, chosen, best.best_iteration, show=False, start=starts.get("values"))
         err = problem.relative_errors(res.x).get("total", np.nan)
         print(f"refit on all the data, {refit_cfg['iterations']} iterations: {res.status}"
               + ("" if np.isnan(err) else f", true error {err:.4f} (tuned fit: {best.error:.4f})"))
@@ -153,9 +174,42 @@ def _write_run_file(path, cfg, stopping) -> None:
     Path(path).write_text(to_toml(dict(cfg, stopping=stopping)))
 
 
-def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, ds, shown=None) -> None:
-    from ..report import markdown_table
+_SCORE_TEXT = {"worst": "the largest over terms of the term's held-out loss at the best-validation iterate over the "
+                         "lowest any setting reached",
+               "sum": "the sum over terms of the term's held-out loss at the best-validation iterate over the lowest "
+                      "any setting reached",
+               "start": "sum over terms of the held-out loss at the best-validation iterate over that of the flat "
+                        "start"}
 
+
+def _model_after(cfg, refined):
+    """``refine_after`` of a setting: a model's unknowns (``refined`` when the run refines nothing itself) are part
+    of the model, refined from the first iteration; otherwise the run's (its staging of calibration unknowns)."""
+    return 0 if refined and not cfg["refine"] and cfg["refine_after"] is None else cfg["refine_after"]
+
+
+def _models(text, refine) -> list:
+    """``--models``: ``tied`` or ``+``-joined unknowns, comma-separated, as tuples of unknowns besides ``refine``."""
+    out = []
+    for item in str(text).split(","):
+        names = () if item.strip() == "tied" else tuple(n.strip() for n in item.split("+"))
+        if not item.strip() or not all(n.isidentifier() for n in names) or len(set(names)) != len(names):
+            msg = (f"--models takes 'tied' or unknowns joined by '+' (e.g. tied,matrix,matrix+coupling), "
+                   f"comma-separated; got {text!r}")
+            raise ConfigError(msg)
+        twice = [n for n in names if n in refine]
+        if twice:
+            msg = f"--models {item!r}: {twice} already refined by --refine (a model adds unknowns to the run's)"
+            raise ConfigError(msg)
+        out.append("+".join(names) or "tied")
+    return [() if m == "tied" else tuple(m.split("+")) for m in _distinct(out, "--models")]
+
+
+def _write_tune(outdir, trials, best, names, chosen, rule, ds, shown=None) -> None:
+    from ..report import markdown_table
+    from ..tune import explain
+
+    fraction, seed, patience, score = rule
     truth = bool(ds.truth)
     header = ["setting", "score", *(f"held-out {t}" for t in best.per_term), "best iteration", "status", "time (s)"] \
         + (["true error"] if truth else [])
@@ -168,10 +222,11 @@ def _write_tune(outdir, trials, best, names, chosen, fraction, seed, patience, d
     _write_run_file(outdir / "chosen.toml", _refit_config(chosen, best.best_iteration), {})
     _write_run_file(outdir / "chosen_validation.toml", chosen, {"rule": "validation", "patience": patience,
                                                                 "fraction": fraction, "seed": seed, "refit": False})
-    text = (f"# mmip tune\n\nscore: sum over terms of the held-out loss at the best-validation iterate over that of "
-            f"the flat start (default losses; lower is better); {fraction:g} of every term held out (seed {seed}), "
-            f"patience {patience}.\n\n{table}\n\nchosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} "
-            "iterations on all the data -> chosen.toml (the held-out fit itself: chosen_validation.toml)\n")
+    text = (f"# mmip tune\n\nscore ({score}): {_SCORE_TEXT[score]} (default losses; lower is better; the held-out "
+            f"columns are each term's ratio); {fraction:g} of every term held out (seed {seed}), patience {patience}."
+            f"\n\n{table}\n\nchosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations on all the "
+            f"data -> chosen.toml (the held-out fit itself: chosen_validation.toml)\n\nwhy: "
+            f"{explain(best, trials, names)}\n")
     (outdir / "table.md").write_text(text)
     print(table)
     print(f"chosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations; wrote "
@@ -188,9 +243,10 @@ def _plot(path, trials, names, truth) -> None:
     balanced = [t for t in trials if t.setting.likelihood == "balanced" and t.setting.balance_c is not None]
     groups: dict = {}
     for t in balanced:
-        groups.setdefault(t.setting.strengths, []).append(t)
-    for strengths, ts in groups.items():
-        label = "balanced" + "".join(f", {names[i]}={v:g}" for i, v in strengths)
+        groups.setdefault((t.setting.refine, t.setting.strengths), []).append(t)
+    for (refine, strengths), ts in groups.items():
+        label = "balanced" + "".join(f", {names[i]}={v:g}" for i, v in strengths) \
+            + (f", model={'+'.join(refine)}" if refine else "")
         ax.semilogx([t.setting.balance_c for t in ts], [t.score for t in ts], "o-", label=f"score: {label}")
         if truth:
             ax.semilogx([t.setting.balance_c for t in ts], [t.error for t in ts], "s--", label=f"true error: {label}")

@@ -2,12 +2,42 @@
 
 __all__ = ["FarField", "fresnel_zone_plate_probe", "raster_positions", "fermat_spiral_positions",
            "ptychography_operator", "wavelength_m", "PtychographyModel", "absorption_coupling",
-           "parse_coupling", "best_phase_error"]
+           "parse_coupling", "best_phase_error", "PtychographyCurvature", "PhaseCoupling",
+           "PositionEstimator"]
 
-from .coupling import absorption_coupling, parse_coupling
-from .far_field import FarField
-from .phase_error import best_phase_error
-from .plugin import ptychography_operator
-from .probe import fresnel_zone_plate_probe, wavelength_m
-from .ptychography_model import PtychographyModel
-from .scan import fermat_spiral_positions, raster_positions
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .coupling import absorption_coupling, parse_coupling
+    from .curvature import PtychographyCurvature
+    from .far_field import FarField
+    from .phase_error import best_phase_error
+    from .phase_matrix import PhaseCoupling
+    from .plugin import ptychography_operator
+    from .position_estimator import PositionEstimator
+    from .probe import fresnel_zone_plate_probe, wavelength_m
+    from .ptychography_model import PtychographyModel
+    from .scan import fermat_spiral_positions, raster_positions
+
+#: where each public name lives, imported on first use: the plugin's entry module loads without the numerics
+#: (``mmip plugins`` imports no pylops or scipy: docs/architecture.md, "Start-up time")
+_LAZY = {"absorption_coupling": "coupling", "parse_coupling": "coupling", "PtychographyCurvature": "curvature",
+         "FarField": "far_field", "best_phase_error": "phase_error", "PhaseCoupling": "phase_matrix",
+         "ptychography_operator": "plugin", "PositionEstimator": "position_estimator",
+         "fresnel_zone_plate_probe": "probe", "wavelength_m": "probe", "PtychographyModel": "ptychography_model",
+         "fermat_spiral_positions": "scan", "raster_positions": "scan"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

@@ -1,19 +1,29 @@
 """Physical coupling of element maps to the object's imaginary part (absorption), optionally via xraylib."""
 
-__all__ = ["absorption_coupling", "parse_coupling", "global_phase", "PHASE_STEP"]
+__all__ = ["absorption_coupling", "parse_coupling", "global_phase", "PHASE_STEP", "MODEL_UNKNOWNS",
+           "DEFAULT_MATRIX_SMOOTHING_PX"]
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from multimodal_ip import Invariance
 from multimodal_ip.backend import get_array_module
 from multimodal_ip.errors import ConfigError
+
+if TYPE_CHECKING:
+    from multimodal_ip import Invariance
 
 #: the first trust region (rad) of the phase alignment (``align``; the solvers grow it while moves reach it): small
 #: enough not to turn a still-flat object towards another local minimum (measured, docs/validation.md)
 PHASE_STEP = 0.1
+#: the ptychography term's unknowns of the phase model, in packing order (after ``x`` and ``w``); here, not in
+#: ``phase_matrix`` (which re-exports them): the plugin's entry module reads them without importing pylops
+MODEL_UNKNOWNS = ("coupling", "matrix")
+#: default width (px) of the matrix's Gaussian smoothing (measured on the study's cases, docs/real_samples.md)
+DEFAULT_MATRIX_SMOOTHING_PX = 4.0
 
 
-def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> Invariance | None:
+def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> "Invariance | None":
     r"""The ptychography's invariance: intensities do not change when the object takes a global phase,
     :math:`z \to e^{it} z` with :math:`z = x + i s`, :math:`s = \sum_e a_e w_e`. In the unknowns:
     :math:`x' = x \cos t - s \sin t`, and the change of :math:`s` goes to the maps in proportion to :math:`a_e`
@@ -48,6 +58,8 @@ def global_phase(coefficients=None, ne=1, max_step=PHASE_STEP) -> Invariance | N
         ds = sn * x + (c - 1.0) * s
         return {"x": (c * x - sn * s).astype(x.dtype, copy=False),
                 "w": (w + ncp.asarray(share, dtype=w.dtype)[:, None, None] * ds[None]).astype(w.dtype, copy=False)}
+
+    from multimodal_ip import Invariance  # the problem package imports pylops: not at the plugin's import
 
     return Invariance(apply, max_step, "global phase")
 

@@ -1,20 +1,16 @@
 """Registers the ``ptychography`` modality."""
 
-import warnings
-
 import numpy as np
 from mmip_scanprobe import AFFINE_SIZE, REFINABLE
 
-from multimodal_ip import DataTerm, Variable, hookimpl
+from multimodal_ip import hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
-from multimodal_ip.io.dataset import compact_dtype
-from multimodal_ip.losses import Amplitude, Poisson
-from multimodal_ip.operators import Modulus, compose
 
-from .coupling import global_phase, parse_coupling
+from .coupling import DEFAULT_MATRIX_SMOOTHING_PX, MODEL_UNKNOWNS, global_phase, parse_coupling
+from .curvature import PtychographyCurvature
 from .probe import fresnel_zone_plate_probe
-from .ptychography_model import PtychographyModel
 from .scan import raster_positions
+from .scan_checks import LOW_OVERLAP, _loss, _read_scan, _warn_low_overlap, scan_overlap  # noqa: F401 (re-exported)
 
 
 def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="float64", coefficients=None,
@@ -45,6 +41,8 @@ def ptychography_operator(probe, positions_px, object_shape, n_elements, dtype="
     model : :obj:`mmip_ptychography.PtychographyModel`
         The operator from ``[x; w]`` to the exit-wave spectra ``(J, Np0, Np1)``.
     """
+    from .ptychography_model import PtychographyModel
+
     return PtychographyModel(probe, positions_px, object_shape, n_elements, coefficients=coefficients, dtype=dtype,
                              block=block)
 
@@ -56,13 +54,16 @@ class Ptychography:
     (``"probe"``, ``"positions"``, ``"affine"``: calibration unknowns read besides ``x`` and ``w``), ``coupling`` (see
     :func:`~mmip_ptychography.coupling.parse_coupling`; default the term's ``coupling`` attribute, else ones),
     ``photon_weighted`` (the loss in photon counts, from ``photons_per_unit``: amplitude gets weight
-    :math:`4p`, the variance-stabilised Poisson likelihood; Poisson is the exact one), ``dtype``.
+    :math:`4p`, the variance-stabilised Poisson likelihood; Poisson is the exact one), ``matrix_smoothing_px``
+    (the Gaussian smoothing of a refined ``matrix``, :mod:`~mmip_ptychography.phase_matrix`), ``dtype``. ``refine``
+    also takes ``"coupling"`` and ``"matrix"``: the phase the element maps do not explain (docs/real_samples.md).
     """
 
     inputs = ("x", "w")
-    refinable = REFINABLE
+    refinable = (*REFINABLE, *MODEL_UNKNOWNS)
     #: keyword options of :meth:`build_term`
-    options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted")
+    options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted", "matrix_smoothing_px",
+               "implementation")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
     #: the datasets of a term group this modality reads (the loader reads no others)
     datasets = ("data", "probe", "positions")
@@ -78,6 +79,8 @@ class Ptychography:
     def variables(self, td):
         """``x`` from the attribute ``object_shape``, else from the scan's extent (last corner + window); ``w``
         only when the term names its elements (``elements``); otherwise another term or ``/variables`` says."""
+        from multimodal_ip import Variable
+
         npx = np.shape(td.arrays["probe"]) if "probe" in td.arrays else None
         if "object_shape" in td.attrs:
             shape = tuple(int(s) for s in np.atleast_1d(td.attrs["object_shape"]))
@@ -93,7 +96,10 @@ class Ptychography:
 
     def example_term(self, rng):
         """A 12 x 12 object, 4 x 4 probe, 16 positions with sub-pixel offsets, noise-free intensities."""
+        from multimodal_ip import Variable
         from multimodal_ip.io import TermData
+
+        from .ptychography_model import PtychographyModel
 
         n, npx = 12, 4
         probe = rng.standard_normal((npx, npx)) + 1j * rng.standard_normal((npx, npx))
@@ -108,19 +114,49 @@ class Ptychography:
         """The model is streamed (one block of positions at a time): no temporaries grow with the scan."""
         return 0.0
 
+    def working_memory(self, td, space, dtype, chunk_bytes=None):
+        """Bytes one objective + gradient allocates besides its data and the problem's vectors (the run's memory
+        budget, :mod:`multimodal_ip.run_budget`): the complex object and its gradient accumulator, the real gradient
+        of ``x`` and ``w``, and one block's temporaries (``chunk_bytes``, else the default block's)."""
+        from multimodal_ip.operators.streamed import BLOCK_TEMPORARIES, STREAM_BLOCK_BYTES
+
+        n2 = int(np.prod(space["x"].shape)) if "x" in space else 0
+        ne = space["w"].shape[0] if "w" in space else 0
+        return int((2 * 2 + 1 + ne) * n2 * np.dtype(dtype).itemsize + (chunk_bytes or BLOCK_TEMPORARIES *
+                                                                         STREAM_BLOCK_BYTES))
+
     def calibration(self, td):
-        """Start values this term offers for refinement: its probe, its scan positions and the identity of the
-        positions' global affine map (``affine``: :func:`~mmip_scanprobe.affine_positions`, zeros)."""
-        return {"probe": td.array("probe", ndim=2, dtype_kind="cf"),
-                "positions": td.array("positions", ndim=2, dtype_kind="fiu").astype(float),
-                "affine": np.zeros(AFFINE_SIZE)}
+        """Start values this term offers for refinement: its probe, its scan positions, the identity of the
+        positions' global affine map (``affine``: :func:`~mmip_scanprobe.affine_positions`, zeros), the change of
+        the coupling factors (``coupling``: zeros, one per element when the term names its elements or
+        coefficients, else one global phase scale; :class:`~mmip_ptychography.PhaseCoupling`) and the
+        non-fluorescing matrix (``matrix``: zeros of the object's shape)."""
+        offers = {"probe": td.array("probe", ndim=2, dtype_kind="cf"),
+                  "positions": td.array("positions", ndim=2, dtype_kind="fiu").astype(float),
+                  "affine": np.zeros(AFFINE_SIZE)}
+        named = td.attrs.get("elements", td.attrs.get("coupling"))
+        offers["coupling"] = np.zeros(1 if named is None or isinstance(named, str) else np.size(named))
+        shape = self.variables(td)[0].shape if self.variables(td) else None
+        if shape is not None:
+            offers["matrix"] = np.zeros(shape)
+        return offers
 
     def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, refine=(), calibration=None,
-                   coupling=None, photon_weighted=False, **options):
+                   coupling=None, photon_weighted=False, matrix_smoothing_px=DEFAULT_MATRIX_SMOOTHING_PX,
+                   implementation="hand-written", **options):
+        from multimodal_ip import DataTerm
+        from multimodal_ip.io.dataset import compact_dtype
+
+        from .jax_model import ptychography_autodiff
+        from .ptychography_model import PtychographyModel
+
         if options:
             msg = (f"{td.where()}: unknown ptychography option(s) {sorted(options)}; known: loss, dtype, refine, "
-                   "coupling, photon_weighted")
+                   "coupling, photon_weighted, matrix_smoothing_px, implementation")
             raise ConfigError(msg)
+        _check_implementation(td, implementation, refine)
+        model = tuple(r for r in MODEL_UNKNOWNS if r in refine)
+        refine = tuple(r for r in refine if r not in MODEL_UNKNOWNS)
         n_shape, ne = self._object_shape(td, space, refine)
         data, probe, positions = _read_scan(td)
         dtype = np.dtype(dtype or space.dtype)
@@ -129,18 +165,51 @@ class Ptychography:
         elements = None if elements is None else [str(e) for e in np.atleast_1d(elements)]
         coef = parse_coupling(coupling if coupling is not None else td.attrs.get("coupling"), ne, elements)
         try:  # one model: plain windows for fixed whole-pixel positions, cubic-sampled ones otherwise
-            op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,
-                                   dtype=dtype)
+            if implementation == "jax":  # the second implementation, by automatic differentiation (numpy only)
+                op = ptychography_autodiff(probe, positions, n_shape, ne, coef, dtype, refine)
+            else:
+                op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,
+                                       dtype=dtype)
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
+        except ConfigError as exc:  # the jax implementation's limits (sub-pixel positions)
+            msg = f"{td.where('positions')}: {exc}"
+            raise ConfigError(msg) from None
         lossfn = _loss(td, loss, photon_weighted, int(td.attrs.get("split_total", data.shape[0])))
         if "positions" in refine:
             _warn_low_overlap(td, probe, positions)
         inputs = (*self.inputs, *op.refine)
         if data.dtype.kind == "f" or compact_dtype(data.dtype) is not None:  # counts of <= 32 bits stay integers
             data = data.astype(dtype, copy=False)
-        return DataTerm(op, xp.asarray(data), lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne))
+        if model:  # the loosened tie: a one-map model after the phase map (docs/real_samples.md)
+            return self._loosened(td, space, (op, xp.asarray(data), lossfn), model, coef, matrix_smoothing_px)
+        data = xp.asarray(data)
+        return DataTerm(op, data, lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne),
+                        curvature=None if implementation == "jax" else PtychographyCurvature(op, lossfn, data))
+
+    def _loosened(self, td, space, built, model, coef, smoothing):
+        """The term of :meth:`build_term` with ``coupling``/``matrix`` refined: :class:`PhaseCoupling` in front of
+        a one-map :class:`PtychographyModel` (``built``: the tied model, its data and loss)."""
+        from multimodal_ip import DataTerm
+        from multimodal_ip.operators import compose
+
+        from .phase_matrix import PhaseCoupling, phase_invariance
+        from .ptychography_model import PtychographyModel
+
+        op, data, lossfn = built
+        ne = space["w"].shape[0]
+        nk = space["coupling"].shape[0] if "coupling" in model else None
+        if "matrix" in model and space["matrix"].shape != space["x"].shape:
+            msg = (f"{td.where()}: the matrix must have the object's shape {space['x'].shape}; the term offers "
+                   f"{space['matrix'].shape} (declare the attribute object_shape)")
+            raise DataError(msg)
+        single = PtychographyModel(op.probe, op.positions, op.object_shape, 1, refine=op.refine, dtype=op.dtype,
+                                   block=op.block)
+        rest = single.layout.size - single.layout.bounds["main"][1]
+        phase = PhaseCoupling(op.object_shape, ne, coef, model, nk, smoothing, rest, op.dtype)
+        return DataTerm(compose(single, phase), data, lossfn, 1.0, (*self.inputs, *model, *op.refine),
+                        td.name, invariance=phase_invariance(phase))
 
     def _object_shape(self, td, space, refine):
         """``(n_shape, ne)``: the object's shape and element count of ``space``, checked to hold this term's
@@ -157,7 +226,18 @@ class Ptychography:
             raise DataError(msg)
         return n_shape, space["w"].shape[0]
 
+    def autodiff_cases(self, rng):
+        """The hand-written model beside its JAX form (:mod:`.jax_model`): the conformance kit compares them."""
+        from .jax_model import autodiff_cases
+
+        return autodiff_cases(rng)
+
     def conformance_cases(self, rng):
+        from multimodal_ip.operators import Modulus, compose
+
+        from .phase_matrix import PhaseCoupling
+        from .ptychography_model import PtychographyModel
+
         for n, npx, step, ne in ((12, 4, 3, 1), (16, 8, 4, 2), (9, 5, 2, 3)):
             probe = rng.standard_normal((npx, npx)) + 1j * rng.standard_normal((npx, npx))
             pos = raster_positions(n, npx, step_px=step)
@@ -174,74 +254,26 @@ class Ptychography:
             v = [1 + rng.random(14 * 14 * 3)] + [probe.view(float).ravel()] * ("probe" in refine) \
                 + [pos.ravel()] * ("positions" in refine) + [rng.uniform(-0.1, 0.1, AFFINE_SIZE)] * ("affine" in refine)
             yield "subpixel-refine-" + "-".join(refine or ("none",)), op, np.concatenate(v)
+        probe = rng.standard_normal((6, 6)) + 1j * rng.standard_normal((6, 6))  # the loosened tie: coupling, matrix
+        single = PtychographyModel(probe, raster_positions(14, 6, step_px=4), (14, 14), 1, refine=("probe",))
+        phase = PhaseCoupling((14, 14), 2, [1.0, 0.4], MODEL_UNKNOWNS, 2, 1.5, 2 * 36)
+        v = [1 + rng.random(14 * 14 * 3), 1 + 0.1 * rng.random(2), 0.1 * rng.random(14 * 14), probe.view(float).ravel()]
+        yield "coupling-matrix-probe", compose(single, phase), np.concatenate(v)
         probe = fresnel_zone_plate_probe(16)
         yield "fzp-probe", ptychography_operator(probe, raster_positions(24, 16, step_px=4), (24, 24), 1), \
             1 + rng.random(24 * 24 * 2)
 
 
-def _read_scan(td):
-    """``(data, probe, positions)`` of the term, checked: non-negative intensities (or a detector's integer counts),
-    a probe of the patterns' shape that is not zero everywhere, one position per pattern."""
-    data = td.array("data", ndim=3, dtype_kind="fiu")  # intensities, or a detector's integer counts
-    low = td.minimum("data")  # block by block: no data-sized boolean array
-    if low < 0:
-        msg = f"{td.where('data')}: intensities must be non-negative (min {low:.3g})"
-        raise DataError(msg)
-    npx = data.shape[1:]
-    probe = td.array("probe", shape=npx, dtype_kind="cf")
-    if not np.any(probe):
-        msg = f"{td.where('probe')}: the probe is zero everywhere (no beam, no data to explain)"
-        raise DataError(msg)
-    return data, probe, td.array("positions", shape=(data.shape[0], 2), dtype_kind="fiu")
-
-
-def _loss(td, loss, photon_weighted, j):
-    """The term's loss: ``"amplitude"`` (averaged over all ``j`` positions, also on one MPI rank, or in photon
-    counts when ``photon_weighted``) or ``"poisson"`` (both photon scales from ``photons_per_unit``)."""
-    photons = td.attr("photons_per_unit") if photon_weighted else td.attr("photons_per_unit", 1.0)
-    if (photon_weighted or loss == "poisson") and not (np.isfinite(photons) and photons > 0):
-        msg = (f"{td.where()}: attribute photons_per_unit = {photons!r} must be finite and > 0 for a photon-count "
-               "likelihood (a noise-free simulation has no photon scale)")
-        raise DataError(msg)
-    if loss == "amplitude":
-        return Amplitude(scale=4.0 * photons if photon_weighted else 1.0 / j)
-    if loss == "poisson":
-        return Poisson(photons_per_unit=photons)
-    msg = f"ptychography loss must be 'amplitude' or 'poisson'; got {loss!r}"
-    raise ConfigError(msg)
-
-
-#: below this overlap of the probe's 90 % disc between neighbouring positions, refining positions warns
-LOW_OVERLAP = 0.5
-
-
-def scan_overlap(probe, positions):
-    """``(overlap, radius, step)``: the linear overlap ``1 - step / (2 radius)`` of the disc holding 90 % of the
-    probe's intensity (radius about its intensity centroid, px) between neighbouring positions (step: the median
-    distance to the nearest other position, px). ``nan`` overlap for a single position."""
-    from scipy.spatial import cKDTree
-
-    intensity = np.abs(np.asarray(probe)) ** 2
-    grid = np.indices(intensity.shape).reshape(2, -1).T.astype(float)
-    weights = intensity.ravel() / intensity.sum()
-    distance = np.linalg.norm(grid - weights @ grid, axis=1)
-    order = np.argsort(distance)
-    radius = float(distance[order][np.searchsorted(np.cumsum(weights[order]), 0.9)])
-    pos = np.asarray(positions, dtype=float)
-    if len(pos) < 2:
-        return float("nan"), radius, float("nan")
-    step = float(np.median(cKDTree(pos).query(pos, k=2)[0][:, 1]))
-    return 1.0 - step / (2.0 * max(radius, 0.5)), radius, step
-
-
-def _warn_low_overlap(td, probe, positions) -> None:
-    """One warning line when positions are refined on a scan whose windows hardly overlap (measured: the object then
-    takes up the position errors; docs/refinement.md, "Overlap and iteration count")."""
-    overlap, radius, step = scan_overlap(probe, positions)
-    if overlap < LOW_OVERLAP:
-        warnings.warn(f"{td.where('positions')}: refining positions on a scan whose neighbours share {overlap:.2f} of "
-                      f"the probe's 90 % disc (radius {radius:.1f} px, step {step:.1f} px); below {LOW_OVERLAP} the "
-                      "object takes up most position errors (docs/refinement.md)", stacklevel=4)
+def _check_implementation(td, implementation, refine):
+    """``implementation``: ``"hand-written"`` (:class:`PtychographyModel`) or ``"jax"`` (:mod:`.jax_model`; whole-pixel
+    positions, nothing refined but the probe)."""
+    if implementation not in ("hand-written", "jax"):
+        msg = f"{td.where()}: ptychography implementation must be 'hand-written' or 'jax'; got {implementation!r}"
+        raise ConfigError(msg)
+    if implementation == "jax" and set(refine) - {"probe"}:
+        msg = (f"{td.where()}: ptychography implementation 'jax' refines only the probe; got refine {list(refine)} "
+               "(the hand-written implementation refines the rest)")
+        raise ConfigError(msg)
 
 
 @hookimpl
@@ -275,6 +307,13 @@ class CxiImporter:
             term.attrs["elements"] = ["phase"]
         return term
 
+    def read_start(self, path, context):
+        """``mmip reconstruct --start product.h5``: ``x``, ``w`` and ``probe`` from a ptychodus product (``.h5`` or
+        CXI), ``None`` for another file (:func:`~mmip_ptychography.product_start.read_product_start`)."""
+        from .product_start import read_product_start
+
+        return read_product_start(path, context)
+
 
 @hookimpl
 def mmip_register_importers(register):
@@ -282,7 +321,17 @@ def mmip_register_importers(register):
 
 
 @hookimpl
+def mmip_register_exporters(register):
+    from .product_export import ProductExporter
+
+    register("ptychodus", ProductExporter(cxi=False))
+    register("cxi", ProductExporter(cxi=True))
+
+
+@hookimpl
 def mmip_register_reports(register):
+    from .crb_report import PositionBoundReport
     from .report import CalibrationReport
 
     register("calibration", CalibrationReport())
+    register("position-bound", PositionBoundReport())
