@@ -1,10 +1,36 @@
 __all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "Square", "Exp", "Streamed",
-           "StreamedAfter"]
+           "StreamedAfter", "Autodiff", "StreamedAutodiff"]
 
-from .composition import Composition, compose
-from .exp import Exp
-from .linear import Linear
-from .modulus import Modulus
-from .nonlinear_operator import NonlinearOperator
-from .square import Square
-from .streamed import Streamed, StreamedAfter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .autodiff import Autodiff  # JAX is imported only when one is built
+    from .composition import Composition, compose
+    from .exp import Exp
+    from .linear import Linear
+    from .modulus import Modulus
+    from .nonlinear_operator import NonlinearOperator
+    from .square import Square
+    from .streamed import Streamed, StreamedAfter
+    from .streamed_autodiff import StreamedAutodiff
+
+#: where each public name lives, imported on first use (every operator module imports pylops; a plugin's entry
+#: module names them without paying for it: docs/architecture.md, "Start-up time")
+_LAZY = {"Autodiff": "autodiff", "Composition": "composition", "compose": "composition", "Exp": "exp",
+         "Linear": "linear", "Modulus": "modulus", "NonlinearOperator": "nonlinear_operator", "Square": "square",
+         "Streamed": "streamed", "StreamedAfter": "streamed", "StreamedAutodiff": "streamed_autodiff"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

@@ -1,9 +1,9 @@
 """Conformance kit: checks, Hypothesis strategies, and a pytest plugin (``pytest --mmip-conformance``)."""
 
 __all__ = ["check_adjoint", "check_jacobian", "check_gradient", "adjoint_tolerance", "check_modality",
-           "check_example_term", "check_invariance"]
+           "check_example_term", "check_invariance", "check_same_jacobian"]
 
-from .checks import adjoint_tolerance, check_adjoint, check_gradient, check_jacobian
+from .checks import adjoint_tolerance, check_adjoint, check_gradient, check_jacobian, check_same_jacobian
 
 
 def check_modality(modality, rng, label="modality"):

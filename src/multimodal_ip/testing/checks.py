@@ -5,7 +5,7 @@ naming the operator and the observed error, and returns the measured quantity.
 """
 
 __all__ = ["check_adjoint", "check_jacobian", "check_gradient", "random_like_dtype", "adjoint_tolerance",
-           "split_diagnosis"]
+           "split_diagnosis", "check_same_jacobian"]
 
 import numpy as np
 
@@ -288,3 +288,54 @@ def split_diagnosis(objective, td, axes: dict, parts: int, rtol: float = 1e-9) -
                 "that a part's local index j means global index split_offset + j; else " + total + axes_wrong)
     return ("the objective does not depend on the global index (rolling the split datasets leaves it unchanged), so "
             "split_offset is not the cause: " + total + axes_wrong)
+
+
+def check_same_jacobian(reference, other, x, rng=None, rtol=None, name=None) -> float:
+    r"""Two implementations of one operator agree at ``x``: value :math:`F(x)`, product :math:`J(x)u` and adjoint
+    product :math:`J(x)^H v` on random :math:`u, v` (the conformance kit's check of a hand-written Jacobian against
+    the automatic-differentiation one, ``autodiff_cases``).
+
+    Parameters
+    ----------
+    reference : :class:`~multimodal_ip.operators.NonlinearOperator`
+        The hand-written operator.
+    other : :class:`~multimodal_ip.operators.NonlinearOperator`
+        The second implementation (e.g. an :class:`~multimodal_ip.operators.Autodiff`), of the same
+        ``shape`` (its ``dims`` may be the flat form of the reference's).
+    x : :obj:`numpy.ndarray`
+        The point.
+    rng : :obj:`numpy.random.Generator`, optional
+        Draws :math:`u` and :math:`v`.
+    rtol : :obj:`float`, optional
+        Tolerance on each relative difference :math:`\|a - b\| / \|a\|`; default from the dtype
+        (:func:`adjoint_tolerance`: about 1000 ulps).
+    name : :obj:`str`, optional
+        The case's name in the error message.
+
+    Returns
+    -------
+    error : :obj:`float`
+        The largest of the three relative differences; above ``rtol`` a
+        :class:`~multimodal_ip.errors.ConformanceError` naming which one differs.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    name = name or f"{_name(reference)} vs {_name(other)}"
+    if tuple(reference.shape) != tuple(other.shape):
+        msg = (f"{name}: the implementations have different shapes: {reference.dims} -> {reference.dimsd} and "
+               f"{other.dims} -> {other.dimsd}")
+        raise ConformanceError(msg)
+    ya, ja = reference.linearize(x.reshape(reference.dims))
+    yb, jb = other.linearize(x.reshape(other.dims))
+    u = random_like_dtype(rng, ja.shape[1], x.dtype)
+    v = random_like_dtype(rng, ja.shape[0], np.result_type(ya.dtype, x.dtype))
+    tol = rtol if rtol is not None else adjoint_tolerance(np.result_type(x.dtype, ya.dtype))
+    worst = 0.0
+    for what, a, b in (("value F(x)", ya, yb), ("product J(x) u", ja.matvec(u), jb.matvec(u)),
+                       ("adjoint J(x)^H v", ja.rmatvec(v), jb.rmatvec(v))):
+        a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+        err = float(np.linalg.norm(a - b)) / max(float(np.linalg.norm(a)), 1e-300)
+        if not err <= tol:
+            msg = f"{name}: the implementations differ in the {what}: relative difference {err:.3g} > tol {tol:.1g}"
+            raise ConformanceError(msg)
+        worst = max(worst, err)
+    return worst

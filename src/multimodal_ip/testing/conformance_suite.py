@@ -3,7 +3,8 @@
 For every installed plugin: it loaded, was not shadowed, and registered something valid. For every modality: the
 adjoint and Taylor tests of each conformance case; its example term built through ``build_term`` (finite objective
 and gradient); and splitting that term along its ``split_axes`` into 2 and 3 parts (as MPI ranks and chunks do)
-gives the same objective and gradient as the whole.
+gives the same objective and gradient as the whole. Opt-in: a modality offering ``autodiff_cases(rng)`` (pairs of a
+hand-written operator and its automatic-differentiation twin) has the two compared (value, Jacobian, adjoint).
 """
 
 import numpy as np
@@ -105,6 +106,24 @@ def test_modality_example_term_on_backend(modality, request):
     if not capabilities(REGISTRY.get("modality", modality)).has_example:
         pytest.fail(f"modality {modality!r} ({_dist(modality)}) has no example_term(rng)")
     check_example_term(REGISTRY.get("modality", modality), xp=xp)
+
+
+AUTODIFF = [n for n in REGISTRY.names("modality") if callable(getattr(REGISTRY.get("modality", n), "autodiff_cases",
+                                                                        None))]
+
+
+@pytest.mark.parametrize("modality", AUTODIFF)
+def test_modality_autodiff_matches_hand_written(modality):
+    """Opt-in (the modality offers ``autodiff_cases(rng)``): each hand-written operator agrees with its automatic-
+    differentiation twin in value, Jacobian product and adjoint product (skipped without JAX)."""
+    from multimodal_ip.testing import check_same_jacobian
+
+    pytest.importorskip("jax", reason="the autodiff check needs JAX (pip install 'jax[cpu]')")
+    rng = np.random.default_rng(5)
+    cases = list(REGISTRY.get("modality", modality).autodiff_cases(rng))
+    assert cases, f"modality {modality!r} ({_dist(modality)}): autodiff_cases() yielded no case"
+    for case, hand, auto, x in cases:
+        check_same_jacobian(hand, auto, x, rng=rng, name=f"{modality}[{case}]: {hand.name} vs {auto.name}")
 
 
 def test_some_modality_installed():

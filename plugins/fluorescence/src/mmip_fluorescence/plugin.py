@@ -3,15 +3,10 @@
 import warnings
 
 import numpy as np
-from mmip_scanprobe import AFFINE_SIZE, REFINABLE, split_positions
+from mmip_scanprobe import REFINABLE
 
-from multimodal_ip import DataTerm, Variable, hookimpl
+from multimodal_ip import hookimpl
 from multimodal_ip.errors import ConfigError, DataError, ShapeError
-from multimodal_ip.losses import LeastSquares, Poisson
-from multimodal_ip.operators import Linear
-
-from .fluorescence_map import FluorescenceMap, full_grid_positions
-from .fluorescence_model import FluorescenceModel
 
 
 class Fluorescence:
@@ -27,7 +22,7 @@ class Fluorescence:
     inputs = ("w",)
     refinable = REFINABLE
     #: keyword options of :meth:`build_term`
-    options = ("loss", "dtype", "method", "refine", "calibration", "photon_weighted")
+    options = ("loss", "dtype", "method", "refine", "calibration", "photon_weighted", "implementation")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
     #: the datasets of a term group this modality reads (the loader reads no others)
     datasets = ("data", "kernel", "positions")
@@ -45,6 +40,20 @@ class Fluorescence:
         object."""
         return 0.0
 
+    def working_memory(self, td, space, dtype, chunk_bytes=None):
+        """Bytes one objective + gradient allocates besides its data and the problem's vectors (the run's memory
+        budget, :mod:`multimodal_ip.run_budget`): the maps' accumulator and gradient and one block of windows
+        (``chunk_bytes``, else 16 MB); a full grid is correlated by FFT over the padded object (four complex
+        spectra per element)."""
+        if "w" not in space:
+            return 0
+        ne, shape = space["w"].shape[0], space["w"].shape[1:]
+        n2, item = int(np.prod(shape)), np.dtype(dtype).itemsize
+        kh, kw = (np.shape(td.arrays["kernel"]) + (0, 0))[:2] if "kernel" in td.arrays else (0, 0)
+        if "positions" in td.arrays and np.shape(td.arrays["positions"])[0] >= n2 // 2:  # the full grid
+            return int(4 * ne * (shape[0] + kh) * (shape[1] + kw) * 2 * item + 2 * ne * n2 * item)
+        return int(2 * ne * n2 * item + (chunk_bytes or 16 << 20))
+
     def calibration(self, td):
         """What this term offers the others: its element names (the coupling of a ptychography term reads them)."""
         return {"elements": np.array([str(e) for e in np.atleast_1d(td.attrs["elements"])])} \
@@ -55,6 +64,10 @@ class Fluorescence:
         from ``grid_shape`` when the positions are the full grid (a map value at every object pixel), else from
         the scan's extent (last corner + kernel, the rule ptychography infers ``x`` by) when every window lies
         inside the object (no negative corner: XRF measured at the scan positions)."""
+        from multimodal_ip import Variable
+
+        from .fluorescence_map import full_grid_positions
+
         if "data" not in td.arrays or len(np.shape(td.arrays["data"])) != 2:
             return []
         ne = int(np.shape(td.arrays["data"])[0])
@@ -75,7 +88,10 @@ class Fluorescence:
 
     def example_term(self, rng):
         """Two elements on a 9 x 9 full grid, a 3 x 3 kernel, noise-free counts."""
+        from multimodal_ip import Variable
         from multimodal_ip.io import TermData
+
+        from .fluorescence_map import FluorescenceMap, full_grid_positions
 
         n, k, ne = 9, 3, 2
         kernel = rng.random((k, k))
@@ -86,10 +102,19 @@ class Fluorescence:
         return td, [Variable("w", (ne, n, n))]
 
     def build_term(self, td, space, loss="least-squares", xp=None, dtype=None, method="auto", refine=(),
-                   calibration=None, photon_weighted=False, **options):
+                   calibration=None, photon_weighted=False, implementation="hand-written", **options):
+        from multimodal_ip import DataTerm
+        from multimodal_ip.losses import LeastSquares, Poisson
+
+        from .fluorescence_model import FluorescenceModel
+
         if options:
             msg = (f"{td.where()}: unknown fluorescence option(s) {sorted(options)}; known: loss, dtype, method, "
-                   "refine, calibration, photon_weighted")
+                   "refine, calibration, photon_weighted, implementation")
+            raise ConfigError(msg)
+        if implementation not in ("hand-written", "jax") or (implementation == "jax" and refine):
+            msg = (f"{td.where()}: fluorescence implementation must be 'hand-written' or 'jax' (a fixed footprint, "
+                   f"nothing refined); got {implementation!r} with refine {list(refine)}")
             raise ConfigError(msg)
         if "w" not in space:
             msg = f"{td.where()}: fluorescence needs variable 'w'; the file declares {space.names}"
@@ -114,7 +139,8 @@ class Fluorescence:
                 op = FluorescenceModel(xp.asarray(probe), positions, (n0, n1), ne, kernel_scale=scale, refine=refine,
                                        dtype=dtype, method=method)
             else:
-                op = _fixed_map(xp.asarray(kernel), positions, (n0, n1), ne, dtype, method).as_operator()
+                op = _fixed_map(xp.asarray(kernel), positions, (n0, n1), ne, dtype, method).as_operator() \
+                    if implementation == "hand-written" else _jax_map(td, kernel, positions, (n0, n1), ne, dtype)
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
@@ -132,7 +158,20 @@ class Fluorescence:
             raise ConfigError(msg)
         return DataTerm(op, xp.asarray(data.astype(dtype, copy=False)), lossfn, 1.0, (*self.inputs, *refine), td.name)
 
+    def autodiff_cases(self, rng):
+        """The hand-written model beside its JAX form (:mod:`.jax_model`): the conformance kit compares them."""
+        from .jax_model import autodiff_cases
+
+        return autodiff_cases(rng)
+
     def conformance_cases(self, rng):
+        from mmip_scanprobe import AFFINE_SIZE
+
+        from multimodal_ip.operators import Linear
+
+        from .fluorescence_map import FluorescenceMap, full_grid_positions
+        from .fluorescence_model import FluorescenceModel
+
         for n, k, ne, method in ((7, 3, 1, "gather"), (9, 4, 2, "fft"), (6, 5, 3, "auto")):
             kernel = rng.random((k, k))
             pos = full_grid_positions((n, n), (k, k))
@@ -166,9 +205,24 @@ def _shared_refinement(td, refine, calibration, positions):
     return refine
 
 
+def _jax_map(td, kernel, positions, object_shape, ne, dtype):
+    """The JAX form of the fixed map (:mod:`.jax_model`), its limits named with the term's file."""
+    from .jax_model import fluorescence_autodiff
+
+    try:
+        return fluorescence_autodiff(kernel, positions, object_shape, ne, dtype)
+    except ConfigError as exc:
+        msg = f"{td.where('positions')}: {exc}"
+        raise ConfigError(msg) from None
+
+
 def _fixed_map(kernel, positions, object_shape, ne, dtype, method):
     """:class:`FluorescenceMap` at whole-pixel corners; fractional positions get a Fourier-shifted footprint each
     (made a block of positions at a time: no (J, Kh, Kw) stack)."""
+    from mmip_scanprobe import split_positions
+
+    from .fluorescence_map import FluorescenceMap
+
     corners, fractions = split_positions(positions, object_shape, kernel.shape, allow_outside=True)
     if np.any(fractions != 0):
         return FluorescenceMap(kernel, corners, object_shape, ne, dtype=dtype, method="gather", fractions=fractions)
@@ -203,3 +257,10 @@ class MapsImporter:
 @hookimpl
 def mmip_register_importers(register):
     register("maps", MapsImporter())
+
+
+@hookimpl
+def mmip_register_exporters(register):
+    from .maps_export import MapsExporter
+
+    register("xrf-maps", MapsExporter())
