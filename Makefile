@@ -13,7 +13,7 @@ $(BIN)/mmip: pyproject.toml plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,docs]" -e plugins/scanprobe -e "plugins/ptychography[xraylib]" \
-		-e plugins/fluorescence -e plugins/paper -e "plugins/tomography[xraylib]" \
+		-e plugins/fluorescence -e plugins/paper -e "plugins/tomography[xraylib]" -e plugins/ptychodus \
 		-e examples/custom_modality
 	$(BIN)/python -m pip install -q mpich mpi4py pylops-mpi || echo "MPI wheels unavailable: the MPI tests will be skipped"
 	touch $(BIN)/mmip

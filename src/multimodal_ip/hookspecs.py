@@ -78,11 +78,33 @@ def mmip_register_importers(register: RegisterFn) -> None:
     """Register importers of facility formats: ``register(name, importer)`` with
     ``importer(path, context) -> TermData``; optional attributes ``flag`` (``mmip import --<flag> FILE``), ``help``,
     ``order`` (lower runs first; ``context`` carries what earlier importers set) and
-    ``options = {name: {"type", "default", "help"}}`` (extra flags, their values in ``context``).
+    ``options = {name: {"type", "default", "help"}}`` (extra flags, their values in ``context``), and the offer
+    ``read_start(path, context) -> {variable: array} | None``: start values from a file of its format
+    (``mmip reconstruct --start FILE``; ``None`` for a file it does not read; ``context`` holds ``variables``,
+    ``{name: (shape, dtype)}`` of the problem, ``dataset``, ``coupling``, ``allow_external`` and ``budget``, the
+    ``multimodal_ip.safety.MemoryBudget`` to take before reading).
 
     :param register: callback ``register(name, importer)``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def mmip_register_exporters(register: RegisterFn) -> None:
+    """Register exporters of results to facility formats (``mmip export RESULT --format <name> -o OUT``):
+    ``register(name, exporter)`` with ``exporter(result, context, path)``: ``result`` as
+    :func:`multimodal_ip.io.load_result` returns it, ``context`` holding ``result`` (its path), ``dataset`` (the
+    run's input :class:`~multimodal_ip.io.Dataset`, ``None`` when not found), ``data`` (its path) and
+    ``allow_external``;
+    it writes the file at ``path``, a fresh temporary beside ``-o`` that the core renames over ``-o`` once the
+    exporter returns (removed when it fails). A result it cannot export raises a
+    :class:`~multimodal_ip.errors.MultimodalIPError` (one line). Optional attribute ``help``: its line in
+    ``mmip export --help``.
+
+    :param register: callback ``register(name, exporter)``.
+
+    .. versionadded:: 0.3
     """
 
 

@@ -40,6 +40,7 @@ KINDS = {
     "solver": "mmip_register_solvers",
     "regularizer": "mmip_register_regularizers",
     "importer": "mmip_register_importers",
+    "exporter": "mmip_register_exporters",
     "simulation": "mmip_register_simulations",
     "report": "mmip_register_reports",
     "command": "mmip_register_commands",

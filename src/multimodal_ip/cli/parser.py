@@ -8,11 +8,12 @@ import sys
 
 from .. import __version__
 from ..errors import one_line as _one_line
-from . import compare, import_, plugins, reconstruct, report, simulate, tune
+from . import compare, export, import_, plugins, reconstruct, report, simulate, tune
 
 #: the built-in commands, in the order ``mmip --help`` lists them (a new one: its module, then its name here)
 BUILTIN = {"plugins": plugins.COMMAND, "simulate": simulate.COMMAND, "reconstruct": reconstruct.COMMAND,
-           "compare": compare.COMMAND, "tune": tune.COMMAND, "report": report.COMMAND, "import": import_.COMMAND}
+           "compare": compare.COMMAND, "tune": tune.COMMAND, "report": report.COMMAND, "import": import_.COMMAND,
+           "export": export.COMMAND}
 
 
 class _Parser(argparse.ArgumentParser):

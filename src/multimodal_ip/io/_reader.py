@@ -209,7 +209,11 @@ def read_strings(path, f, key, budget=None, allow_external=False, max_count=None
     try:
         raw = d[()]
     except (OSError, ValueError, TypeError) as exc:
-        msg = f"{path}:/{key}: cannot read data ({one_line(exc)}); the file may be truncated or corrupt"
+        from .filters import missing_filter
+
+        hint = missing_filter(d)  # compressed strings too: the filter this HDF5 lacks, named
+        msg = f"{path}:/{key}: " + (hint or f"cannot read data ({one_line(exc)}); the file may be truncated or "
+                                            "corrupt")
         raise DataError(msg) from None
     return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in np.atleast_1d(raw)]
 

@@ -13,6 +13,7 @@ from multimodal_ip.io import TermData
 from multimodal_ip.io.dataset import open_h5, read_path, resolve
 
 HC_J_M = 1.98644586e-25  # h * c in J m
+EV_J = 1.602176634e-19  # one electronvolt in J
 #: object pixel sizes a far-field geometry can give (a picometre to a millimetre): outside, a unit is wrong
 MIN_PIXEL_M, MAX_PIXEL_M = 1e-12, 1e-3
 
@@ -328,7 +329,8 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
     frame = Frame(pixel_m, tuple(origin), (n, n))
     term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe.astype(complex),
                                                      "positions": pos},
-                    {"photons_per_unit": 1.0, "object_shape": np.array([n, n])}, str(path))
+                    {"photons_per_unit": 1.0, "object_shape": np.array([n, n]),
+                     "photon_energy_eV": energy_j / EV_J, "detector_distance_m": distance}, str(path))
     return term, frame
 
 

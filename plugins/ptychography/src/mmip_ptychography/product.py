@@ -13,7 +13,7 @@ EV_J = 1.602176634e-19
 
 
 def export_product(path, obj, probe, positions_px, pixel_size_m, energy_kev=8.8, distance_m=2.0,
-                   origin_m=(0.0, 0.0), name="mmip"):
+                   origin_m=(0.0, 0.0), name="mmip", cxi=None):
     """Write ``obj`` (n0, n1) complex (e.g. ``x + 1j * w.sum(0)``, the paper's coupling), ``probe`` (Np, Np) and
     ``positions_px`` (J, 2) top-left (row, col) as a ptychodus product: CXI when ``path`` ends in ``.cxi``, else
     ptychodus's ``.h5``. Object pixel (r, c) sits at ``origin_m + (r, c) * pixel_size_m`` (y, x); a position is
@@ -40,6 +40,8 @@ def export_product(path, obj, probe, positions_px, pixel_size_m, energy_kev=8.8,
         ``(y, x)`` position in metres of object pixel (0, 0).
     name : :obj:`str`, optional
         Product name (``entry_1/title`` of a CXI file, the ``name`` attribute of an ``.h5``).
+    cxi : :obj:`bool`, optional
+        Write a CXI product (else ptychodus's ``.h5``); default: whether ``path`` ends in ``.cxi``.
     """
     obj = np.asarray(obj, dtype=complex)
     probe = np.asarray(probe, dtype=complex)
@@ -50,7 +52,7 @@ def export_product(path, obj, probe, positions_px, pixel_size_m, energy_kev=8.8,
     energy_ev = energy_kev * 1e3
     indexes = np.arange(len(yx), dtype=np.int64)
     with h5py.File(path, "w") as f:
-        if str(path).endswith(".cxi"):
+        if str(path).endswith(".cxi") if cxi is None else cxi:
             f["cxi_version"] = 160
             f["entry_1/title"] = name
             f[TRANSLATION] = np.stack([yx[:, 1], yx[:, 0], np.zeros(len(yx))], axis=1)

@@ -1,0 +1,29 @@
+"""Any diffraction, position or probe file ptychodus reads, imported into multimodal_ip through ptychodus's own
+readers (``mmip import --ptychodus FILE``); ptychodus is the extra ``mmip-ptychodus[ptychodus]``."""
+
+__all__ = ["PtychodusImporter", "ptychodus_term"]
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .importer import PtychodusImporter
+    from .mapping import ptychodus_term
+
+#: where each public name lives, imported on first use: the plugin's entry module loads without the numerics
+#: (``mmip plugins`` imports no pylops or scipy: docs/architecture.md, "Start-up time")
+_LAZY = {"PtychodusImporter": "importer", "ptychodus_term": "mapping"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
