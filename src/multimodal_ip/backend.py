@@ -24,12 +24,29 @@ __all__ = [
 import os
 
 import numpy as np
-from pylops.utils.backend import get_array_module
 
 try:  # pragma: no cover - exercised only on GPU machines
     import cupy as _cupy
 except Exception:  # noqa: BLE001 - any import failure means "no GPU backend"
     _cupy = None
+
+
+def get_array_module(x):
+    """The array module of ``x``: pylops's answer (``JAX_PYLOPS=0``, our default) without importing pylops.
+
+    Parameters
+    ----------
+    x : array_like
+        An array of any backend.
+
+    Returns
+    -------
+    ncp : module
+        ``numpy`` or ``cupy``.
+    """
+    if _cupy is not None:  # pragma: no cover - GPU machines
+        return _cupy.get_array_module(x)
+    return np
 
 
 def to_numpy(a):

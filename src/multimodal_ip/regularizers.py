@@ -9,8 +9,6 @@ __all__ = ["Regularizer", "Tikhonov", "TotalVariation", "Box", "NonNegative", "R
            "mmip_register_regularizers"]
 
 import numpy as np
-import pyproximal
-from pylops import FirstDerivative, VStack
 
 from .backend import get_array_module
 from .errors import ConfigError
@@ -19,6 +17,8 @@ from .hookspecs import hookimpl
 
 def _gradient_op(shape, dtype):
     """Forward differences along the last two axes, stacked (rows then cols)."""
+    from pylops import FirstDerivative, VStack  # here: ``mmip plugins`` loads this module (docs/architecture.md)
+
     return VStack(
         [FirstDerivative(shape, axis=-2, kind="forward", dtype=dtype),
          FirstDerivative(shape, axis=-1, kind="forward", dtype=dtype)]
@@ -130,6 +130,8 @@ class Tikhonov(Regularizer):
         if not self.derivative:
             return array / (1 + tau * self.weight)
         op = _gradient_op(array.shape, array.dtype)
+        import pyproximal
+
         f = pyproximal.L2(Op=op, sigma=self.weight, niter=20)
         return f.prox(array.ravel(), tau).reshape(array.shape)
 
@@ -180,6 +182,8 @@ class TotalVariation(Regularizer):
 
     def prox(self, array, tau):
         images = array.reshape(-1, *array.shape[-2:])
+        import pyproximal
+
         tv = pyproximal.TV(dims=images.shape[1:], sigma=self.weight, isotropic=True, niter=20)
         out = get_array_module(array).stack([tv.prox(im.ravel(), tau).reshape(im.shape) for im in images])
         return out.reshape(array.shape)

@@ -3,7 +3,6 @@ __all__ = ["ScipyLBFGSB"]
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
@@ -57,6 +56,8 @@ class ScipyLBFGSB(Solver):
                 hi[sl] = np.minimum(hi[sl], np.ravel(r.upper))
         if np.all(np.isinf(lo)) and np.all(np.isinf(hi)):
             return None
+        import scipy.optimize  # here, not at the top: ``mmip plugins`` loads this module (docs/architecture.md)
+
         return scipy.optimize.Bounds(lo, hi)
 
     def solve(self, x0=None, resume_state=None) -> Result:
@@ -96,6 +97,8 @@ class ScipyLBFGSB(Solver):
                 idle.append(self.iteration)  # the iterate (at the problem's precision) and the objective stayed
                 raise StopIteration
             return row
+
+        import scipy.optimize
 
         res = scipy.optimize.minimize(
             fun, self.x, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,

@@ -3,11 +3,8 @@
 __all__ = ["CASES", "simulate", "poisson_noise", "band_limited_spectra"]
 
 import numpy as np
-from mmip_fluorescence import FluorescenceModel, full_grid_positions
-from mmip_ptychography import PtychographyModel, fresnel_zone_plate_probe, parse_coupling, raster_positions
 
 from multimodal_ip.errors import ConfigError
-from multimodal_ip.io import Dataset, TermData
 from multimodal_ip.variables import Variable
 
 from .phantoms import natural_image, random_ellipses, scale_to_range, shepp_logan
@@ -145,6 +142,11 @@ def simulate(case, seed=0, noise=0.0, n=None, probe_size=None, step=None, n_elem
         Unknown case, probe larger than the object, a noise level, ``probe_error`` or ``position_jitter_px`` out
         of range, a size over the memory budget, or an ``elements`` list whose length is not the number of maps.
     """
+    from mmip_fluorescence import FluorescenceModel, full_grid_positions
+    from mmip_ptychography import PtychographyModel, fresnel_zone_plate_probe, parse_coupling, raster_positions
+
+    from multimodal_ip.io import Dataset, TermData
+
     p = _parameters(case, {"n": n, "probe_size": probe_size, "step": step, "n_elements": n_elements}, noise,
                     probe_error, position_jitter_px)
     n, npx, ne = int(p["n"]), int(p["probe_size"]), int(p["n_elements"])

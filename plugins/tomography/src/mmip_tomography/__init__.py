@@ -1,7 +1,31 @@
 """Joint X-ray fluorescence + transmission tomography with self-absorption: the ``transmission-tomography`` and
 ``xrf-tomography`` modalities and the ``tomo-*`` simulations of :mod:`multimodal_ip` (see docs/tomography.md)."""
 
-from .geometry import Geometry, RaySampling, ray_sampling
-from .models import ATTENUATION_MODES, TransmissionModel, XRFTomographyModel
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
+    from .geometry import Geometry, RaySampling, ray_sampling
+    from .models import ATTENUATION_MODES, TransmissionModel, XRFTomographyModel
+
+#: where each public name lives, imported on first use: the plugin's entry module loads without the numerics
+#: (``mmip plugins`` imports no pylops or scipy: docs/architecture.md, "Start-up time")
+_LAZY = {"Geometry": "geometry", "RaySampling": "geometry", "ray_sampling": "geometry",
+         "ATTENUATION_MODES": "models", "TransmissionModel": "models", "XRFTomographyModel": "models"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = ["ATTENUATION_MODES", "Geometry", "RaySampling", "TransmissionModel", "XRFTomographyModel", "ray_sampling"]

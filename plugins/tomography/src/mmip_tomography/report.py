@@ -9,8 +9,6 @@ import numpy as np
 from multimodal_ip.backend import to_numpy
 from multimodal_ip.report import figure_backend
 
-from .models import TransmissionModel, XRFTomographyModel
-
 
 def plot_sinograms(problem, arrays: dict, path) -> Path | None:
     """One row per sinogram (each element of a fluorescence term, the transmission): measured, then each method's
@@ -31,6 +29,8 @@ def plot_sinograms(problem, arrays: dict, path) -> Path | None:
     path : :obj:`pathlib.Path` or :obj:`None`
         The file written; ``None`` (nothing written) when the problem has no whole tomography term.
     """
+    from .models import TransmissionModel, XRFTomographyModel
+
     # tomography terms evaluated whole (a term split into parts has no one sinogram to draw)
     terms = [t for t in problem.terms if isinstance(t.operator, (TransmissionModel, XRFTomographyModel))
              and problem.parts[t.name] == 1]
