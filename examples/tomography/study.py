@@ -53,6 +53,7 @@ parser.add_argument("--iterations", type=int, default=100)
 parser.add_argument("--tv", type=float, default=0.3, help="total-variation strength on w (0: none)")
 parser.add_argument("--start", type=float, default=1.0, help="flat start value of w for every method")
 parser.add_argument("--line-attenuation", default="on", choices=("on", "off"), help="in the simulated data")
+parser.add_argument("--balance-c", type=float, help="balance constant of the joint (default: the file's, 0.1)")
 parser.add_argument("--oversample", type=int, default=2, help="data from a model this many times finer (1: the "
                     "reconstruction's own model, the inverse crime)")
 parser.add_argument("-o", "--output", default="out/tomography")
@@ -74,11 +75,11 @@ def problems(ds):
     oracle = replace(ds, terms={"xrf": replace(xrf, arrays=oracle_arrays)})
     off = {"xrf": {"line_attenuation": "off"}}
     ablation = {
-        "joint, lines not modelled": build_problem(ds, regularizers=nonneg, term_options=off),
+        "joint, lines not modelled": build_problem(ds, regularizers=nonneg, term_options=off, balance_c=args.balance_c),
         "xrf, lines not modelled": build_problem(ds, terms=["xrf"], regularizers=nonneg, term_options=off),
     } if "mu_line" in xrf.arrays else {}
     return ablation | {
-        "joint": build_problem(ds, regularizers=nonneg),
+        "joint": build_problem(ds, regularizers=nonneg, balance_c=args.balance_c),
         "xrf, self-absorbing": build_problem(ds, terms=["xrf"], regularizers=nonneg),
         "xrf, oracle attenuation": build_problem(oracle, terms=["xrf"], regularizers=nonneg,
                                                  term_options={"xrf": {"attenuation": "map"}}),

@@ -7,12 +7,9 @@ from mmip_paper.cases import poisson_noise
 from mmip_paper.phantoms import SHEPP_LOGAN, ellipse_phantom, random_ellipses
 
 from multimodal_ip.errors import ConfigError
-from multimodal_ip.io import Dataset, TermData
 from multimodal_ip.variables import Variable
 
 from .attenuation import attenuation_coefficients, line_coefficients
-from .geometry import Geometry, ray_sampling
-from .models import TransmissionModel, XRFTomographyModel
 
 #: case -> defaults. ``absorption``: the largest attenuation exponent of the transmission sinogram (max over rays of
 #: the line integral of mu); ``inclusion``: concentration added to element 0 in a small dense grain
@@ -53,7 +50,8 @@ def element_maps(n, ne, inclusion=0.0):
 
 
 def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, energy_kev=None, absorption=None,
-             inclusion=None, mu=None, mu_line=None, line_attenuation="on", oversample=2, maps=None):
+             inclusion=None, mu=None, mu_line=None, line_attenuation="on", oversample=2, maps=None,
+             terms=("xrf", "transmission")):
     """One slice of ``case`` (:data:`CASES`; every default can be overridden), Poisson noise at relative ``noise``.
 
     The attenuation per unit concentration is xraylib's ``CS_Total`` of each element at ``energy_kev`` scaled by one
@@ -99,6 +97,9 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
         Factor o >= 1 of the finer model the data come from.
     maps : :obj:`numpy.ndarray`, optional
         ``(Ne, n o, n o)`` concentrations on the finer grid, instead of the case's phantom.
+    terms : sequence of :obj:`str`, optional
+        The terms to simulate, ``"xrf"`` and/or ``"transmission"`` (both by default; the noise of the transmission
+        is drawn after the fluorescence's, so a transmission-only file has other noise than the pair).
 
     Returns
     -------
@@ -109,10 +110,14 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
     Raises
     ------
     :obj:`multimodal_ip.errors.ConfigError`
-        Unknown case, ``oversample`` < 1, ``line_attenuation`` not ``"on"``/``"off"``, a slice over the memory
-        budget, ``maps`` or ``mu`` of the wrong shape, or xraylib missing or rejecting an element.
+        Unknown case, ``oversample`` < 1, ``line_attenuation`` not ``"on"``/``"off"``, no or an unknown term, a
+        slice over the memory budget, ``maps`` or ``mu`` of the wrong shape, or xraylib missing or rejecting an element.
     """
-    p, names, o = _parameters(case, oversample, line_attenuation, n=n, n_angles=n_angles, elements=elements,
+    from multimodal_ip.io import Dataset, TermData
+
+    from .geometry import Geometry
+
+    p, names, o = _parameters(case, oversample, line_attenuation, terms, n=n, n_angles=n_angles, elements=elements,
                               energy_kev=energy_kev, absorption=absorption, inclusion=inclusion)
     ne, size = len(names), int(p["n"]) if maps is None else int(np.shape(maps)[-1]) // o
     _check_memory(p, size, o, line_attenuation)
@@ -124,40 +129,53 @@ def simulate(case, seed=0, noise=0.0, n=None, n_angles=None, elements=None, ener
     if line_attenuation == "on" and (mu is None or mu_line is not None):
         lines = np.asarray(mu_line, dtype=float) if mu_line is not None else \
             line_coefficients(names, "KA") * scale
-    xrf, trans = _finer_model(geom, o, fine, ratios, lines)
+    clean = _finer_model(geom, o, fine, ratios, lines, terms)
     rng = np.random.default_rng(seed)
-    xrf, p_xrf = poisson_noise(xrf, noise, rng)
-    trans, p_trans = poisson_noise(trans, noise, rng)
+    noisy = {t: poisson_noise(clean[t], noise, rng) for t in ("xrf", "transmission") if t in terms}
     common = {"object_shape": np.array([size, size]), "elements": names, "energy_kev": float(p["energy_kev"])}
     angles = np.asarray(geom.angles)
-    xrf_arrays = {"data": xrf, "angles": angles, "mu": ratios}
+    xrf_arrays = {"angles": angles, "mu": ratios}
     if lines is not None:
         xrf_arrays["mu_line"] = lines
-    terms = {
-        "xrf": TermData("xrf", "xrf-tomography", xrf_arrays,
-                        dict(common, photons_per_unit=p_xrf, detector_angles=np.array([np.pi / 2]))),
-        "transmission": TermData("transmission", "transmission-tomography",
-                                 {"data": trans, "angles": angles, "mu": ratios},
-                                 dict(common, photons_per_unit=p_trans)),
-    }
+    data = {}
+    if "xrf" in noisy:
+        xrf_arrays["data"], p_xrf = noisy["xrf"]
+        data["xrf"] = TermData("xrf", "xrf-tomography", xrf_arrays,
+                               dict(common, photons_per_unit=p_xrf, detector_angles=np.array([np.pi / 2])))
+    if "transmission" in noisy:
+        trans, p_trans = noisy["transmission"]
+        data["transmission"] = TermData("transmission", "transmission-tomography",
+                                        {"data": trans, "angles": angles, "mu": ratios},
+                                        dict(common, photons_per_unit=p_trans))
     attrs = {"case": case, "noise_level": float(noise), "seed": int(seed), "balance_c": float(p["balance_c"]),
-             "reference_term": "xrf", "absorption": float(p["absorption"]), "inclusion": float(p["inclusion"]),
-             "oversample": o, "line_attenuation": line_attenuation}
-    return Dataset([Variable("w", w.shape)], terms, {"w": w}, attrs)
+             "absorption": float(p["absorption"]), "inclusion": float(p["inclusion"]), "oversample": o,
+             "line_attenuation": line_attenuation} | ({"reference_term": "xrf"} if "xrf" in data else {})
+    return Dataset([Variable("w", w.shape)], data, {"w": w}, attrs)
 
 
-def _finer_model(geom, o, fine, mu, mu_line):
-    """Noise-free ``(xrf, transmission)`` sinograms on ``geom`` from the maps ``fine`` (``o`` x finer): rays every
-    1/(2o) pixel, o sub-bins per bin (intensities averaged over the bin's width). Per fine pixel of path the
-    coefficients are 1/o of the coarse ones, and the fluorescence (an integral over the path) is divided by o."""
+def _finer_model(geom, o, fine, mu, mu_line, terms):
+    """Noise-free ``{"xrf": ..., "transmission": ...}`` sinograms (those of ``terms``) on ``geom`` from the maps
+    ``fine`` (``o`` x finer): rays every 1/(2o) pixel, o sub-bins per bin (intensities averaged over the bin's width).
+    Per fine pixel of path the coefficients are 1/o of the coarse ones, and the fluorescence (an integral over the
+    path) is divided by o."""
+    from .geometry import Geometry
+    from .models import TransmissionModel, XRFTomographyModel
+
+    out = {}
     if o == 1:
-        return (XRFTomographyModel(geom, mu, mu_line=mu_line).forward(fine),
-                TransmissionModel(geom, mu).forward(fine))
+        if "xrf" in terms:
+            out["xrf"] = XRFTomographyModel(geom, mu, mu_line=mu_line).forward(fine)
+        if "transmission" in terms:
+            out["transmission"] = TransmissionModel(geom, mu).forward(fine)
+        return out
     k, bins = geom.sinogram_shape
     sub = Geometry.make(fine.shape[1:], geom.angles, bins=bins * o, step=0.5)
-    xrf = XRFTomographyModel(sub, mu / o, mu_line=None if mu_line is None else mu_line / o).forward(fine)
-    trans = TransmissionModel(sub, mu / o).forward(fine)
-    return (xrf.reshape(len(mu), k, bins, o).mean(-1) / o, trans.reshape(k, bins, o).mean(-1))
+    if "xrf" in terms:
+        xrf = XRFTomographyModel(sub, mu / o, mu_line=None if mu_line is None else mu_line / o).forward(fine)
+        out["xrf"] = xrf.reshape(len(mu), k, bins, o).mean(-1) / o
+    if "transmission" in terms:
+        out["transmission"] = TransmissionModel(sub, mu / o).forward(fine).reshape(k, bins, o).mean(-1)
+    return out
 
 
 class TomoCase:
@@ -196,7 +214,7 @@ class TomoCase:
         return simulate(self.case, seed=seed, noise=noise, **overrides)
 
 
-def _parameters(case, oversample, line_attenuation, **overrides):
+def _parameters(case, oversample, line_attenuation, terms, **overrides):
     """``(parameters, element names, oversampling)`` of ``case`` with the given overrides, checked."""
     if case not in CASES:
         msg = f"unknown tomography case {case!r}; choose one of {', '.join(CASES)}"
@@ -206,6 +224,9 @@ def _parameters(case, oversample, line_attenuation, **overrides):
     o = int(oversample)
     if o < 1 or line_attenuation not in ("on", "off"):
         msg = f"oversample must be >= 1 and line_attenuation 'on' or 'off'; got {oversample!r}, {line_attenuation!r}"
+        raise ConfigError(msg)
+    if isinstance(terms, str) or not terms or not set(terms) <= {"xrf", "transmission"}:
+        msg = f"terms: need one or both of 'xrf', 'transmission'; got {terms!r}"
         raise ConfigError(msg)
     return p, [str(e) for e in p["elements"]], o
 
@@ -238,6 +259,8 @@ def _fine_maps(maps, ne, names, size, o, inclusion):
 def _coefficients(mu, names, p, geom, w):
     """``(attenuation per unit concentration, scale)``: ``mu`` as given, else xraylib's scaled so that the thickest
     ray attenuates by exp(-absorption)."""
+    from .geometry import ray_sampling
+
     ratios = np.asarray(mu, dtype=float) if mu is not None else attenuation_coefficients(names, p["energy_kev"])
     if ratios.shape != (len(names),):
         msg = f"mu: need {len(names)} coefficient(s), one per element {names}; got {list(ratios)}"
