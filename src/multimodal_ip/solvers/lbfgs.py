@@ -25,11 +25,13 @@ class _Cache:
         self.problem: Objective = problem
         self.lin: Linearization | None = None
 
-    def __call__(self, x) -> "Linearization":
-        # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in
+    def __call__(self, x, owned: bool = False) -> "Linearization":
+        # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in.
+        # ``owned``: ``x`` is a fresh temporary nobody else holds, kept without a copy (one iterate-sized vector
+        # less at the peak of a large run)
         x = self.problem.at_precision(x)
         if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
-            self.lin = self.problem.linearize(x.copy())
+            self.lin = self.problem.linearize(x if owned else x.copy())
         return self.lin
 
 
@@ -236,7 +238,7 @@ class LBFGS(Solver):
         """``p`` halved until the objective at ``x + p`` is finite (a model such as exp(-mu) may overflow far from
         the iterate): the Wolfe search starts at step 1 and cannot interpolate through inf or nan."""
         for _ in range(60):
-            if np.isfinite(self.cache(self.x + p).objective):
+            if np.isfinite(self.cache(self.x + p, owned=True).objective):
                 break
             p = 0.5 * p
         return p
