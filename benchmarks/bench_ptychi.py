@@ -4,6 +4,15 @@ correction (CPU).
     python benchmarks/bench_ptychi.py --install               # once: pty-chi + CPU torch in .ptychi-venv/
     python benchmarks/bench_ptychi.py [--n 1306 --np 128 --step 37] [--epochs 5] [--dtype float32]
     python benchmarks/bench_ptychi.py --positions [--cases phantom cameraman] [--seeds 3] [--epochs 150]
+    python benchmarks/bench_ptychi.py --accuracy [--cases ...] [--noise 0.03 0.1] [--seeds 5] [--threads 1]
+        [--solver lbfgs --dtype float32 --likelihood balanced --ours-option KEY=VALUE ...]
+        [--ptychi-option reconstructor_options.batch_size=100 ...] [--json rows.json] [--figure fig.png]
+    python benchmarks/bench_ptychi.py --replot rows.json [more.json ...] --figure fig.png
+
+``--accuracy`` (:mod:`_ptychi_accuracy`): time to accuracy on the paper's cases (all four by default), ptychography
+alone with the true positions and probe, both codes from the flat start, ``--epochs`` epochs / iterations; per case,
+noise level and seed each code's best and final object error, its wall time and the time it needs to reach
+pty-chi's final error, with the error-vs-time traces in the JSON rows; both codes on ``--threads`` threads.
 
 ``--positions``: the paper's cases at 3 % noise with the positions jittered by ±``--jitter`` px (the file holds the
 nominal raster, the true probe is given and fixed); pty-chi LSQML with its position correction from epoch
@@ -34,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _ptychi_accuracy import accuracy_study, replot, set_threads
 
 HERE = Path(__file__).resolve().parent
 
@@ -202,6 +212,32 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+def _accuracy_flags(p):
+    """The flags of ``--accuracy`` (time to accuracy, :mod:`_ptychi_accuracy`)."""
+    p.add_argument("--accuracy", action="store_true",
+                   help="time to accuracy on the paper's cases, true positions: best/final error, wall time, time "
+                        "to pty-chi's final error, error-vs-time traces")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.03, 0.1], help="noise levels (--accuracy)")
+    p.add_argument("--data-model", default="band-limited", choices=("band-limited", "cubic"),
+                   help="with --accuracy --jitter: the patterns made with band-limited windows (mmip simulate's) "
+                        "or with ours (cubic)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first..first + --seeds - 1 (--accuracy)")
+    p.add_argument("--codes", nargs="+", default=["ptychi", "ours"], choices=("ptychi", "ours"))
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads of each code: torch's, our FFT workers and numba's (default: every core)")
+    p.add_argument("--solver", default="lbfgs", help="our solver (--accuracy)")
+    p.add_argument("--likelihood", default="balanced", choices=("balanced", "poisson"), help="ours (--accuracy)")
+    p.add_argument("--loss", default="amplitude", choices=("amplitude", "poisson"),
+                   help="ours: the ptychography loss (--accuracy; --likelihood poisson only weights it in photons)")
+    p.add_argument("--ours-option", action="append", metavar="KEY=VALUE", help="our solver's options, repeatable")
+    p.add_argument("--ptychi-option", action="append", metavar="PATH=VALUE",
+                   help="pty-chi LSQMLOptions field, e.g. reconstructor_options.batch_size=100, repeatable")
+    p.add_argument("--json", help="write every row (with its error-vs-time trace) to this JSON file")
+    p.add_argument("--figure", help="draw error against wall time per case to this PNG "
+                                    "(e.g. docs/ptychi_time_to_accuracy.png)")
+    p.add_argument("--replot", nargs="+", metavar="JSON", help="table and figure of saved --json files; no run")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--install", action="store_true", help="create pty-chi's environment and exit")
@@ -214,27 +250,38 @@ def main():
     p.add_argument("--engines", nargs="+", default=["lsqml", "epie"])
     p.add_argument("--positions", action="store_true",
                    help="position correction side by side on the paper's cases (jittered positions, true probe)")
-    p.add_argument("--cases", nargs="+", default=["phantom", "cameraman"])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--jitter", type=float, default=2.0)
+    p.add_argument("--cases", nargs="+", help="paper cases (default: phantom cameraman; with --accuracy all four)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3; with --accuracy 5)")
+    p.add_argument("--jitter", type=float, help="true positions = raster + uniform ±this (px; default 2 with "
+                   "--positions, 0 with --accuracy, where the true positions are given)")
     p.add_argument("--correct-from", type=int, default=10, help="pty-chi: first epoch of position correction")
     p.add_argument("--refine-after", type=int, default=50, help="ours: iterations before the positions move")
+    _accuracy_flags(p)
     args = p.parse_args()
     venv = Path(args.venv)
     if args.install:
         install(venv)
         return 0
-    if not (venv / "bin" / "python").exists():
+    set_threads(args.threads)
+    if args.replot:
+        return replot(args.replot, args.figure)
+    if not (venv / "bin" / "python").exists() and not (args.accuracy and args.codes == ["ours"]):
         print(f"pty-chi's environment {venv} does not exist: run with --install first", file=sys.stderr)
         return 2
     from mmip_paper import simulate
 
     from multimodal_ip.io import load_dataset, save_dataset
 
-    threads = os.cpu_count() or 1
-    print(f"load {os.getloadavg()[0]:.2f} on {threads} cores")
+    threads = args.threads
+    print(f"load {os.getloadavg()[0]:.2f}; {threads} thread(s) per code on {os.cpu_count()} cores")
     if args.epochs is None:
-        args.epochs = 150 if args.positions else 5  # a correction needs a whole run; timing a few epochs
+        args.epochs = 150 if args.positions or args.accuracy else 5  # a whole run; timing a few epochs
+    if args.accuracy:
+        args.cases = args.cases or ["phantom", "cameraman", "multi-element", "phantom-large"]
+        args.seeds = args.seeds or 5
+        return accuracy_study(args, venv)
+    args.cases, args.seeds = args.cases or ["phantom", "cameraman"], args.seeds or 3
+    args.jitter = 2.0 if args.jitter is None else args.jitter
     if args.positions:
         return positions_study(args, venv, threads)
     with tempfile.TemporaryDirectory() as tmp:
