@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 import os
 from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
+
 # pylops imports JAX whenever it is installed (to accept JAX arrays, which nothing here passes it): 150 MB of every
 # process's memory (docs/performance.md, "Memory budget of a run"); JAX_PYLOPS=1 in the environment restores it
 os.environ.setdefault("JAX_PYLOPS", "0")
@@ -34,16 +36,4 @@ _LAZY = {"DataTerm": "problem", "Invariance": "problem", "JointProblem": "proble
          "solve": "solvers", "Variable": "variables", "VariableSpace": "variables"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -3,6 +3,8 @@ __all__ = ["Dataset", "TermData", "load_dataset", "save_dataset", "build_problem
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
     from .dataset import Dataset, TermData, atomic_h5, load_dataset, save_dataset
     from .problem_builder import BuildOptions, build_problem
@@ -15,16 +17,4 @@ _LAZY = {"Dataset": "dataset", "TermData": "dataset", "atomic_h5": "dataset", "l
          "load_result": "results", "save_result": "results"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

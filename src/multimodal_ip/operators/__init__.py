@@ -3,6 +3,8 @@ __all__ = ["NonlinearOperator", "Composition", "compose", "Linear", "Modulus", "
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
     from .autodiff import Autodiff  # JAX is imported only when one is built
     from .composition import Composition, compose
@@ -21,16 +23,4 @@ _LAZY = {"Autodiff": "autodiff", "Composition": "composition", "compose": "compo
          "Streamed": "streamed", "StreamedAfter": "streamed", "StreamedAutodiff": "streamed_autodiff"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -3,6 +3,8 @@ __all__ = ["Curvature", "DataTerm", "Invariance", "JointProblem", "Linearization
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 from .align import ALIGN_GROWTH, align  # numpy only; eager, so that ``align`` is the function, not the module
 
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
@@ -20,16 +22,4 @@ _LAZY = {"balanced_weights": "balance", "Curvature": "curvature",
          "ProximalObjective": "objective", "DataTerm": "term", "Invariance": "term"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

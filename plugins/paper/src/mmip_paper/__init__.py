@@ -4,6 +4,8 @@ __all__ = ["CASES", "simulate", "poisson_noise", "band_limited_spectra"]
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
     from .cases import CASES, band_limited_spectra, poisson_noise, simulate
 
@@ -12,16 +14,4 @@ if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ import
 _LAZY = {"CASES": "cases", "band_limited_spectra": "cases", "poisson_noise": "cases", "simulate": "cases"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -5,6 +5,8 @@ __all__ = ["PtychodusImporter", "ptychodus_term"]
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
     from .importer import PtychodusImporter
     from .mapping import ptychodus_term
@@ -14,16 +16,4 @@ if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ import
 _LAZY = {"PtychodusImporter": "importer", "ptychodus_term": "mapping"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -7,6 +7,8 @@ __all__ = ["FarField", "fresnel_zone_plate_probe", "raster_positions", "fermat_s
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
     from .coupling import absorption_coupling, parse_coupling
     from .curvature import PtychographyCurvature
@@ -28,16 +30,4 @@ _LAZY = {"absorption_coupling": "coupling", "parse_coupling": "coupling", "Ptych
          "fermat_spiral_positions": "scan", "raster_positions": "scan"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -11,6 +11,8 @@ __all__ = ["AFFINE_SIZE", "BandLimitedWindows", "CalibrationLayout", "CubicPatch
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 from ._positions import (  # numpy only: what a plugin's entry module reads at import
     AFFINE_SIZE,
     REFINABLE,
@@ -32,16 +34,4 @@ _LAZY = {"ComplexCoupling": "complex_coupling", "scatter_patches_": "scatter", "
          "cubic_weights": "windows"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -3,6 +3,8 @@
 
 from typing import TYPE_CHECKING
 
+from multimodal_ip._lazy import lazy_exports
+
 if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ imports them on first use
     from .geometry import Geometry, RaySampling, ray_sampling
     from .models import ATTENUATION_MODES, TransmissionModel, XRFTomographyModel
@@ -13,19 +15,6 @@ _LAZY = {"Geometry": "geometry", "RaySampling": "geometry", "ray_sampling": "geo
          "ATTENUATION_MODES": "models", "TransmissionModel": "models", "XRFTomographyModel": "models"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
-
-
 __all__ = ["ATTENUATION_MODES", "Geometry", "RaySampling", "TransmissionModel", "XRFTomographyModel", "ray_sampling"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
