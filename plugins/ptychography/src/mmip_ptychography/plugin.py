@@ -57,13 +57,15 @@ class Ptychography:
     :math:`4p`, the variance-stabilised Poisson likelihood; Poisson is the exact one), ``matrix_smoothing_px``
     (the Gaussian smoothing of a refined ``matrix``, :mod:`~mmip_ptychography.phase_matrix`), ``dtype``. ``refine``
     also takes ``"coupling"`` and ``"matrix"``: the phase the element maps do not explain (docs/real_samples.md).
+    ``windows``: how fractional windows are sampled, ``"cubic"`` (default) or ``"band-limited"`` (Fourier-shifted,
+    as the paper's simulator makes jittered data; fixed positions only).
     """
 
     inputs = ("x", "w")
     refinable = (*REFINABLE, *MODEL_UNKNOWNS)
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted", "matrix_smoothing_px",
-               "implementation")
+               "implementation", "windows")
     #: per-position axis of each dataset (MPI ranks and chunks take contiguous shares)
     #: the datasets of a term group this modality reads (the loader reads no others)
     datasets = ("data", "probe", "positions")
@@ -143,7 +145,7 @@ class Ptychography:
 
     def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, refine=(), calibration=None,
                    coupling=None, photon_weighted=False, matrix_smoothing_px=DEFAULT_MATRIX_SMOOTHING_PX,
-                   implementation="hand-written", **options):
+                   implementation="hand-written", windows="cubic", **options):
         from multimodal_ip import DataTerm
         from multimodal_ip.io.dataset import compact_dtype
 
@@ -152,9 +154,9 @@ class Ptychography:
 
         if options:
             msg = (f"{td.where()}: unknown ptychography option(s) {sorted(options)}; known: loss, dtype, refine, "
-                   "coupling, photon_weighted, matrix_smoothing_px, implementation")
+                   "coupling, photon_weighted, matrix_smoothing_px, implementation, windows")
             raise ConfigError(msg)
-        _check_implementation(td, implementation, refine)
+        _check_implementation(td, implementation, refine, windows)
         model = tuple(r for r in MODEL_UNKNOWNS if r in refine)
         refine = tuple(r for r in refine if r not in MODEL_UNKNOWNS)
         n_shape, ne = self._object_shape(td, space, refine)
@@ -169,7 +171,7 @@ class Ptychography:
                 op = ptychography_autodiff(probe, positions, n_shape, ne, coef, dtype, refine)
             else:
                 op = PtychographyModel(xp.asarray(probe), positions, n_shape, ne, refine=refine, coefficients=coef,
-                                       dtype=dtype)
+                                       dtype=dtype, windows=windows)
         except ShapeError as exc:
             msg = f"{td.where('positions')}: {exc}"
             raise DataError(msg) from None
@@ -205,7 +207,7 @@ class Ptychography:
                    f"{space['matrix'].shape} (declare the attribute object_shape)")
             raise DataError(msg)
         single = PtychographyModel(op.probe, op.positions, op.object_shape, 1, refine=op.refine, dtype=op.dtype,
-                                   block=op.block)
+                                   block=op.block, windows=op.windows)
         rest = single.layout.size - single.layout.bounds["main"][1]
         phase = PhaseCoupling(op.object_shape, ne, coef, model, nk, smoothing, rest, op.dtype)
         return DataTerm(compose(single, phase), data, lossfn, 1.0, (*self.inputs, *model, *op.refine),
@@ -264,9 +266,18 @@ class Ptychography:
             1 + rng.random(24 * 24 * 2)
 
 
-def _check_implementation(td, implementation, refine):
+def _check_implementation(td, implementation, refine, windows="cubic"):
     """``implementation``: ``"hand-written"`` (:class:`PtychographyModel`) or ``"jax"`` (:mod:`.jax_model`; whole-pixel
-    positions, nothing refined but the probe)."""
+    positions, nothing refined but the probe); ``windows``: ``"cubic"`` or ``"band-limited"`` (fixed positions)."""
+    from .band_limited_sampler import WINDOWS
+
+    if windows not in WINDOWS:
+        msg = f"{td.where()}: ptychography option windows must be one of {list(WINDOWS)}; got {windows!r}"
+        raise ConfigError(msg)
+    if windows != "cubic" and (implementation == "jax" or {"positions", "affine"} & set(refine)):
+        msg = (f"{td.where()}: ptychography option windows = {windows!r} takes fixed positions and the hand-written "
+               f"implementation; got refine {list(refine)}, implementation {implementation!r} (use windows 'cubic')")
+        raise ConfigError(msg)
     if implementation not in ("hand-written", "jax"):
         msg = f"{td.where()}: ptychography implementation must be 'hand-written' or 'jax'; got {implementation!r}"
         raise ConfigError(msg)

@@ -5,6 +5,7 @@ from mmip_scanprobe import CalibrationLayout, ComplexCoupling, CubicPatches, ext
 from mmip_scanprobe.scatter import scatter_patches_
 
 from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, to_numpy
+from multimodal_ip.errors import ConfigError
 from multimodal_ip.operators import Streamed
 
 from .far_field import validate_positions
@@ -44,6 +45,9 @@ class PtychographyModel(Streamed):
         Real input dtype (``float32`` or ``float64``); the output ``dtyped`` is the matching complex dtype.
     block : :obj:`int`, optional
         Positions per block (default: about 4 MB of spectra, :class:`~multimodal_ip.operators.Streamed`).
+    windows : :obj:`str`, optional
+        How fractional windows are sampled: ``"cubic"`` (default) or ``"band-limited"``
+        (:class:`~mmip_ptychography.band_limited_sampler.BandLimitedSampler`, fixed positions only).
 
     Notes
     -----
@@ -57,7 +61,7 @@ class PtychographyModel(Streamed):
     """
 
     def __init__(self, probe, positions_px, object_shape, n_elements, refine=(), coefficients=None,
-                 dtype="float64", name=None, block=None):
+                 dtype="float64", name=None, block=None, windows="cubic"):
         self.object_shape = tuple(int(s) for s in object_shape)
         self.window = tuple(int(s) for s in probe.shape)
         ncp = get_array_module(probe)
@@ -78,6 +82,7 @@ class PtychographyModel(Streamed):
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype,
                                         nominal=self.positions, object_shape=self.object_shape)
         self.refine = self.layout.refine
+        self.windows, self.sampler_class = windows, _sampler_class(windows, self.layout.moves)
         #: windows are sampled (cubic) when a position is fractional or the positions move (refined or affine)
         self.sampled = self.layout.moves or bool(np.any(self.fractions != 0))
         # even windows: fftshift(fft2(a)) = fft2(C a) and ifft2(ifftshift(b)) = C ifft2(b) with the checkerboard
@@ -111,7 +116,7 @@ class PtychographyModel(Streamed):
         z = self.coupling.matvec(main).reshape(self.object_shape)
         sampler = None
         if self.sampled:
-            sampler = CubicPatches(self.positions if positions is None else to_numpy(positions), self.window,
+            sampler = self.sampler_class(self.positions if positions is None else to_numpy(positions), self.window,
                                    self.object_shape)
             z = sampler.pad(z)  # windows are sampled from the edge-extended object
         return {"z": z, "probe": probe, "folded": self.fold(probe)[None], "sampler": sampler, "xp": ncp}
@@ -178,9 +183,22 @@ class PtychographyModel(Streamed):
         return None  # finishing reads the accumulators only
 
     def stream_finish(self, state, acc):
-        z = CubicPatches.unpad_adjoint(acc["z"]) if self.sampled else acc["z"]
+        z = self.sampler_class.unpad_adjoint(acc["z"]) if self.sampled else acc["z"]
         main = self.coupling.rmatvec(z.ravel())
         return self.layout.join(main, acc["probe"], acc["positions"])
+
+
+def _sampler_class(windows, moves):
+    """The window sampler of the option ``windows``; band-limited windows take fixed positions only."""
+    from .band_limited_sampler import WINDOWS, BandLimitedSampler
+
+    if windows not in WINDOWS:
+        msg = f"ptychography option windows must be one of {list(WINDOWS)}; got {windows!r}"
+        raise ConfigError(msg)
+    if windows == "band-limited" and moves:
+        msg = "ptychography option windows = 'band-limited' takes fixed positions (refining them needs 'cubic')"
+        raise ConfigError(msg)
+    return CubicPatches if windows == "cubic" else BandLimitedSampler
 
 
 def _whole_pixels(positions) -> bool:
