@@ -110,8 +110,9 @@ def ours_trace(ds, args, options):
 
     z, coef = complex_object(ds)
     norm = float(np.linalg.norm(z))
+    term = dict(getattr(args, "ours_term_options_in", {}) or {}, loss=args.loss)
     problem = build_problem(ds, terms=["ptychography"], dtype=args.dtype, likelihood=args.likelihood,
-                            term_options={"ptychography": {"loss": args.loss}})
+                            term_options={"ptychography": term})
 
     def error(v):
         a = problem.space.unpack(v)
@@ -152,9 +153,11 @@ def accuracy_study(args, venv):
     """Run every case x noise x seed for the codes in ``args.codes``; print the table, write JSON and figure."""
     ours_opts, msg = parse_options(args.ours_option, "--ours-option")
     pc_opts, msg2 = parse_options(args.ptychi_option, "--ptychi-option")
-    if msg or msg2:
-        print(msg or msg2, file=sys.stderr)
+    term_opts, msg3 = parse_options(getattr(args, "ours_term_option", None), "--ours-term-option")
+    if msg or msg2 or msg3:
+        print(msg or msg2 or msg3, file=sys.stderr)
         return 2
+    args.ours_term_options_in = term_opts
     from multimodal_ip.errors import MultimodalIPError
     from multimodal_ip.solvers import check_solver_options, get_solver
 
@@ -251,7 +254,8 @@ def _label(code, args, options):
     extra = "".join(f", {k}={v}" for k, v in sorted(options.items()))
     if code == "pty-chi":
         return f"pty-chi 2.2 LSQML{extra}"
-    extra = "".join(f", {k}={v}" for k, v in sorted(args.ours_options_in.items()))
+    extra = "".join(f", {k}={v}" for k, v in sorted({**args.ours_options_in,
+                                                        **getattr(args, "ours_term_options_in", {})}.items()))
     lik = ("" if args.likelihood == "balanced" else f", {args.likelihood} likelihood") + \
         ("" if args.loss == "amplitude" else f", {args.loss} loss")
     return f"multimodal_ip {args.solver} {args.dtype}{lik}{extra}"

@@ -230,6 +230,8 @@ def _accuracy_flags(p):
     p.add_argument("--loss", default="amplitude", choices=("amplitude", "poisson"),
                    help="ours: the ptychography loss (--accuracy; --likelihood poisson only weights it in photons)")
     p.add_argument("--ours-option", action="append", metavar="KEY=VALUE", help="our solver's options, repeatable")
+    p.add_argument("--ours-term-option", action="append", metavar="KEY=VALUE",
+                   help="our ptychography term's options, e.g. windows=band-limited, repeatable (--accuracy)")
     p.add_argument("--ptychi-option", action="append", metavar="PATH=VALUE",
                    help="pty-chi LSQMLOptions field, e.g. reconstructor_options.batch_size=100, repeatable")
     p.add_argument("--json", help="write every row (with its error-vs-time trace) to this JSON file")
