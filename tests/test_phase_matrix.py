@@ -153,3 +153,31 @@ def test_study_example_small(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| m0.3 |" in proc.stdout and (tmp_path / "results.json").exists()
+
+
+def test_tuner_tries_the_matrix_smoothing_candidates_and_writes_the_chosen_one(files, tmp_path, capsys):
+    """``matrix@matrix_smoothing_px=V`` models: each candidate reaches its trial (the labels, the scorer's model) and
+    the chosen one goes into chosen.toml as a term option; an option no term takes is one line, exit 2."""
+    out = tmp_path / "t"
+    assert main(["tune", str(files["matrix"]), "-o", str(out), "--iterations", "4", "--c", "0.1", "--models",
+                 "matrix@matrix_smoothing_px=1,matrix@matrix_smoothing_px=8,tied"]) == 0
+    text = (out / "table.md").read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "setting" not in ln]
+    assert [r.split("|")[1].strip().strip("*") for r in rows] == [
+        "balanced, c=0.1, model=matrix@matrix_smoothing_px=1", "balanced, c=0.1, model=matrix@matrix_smoothing_px=8",
+        "balanced, c=0.1"]
+    held = [tuple(r.split("|")[3:5]) for r in rows[:2]]
+    assert held[0] != held[1]  # the smoothing reached the fits: other held-out losses
+    chosen = next(ln for ln in text.splitlines() if ln.startswith("chosen: "))
+    run = (out / "chosen.toml").read_text()
+    if "model=matrix@" in chosen:
+        px = chosen.split("matrix_smoothing_px=")[1].split(",")[0].split(" ")[0]
+        assert "[term_options.ptychography]" in run and f"matrix_smoothing_px = {float(px)}" in run
+        assert 'refine = ["matrix"]' in run
+    else:
+        assert "matrix_smoothing_px" not in run
+    capsys.readouterr()
+    assert main(["tune", str(files["matrix"]), "-o", str(tmp_path / "bad"), "--iterations", "2", "--models",
+                 "matrix@no_such_option=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no_such_option" in err and len(err.splitlines()) == 1

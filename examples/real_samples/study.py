@@ -4,8 +4,8 @@ see, coefficients off by 20 %), with the default, the tuned and the oracle choic
 Every case is written with plain numpy and h5py (cases.py), then run through the ``mmip`` command line:
 
 * default: ``mmip compare`` (the tied model, c = 0.01), joint and ptychography alone;
-* tuned: ``mmip tune --refit --models tied,matrix,coupling,matrix+coupling`` (c and model chosen by held-out
-  validation), the refit;
+* tuned: ``mmip tune --refit --models tied,matrix,coupling,matrix+coupling,matrix+coupling@matrix_smoothing_px=2``
+  (c, model and the matrix's smoothing, 4 or 2 px, chosen by held-out validation), the refit;
 * oracle: the setting of the tune's grid with the lowest true error (its held-out fit).
 
     python examples/real_samples/study.py -o study/ [--n 128] [--iterations 100] [--cases m0,m0.3,...] [--seed 0]
@@ -25,6 +25,10 @@ from cases import write_case  # noqa: E402
 #: name -> (matrix fraction of mean(w), rough, coupling error)
 CASES = {"m0": (0.0, False, 0.0), "m0.3": (0.3, False, 0.0), "m1.0": (1.0, False, 0.0), "rough0.3": (0.3, True, 0.0),
          "a+20%": (0.0, False, 0.2), "a-20%": (0.0, False, -0.2)}
+
+
+#: the models the tune tries: matrix+coupling at the default smoothing (4 px) and at 2 px (docs/real_samples.md)
+MODELS = "tied,matrix,coupling,matrix+coupling,matrix+coupling@matrix_smoothing_px=2"
 
 
 def _errors(result, data) -> dict:
@@ -74,7 +78,7 @@ def main():
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--c", default="0.01,0.1,1", help="balance constants the tune tries")
     ap.add_argument("--seed", type=int, default=0, help="seed of the objects and the noise")
-    ap.add_argument("--models", default="tied,matrix,coupling,matrix+coupling", help="models the tune tries")
+    ap.add_argument("--models", default=MODELS, help="models the tune tries")
     args = ap.parse_args()
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -48,22 +48,27 @@ class Setting:
         ``(regularizer index, strength)`` pairs.
     refine : :obj:`tuple` of :obj:`str`, optional
         The model: unknowns refined besides the run's own (``()``: the run's model, shown as ``tied``).
+    options : :obj:`tuple`, optional
+        ``(term option, value)`` pairs of the model (``matrix@matrix_smoothing_px=2``): given to every term whose
+        modality lists the option.
     """
 
     balance_c: float | None
     likelihood: str = "balanced"
     strengths: tuple = ()
     refine: tuple = ()
+    options: tuple = ()
 
     def label(self, names=()) -> str:
         parts = [self.likelihood] + ([f"c={self.balance_c:g}"] if self.balance_c is not None else [])
         parts += [f"{names[i] if i < len(names) else i}={v:g}" for i, v in self.strengths]
-        return ", ".join(parts) + (f", model={self.model}" if self.refine else "")
+        return ", ".join(parts) + (f", model={self.model}" if self.refine or self.options else "")
 
     @property
     def model(self) -> str:
-        """The model's name: ``tied`` (nothing more refined) or its unknowns joined by ``+``."""
-        return "+".join(self.refine) or "tied"
+        """The model's name: ``tied`` (nothing more refined) or its unknowns joined by ``+``, then its term options
+        (``@KEY=VALUE``)."""
+        return ("+".join(self.refine) or "tied") + "".join(f"@{k}={v:g}" for k, v in self.options)
 
 
 @dataclass
@@ -94,7 +99,8 @@ def settings_grid(c_values, likelihoods, strength_grids: dict, models=((),)) -> 
     strength_grids : :obj:`dict`
         ``{regularizer index: sequence of strengths}``.
     models : sequence of :obj:`tuple`, optional
-        The models tried: unknowns refined besides the run's own (``()``: the run's model).
+        The models tried: unknowns refined besides the run's own (``()``: the run's model), or
+        ``(unknowns, ((term option, value), ...))`` for a model with its own term options.
 
     Returns
     -------
@@ -109,9 +115,11 @@ def settings_grid(c_values, likelihoods, strength_grids: dict, models=((),)) -> 
     combos = list(itertools.product(*[[(i, v) for v in vals] for i, vals in sorted(strength_grids.items())]))
     out = []
     for model in models:
+        refine, options = (model[0], model[1]) if model and isinstance(model[0], tuple) else (model, ())
         for lik in likelihoods:
             for c in (c_values if lik == "balanced" else [None]):
-                out += [Setting(None if c is None else float(c), lik, tuple(combo), tuple(model)) for combo in combos]
+                out += [Setting(None if c is None else float(c), lik, tuple(combo), tuple(refine), tuple(options))
+                        for combo in combos]
     if not out:
         msg = "tune: the grid is empty (give --c values and --likelihoods)"
         raise ConfigError(msg)
@@ -228,17 +236,18 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
 
     def scorer_of(setting):
         """The scoring problem of the setting's model and its held-out losses at the flat start (built once)."""
-        if setting.refine not in scorers:
+        key = setting.refine, setting.options
+        if key not in scorers:
             with np.errstate(all="ignore"):  # a non-finite start is reported below, in one line
-                scorer = build(Setting(None, "balanced", (), setting.refine), fraction, seed, score=True)
+                scorer = build(Setting(None, "balanced", (), *key), fraction, seed, score=True)
                 reference = scorer.linearize(scorer.start()).validation
             bad = {t: v for t, v in reference.items() if not np.isfinite(v)}
             if bad:
                 msg = (f"tune: the held-out loss at the flat start is not finite ({bad}); check the data and term "
                        "options (e.g. coupling)")
                 raise ConfigError(msg)
-            scorers[setting.refine] = scorer, reference
-        return scorers[setting.refine]
+            scorers[key] = scorer, reference
+        return scorers[key]
 
     scorer_of(grid[0])
     trials: list = []

@@ -37,7 +37,8 @@ def add_arguments(s) -> None:
     s.add_argument("--models", default="tied",
                    help="models to try, comma-separated: 'tied' (the run's own) or unknowns refined besides the "
                         "run's, joined by '+' (e.g. tied,matrix,coupling,matrix+coupling; names the modalities "
-                        "offer, see `mmip plugins`)")
+                        "offer, see `mmip plugins`), each optionally followed by term options of the model, "
+                        "@KEY=VALUE (e.g. matrix@matrix_smoothing_px=2: given to every term whose modality takes KEY)")
     s.add_argument("--score", default="worst", choices=("worst", "sum", "start"),
                    help="worst (default): each term's held-out loss over the best any setting reached, the largest "
                         "ratio; sum: those ratios summed; start: each over the flat start's, summed (the score "
@@ -107,6 +108,7 @@ def run(args) -> int:
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
     ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"])
+    takes = _option_terms(ds, {k for s in grid for k, _ in s.options}, args.models)
     names = [spec["name"] for spec in cfg["regularizers"]]
     common = _build_options(cfg)
 
@@ -115,18 +117,24 @@ def run(args) -> int:
         specs = [dict(spec) for spec in cfg["regularizers"]]
         for i, v in setting.strengths:
             specs[i]["strength"] = v
+        terms = {t: dict(o) for t, o in cfg["term_options"].items()}
+        for k, v in setting.options:  # the model's term options, to every term that takes them
+            for t in takes[k]:
+                terms.setdefault(t, {})[k] = v
         return dict(cfg, balance_c=setting.balance_c, likelihood=setting.likelihood, regularizers=specs,
-                    refine=[*cfg["refine"], *setting.refine], refine_after=_model_after(cfg, setting.refine))
+                    refine=[*cfg["refine"], *setting.refine], refine_after=_model_after(cfg, setting.refine),
+                    term_options=terms)
 
     def build(setting, validation, vseed, score=False):
         refine = (*cfg["refine"], *setting.refine)
+        own = setting_cfg(setting)
         if score:  # default losses, unit weights, no regularizer: only the held-out values matter
             return build_problem(ds, options=common, balance=False, likelihood="balanced", regularizers=(),
-                                 validation=validation, validation_seed=vseed, refine=refine)
-        own = setting_cfg(setting)
+                                 validation=validation, validation_seed=vseed, refine=refine,
+                                 term_options=own["term_options"])
         return build_problem(ds, options=common, balance_c=own["balance_c"], likelihood=own["likelihood"],
                              regularizers=_regularizers(own["regularizers"]), validation=validation,
-                             validation_seed=vseed, refine=refine)
+                             validation_seed=vseed, refine=refine, term_options=own["term_options"])
 
     starts: dict = {}  # --start: read once, against the first problem's variables (every setting has the same)
 
@@ -189,20 +197,58 @@ def _model_after(cfg, refined):
 
 
 def _models(text, refine) -> list:
-    """``--models``: ``tied`` or ``+``-joined unknowns, comma-separated, as tuples of unknowns besides ``refine``."""
+    """``--models``: ``tied`` or ``+``-joined unknowns, each with optional ``@KEY=VALUE`` term options,
+    comma-separated, as ``(unknowns besides refine, ((KEY, VALUE), ...))``."""
     out = []
     for item in str(text).split(","):
-        names = () if item.strip() == "tied" else tuple(n.strip() for n in item.split("+"))
-        if not item.strip() or not all(n.isidentifier() for n in names) or len(set(names)) != len(names):
-            msg = (f"--models takes 'tied' or unknowns joined by '+' (e.g. tied,matrix,matrix+coupling), "
-                   f"comma-separated; got {text!r}")
+        model, *extra = item.split("@")
+        names = () if model.strip() == "tied" else tuple(n.strip() for n in model.split("+"))
+        options = tuple(_model_option(e, text) for e in extra)
+        if not model.strip() or not all(n.isidentifier() for n in names) or len(set(names)) != len(names) \
+                or len({k for k, _ in options}) != len(options):
+            msg = (f"--models takes 'tied' or unknowns joined by '+', each optionally with @KEY=VALUE term options "
+                   f"(e.g. tied,matrix,matrix@matrix_smoothing_px=2,matrix+coupling), comma-separated; got {text!r}")
             raise ConfigError(msg)
         twice = [n for n in names if n in refine]
         if twice:
             msg = f"--models {item!r}: {twice} already refined by --refine (a model adds unknowns to the run's)"
             raise ConfigError(msg)
-        out.append("+".join(names) or "tied")
-    return [() if m == "tied" else tuple(m.split("+")) for m in _distinct(out, "--models")]
+        out.append(("+".join(names) or "tied") + "".join(f"@{k}={v!r}" for k, v in options))
+    models = []
+    for m in _distinct(out, "--models"):
+        model, *extra = m.split("@")
+        models.append((() if model == "tied" else tuple(model.split("+")),
+                       tuple(_model_option(e, text) for e in extra)))
+    return models
+
+
+def _model_option(text, models) -> tuple:
+    """``KEY=VALUE`` of a ``--models`` entry: ``(KEY, finite float VALUE)``."""
+    key, _, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not key.strip().isidentifier() or not math.isfinite(number):
+        msg = f"--models: term option {text!r} is not KEY=VALUE with a finite number VALUE; got {models!r}"
+        raise ConfigError(msg)
+    return key.strip(), number
+
+
+def _option_terms(ds, keys, models) -> dict:
+    """``{term option: terms whose modality takes it}`` for the model options ``keys`` (one the data's terms do
+    not take: ConfigError)."""
+    from ..modality import capabilities
+    from ..plugins import get_registry
+
+    registry = get_registry()
+    takes = {k: [n for n, td in ds.terms.items() if k in capabilities(registry.get("modality", td.modality)).options]
+             for k in sorted(keys)}
+    stray = [k for k, terms in takes.items() if not terms]
+    if stray:
+        msg = f"--models {models!r}: no term of {ds.source} takes the option(s) {', '.join(stray)}"
+        raise ConfigError(msg)
+    return takes
 
 
 def _write_tune(outdir, trials, best, names, chosen, rule, ds, shown=None) -> None:
@@ -243,10 +289,10 @@ def _plot(path, trials, names, truth) -> None:
     balanced = [t for t in trials if t.setting.likelihood == "balanced" and t.setting.balance_c is not None]
     groups: dict = {}
     for t in balanced:
-        groups.setdefault((t.setting.refine, t.setting.strengths), []).append(t)
-    for (refine, strengths), ts in groups.items():
+        groups.setdefault((t.setting.model, t.setting.strengths), []).append(t)
+    for (model, strengths), ts in groups.items():
         label = "balanced" + "".join(f", {names[i]}={v:g}" for i, v in strengths) \
-            + (f", model={'+'.join(refine)}" if refine else "")
+            + (f", model={model}" if model != "tied" else "")
         ax.semilogx([t.setting.balance_c for t in ts], [t.score for t in ts], "o-", label=f"score: {label}")
         if truth:
             ax.semilogx([t.setting.balance_c for t in ts], [t.error for t in ts], "s--", label=f"true error: {label}")

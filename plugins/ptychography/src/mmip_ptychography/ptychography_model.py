@@ -47,7 +47,7 @@ class PtychographyModel(Streamed):
         Positions per block (default: about 4 MB of spectra, :class:`~multimodal_ip.operators.Streamed`).
     windows : :obj:`str`, optional
         How fractional windows are sampled: ``"cubic"`` (default) or ``"band-limited"``
-        (:class:`~mmip_ptychography.band_limited_sampler.BandLimitedSampler`, fixed positions only).
+        (``mmip_ptychography.band_limited_sampler.BandLimitedSampler``, fixed positions only).
 
     Notes
     -----
