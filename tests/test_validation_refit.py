@@ -305,3 +305,24 @@ def test_refit_measurement_example_small():
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| phantom | 0.1 |"))
     refit, held = (float(c.split("/")[0]) for c in row.strip("|").split("|")[3:5])
     assert refit >= 1.0 - 1e-12 and held >= 1.0 - 1e-12  # nothing beats the best along the plain run
+
+
+def test_compare_refits_every_method_like_reconstruct(runs, smooth_file, tmp_path):
+    """``mmip compare --stop validation`` refits each method on all the data to its own chosen iteration (it
+    returned the held-out fits before): its joint row is the reconstruct refit's error, ``--no-refit`` the held-out
+    run's returned iterate."""
+    import json
+
+    errors = {}
+    for name, extra in (("refit", []), ("held", ["--no-refit"])):
+        out = tmp_path / name
+        flags = [f for f in FLAGS if f not in ("--checkpoint-every", "0")]  # compare writes no checkpoints
+        assert main(["compare", str(smooth_file), "-o", str(out), *flags, "--stop", "validation", *extra]) == 0
+        errors[name] = json.loads((out / "errors.json").read_text())
+    refit = float(runs["refit"]["history"]["error_total"][-1])
+    held = runs["held"]
+    kept = float(held["history"]["error_total"][held["config"]["returned_iteration"]])
+    assert errors["refit"]["joint"]["error_total"] == pytest.approx(refit, rel=1e-8)
+    assert errors["held"]["joint"]["error_total"] == pytest.approx(kept, rel=1e-8)
+    alone = [k for k in errors["refit"] if k.endswith(" alone")]
+    assert len(alone) == 2 and all(errors["refit"][k] != errors["held"][k] for k in alone)

@@ -89,18 +89,19 @@ def error_table(results: dict, truth: dict | None, variables=None) -> tuple[list
     header : :obj:`list` of :obj:`str`
         Column titles.
     rows : :obj:`list` of :obj:`list`
-        One row per method: its name, the last error of each variable (``nan`` if not recorded), the total error and
-        the wall time in seconds.
+        One row per method: its name, the error of each variable at the returned iterate (the last one, or the
+        best-validation one with a stopping rule; ``nan`` if not recorded), the total error and the wall time in
+        seconds.
     """
     first = next(iter(results.values()))
     names = [n for n in (variables or first.arrays) if truth is not None and n in truth]
     header = ["method", *(f"error {n}" for n in names), "error total", "time (s)"]
     rows = []
     for method, res in results.items():
-        h = res.history
-        cols = h.columns
-        rows.append([method, *(h[f"error_{n}"][-1] if f"error_{n}" in cols else np.nan for n in names),
-                     h["error_total"][-1] if "error_total" in cols else np.nan, h["time_s"][-1]])
+        # the returned iterate's errors (with --stop validation the best-validation one, not the last iterate run)
+        row = res.returned_row() if hasattr(res, "returned_row") else res.history.last()
+        rows.append([method, *(row.get(f"error_{n}", np.nan) for n in names), row.get("error_total", np.nan),
+                     res.history["time_s"][-1]])
     return header, rows
 
 

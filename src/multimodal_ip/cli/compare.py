@@ -24,6 +24,28 @@ def add_arguments(s) -> None:
     s.add_argument("data")
     s.add_argument("-o", "--output", required=True)
     add_run_flags(s)
+    s.add_argument("--no-refit", dest="no_refit", action="store_true",
+                   help="with --stop validation: keep each method's held-out fit (default: refit it on all the data "
+                        "to the iteration its held-out run chose, as mmip reconstruct does)")
+
+
+def _refit_methods(cfg, ds, held, start) -> tuple[dict, dict]:
+    """After ``--stop validation``: every method refitted on all the data (the dataset already read) to the iteration
+    its own held-out run chose, as ``mmip reconstruct`` does; ``(methods, results)``. A method whose held-out run
+    failed or returned no iterate keeps its held-out result."""
+    from ..io import build_problem
+    from .common import _build_options, _refit
+
+    joint = build_problem(ds, options=_build_options(dict(cfg, stopping={})))
+    methods = {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
+    results = {}
+    for name, problem in methods.items():
+        res = held[name]
+        if res.returned_iteration is None or res.status == "failed":
+            results[name] = res
+            continue
+        results[name] = _refit(problem, cfg, res.returned_iteration, desc=f"{name} refit", start=start)[1]
+    return methods, results
 
 
 def _error_rows(results, truth, objects, extras) -> tuple[list, list]:
@@ -73,6 +95,7 @@ def _write(outdir, args, cfg, ds, joint, methods, results) -> list:
 def run(args) -> int:
     from ..atomic import staged_folder
     from ..start import start_file
+    from .reconstruct import _refit_setting
 
     cfg = run_config(args)
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
@@ -81,9 +104,13 @@ def run(args) -> int:
     methods = {"joint": joint}
     for t in joint.term_names:
         methods[f"{t} alone"] = joint.alone(t)
+    refit = _refit_setting(args, cfg)
     results = {}
     for name, problem in methods.items():
         results[name] = _solve_with_progress(problem, cfg, name, start=start)
+    if refit:
+        methods, results = _refit_methods(cfg, ds, results, start)
+        joint = methods["joint"]
     with staged_folder(args.output, [args.data, args.config]) as outdir:  # never through a link already there
         written = _write(outdir, args, cfg, ds, joint, methods, results)
     print(f"wrote {args.output}/" + ", ".join(written))
