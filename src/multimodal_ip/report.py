@@ -99,7 +99,7 @@ def error_table(results: dict, truth: dict | None, variables=None) -> tuple[list
     rows = []
     for method, res in results.items():
         # the returned iterate's errors (with --stop validation the best-validation one, not the last iterate run)
-        row = res.returned_row() if hasattr(res, "returned_row") else res.history.last()
+        row = res.returned_row()
         rows.append([method, *(row.get(f"error_{n}", np.nan) for n in names), row.get("error_total", np.nan),
                      res.history["time_s"][-1]])
     return header, rows

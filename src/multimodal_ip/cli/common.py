@@ -111,6 +111,14 @@ def _refit_config(cfg, best_iteration) -> dict:
     return out
 
 
+def _whole_data_problem(ds, cfg):
+    """The run's problem on all the data of ``ds`` (already read): no stopping rule, nothing held out; what a refit
+    after ``--stop validation`` solves (``mmip reconstruct`` and ``mmip compare``)."""
+    from ..io import build_problem
+
+    return build_problem(ds, options=_build_options(dict(cfg, stopping={})))
+
+
 def _refit(problem, cfg, best_iteration, desc="refit", show=True, start=None):
     """Refit on all the data (``problem``, built without a holdout) to the iteration a run on held-out data chose
     (``mmip reconstruct --stop validation`` and ``mmip tune --refit``): ``(refit configuration, result, seconds)``."""

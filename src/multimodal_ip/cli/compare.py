@@ -33,10 +33,9 @@ def _refit_methods(cfg, ds, held, start) -> tuple[dict, dict]:
     """After ``--stop validation``: every method refitted on all the data (the dataset already read) to the iteration
     its own held-out run chose, as ``mmip reconstruct`` does; ``(methods, results)``. A method whose held-out run
     failed or returned no iterate keeps its held-out result."""
-    from ..io import build_problem
-    from .common import _build_options, _refit
+    from .common import _refit, _whole_data_problem
 
-    joint = build_problem(ds, options=_build_options(dict(cfg, stopping={})))
+    joint = _whole_data_problem(ds, cfg)
     methods = {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
     results = {}
     for name, problem in methods.items():

@@ -12,7 +12,15 @@ from ..config import run_config
 from ..errors import ConfigError, MultimodalIPError
 from ..errors import one_line as _one_line
 from .command import Command
-from .common import _build_options, _final_status, _refit, _solve_with_progress, add_run_flags, build, start_values
+from .common import (
+    _final_status,
+    _refit,
+    _solve_with_progress,
+    _whole_data_problem,
+    add_run_flags,
+    build,
+    start_values,
+)
 
 #: the settings a checkpoint must share with the run that resumes it
 _RESUME_KEYS = ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine", "refine_after",
@@ -87,9 +95,7 @@ def _refit_all(args, cfg, ds, comm, held, lead, start=None):
     dataset already read (each MPI rank rereads its share); no checkpoints are written during the refit: the held-out
     run's last one stays until the result is written, and ``--resume`` replays from it and refits again."""
     if comm is None:
-        from ..io import build_problem
-
-        problem = build_problem(ds, options=_build_options(dict(cfg, stopping={})))
+        problem = _whole_data_problem(ds, cfg)
     else:
         ds, problem = build(args.data, dict(cfg, stopping={}), comm=comm, allow_external=args.allow_external_links)
     refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead, start=start)
