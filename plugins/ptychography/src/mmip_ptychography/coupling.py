@@ -1,6 +1,6 @@
 """Physical coupling of element maps to the object's imaginary part (absorption), optionally via xraylib."""
 
-__all__ = ["absorption_coupling", "parse_coupling", "global_phase", "PHASE_STEP", "MODEL_UNKNOWNS",
+__all__ = ["absorption_coupling", "parse_coupling", "term_coefficients", "global_phase", "PHASE_STEP", "MODEL_UNKNOWNS",
            "DEFAULT_MATRIX_SMOOTHING_PX"]
 
 from typing import TYPE_CHECKING
@@ -156,3 +156,26 @@ def parse_coupling(spec, n_elements, elements=None):
         msg = f"coupling needs {n_elements} finite coefficient(s) (one per element map); got {list(coef)}"
         raise ConfigError(msg)
     return coef
+
+
+def term_coefficients(attrs, n_elements, spec=None) -> np.ndarray:
+    """The coupling coefficients :math:`a_e` of a ptychography term's object :math:`z = x + i \\sum_e a_e w_e`.
+
+    Parameters
+    ----------
+    attrs : :obj:`dict`
+        The term's attributes (``coupling``, ``elements``).
+    n_elements : :obj:`int`
+        The number of element maps.
+    spec : optional
+        A run's coupling (``--coupling``; :func:`parse_coupling`), used instead of the term's ``coupling``.
+
+    Returns
+    -------
+    :obj:`numpy.ndarray`
+        ``(n_elements,)`` floats; ones where neither the run nor the term gives a coupling.
+    """
+    elements = attrs.get("elements")
+    coef = parse_coupling(spec if spec is not None else attrs.get("coupling"), n_elements,
+                          None if elements is None else [str(e) for e in np.atleast_1d(elements)])
+    return np.ones(n_elements) if coef is None else np.asarray(coef, dtype=float)

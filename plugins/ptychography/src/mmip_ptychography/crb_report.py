@@ -11,7 +11,7 @@ import numpy as np
 from multimodal_ip.errors import MultimodalIPError
 from multimodal_ip.report import figure_backend
 
-from .coupling import parse_coupling
+from .coupling import term_coefficients
 
 
 def _ptychography_term(dataset):
@@ -41,10 +41,7 @@ def result_position_bounds(arrays, term):
 
     w = np.asarray(arrays["w"], dtype=float)
     w = w.reshape(-1, *np.shape(arrays["x"]))
-    names = term.attrs.get("elements")
-    coef = parse_coupling(term.attrs.get("coupling"), len(w), None if names is None else
-                          [str(e) for e in np.atleast_1d(names)])
-    a = np.ones(len(w)) if coef is None else np.asarray(coef, dtype=float)
+    a = term_coefficients(term.attrs, len(w))
     z = np.asarray(arrays["x"], dtype=float) + 1j * np.tensordot(a, w, axes=1)
     probe = arrays.get("probe", term.arrays["probe"])
     weight = fisher_weight(photons_per_unit=float(term.attrs["photons_per_unit"]))

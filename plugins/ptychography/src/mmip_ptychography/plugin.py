@@ -138,7 +138,8 @@ class Ptychography:
                   "affine": np.zeros(AFFINE_SIZE)}
         named = td.attrs.get("elements", td.attrs.get("coupling"))
         offers["coupling"] = np.zeros(1 if named is None or isinstance(named, str) else np.size(named))
-        shape = self.variables(td)[0].shape if self.variables(td) else None
+        declared = self.variables(td)
+        shape = declared[0].shape if declared else None
         if shape is not None:
             offers["matrix"] = np.zeros(shape)
         return offers

@@ -7,9 +7,7 @@ __all__ = ["export_product"]
 import h5py
 import numpy as np
 
-from .cxi import DISTANCE, ENERGY, H5_INDEXES, H5_PROBE, H5_X, H5_Y, REFERENCE_ATTR, TRANSLATION
-
-EV_J = 1.602176634e-19
+from .cxi import DISTANCE, ENERGY, EV_J, H5_INDEXES, H5_PROBE, H5_X, H5_Y, REFERENCE_ATTR, TRANSLATION
 
 
 def export_product(path, obj, probe, positions_px, pixel_size_m, energy_kev=8.8, distance_m=2.0,

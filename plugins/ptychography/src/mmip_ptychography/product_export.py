@@ -8,7 +8,7 @@ import numpy as np
 
 from multimodal_ip.errors import DataError
 
-from .coupling import parse_coupling
+from .coupling import term_coefficients
 
 
 def _term(context, where):
@@ -50,11 +50,7 @@ def _object(result, term, where) -> np.ndarray:
     if "w" not in v:
         return x.astype(complex)
     w = np.asarray(v["w"], dtype=float)
-    spec = result["config"].get("coupling")
-    elements = term.attrs.get("elements")
-    coef = parse_coupling(spec if spec is not None else term.attrs.get("coupling"), w.shape[0],
-                          None if elements is None else [str(e) for e in np.atleast_1d(elements)])
-    coef = np.ones(w.shape[0]) if coef is None else np.asarray(coef, dtype=float)
+    coef = term_coefficients(term.attrs, w.shape[0], result["config"].get("coupling"))
     return x + 1j * np.tensordot(coef, w, axes=1)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from multimodal_ip.errors import DataError
 from multimodal_ip.io.dataset import open_h5, read_path, resolve
 
-from .coupling import parse_coupling
+from .coupling import term_coefficients
 from .cxi import H5_PROBE, H5_X, PROBE_PATHS, TRANSLATION
 
 #: a CXI product's object (ptychodus writes the probe at ``image_1``, the object at ``image_2``)
@@ -100,10 +100,7 @@ def _coefficients(context, ne) -> np.ndarray:
     dataset = context.get("dataset")
     attrs: dict = next((td.attrs for td in (getattr(dataset, "terms", None) or {}).values()
                   if td.modality == "ptychography"), {})
-    spec = context.get("coupling") if context.get("coupling") is not None else attrs.get("coupling")
-    elements = attrs.get("elements")
-    coef = parse_coupling(spec, ne, None if elements is None else [str(e) for e in np.atleast_1d(elements)])
-    return np.ones(ne) if coef is None else np.asarray(coef, dtype=float)
+    return term_coefficients(attrs, ne, context.get("coupling"))
 
 
 def _object(f, path, key, variables, context, cxi) -> dict:
