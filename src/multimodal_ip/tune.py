@@ -145,9 +145,13 @@ def validation_score(scorer, x, reference: dict) -> tuple:
     ratios : :obj:`dict`
         ``{term: held-out loss at x / reference}`` (``inf`` where the reference is zero).
     """
-    val = scorer.linearize(x).validation
-    ratios = {t: val[t] / reference[t] if reference[t] > 0 else math.inf for t in reference}
+    ratios = _start_ratios(scorer.linearize(x).validation, reference)
     return float(sum(ratios.values())), ratios
+
+
+def _start_ratios(held, reference) -> dict:
+    """``{term: held-out loss / its flat-start value}`` (``inf`` where that value is zero)."""
+    return {t: held[t] / reference[t] if reference[t] > 0 else math.inf for t in reference}
 
 
 def choose(trials: list, tolerance: float = 0.0) -> "Trial":
@@ -260,11 +264,13 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
         problem = build(setting, fraction, seed)
         stop = StopOnValidation(patience)
         res = solve(problem, problem.start(), stop)
-        start_score, ratios = validation_score(scorer, res.x, reference)
+        validation = scorer.linearize(res.x).validation
+        held = {t: float(validation[t]) for t in reference}  # kept as measured (not rebuilt from the ratios)
+        ratios = _start_ratios(held, reference)
         errors = problem.relative_errors(res.x)
-        trials.append(Trial(setting, start_score, ratios, int(res.returned_row()["iteration"]), res.status,
-                            float(errors.get("total", np.nan)), time.perf_counter() - t0,
-                            {t: ratios[t] * reference[t] for t in reference}, dict(reference)))
+        trials.append(Trial(setting, float(sum(ratios.values())), ratios, int(res.returned_row()["iteration"]),
+                            res.status, float(errors.get("total", np.nan)), time.perf_counter() - t0, held,
+                            dict(reference)))
         if progress is not None:
             progress(trials[-1])
     return score_trials(trials, score)
