@@ -158,10 +158,10 @@ def _regularizers(specs) -> list:
     return out
 
 
-def _check_start(problem, desc, x0=None) -> None:
+def _check_start(problem, desc, x0) -> None:
     """Refuse, before iterating, a start point where a term's objective or the gradient is not finite."""
     with np.errstate(all="ignore"):
-        lin = problem.linearize(problem.start() if x0 is None else x0)  # objectives and gradient in one evaluation
+        lin = problem.linearize(x0)  # objectives and gradient in one evaluation
     bad = {k: v for k, v in lin.objectives.items() if not np.isfinite(v)}
     if not bad and not bool(problem.xp.all(problem.xp.isfinite(lin.gradient))):
         bad = {"gradient": "non-finite entries"}

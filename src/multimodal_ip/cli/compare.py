@@ -29,14 +29,18 @@ def add_arguments(s) -> None:
                         "to the iteration its held-out run chose, as mmip reconstruct does)")
 
 
+def _methods(joint) -> dict:
+    """The compared methods: the joint problem and each of its terms alone."""
+    return {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
+
+
 def _refit_methods(cfg, ds, held, start) -> tuple[dict, dict]:
     """After ``--stop validation``: every method refitted on all the data (the dataset already read) to the iteration
     its own held-out run chose, as ``mmip reconstruct`` does; ``(methods, results)``. A method whose held-out run
     failed or returned no iterate keeps its held-out result."""
     from .common import _refit, _whole_data_problem
 
-    joint = _whole_data_problem(ds, cfg)
-    methods = {"joint": joint, **{f"{t} alone": joint.alone(t) for t in joint.term_names}}
+    methods = _methods(_whole_data_problem(ds, cfg))
     results = {}
     for name, problem in methods.items():
         res = held[name]
@@ -100,14 +104,11 @@ def run(args) -> int:
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
     ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
     start = start_values(cfg, ds, joint, args.allow_external_links)  # every method from the same start
-    methods = {"joint": joint}
-    for t in joint.term_names:
-        methods[f"{t} alone"] = joint.alone(t)
+    methods = _methods(joint)
     refit = _refit_setting(args, cfg)
-    results = {}
-    for name, problem in methods.items():
-        results[name] = _solve_with_progress(problem, cfg, name, start=start)
+    results = {name: _solve_with_progress(problem, cfg, name, start=start) for name, problem in methods.items()}
     if refit:
+        del methods, joint  # the held-out problems go before the whole-data ones are built (one problem's memory)
         methods, results = _refit_methods(cfg, ds, results, start)
         joint = methods["joint"]
     with staged_folder(args.output, [args.data, args.config]) as outdir:  # never through a link already there
