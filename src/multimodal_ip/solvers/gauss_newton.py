@@ -13,54 +13,29 @@ from .precondition import check_precondition, resolve_precondition
 
 
 def _cg(op, b, maxiter, rtol, precond=None):
-    """Conjugate gradients from zero on a symmetric operator; stops on negative curvature. ``precond``: a symmetric
-    positive definite :math:`M^{-1}` (a function of a vector): preconditioned CG, stopped on the residual norm
-    all the same."""
-    if precond is not None:
-        return _pcg(op, b, maxiter, rtol, precond)
+    """Conjugate gradients from zero on a symmetric operator; stops on negative curvature (returning what it has, or
+    the (preconditioned) gradient direction). ``precond``: a symmetric positive definite :math:`M^{-1}` (a function
+    of a vector): preconditioned CG, stopped on the residual norm all the same."""
     ncp = get_array_module(b)
     x = ncp.zeros_like(b)
     r = b.copy()
-    p = r.copy()
-    rr = float(ncp.vdot(r, r))
-    stop = rtol**2 * rr
+    z = r if precond is None else precond(r)
+    p = z.copy()
+    rz = float(ncp.vdot(r, z))
+    stop = rtol**2 * (rz if precond is None else float(ncp.vdot(r, r)))
     for _ in range(maxiter):
         q = op.matvec(p)
         pq = float(ncp.vdot(p, q))
         if pq <= 0:  # negative curvature: keep what we have (or the gradient direction)
-            return x if float(ncp.vdot(x, x)) > 0 else b
-        a = rr / pq
-        x += a * p
-        r -= a * q
-        rr_new = float(ncp.vdot(r, r))
-        if rr_new <= stop:
-            break
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x
-
-
-def _pcg(op, b, maxiter, rtol, precond):
-    """Preconditioned conjugate gradients from zero (see :func:`_cg`)."""
-    ncp = get_array_module(b)
-    x = ncp.zeros_like(b)
-    r = b.copy()
-    z = precond(r)
-    p = z.copy()
-    rz = float(ncp.vdot(r, z))
-    stop = rtol**2 * float(ncp.vdot(r, r))
-    for _ in range(maxiter):
-        q = op.matvec(p)
-        pq = float(ncp.vdot(p, q))
-        if pq <= 0:
             return x if float(ncp.vdot(x, x)) > 0 else z
         a = rz / pq
         x += a * p
         r -= a * q
-        if float(ncp.vdot(r, r)) <= stop:
+        rr = float(ncp.vdot(r, r))
+        if rr <= stop:
             break
-        z = precond(r)
-        rz_new = float(ncp.vdot(r, z))
+        z = r if precond is None else precond(r)
+        rz_new = rr if precond is None else float(ncp.vdot(r, z))
         p = z + (rz_new / rz) * p
         rz = rz_new
     return x
