@@ -132,21 +132,44 @@ class Curvature:
         array
             A new packed vector.
         """
-        out = g.copy()
+        return self.inverse(floor, damping)(g)
+
+    def inverse(self, floor: float = DEFAULT_FLOOR, damping: float = 0.0):
+        r"""The map :math:`g \mapsto (D + \delta_v I + \lambda I)^{-1} g` of :meth:`solve`, with the shifted blocks
+        formed once (a preconditioner applied at every CG iteration).
+
+        Parameters
+        ----------
+        floor : :obj:`float`, optional
+            :math:`\delta_v` as in :meth:`solve`.
+        damping : :obj:`float`, optional
+            :math:`\lambda` as in :meth:`solve`.
+
+        Returns
+        -------
+        callable
+            ``apply(g)``: a new packed vector.
+        """
+        shifted = {}
         for name, a in self.blocks.items():
-            sl = self.space.slice(name)
             ncp = get_array_module(a)
             diag = a if a.ndim == 1 else ncp.diagonal(a, axis1=1, axis2=2)
             shift = floor * float(ncp.max(diag)) + damping if diag.size else damping
             if shift <= 0:
                 shift = 1e-30
-            if a.ndim == 1:
-                out[sl] = g[sl] / (a + shift)
-                continue
-            k = a.shape[1]
-            rhs = g[sl].reshape(-1, k, 1)
-            out[sl] = ncp.linalg.solve(a + shift * ncp.eye(k, dtype=a.dtype), rhs).ravel()
-        return out
+            shifted[name] = a + shift if a.ndim == 1 else a + shift * ncp.eye(a.shape[1], dtype=a.dtype)
+
+        def apply(g):
+            out = g.copy()
+            for name, m in shifted.items():
+                sl = self.space.slice(name)
+                if m.ndim == 1:
+                    out[sl] = g[sl] / m
+                else:
+                    out[sl] = get_array_module(m).linalg.solve(m, g[sl].reshape(-1, m.shape[1], 1)).ravel()
+            return out
+
+        return apply
 
     def matvec(self, v):
         """:math:`D v` on the variables with a curvature, zero elsewhere.

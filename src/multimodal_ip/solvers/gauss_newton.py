@@ -130,7 +130,7 @@ class GaussNewton(Solver):
         if curv is None:
             return None
         floor = self.curvature_floor
-        return lambda r: curv.solve(r, floor, lam)
+        return curv.inverse(floor, lam)  # the shifted blocks formed once, applied at every CG iteration
 
     def step(self):
         ncp = get_array_module(self.x)
