@@ -114,23 +114,11 @@ def position_derivatives(obj, probe, positions, model="cubic", margin=8):
     if model != "fourier":
         msg = f"position model must be one of {MODELS}; got {model!r}"
         raise ConfigError(msg)
+    from mmip_scanprobe import BandLimitedWindows
+
     probe = np.asarray(probe, dtype=complex)
-    w0, w1 = probe.shape
-    zp = np.pad(np.asarray(obj, dtype=complex), margin, mode="edge")
-    k0 = np.fft.fftfreq(w0 + 2 * margin)[:, None]
-    k1 = np.fft.fftfreq(w1 + 2 * margin)[None, :]
-    psi = np.empty((len(pos), w0, w1), dtype=complex)
-    dpsi = np.empty((len(pos), 2, w0, w1), dtype=complex)
-    crop = (slice(margin, margin + w0), slice(margin, margin + w1))
-    for j, p in enumerate(pos):
-        c = np.floor(p).astype(int)
-        f = p - c
-        spec = np.fft.fft2(zp[c[0] : c[0] + w0 + 2 * margin, c[1] : c[1] + w1 + 2 * margin])
-        spec *= np.exp(2j * np.pi * (k0 * f[0] + k1 * f[1]))
-        psi[j] = fft2c(probe * np.fft.ifft2(spec)[crop])
-        for k, freq in enumerate((k0, k1)):
-            dpsi[j, k] = fft2c(probe * np.fft.ifft2(spec * (2j * np.pi * freq))[crop])
-    return psi, dpsi
+    windows, d0, d1 = BandLimitedWindows(np.asarray(obj, dtype=complex), probe.shape, margin)(pos, derivatives=True)
+    return fft2c(probe * windows), np.stack([fft2c(probe * d0), fft2c(probe * d1)], axis=1)
 
 
 def position_fisher(obj, probe, positions, weight, model="cubic"):
