@@ -6,7 +6,7 @@
 __all__ = ["BandLimitedSampler", "WINDOWS"]
 
 import numpy as np
-from mmip_scanprobe import as_positions, extract_patches
+from mmip_scanprobe import EdgePadding, as_positions, extract_patches
 from mmip_scanprobe.scatter import scatter_patches_
 
 from multimodal_ip.backend import fft2, get_array_module, ifft2
@@ -15,7 +15,7 @@ from multimodal_ip.backend import fft2, get_array_module, ifft2
 WINDOWS = ("cubic", "band-limited")
 
 
-class BandLimitedSampler:
+class BandLimitedSampler(EdgePadding):
     r"""Windows :math:`S_p z = C\,F^{-1}(F(z_c)\,e^{2\pi i (k_0 f_0 + k_1 f_1)})` of the edge-extended object at
     fixed fractional positions (:math:`z_c` the patch ``MARGIN`` pixels larger on every side at the corner
     :math:`c = \lfloor p\rfloor`, :math:`f = p - c`, :math:`C` the crop), equal to
@@ -50,20 +50,6 @@ class BandLimitedSampler:
         self.k0 = np.fft.fftfreq(self.size[0])[None, :, None]
         self.k1 = np.fft.fftfreq(self.size[1])[None, None, :]
 
-    def pad(self, z):
-        """The object extended by ``PAD`` edge values on every side (the array every block samples from)."""
-        return get_array_module(z).pad(z, self.PAD, mode="edge")
-
-    @classmethod
-    def unpad_adjoint(cls, acc):
-        """Adjoint of :meth:`pad`: the border's sums folded into the edge pixels (in place), then cropped."""
-        p = cls.PAD
-        acc[p, :] += acc[:p, :].sum(axis=0)
-        acc[-p - 1, :] += acc[-p:, :].sum(axis=0)
-        acc[:, p] += acc[:, :p].sum(axis=1)
-        acc[:, -p - 1] += acc[:, -p:].sum(axis=1)
-        return acc[p:-p, p:-p]
-
     def _ramp(self, rows, like, conj=False):
         """The block's separable phase ramps ``(B, M0, 1)`` and ``(B, 1, M1)`` in ``like``'s precision."""
         ncp = get_array_module(like)
@@ -79,7 +65,7 @@ class BandLimitedSampler:
         Parameters
         ----------
         zp : array
-            The padded object (:meth:`pad`).
+            The padded object (``pad``).
         rows : slice or array
             The block's positions.
 
@@ -96,7 +82,7 @@ class BandLimitedSampler:
         return ifft2(spectrum)[self.crop].copy()
 
     def scatter(self, acc_padded, g, rows) -> None:
-        """``acc_padded += S^T g`` for the block (``acc_padded`` shaped like :meth:`pad`'s result).
+        """``acc_padded += S^T g`` for the block (``acc_padded`` shaped like ``pad``'s result).
 
         Parameters
         ----------

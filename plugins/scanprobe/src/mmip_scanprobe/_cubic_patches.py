@@ -107,7 +107,51 @@ def cubic_weights(fractions, derivative=False):
     return sum((a * f**3 + b * f**2 + e * f + d) * (t == np.arange(_TAPS)) for t, (a, b, e, d) in enumerate(c))
 
 
-class CubicPatches:
+class EdgePadding:
+    """The object extended by ``PAD`` edge values on every side, and the adjoint of that extension: what a window
+    sampler (:class:`CubicPatches`, the ptychography plugin's band-limited sampler) samples from and scatters into."""
+
+    PAD = 0
+
+    def pad(self, z):
+        """The object extended by its edge values (the array every block samples from).
+
+        Parameters
+        ----------
+        z : array
+            The object ``(n0, n1)``.
+
+        Returns
+        -------
+        array
+            ``(n0 + 2 PAD, n1 + 2 PAD)``.
+        """
+        ncp = get_array_module(z)
+        return ncp.pad(z, self.PAD, mode="edge")
+
+    @classmethod
+    def unpad_adjoint(cls, acc):
+        """Adjoint of :meth:`pad`: the border's sums folded into the edge pixels (in place), then cropped.
+
+        Parameters
+        ----------
+        acc : array
+            ``(n0 + 2 PAD, n1 + 2 PAD)``, overwritten.
+
+        Returns
+        -------
+        array
+            ``(n0, n1)``: a view of ``acc``.
+        """
+        p = cls.PAD
+        acc[p, :] += acc[:p, :].sum(axis=0)
+        acc[-p - 1, :] += acc[-p:, :].sum(axis=0)
+        acc[:, p] += acc[:, :p].sum(axis=1)
+        acc[:, -p - 1] += acc[:, -p:].sum(axis=1)
+        return acc[p:-p, p:-p]
+
+
+class CubicPatches(EdgePadding):
     r"""Windows of an object at fractional top-left positions, sampled by separable cubic convolution.
 
     :math:`S_p z(r) = \sum_{t, u} h(r_0 + p_0 - t)\, h(r_1 + p_1 - u)\, z(t, u)` for the window's pixels ``r``, with
@@ -140,21 +184,6 @@ class CubicPatches:
         self.fractions = pos - self.corners
         self._w = cubic_weights(self.fractions)  # (J, 2, 4)
         self._dw = cubic_weights(self.fractions, derivative=True)
-
-    def pad(self, z):
-        """The object extended by its edge values (the array every block samples from)."""
-        ncp = get_array_module(z)
-        return ncp.pad(z, self.PAD, mode="edge")
-
-    @classmethod
-    def unpad_adjoint(cls, acc):
-        """Adjoint of :meth:`pad`: the border's sums folded into the edge pixels (in place), then cropped."""
-        p = cls.PAD
-        acc[p, :] += acc[:p, :].sum(axis=0)
-        acc[-p - 1, :] += acc[-p:, :].sum(axis=0)
-        acc[:, p] += acc[:, :p].sum(axis=1)
-        acc[:, -p - 1] += acc[:, -p:].sum(axis=1)
-        return acc[p:-p, p:-p]
 
     def _support(self, zp, rows):
         """``(B, Np0 + 3, Np1 + 3)`` whole-pixel patches covering every tap of the block's samples."""
@@ -215,7 +244,7 @@ class CubicPatches:
         return self._sample(zp, rows, dr, wc), self._sample(zp, rows, wr, dc)
 
     def scatter(self, acc_padded, g, rows):
-        """``acc_padded += S^T g`` for the block (``acc_padded`` shaped like :meth:`pad`'s result)."""
+        """``acc_padded += S^T g`` for the block (``acc_padded`` shaped like ``pad``'s result)."""
         wr, wc = self._weights(rows, g)
         c = self.corners[rows] + self.PAD - 1
         if self._compiled(acc_padded, g):

@@ -1,4 +1,5 @@
-__all__ = ["AFFINE_SIZE", "BandLimitedWindows", "CalibrationLayout", "CubicPatches", "SubpixelShift", "affine_frame",
+__all__ = ["AFFINE_SIZE", "BandLimitedWindows", "CalibrationLayout", "CubicPatches", "EdgePadding", "SubpixelShift",
+           "affine_frame",
            "affine_positions", "as_positions", "cubic_weights", "extract_patches", "split_positions", "REFINABLE"]
 
 import numpy as np
@@ -7,7 +8,7 @@ from multimodal_ip.backend import complex_dtype, fft2, get_array_module, ifft2, 
 from multimodal_ip.errors import ConfigError
 
 from ._band_limited import BandLimitedWindows
-from ._cubic_patches import CubicPatches, cubic_weights
+from ._cubic_patches import CubicPatches, EdgePadding, cubic_weights
 from ._positions import (
     AFFINE_SIZE,
     REFINABLE,
