@@ -270,3 +270,21 @@ def test_tomography_term_is_blocked_by_the_chunk_memory(tmp_path):
     a, b = whole.value_and_gradient(v), blocked.value_and_gradient(v)
     assert abs(a[0] - b[0]) <= 1e-10 * abs(a[0])
     np.testing.assert_allclose(b[1], a[1], rtol=0, atol=1e-10 * np.abs(a[1]).max())
+
+
+def test_an_offer_on_malformed_shapes_leaves_the_message_to_the_term(tmp_path, capsys):
+    """The budget is fitted before the term's checks: a scalar where the XRF positions belong (found by the fuzzer:
+    the fluorescence offer indexed its shape, an internal error) ends in the term's one-line refusal, exit 2."""
+    from mmip_paper import simulate
+
+    from multimodal_ip.cli import main
+    from multimodal_ip.io import save_dataset
+
+    path = tmp_path / "d.h5"
+    save_dataset(path, simulate("phantom", n=20, probe_size=16, step=4))
+    with h5py.File(path, "a") as f:
+        del f["terms/fluorescence/positions"]
+        f.create_dataset("terms/fluorescence/positions", data=np.float64(0.0))
+    assert main(["reconstruct", str(path), "-o", str(tmp_path / "r.h5"), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "/terms/fluorescence/positions: expected shape" in err, err

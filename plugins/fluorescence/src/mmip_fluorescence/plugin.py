@@ -50,7 +50,9 @@ class Fluorescence:
         ne, shape = space["w"].shape[0], space["w"].shape[1:]
         n2, item = int(np.prod(shape)), np.dtype(dtype).itemsize
         kh, kw = (np.shape(td.arrays["kernel"]) + (0, 0))[:2] if "kernel" in td.arrays else (0, 0)
-        if "positions" in td.arrays and np.shape(td.arrays["positions"])[0] >= n2 // 2:  # the full grid
+        # called before the term's checks (the budget is fitted before the data are read): the shapes are unchecked
+        npos = np.shape(td.arrays["positions"])[:1] if "positions" in td.arrays else ()
+        if npos and npos[0] >= n2 // 2:  # the full grid
             return int(4 * ne * (shape[0] + kh) * (shape[1] + kw) * 2 * item + 2 * ne * n2 * item)
         return int(2 * ne * n2 * item + (chunk_bytes or 16 << 20))
 
