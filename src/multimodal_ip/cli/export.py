@@ -37,13 +37,10 @@ def add_arguments(s) -> None:
 
 def _data_path(args, res) -> Path | None:
     """The run's data file: ``--data``, else the one the result's configuration names (as given, else beside the
-    result); ``None`` when there is none."""
-    if args.data:
-        return Path(args.data)
-    name = res["config"].get("data")
-    if not name:
-        return None
-    return next((p for p in (Path(name), Path(args.result).parent / Path(name).name) if p.is_file()), None)
+    result: ``result_data.named_data_file``); ``None`` when there is none."""
+    from .result_data import named_data_file
+
+    return Path(args.data) if args.data else named_data_file(args.result, res["config"])[1]
 
 
 def run(args) -> int:

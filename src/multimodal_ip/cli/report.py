@@ -44,26 +44,25 @@ def run(args) -> int:
 
 
 def _input_dataset(result, res):
-    """The run's terms of the input file named in the result's configuration (as given, else beside the result),
-    for the report plugins; ``None`` (with a note) when it is gone or unreadable."""
-    from pathlib import Path
-
+    """The run's terms of the input file named in the result's configuration (as given, else beside the result:
+    ``result_data.named_data_file``), for the report plugins; ``None`` (with a note) when it is gone or
+    unreadable."""
     from ..errors import MultimodalIPError
     from ..io import load_dataset
+    from .result_data import named_data_file
 
-    config = res["config"] if isinstance(res["config"], dict) else {}
-    name, terms = config.get("data"), config.get("terms")
-    if not isinstance(name, str) or not name or "\0" in name:
+    name, path = named_data_file(result, res["config"])
+    if name is None:
         return None
-    for path in (Path(name), Path(result).parent / name):
-        if path.is_file():
-            try:
-                return load_dataset(path, terms=terms if isinstance(terms, list) else None)
-            except (MultimodalIPError, OSError, ValueError) as exc:
-                print(f"note: the input {path} is not readable for the report ({exc})")
-                return None
-    print(f"note: the input {name} named in {result} was not found: reports that need the data are left out")
-    return None
+    if path is None:
+        print(f"note: the input {name} named in {result} was not found: reports that need the data are left out")
+        return None
+    terms = res["config"].get("terms")
+    try:
+        return load_dataset(path, terms=terms if isinstance(terms, list) else None)
+    except (MultimodalIPError, OSError, ValueError) as exc:
+        print(f"note: the input {path} is not readable for the report ({exc})")
+        return None
 
 
 COMMAND = Command(help="figures and a summary from a result file", add_arguments=add_arguments, run=run,

@@ -3,24 +3,21 @@ per element on the object grid (:func:`~mmip_fluorescence.maps.export_maps`)."""
 
 __all__ = ["MapsExporter"]
 
-from types import SimpleNamespace
-
 import numpy as np
+from mmip_scanprobe import ObjectFrame
 
 from multimodal_ip.errors import DataError
 
 
-def _frame(context, where) -> SimpleNamespace:
+def _frame(context, where) -> ObjectFrame:
     """Where object pixel (r, c) sits: the data file's root attributes ``pixel_size_m`` and ``origin_m``."""
-    attrs = getattr(context.get("dataset"), "attrs", None) or {}
-    pixel, origin = attrs.get("pixel_size_m"), attrs.get("origin_m")
-    if pixel is None or origin is None or np.size(pixel) != 1 or np.size(origin) != 2:
+    frame = ObjectFrame.from_attrs(getattr(context.get("dataset"), "attrs", None))
+    if frame is None:
         found = context.get("data") or "the run's data file (not found: give --data FILE)"
         msg = (f"{where}: XRF-Maps axes need the object frame, root attributes pixel_size_m and origin_m of "
                f"{found} (`mmip import` writes them)")
         raise DataError(msg)
-    return SimpleNamespace(pixel_size_m=float(np.ravel(pixel)[0]),
-                           origin_m=tuple(float(v) for v in np.ravel(origin)))
+    return frame
 
 
 def _elements(context, ne) -> list:

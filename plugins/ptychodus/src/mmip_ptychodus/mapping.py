@@ -7,12 +7,9 @@ __all__ = ["ptychodus_term"]
 import warnings
 
 import numpy as np
-from mmip_ptychography.cxi import EV_J, Frame
-from mmip_ptychography.cxi import _object_pixel as object_pixel
-from mmip_ptychography.cxi import _window_positions as window_positions
+from mmip_ptychography.cxi import EV_J, scan_term
 
 from multimodal_ip.errors import DataError
-from multimodal_ip.io import TermData
 
 
 def _geometry(meta, source) -> tuple:
@@ -121,13 +118,6 @@ def ptychodus_term(diffraction, positions, probes, source="ptychodus", positions
     energy_j, distance, pix = _geometry(diffraction.get_metadata(), source)
     indexes, patterns = _patterns(diffraction, source)
     data, trans = _matched(indexes, patterns, positions, source, positions_source)
-    npx = data.shape[1]
     probe = _probe(probes, data.shape[1:], probe_source)
-    pixel_m = object_pixel(source, energy_j, distance, pix, npx)
-    origin, pos, n = window_positions(source, positions_source, trans, "centre", npx, pixel_m, margin_px,
-                                      max_object_px)
-    attrs = {"photons_per_unit": 1.0, "object_shape": np.array([n, n]), "photon_energy_eV": energy_j / EV_J,
-             "detector_distance_m": distance}
-    term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe, "positions": pos},
-                    attrs, str(source))
-    return term, Frame(pixel_m, tuple(origin), (n, n))
+    return scan_term(source, positions_source, data, probe, trans, "centre", (energy_j, distance, pix), margin_px,
+                     max_object_px)

@@ -1,6 +1,6 @@
 """CXI ptychography files (``/entry_1/...``): import into our schema, and export (for round trips)."""
 
-__all__ = ["import_cxi", "export_cxi", "Frame", "HC_J_M", "REFERENCES"]
+__all__ = ["import_cxi", "export_cxi", "scan_term", "Frame", "HC_J_M", "REFERENCES"]
 
 import warnings
 from dataclasses import dataclass
@@ -260,6 +260,36 @@ def _window_positions(path, source, trans, reference, npx, pixel_m, margin_px, m
     return origin, pos, int(extent)
 
 
+def scan_term(path, source, data, probe, trans, reference, detector, margin_px, max_object_px) -> tuple:
+    """The ``ptychography`` term and :class:`Frame` of a far-field scan (:func:`import_cxi`'s, and ptychodus's
+    readers' in ``mmip_ptychodus``): the geometry's object pixel, the windows' top-left object pixels.
+
+    Parameters
+    ----------
+    path, source : :obj:`str` or :obj:`pathlib.Path`
+        The file of the patterns and geometry; that of the translations (both named in messages).
+    data, probe, trans : :obj:`numpy.ndarray`
+        Patterns ``(J, Np, Np)``, probe ``(Np, Np)``, translations ``(J, 3)`` ``(x, y, z)`` in metres.
+    reference, detector, margin_px, max_object_px
+        One of :data:`REFERENCES`; ``(energy_j, distance_m, pixel_m)``; object pixels added around the windows;
+        the largest object side accepted.
+
+    Returns
+    -------
+    term, frame : :obj:`multimodal_ip.io.TermData`, :obj:`Frame`
+        ``data``, ``probe``, ``positions`` (J, 2) and attributes; where the object pixels sit in metres.
+    """
+    energy_j, distance, pix = detector
+    npx = data.shape[1]
+    pixel_m = _object_pixel(path, energy_j, distance, pix, npx)
+    origin, pos, n = _window_positions(path, source, trans, reference, npx, pixel_m, margin_px, max_object_px)
+    attrs = {"photons_per_unit": 1.0, "object_shape": np.array([n, n]), "photon_energy_eV": energy_j / EV_J,
+             "detector_distance_m": distance}
+    term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe.astype(complex),
+                                                     "positions": pos}, attrs, str(path))
+    return term, Frame(pixel_m, tuple(origin), (n, n))
+
+
 def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_px=2**15, reference=None,
                product=None):
     """Read a CXI file; returns ``(TermData, Frame)``.
@@ -320,18 +350,10 @@ def import_cxi(path, probe=None, margin_px=0, allow_external=False, max_object_p
         msg = f"{source}: no probe in the file ({', '.join('/' + p for p in PROBE_PATHS)}); pass one"
         raise DataError(msg)
     data = _scan_patterns(source, data, trans, indexes)
-    npx = data.shape[1]
     if probe.shape != data.shape[1:]:
         msg = f"{path}: probe shape {probe.shape} differs from the pattern shape {data.shape[1:]}"
         raise DataError(msg)
-    pixel_m = _object_pixel(path, energy_j, distance, pix, npx)
-    origin, pos, n = _window_positions(path, source, trans, reference, npx, pixel_m, margin_px, max_object_px)
-    frame = Frame(pixel_m, tuple(origin), (n, n))
-    term = TermData("ptychography", "ptychography", {"data": data.astype(float), "probe": probe.astype(complex),
-                                                     "positions": pos},
-                    {"photons_per_unit": 1.0, "object_shape": np.array([n, n]),
-                     "photon_energy_eV": energy_j / EV_J, "detector_distance_m": distance}, str(path))
-    return term, frame
+    return scan_term(path, source, data, probe, trans, reference, (energy_j, distance, pix), margin_px, max_object_px)
 
 
 def export_cxi(path, term: TermData, pixel_size_m, energy_kev=8.8, distance_m=2.0, origin_m=(0.0, 0.0)):

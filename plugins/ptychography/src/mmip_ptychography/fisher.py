@@ -7,10 +7,12 @@ __all__ = ["fisher_weight", "position_derivatives", "position_fisher", "position
 import warnings
 
 import numpy as np
+from mmip_scanprobe import extract_patches
 
 from multimodal_ip.backend import fft2c
 from multimodal_ip.errors import ConfigError
 
+from .curvature import window_illumination
 from .ptychography_model import PtychographyModel
 
 #: the sub-pixel window models :func:`position_derivatives` knows
@@ -196,14 +198,10 @@ def _object_diagonal(op, obj, probe, positions, weight):
     """An estimate of the diagonal of the Gauss-Newton operator over the object (and probe) unknowns, for the
     Jacobi preconditioner: half the illumination (the phase projection keeps about half of each direction)."""
     corners = np.clip(np.rint(positions).astype(int), 0, np.array(obj.shape) - np.array(probe.shape))
-    w0, w1 = probe.shape
-    light = np.zeros(obj.shape)
-    seen = np.zeros(probe.shape)
-    for r, c in corners:
-        light[r : r + w0, c : c + w1] += np.abs(probe) ** 2
-        seen += np.abs(obj[r : r + w0, c : c + w1]) ** 2
+    light = window_illumination(obj.shape, np.abs(probe) ** 2, corners)
     parts = [light.ravel(), light.ravel()]
     if "probe" in op.refine:
+        seen = extract_patches(np.abs(obj) ** 2, corners, probe.shape).sum(axis=0)
         parts.append(np.repeat(seen.ravel(), 2))
     d = 0.5 * weight * np.concatenate(parts)
     return np.where(d > 0, d, max(float(d.max()), 1.0))

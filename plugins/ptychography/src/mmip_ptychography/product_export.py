@@ -5,6 +5,7 @@
 __all__ = ["ProductExporter"]
 
 import numpy as np
+from mmip_scanprobe import ObjectFrame
 
 from multimodal_ip.errors import DataError
 
@@ -24,15 +25,14 @@ def _term(context, where):
     return term
 
 
-def _frame(context) -> tuple:
+def _frame(context) -> ObjectFrame:
     """``(pixel_size_m, origin_m)`` of the data file's object grid (root attributes that ``mmip import`` writes)."""
-    attrs = context["dataset"].attrs
-    pixel, origin = attrs.get("pixel_size_m"), attrs.get("origin_m")
-    if pixel is None or origin is None or np.size(pixel) != 1 or np.size(origin) != 2:
+    frame = ObjectFrame.from_attrs(context["dataset"].attrs)
+    if frame is None:
         msg = (f"{context.get('data')}: no object frame (root attributes pixel_size_m and origin_m, which `mmip "
                "import` writes): a product needs positions in metres")
         raise DataError(msg)
-    return float(np.ravel(pixel)[0]), tuple(float(v) for v in np.ravel(origin))
+    return frame
 
 
 def _object(result, term, where) -> np.ndarray:

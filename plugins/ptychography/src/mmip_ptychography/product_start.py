@@ -8,6 +8,7 @@ import warnings
 
 import h5py
 import numpy as np
+from mmip_scanprobe import ObjectFrame
 
 from multimodal_ip.errors import DataError
 from multimodal_ip.io.dataset import open_h5, read_path, resolve
@@ -57,20 +58,6 @@ def _product_frame(f, path, key, cxi, allow_external) -> tuple | None:
     return np.array(v[:2]), np.array(v[2:])
 
 
-def _data_frame(dataset) -> tuple | None:
-    """``(origin (y, x), pixel)`` in metres of the data file's object grid (root attributes ``origin_m`` and
-    ``pixel_size_m``, which ``mmip import`` writes), ``None`` when it has none."""
-    attrs = getattr(dataset, "attrs", None) or {}
-    origin, pixel = attrs.get("origin_m"), attrs.get("pixel_size_m")
-    if origin is None or pixel is None or np.size(origin) != 2 or np.size(pixel) != 1:
-        return None
-    try:
-        origin, pixel = np.asarray(origin, dtype=float).ravel(), float(np.ravel(pixel)[0])
-    except (TypeError, ValueError):  # not numbers: no frame
-        return None
-    return (origin, pixel) if np.all(np.isfinite(origin)) and np.isfinite(pixel) and pixel > 0 else None
-
-
 def _placed(z, where, shape, product_frame, data_frame) -> np.ndarray:
     """The product's object ``z`` on the data's object grid of ``shape``: cut out where both frames are known and
     their pixels coincide; else ``z`` itself when it has that shape."""
@@ -80,7 +67,8 @@ def _placed(z, where, shape, product_frame, data_frame) -> np.ndarray:
                    f"both files, pixel_size_m and origin_m, it cannot be placed), got {z.shape}")
             raise DataError(msg)
         return z
-    (centre, pix), (origin, pixel) = product_frame, data_frame
+    (centre, pix), (pixel, origin) = product_frame, data_frame
+    origin = np.asarray(origin)
     if not np.allclose(pix, pixel, rtol=PIXEL_RTOL, atol=0):
         msg = f"{where}: object pixel {pix[0]:.6g} x {pix[1]:.6g} m, the data file's is {pixel:.6g} m"
         raise DataError(msg)
@@ -115,7 +103,8 @@ def _object(f, path, key, variables, context, cxi) -> dict:
     z = np.asarray(read_path(path, f, key, budget=context.get("budget"), allow_external=allow))
     z = z.reshape(z.shape[-2:])
     shape = variables["x"][0] if "x" in variables else variables["w"][0][1:]
-    z = _placed(z, where, tuple(shape), _product_frame(f, path, key, cxi, allow), _data_frame(context.get("dataset")))
+    data_frame = ObjectFrame.from_attrs(getattr(context.get("dataset"), "attrs", None))
+    z = _placed(z, where, tuple(shape), _product_frame(f, path, key, cxi, allow), data_frame)
     out = {}
     if "x" in variables:
         out["x"] = z.real.copy()
