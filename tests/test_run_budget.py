@@ -152,12 +152,16 @@ def _run(argv, env_extra=None, limit=None):
                           preexec_fn=cap if limit else None)
 
 
-def _started_program() -> tuple:
-    """``(address space, resident memory)`` of a started ``mmip`` (its modules imported)."""
-    code = ("from multimodal_ip.plugins import get_registry; get_registry(); import multimodal_ip.cli, h5py; "
-            "print(open('/proc/self/statm').read())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split()
-    return tuple(int(v) * os.sysconf("SC_PAGE_SIZE") for v in out[:2])
+def _started_program(data, out) -> tuple:
+    """``(address space, resident memory)`` of a started ``mmip reconstruct`` at its refusal: every module the
+    command imports before it plans the run (the commands import lazily, so importing the CLI is not enough)."""
+    code = ("import os, sys; os.environ['MMIP_MAX_MEMORY'] = '1M'; from multimodal_ip.cli import main; "
+            "rc = main(['reconstruct', sys.argv[1], '-o', sys.argv[2], '--iterations', '3']); "
+            "print(rc, open('/proc/self/statm').read())")
+    got = subprocess.run([sys.executable, "-c", code, str(data), str(out)], capture_output=True, text=True)
+    rc, *pages = got.stdout.split()
+    assert rc == "2", got.stderr  # refused before reading the data
+    return tuple(int(v) * os.sysconf("SC_PAGE_SIZE") for v in pages[:2])
 
 
 @pytest.mark.slow
@@ -166,7 +170,7 @@ def test_cli_fits_or_refuses_under_an_address_space_limit(tmp_path):
     without using (and 64 MB): a budget below the run's estimate is refused in one line, exit 2, before the data
     are read; the budget that refusal names is admitted and the run finishes (no MemoryError)."""
     _write(tmp_path / "d.h5", side=16, npx=64, step=24)  # 256 patterns of 64 x 64: 4 MB of data
-    vm, rss = _started_program()
+    vm, rss = _started_program(tmp_path / "d.h5", tmp_path / "probe.h5")
     argv = ["reconstruct", tmp_path / "d.h5", "-o", tmp_path / "r.h5", "--iterations", "3"]
     budget = (rss >> 20) + 20
     refused = _run(argv, {"MMIP_MAX_MEMORY": f"{budget}M"}, limit=(budget << 20) + vm - rss + (64 << 20))

@@ -24,14 +24,17 @@ from .memory import ENV_MEMORY, memory_budget_bytes, parse_size
 
 #: bytes the program adds after the check (modules a solver imports, allocator slack)
 PROGRAM_MARGIN = 48 << 20
-#: unknown-sized work vectors of a solver besides its history (iterate, gradient, direction, trial point and its
-#: gradient, the cached linearisation, copies in the line search): measured on L-BFGS runs (docs/performance.md)
-SOLVER_VECTORS = {"lbfgs": 10}
+#: unknown-sized work vectors of a solver besides its history and the joint evaluation's: L-BFGS holds its iterate,
+#: gradient, direction and trial point (the trial's gradient is the joint evaluation's;
+#: ``multimodal_ip.solvers.lbfgs.WORK_VECTORS``, counted by tests/solvers/test_lbfgs_memory.py), and the run's start
+#: point stays with its caller (docs/performance.md, "Memory budget of a run")
+SOLVER_VECTORS = {"lbfgs": 5}
 #: work vectors of a solver not in ``SOLVER_VECTORS``
 DEFAULT_SOLVER_VECTORS = 12
 #: solvers that keep a history of correction pairs (two unknown-sized vectors each): ``{solver: (option, default)}``
 HISTORY = {"lbfgs": ("memory", 10)}
-#: unknown-sized vectors of one joint evaluation besides its terms' temporaries (the joint gradient, a term's own)
+#: unknown-sized vectors of one joint evaluation besides its terms' temporaries (the joint gradient, a term's own
+#: gradient or its input, copied when its variables are not adjacent in packing order)
 JOINT_VECTORS = 2
 #: chunk sizes tried, in order, when the run does not fit with its own
 CHUNK_STEPS = (16 << 20, 4 << 20, 1 << 20)

@@ -94,10 +94,14 @@ class Linearization:
             A new linearization; this one is unchanged.
         """
         tau = float(tau)
+        ncp = get_array_module(self.point)
         d = self.point - v
-        prox = 0.5 * float(get_array_module(d).vdot(d, d)) / tau
+        prox = 0.5 * float(ncp.vdot(d, d)) / tau
+        d /= tau  # the gradient g + d / tau formed in d (the same rounding, no two more vectors)
+        gradient = ncp.add(d, self.gradient, out=d) if d.dtype == np.result_type(d.dtype, self.gradient.dtype) \
+            else self.gradient + d
         return replace(self, objective=self.objective + prox, objectives=dict(self.objectives, proximity=prox),
-                       gradient=self.gradient + d / tau, extra_damping=self.extra_damping + 1.0 / tau)
+                       gradient=gradient, extra_damping=self.extra_damping + 1.0 / tau)
 
     def reduced(self, total: Callable) -> "Linearization":
         """The linearization of a sum of objectives of which this is one share (MPI: this rank's data terms).

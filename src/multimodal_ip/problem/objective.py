@@ -64,7 +64,9 @@ class Objective(Protocol):
         ...
 
     def linearize(self, v: Any) -> "Linearization":
-        """Objective, per-term objectives, gradient and a lazy Gauss-Newton operator at ``v``."""
+        """Objective, per-term objectives, gradient and a lazy Gauss-Newton operator at ``v``. The gradient is a
+        fresh array the caller may overwrite once done with the linearization (L-BFGS forms a correction pair in
+        it): an objective keeps no reference to it."""
         ...
 
     def relative_errors(self, v: Any) -> dict:

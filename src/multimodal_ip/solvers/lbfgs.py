@@ -10,8 +10,8 @@ from ..errors import SolverError
 from ..hookspecs import hookimpl
 from ..problem import Objective
 from ..problem.curvature import DEFAULT_FLOOR
+from ._inplace import blocks, same_blocks, writable, write_step
 from .base import Result, Solver, stalled
-from .base import same_point as _same
 from .precondition import check_precondition, resolve_precondition
 
 if TYPE_CHECKING:
@@ -25,13 +25,11 @@ class _Cache:
         self.problem: Objective = problem
         self.lin: Linearization | None = None
 
-    def __call__(self, x, owned: bool = False) -> "Linearization":
-        # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in.
-        # ``owned``: ``x`` is a fresh temporary nobody else holds, kept without a copy (one iterate-sized vector
-        # less at the peak of a large run)
+    def __call__(self, x) -> "Linearization":
+        # scipy's trial points may come back in float64: compared in the precision the problem evaluates them in
         x = self.problem.at_precision(x)
-        if self.lin is None or self.lin.point is not x and not _same(self.lin.point, x):
-            self.lin = self.problem.linearize(x if owned else x.copy())
+        if self.lin is None or self.lin.point is not x and not same_blocks(self.lin.point, x):
+            self.lin = self.problem.linearize(x.copy())
         return self.lin
 
 
@@ -45,6 +43,9 @@ def _check_smooth(problem: Objective, name, allow_constraints=False):
             raise SolverError(msg)
 
 
+#: unknown-sized vectors a step holds besides its correction pairs: the iterate, its gradient, the direction, the
+#: trial point and the trial's gradient (tests/solvers/test_lbfgs_memory.py counts them)
+WORK_VECTORS = 5
 #: share of the memory budget (``MMIP_MAX_MEMORY``, else 80 % of the available memory) the L-BFGS history may take
 HISTORY_BUDGET_FRACTION = 0.5
 
@@ -53,8 +54,6 @@ def fit_memory(memory: int, vector_bytes: int, budget: int | None = None) -> int
     """The number of L-BFGS correction pairs to keep: ``memory``, or fewer when ``2 x memory`` vectors of
     ``vector_bytes`` would take more than :data:`HISTORY_BUDGET_FRACTION` of the memory budget (then with a warning
     naming both numbers; at least 1)."""
-    import warnings
-
     from ..safety import memory_budget_bytes
 
     budget = memory_budget_bytes() if budget is None else int(budget)
@@ -69,18 +68,23 @@ def fit_memory(memory: int, vector_bytes: int, budget: int | None = None) -> int
     return fitted
 
 
-def two_loop(g, s_list, y_list, h0=None):
+def two_loop(g, s_list, y_list, h0=None, out=None):
     r"""The L-BFGS direction :math:`-H g` from the correction pairs (two-loop recursion); without pairs, the unit
     steepest-descent direction. ``h0``: a preconditioner :math:`D^{-1}` (a function of a packed vector); the initial
     inverse Hessian is then :math:`\gamma D^{-1}`, :math:`\gamma = s^T y / y^T D^{-1} y` of the newest pair
-    (without pairs :math:`D^{-1}` itself: a Gauss-Newton step of the block-diagonal model)."""
+    (without pairs :math:`D^{-1}` itself: a Gauss-Newton step of the block-diagonal model). ``out``: a buffer of
+    ``g``'s shape and dtype the direction is computed in (else a new one); without ``h0`` nothing else of ``g``'s
+    size is allocated (the updates go a block at a time, with the rounding of whole-vector ones)."""
     ncp = get_array_module(g)
-    q = g.copy()
+    q = g.copy() if out is None else out
+    if out is not None:
+        ncp.copyto(q, g)
     alphas = []
     for s, y in zip(reversed(s_list), reversed(y_list)):
         rho = 1.0 / float(ncp.vdot(y, s))
         a = rho * float(ncp.vdot(s, q))
-        q -= a * y
+        for k in blocks(q.size):
+            q[k] -= a * y[k]
         alphas.append((a, rho))
     if h0 is not None:
         q = h0(q)
@@ -96,8 +100,9 @@ def two_loop(g, s_list, y_list, h0=None):
         q *= 1.0 / max(float(ncp.linalg.norm(g)), 1e-300)
     for (s, y), (a, rho) in zip(zip(s_list, y_list), reversed(alphas)):
         b = rho * float(ncp.vdot(y, q))
-        q += (a - b) * s
-    return -q
+        for k in blocks(q.size):
+            q[k] += (a - b) * s[k]
+    return ncp.negative(q, out=q)
 
 
 class LBFGS(Solver):
@@ -105,7 +110,9 @@ class LBFGS(Solver):
 
     Runs on numpy and cupy arrays alike (only scalars cross to the host). Its
     state (iterate and memory pairs) is saved in checkpoints, so a resumed run
-    continues exactly.
+    continues exactly. A step holds its pairs and ``WORK_VECTORS`` unknown-sized vectors: the recursion runs in
+    a direction buffer, trial points are written into one buffer, and a new pair is formed in the spent direction's
+    and the old gradient's buffers (docs/performance.md, "Lean L-BFGS").
 
     Parameters
     ----------
@@ -136,7 +143,9 @@ class LBFGS(Solver):
         self.curvature_floor = float(curvature_floor)
         self.s_list: list = []
         self.y_list: list = []
-        self.cache = _Cache(problem)
+        self._trial_x = None  # the trial point's buffer (``x + alpha p``), reused along a line
+        self._trial_lin: Linearization | None = None  # the linearization at the point in that buffer
+        self._spare: list = []  # the buffers of a correction pair that left the memory, for the next step
 
     def _state_variable_names(self):
         return ("s_list", "y_list")
@@ -149,18 +158,58 @@ class LBFGS(Solver):
     def setup(self, x0):
         self.x = x0
         self.memory = fit_memory(self.memory, x0.nbytes)
-        self.lin = self.cache(x0)
+        self.lin = self.problem.linearize(x0)
         self.precondition = resolve_precondition(self.name, self.precondition, self.lin)
 
-    def _linearize(self, x):
-        return self.cache(x)
+    def _snapshot(self) -> tuple:
+        # the iterate without a copy: a step replaces it and never writes into its buffer
+        return (self.lin.objective, self.x)
 
-    def _direction(self, g):
+    def _buffer(self, like):
+        """A buffer of ``like``'s shape and dtype: a spare one (a pair that left the memory) or a new one."""
+        for i, b in enumerate(self._spare):
+            if b.shape == like.shape and b.dtype == like.dtype:
+                return self._spare.pop(i)
+        return get_array_module(like).empty_like(like)
+
+    def _direction(self, g, out=None):
         curv = self.lin.curvature() if self.precondition == "curvature" else None
+        out = self._buffer(g) if out is None else out
         if curv is not None:
             floor = self.curvature_floor
-            return two_loop(g, self.s_list, self.y_list, lambda q: curv.solve(q, floor))
-        return two_loop(g, self.s_list, self.y_list)
+            return two_loop(g, self.s_list, self.y_list, lambda q: curv.solve(q, floor), out=out)
+        return two_loop(g, self.s_list, self.y_list, out=out)
+
+    def _at(self, alpha, p) -> "Linearization":
+        """The linearization at ``x + alpha p``, written into the trial buffer; evaluated unless the buffer held
+        that point already. The previous trial's linearization goes first: one trial point and gradient at a time."""
+        self._write(alpha, p)
+        return self._at_trial()
+
+    def _write(self, alpha, p) -> None:
+        if self._trial_x is None:
+            self._trial_x = self._buffer(self.x)
+        if write_step(self._trial_x, self.x, alpha, p):
+            self._trial_lin = None
+
+    def _line_search(self, p, g):
+        """The strong-Wolfe step along ``p`` (scipy's ``line_search``, its scalar search on this solver's trial
+        buffer: no point or gradient of a trial outlives the next), ``None`` when it fails."""
+        from scipy.optimize._linesearch import LineSearchWarning, scalar_search_wolfe2
+
+        ncp = get_array_module(p)
+
+        def phi(alpha):
+            return self._at(alpha, p).objective
+
+        def derphi(alpha):
+            return ncp.dot(self._at(alpha, p).gradient, p)
+
+        with warnings.catch_warnings():  # a failed search is handled below, not warned about
+            warnings.simplefilter("ignore", LineSearchWarning)
+            alpha, *_ = scalar_search_wolfe2(phi, derphi, self.lin.objective, None, ncp.dot(g, p), self.c1, self.c2,
+                                             None, None, maxiter=20)
+        return alpha
 
     def step(self):
         ncp = get_array_module(self.x)
@@ -168,33 +217,18 @@ class LBFGS(Solver):
         p = self._direction(g)
         if float(ncp.vdot(p, g)) >= 0:  # not a descent direction: reset memory
             self.s_list, self.y_list = [], []
-            p = self._direction(g)
-
-        def f(x):
-            return self.cache(x).objective
-
-        def fprime(x):
-            return self.cache(x).gradient
-
+            p = self._direction(g, out=p)
         p = self._finite_reach(p)
-        import scipy.optimize  # here, not at the top: ``mmip plugins`` loads this module (docs/architecture.md)
-        from scipy.optimize._linesearch import LineSearchWarning
-
-        with warnings.catch_warnings():  # a failed search is handled below, not warned about
-            warnings.simplefilter("ignore", LineSearchWarning)
-            alpha, *_ = scipy.optimize.line_search(
-                f, fprime, self.x, p, gfk=g, old_fval=self.lin.objective, c1=self.c1, c2=self.c2, maxiter=20
-            )
-        x_new = self._trial(alpha, p)
-        if x_new is None or not f(x_new) < self.lin.objective:  # no step, one too short to change the iterate, or
-            x_new = self._trial(self._backtrack(p, g, f), p)    # one that left the objective as it was (round-off)
-        decrease, step = -float(ncp.vdot(p, g)), p
+        x_new = self._trial(self._line_search(p, g), p)
+        if x_new is None or not self._at_trial().objective < self.lin.objective:  # no step, one too short to
+            x_new = self._trial(self._backtrack(p, g), p)  # change the iterate, or one that left the objective
+        decrease, step = -float(ncp.vdot(p, g)), p  # as it was (round-off)
         if x_new is None and not self.s_list:
             # p is the unit steepest-descent direction, maybe far longer than a small gradient warrants: its model
             # step needs the curvature, and is tried before giving up
             decrease, step = self._steepest_model(p, g, decrease)
             if step is not None:
-                x_new = self._trial(self._backtrack(step, g, f), step)
+                x_new = self._trial(self._backtrack(step, g), step)
         if x_new is None:
             # no step along p that decreases the objective and changes the iterate (at its precision): converged
             # when the model step is below round-off, else stalled; the memory is cleared either way
@@ -204,46 +238,57 @@ class LBFGS(Solver):
                 return why  # a convergence test, not a stall
             return stalled("line search found no step that decreases the objective and moves the iterate "
                            f"(at {self._precision().name} precision)")
-        lin_new = self.cache(x_new)
-        s, y = x_new - self.x, lin_new.gradient - g
+        lin_new = self._at_trial()
+        self._trial_x = self._trial_lin = None  # the trial is the new iterate
+        # the pair in place: s in the spent direction's buffer, y in the old gradient's (the caller's by the
+        # Objective contract; its linearization goes with this step)
+        s = ncp.subtract(x_new, self.x, out=writable(p, x_new, self.x))
+        y = ncp.subtract(lin_new.gradient, g, out=writable(g, lin_new.gradient, g))
+        del p, step
         if float(ncp.vdot(s, y)) > 1e-12 * float(ncp.vdot(y, y)):
             self.s_list.append(s)
             self.y_list.append(y)
-            if len(self.s_list) > self.memory:
-                self.s_list.pop(0)
-                self.y_list.pop(0)
+            if len(self.s_list) > self.memory:  # its buffers serve the next direction and trial point
+                self._spare = [b for b in (self.s_list.pop(0), self.y_list.pop(0)) if b.base is None]
         self.x, self.lin = x_new, lin_new
         return None
+
+    def _at_trial(self) -> "Linearization":
+        """The linearization at the point in the trial buffer (evaluated once)."""
+        self._trial_lin = self._trial_lin or self.problem.linearize(self._trial_x)
+        return self._trial_lin
 
     def _steepest_model(self, p, g, slope) -> tuple:
         """``(first-order decrease, step)`` of the quadratic model along the unit direction ``p``, its curvature
         from one gradient difference over a step of sqrt(eps) of the iterate; ``(slope, None)`` (no step length)
-        when that curvature is not positive, as along a wrong gradient."""
+        when that curvature is not positive, as along a wrong gradient. The step is ``p`` scaled in place."""
         ncp = get_array_module(p)
         h = float(np.sqrt(np.finfo(self._precision()).eps)) * max(float(ncp.linalg.norm(self.x)), 1.0)
-        x_h = (self.x + h * p).astype(self.x.dtype, copy=False)
-        curvature = float(ncp.vdot(p, self.cache(x_h).gradient - g)) / h
+        curvature = float(ncp.vdot(p, self._at(h, p).gradient - g)) / h
         if not (np.isfinite(curvature) and curvature > 0 and slope > 0):
             return slope, None
-        return slope**2 / curvature, p * (slope / curvature)
+        p *= slope / curvature
+        return slope**2 / curvature, p
 
     def _trial(self, alpha, p):
-        """``x + alpha p`` in the iterate's precision; ``None`` without a step or when it leaves ``x`` unchanged."""
+        """``x + alpha p`` in the iterate's precision (in the trial buffer); ``None`` without a step or when it
+        leaves ``x`` unchanged."""
         if alpha is None or not np.isfinite(alpha):
             return None
-        x_new = (self.x + alpha * p).astype(self.x.dtype, copy=False)
-        return None if _same(x_new, self.x) else x_new
+        self._write(alpha, p)
+        return None if same_blocks(self._trial_x, self.x) else self._trial_x
 
     def _finite_reach(self, p):
-        """``p`` halved until the objective at ``x + p`` is finite (a model such as exp(-mu) may overflow far from
-        the iterate): the Wolfe search starts at step 1 and cannot interpolate through inf or nan."""
+        """``p`` halved (in place) until the objective at ``x + p`` is finite (a model such as exp(-mu) may
+        overflow far from the iterate): the Wolfe search starts at step 1 and cannot interpolate through inf or
+        nan."""
         for _ in range(60):
-            if np.isfinite(self.cache(self.x + p, owned=True).objective):
+            if np.isfinite(self._at(1.0, p).objective):
                 break
-            p = 0.5 * p
+            p *= 0.5
         return p
 
-    def _backtrack(self, p, g, f):
+    def _backtrack(self, p, g):
         """Armijo backtracking from step 1 (halving, 40 tries) where the Wolfe search failed or left a non-finite
         point or one that did not lower the objective; ``None`` when no step that changes the iterate (at its
         precision) decreases the objective enough."""
@@ -252,10 +297,9 @@ class LBFGS(Solver):
             return None
         alpha = 1.0
         for _ in range(40):
-            trial = (self.x + alpha * p).astype(self.x.dtype, copy=False)
-            if _same(trial, self.x):  # shorter steps no longer change the iterate at its precision
+            if self._trial(alpha, p) is None:  # shorter steps no longer change the iterate at its precision
                 return None
-            value = f(trial)
+            value = self._at_trial().objective
             # strictly lower: where c1 alpha slope is below the objective's ulp, Armijo alone accepts no decrease
             if np.isfinite(value) and value <= self.lin.objective + self.c1 * alpha * slope \
                     and value < self.lin.objective:

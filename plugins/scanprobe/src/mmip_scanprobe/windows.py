@@ -164,7 +164,7 @@ class CalibrationLayout:
         if "affine" in self.bounds:
             g = positions.astype(rdt, copy=False)
             parts.append(ncp.concatenate([(g.T @ ncp.asarray(self.unit, dtype=rdt)).ravel(), g.sum(axis=0)]))
-        return ncp.concatenate(parts)
+        return parts[0] if len(parts) == 1 else ncp.concatenate(parts)  # nothing refined: no copy of the object's
 
     def probes(self, v, probe, corners, fractions, dtype):
         """``(main, probe, probes, shift)`` at the packed input ``v``: the current probe (the fixed ``probe``
