@@ -3,7 +3,7 @@
 __all__ = ["FarField", "fresnel_zone_plate_probe", "raster_positions", "fermat_spiral_positions",
            "ptychography_operator", "wavelength_m", "PtychographyModel", "absorption_coupling",
            "parse_coupling", "best_phase_error", "PtychographyCurvature", "PhaseCoupling",
-           "PositionEstimator"]
+           "PositionEstimator", "PositionPosterior"]
 
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ import
     from .phase_matrix import PhaseCoupling
     from .plugin import ptychography_operator
     from .position_estimator import PositionEstimator
+    from .position_posterior import PositionPosterior
     from .probe import fresnel_zone_plate_probe, wavelength_m
     from .ptychography_model import PtychographyModel
     from .scan import fermat_spiral_positions, raster_positions
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # type checkers see the names; at run time __getattr__ import
 _LAZY = {"absorption_coupling": "coupling", "parse_coupling": "coupling", "PtychographyCurvature": "curvature",
          "FarField": "far_field", "best_phase_error": "phase_error", "PhaseCoupling": "phase_matrix",
          "ptychography_operator": "plugin", "PositionEstimator": "position_estimator",
+         "PositionPosterior": "position_posterior",
          "fresnel_zone_plate_probe": "probe", "wavelength_m": "probe", "PtychographyModel": "ptychography_model",
          "fermat_spiral_positions": "scan", "raster_positions": "scan"}
 

@@ -4,6 +4,7 @@
 __all__ = ["PositionEstimator", "PositionFit"]
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from mmip_scanprobe import BandLimitedWindows, CubicPatches, as_positions
@@ -15,6 +16,8 @@ from multimodal_ip.errors import ConfigError
 WINDOW_MODELS = ("band-limited", "cubic")
 #: intensity below which the Poisson misfit's logarithm is held (a dark detector pixel)
 POISSON_FLOOR = 1e-12
+#: what :meth:`PositionEstimator.fit` returns for each position
+ESTIMATES = ("local", "map", "mean")
 
 
 @dataclass
@@ -31,12 +34,17 @@ class PositionFit:
         Levenberg-Marquardt iterations taken.
     history : :obj:`list` of :obj:`float`
         The total misfit after the search and after every iteration.
+    posterior : ``PosteriorSummary``, optional
+        With ``estimate="map"`` or ``"mean"``: the posterior of each position
+        (``mmip_ptychography.position_posterior.PosteriorSummary``: its mean, its covariance, whose trace
+        is the posterior-expected squared error of the mean, the grid's best point), else ``None``.
     """
 
     positions: np.ndarray
     misfit: np.ndarray
     iterations: int
     history: list = field(default_factory=list)
+    posterior: Any = None
 
 
 class PositionEstimator:
@@ -179,9 +187,15 @@ class PositionEstimator:
         best = np.argsort(values, axis=0, kind="stable")[:keep]  # (keep, J)
         return pos[None] + offsets[best]
 
-    def fit(self, positions, iterations=50, radius=0.0, starts=3, max_step=1.0, tol=1e-3):
+    def fit(self, positions, iterations=50, radius=0.0, starts=3, max_step=1.0, tol=1e-3, estimate="local",
+            bounds=None):
         """Estimate the positions: the search (when ``radius`` > 0), then Levenberg-Marquardt from each of the
-        search's ``starts`` best offsets, keeping for each position the fit with the lowest misfit.
+        search's ``starts`` best offsets, keeping for each position the fit with the lowest misfit
+        (``estimate="local"``); or from each position's posterior on a grid over the box ``positions +- radius``
+        (:class:`~mmip_ptychography.PositionPosterior`, the Poisson likelihood, a uniform
+        prior): its mean (``"mean"``, the least mean-square error on average over the prior: the best estimate
+        where several minima lie within the box) or its highest point polished by Levenberg-Marquardt within the
+        box (``"map"``, the global maximum-likelihood estimate there).
 
         Each iteration takes, for every position not yet converged, the damped Gauss-Newton step
         :math:`-(G_j + \\lambda_j \\,\\mathrm{tr}(G_j)/2\\, I)^{-1} g_j` (at most ``max_step`` px long), keeps it
@@ -204,13 +218,25 @@ class PositionEstimator:
             Longest step of one iteration (pixels).
         tol : :obj:`float`, optional
             Step length below which a position has converged (pixels).
+        estimate : :obj:`str`, optional
+            ``"local"`` (the search and Levenberg-Marquardt), ``"map"`` or ``"mean"`` (the posterior's; they need
+            ``radius`` > 0 and ``photons_per_unit``).
+        bounds : :obj:`tuple`, optional
+            ``(low, high)`` the true positions are known to lie in (``mmip simulate`` clips them into the object:
+            ``(0, n - Np)``): for ``"map"`` and ``"mean"``, the prior's mass beyond sits on the bound.
 
         Returns
         -------
         ``PositionFit``
-            The positions, each pattern's misfit there, the iterations taken and the misfit history.
+            The positions, each pattern's misfit there, the iterations taken and the misfit history (and the
+            posterior).
         """
         pos = as_positions(positions).copy()
+        if estimate not in ESTIMATES:
+            msg = f"position estimator estimate must be one of {ESTIMATES}; got {estimate!r}"
+            raise ConfigError(msg)
+        if estimate != "local":
+            return self._posterior_fit(pos, estimate, radius, bounds, iterations, max_step, tol)
         if radius <= 0:
             return self._levenberg_marquardt(pos, iterations, max_step, tol)
         box = (pos - radius - 0.5, pos + radius + 0.5)
@@ -221,6 +247,22 @@ class PositionEstimator:
         return PositionFit(np.stack([f.positions for f in fits])[best, rows],
                            np.stack([f.misfit for f in fits])[best, rows], max(f.iterations for f in fits),
                            fits[0].history)
+
+    def _posterior_fit(self, pos, estimate, radius, bounds, iterations, max_step, tol):
+        """:meth:`fit` for ``estimate`` ``"map"`` or ``"mean"``."""
+        if not radius > 0 or self.photons is None:
+            msg = (f"position estimator estimate={estimate!r} needs radius > 0 (the prior's box) and "
+                   f"photons_per_unit (the likelihood); got radius {radius!r}, photons_per_unit {self.photons!r}")
+            raise ConfigError(msg)
+        from .position_posterior import PositionPosterior
+
+        post = PositionPosterior(self, radius, bounds=bounds)(pos)
+        if estimate == "mean":
+            misfit = self.misfit(post.mean)
+            return PositionFit(post.mean, misfit, 0, [float(misfit.sum())], post)
+        fit = self._levenberg_marquardt(post.ml, iterations, max_step, tol, (post.low, post.high))
+        fit.posterior = post
+        return fit
 
     def _levenberg_marquardt(self, positions, iterations, max_step, tol, box=None):
         """:meth:`fit` from ``positions``, without a search; steps clipped into ``box`` ``(low, high)``."""
