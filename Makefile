@@ -22,7 +22,7 @@ install: $(BIN)/mmip
 
 demo: install
 	$(BIN)/mmip simulate phantom --noise 0.03 --seed 0 -o $(OUT)/phantom.h5
-	$(BIN)/mmip compare $(OUT)/phantom.h5 -o $(OUT)/compare --iterations 100
+	$(BIN)/mmip compare $(OUT)/phantom.h5 -o $(OUT)/compare --iterations 100 --stop iterations
 
 test: install
 	$(BIN)/python -m pytest -q

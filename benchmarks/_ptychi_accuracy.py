@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _ptychi_ours import ours_cli_trace
 
 #: runs inside pty-chi's environment. argv: npz (data, probe, positions, n, truth, start), epochs, threads, seed,
 #: options as JSON ({"reconstructor_options.batch_size": 50, ...}: dotted paths into LSQMLOptions; an enum field
@@ -103,34 +104,6 @@ def complex_object(ds):
     return ds.truth["x"] + 1j * np.tensordot(coef, ds.truth["w"], axes=1), coef
 
 
-def ours_trace(ds, args, options):
-    """Our run on ``ds`` (ptychography alone, from the flat start): ``{"trace": [[s, error], ...], "wall_s"}``."""
-    from multimodal_ip.io import build_problem
-    from multimodal_ip.solvers import solve
-
-    z, coef = complex_object(ds)
-    norm = float(np.linalg.norm(z))
-    term = dict(getattr(args, "ours_term_options_in", {}) or {}, loss=args.loss)
-    problem = build_problem(ds, terms=["ptychography"], dtype=args.dtype, likelihood=args.likelihood,
-                            term_options={"ptychography": term})
-
-    def error(v):
-        a = problem.space.unpack(v)
-        zz = np.asarray(a["x"], dtype=float) + 1j * np.tensordot(coef, np.asarray(a["w"], dtype=float), axes=1)
-        return float(np.linalg.norm(zz - z) / norm)
-
-    v0 = problem.start()
-    errors = {0: error(v0)}
-
-    def callback(state):
-        errors[int(state.iteration)] = error(state.x)
-
-    res = solve(problem, v0, args.solver, maxiter=args.epochs, callback=callback, **options)
-    h = res.history
-    trace = [[float(t), errors[int(k)]] for k, t in zip(h["iteration"], h["time_s"], strict=True) if int(k) in errors]
-    return {"trace": trace, "wall_s": float(res.history.last()["time_s"]), "status": res.status}
-
-
 def ptychi_trace(venv, script, npz, args, seed, options):
     """pty-chi LSQML on ``npz`` in its environment: ``{"trace", "wall_s"}``, or ``None`` and its last error line."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -158,26 +131,33 @@ def accuracy_study(args, venv):
         print(msg or msg2 or msg3, file=sys.stderr)
         return 2
     args.ours_term_options_in = term_opts
+    from multimodal_ip.config import DEFAULTS
     from multimodal_ip.errors import MultimodalIPError
     from multimodal_ip.solvers import check_solver_options, get_solver
 
+    solver = args.solver or DEFAULTS["solver"]
     try:
-        check_solver_options(args.solver, get_solver(args.solver), dict(ours_opts, maxiter=args.epochs))
+        check_solver_options(solver, get_solver(solver), dict(ours_opts))
     except MultimodalIPError as e:
-        print(f"--solver {args.solver} / --ours-option: {e}", file=sys.stderr)
+        print(f"--solver {solver} / --ours-option: {e}", file=sys.stderr)
         return 2
     args.ours_options_in = ours_opts
     from mmip_paper import simulate
 
-    if "ours" in args.codes:  # compile/load numba's kernels and plan the FFTs outside the timed runs
-        from argparse import Namespace
-
-        first = simulate(args.cases[0], seed=0, noise=args.noise[0], position_jitter_px=args.jitter or 0.0)
-        ours_trace(_with_true_positions(first, args.data_model), Namespace(**dict(vars(args), epochs=2)), ours_opts)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "trace_ptychi.py"
         script.write_text(TRACE_SCRIPT)
+        if "ours" in args.codes:  # compile/load numba's kernels and plan the FFTs outside the timed runs
+            from argparse import Namespace
+
+            from multimodal_ip.io import save_dataset
+
+            first = simulate(args.cases[0], seed=0, noise=args.noise[0], position_jitter_px=args.jitter or 0.0)
+            first = _with_true_positions(first, args.data_model)
+            save_dataset(Path(tmp) / "warm.h5", first)
+            warm = Namespace(**dict(vars(args), ours_flags=f"{args.ours_flags or ''} --iterations 2"))
+            ours_cli_trace(Path(tmp) / "warm.h5", *complex_object(first), warm)
         for case in args.cases:
             for noise in args.noise:
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -234,10 +214,14 @@ def _one(ds, case, noise, seed, args, venv, script, tmp, ours_opts, pc_opts):
             return f"pty-chi failed on {case} seed {seed}: {err}"
         found.append(dict(common, code="pty-chi", label=_label("pty-chi", args, pc_opts), options=pc_opts,
                           load=load, **r))
-    if "ours" in args.codes:
+    if "ours" in args.codes:  # mmip reconstruct at its defaults on the same data, written as a file
+        from multimodal_ip.io import save_dataset
+
+        h5 = tmp / f"{case}{noise}{seed}.h5"
+        save_dataset(h5, ds)
         load = os.getloadavg()[0]
         found.append(dict(common, code="ours", label=_label("ours", args, {}), options=dict(args.ours_options_in),
-                          load=load, **ours_trace(ds, args, args.ours_options_in)))
+                          load=load, **ours_cli_trace(h5, z, complex_object(ds)[1], args)))
     target = next((r["trace"][-1][1] for r in found if r["code"] == "pty-chi"), None)
     for r in found:
         errs = [e for _, e in r["trace"]]
@@ -256,9 +240,9 @@ def _label(code, args, options):
         return f"pty-chi 2.2 LSQML{extra}"
     extra = "".join(f", {k}={v}" for k, v in sorted({**args.ours_options_in,
                                                         **getattr(args, "ours_term_options_in", {})}.items()))
-    lik = ("" if args.likelihood == "balanced" else f", {args.likelihood} likelihood") + \
-        ("" if args.loss == "amplitude" else f", {args.loss} loss")
-    return f"multimodal_ip {args.solver} {args.dtype}{lik}{extra}"
+    given = [f"--{k} {getattr(args, k)}" for k in ("solver", "dtype", "likelihood") if getattr(args, k) is not None]
+    given += [f"loss={args.loss}"] * (args.loss is not None) + ([args.ours_flags] if args.ours_flags else [])
+    return f"multimodal_ip, mmip reconstruct {' '.join(given) if given else 'defaults'}{extra}"
 
 
 def _fmt_t(t):
@@ -348,6 +332,9 @@ def figure(rows, path):
             first = r["seed"] == min(q["seed"] for q in rows if _case(q) == case)
             ax.plot(np.maximum(t, 1e-2), e, color=f"C{ci}", ls=("-", "--", ":")[ni % 3], lw=1, alpha=0.7,
                     label=f"{r['label']}, {r['noise'] * 100:g} %" if first else None)
+            if r.get("held_trace"):  # the held-out run before a refit (fitted on 90 % of the data; not returned)
+                th, eh = np.array(r["held_trace"]).T
+                ax.plot(np.maximum(th, 1e-2), eh, color=f"C{ci}", ls=("-", "--", ":")[ni % 3], lw=0.5, alpha=0.25)
         ax.set_xscale("log")
         ax.set_title(case)
         ax.set_xlabel("wall time (s)")

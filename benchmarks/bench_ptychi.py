@@ -5,14 +5,16 @@ correction (CPU).
     python benchmarks/bench_ptychi.py [--n 1306 --np 128 --step 37] [--epochs 5] [--dtype float32]
     python benchmarks/bench_ptychi.py --positions [--cases phantom cameraman] [--seeds 3] [--epochs 150]
     python benchmarks/bench_ptychi.py --accuracy [--cases ...] [--noise 0.03 0.1] [--seeds 5] [--threads 1]
-        [--solver lbfgs --dtype float32 --likelihood balanced --ours-option KEY=VALUE ...]
+        [--ours-flags '--stop iterations --iterations 150'] [--solver lbfgs --dtype float32 --ours-option K=V ...]
         [--ptychi-option reconstructor_options.batch_size=100 ...] [--json rows.json] [--figure fig.png]
     python benchmarks/bench_ptychi.py --replot rows.json [more.json ...] --figure fig.png
 
 ``--accuracy`` (:mod:`_ptychi_accuracy`): time to accuracy on the paper's cases (all four by default), ptychography
 alone with the true positions and probe, both codes from the flat start, ``--epochs`` epochs / iterations; per case,
 noise level and seed each code's best and final object error, its wall time and the time it needs to reach
-pty-chi's final error, with the error-vs-time traces in the JSON rows; both codes on ``--threads`` threads.
+pty-chi's final error, with the error-vs-time traces in the JSON rows; both codes on ``--threads`` threads. Ours is
+``mmip reconstruct FILE --terms ptychography`` at the CLI's defaults (:mod:`_ptychi_ours`: held-out stopping and the
+refit, whose time counts the held-out run plus the refit until it reaches an error).
 
 ``--positions``: the paper's cases at 3 % noise with the positions jittered by ±``--jitter`` px (the file holds the
 nominal raster, the true probe is given and fixed); pty-chi LSQML with its position correction from epoch
@@ -225,10 +227,13 @@ def _accuracy_flags(p):
     p.add_argument("--codes", nargs="+", default=["ptychi", "ours"], choices=("ptychi", "ours"))
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="threads of each code: torch's, our FFT workers and numba's (default: every core)")
-    p.add_argument("--solver", default="lbfgs", help="our solver (--accuracy)")
-    p.add_argument("--likelihood", default="balanced", choices=("balanced", "poisson"), help="ours (--accuracy)")
-    p.add_argument("--loss", default="amplitude", choices=("amplitude", "poisson"),
+    p.add_argument("--solver", help="our solver (--accuracy; default: mmip reconstruct's)")
+    p.add_argument("--likelihood", choices=("balanced", "poisson"), help="ours (--accuracy; default: the CLI's)")
+    p.add_argument("--loss", choices=("amplitude", "poisson"),
                    help="ours: the ptychography loss (--accuracy; --likelihood poisson only weights it in photons)")
+    p.add_argument("--ours-flags", dest="ours_flags", default="", metavar="'FLAGS'",
+                   help="more flags of mmip reconstruct for our run, e.g. '--stop iterations --iterations 150' "
+                        "(--accuracy; ours is the command at its defaults, ptychography alone)")
     p.add_argument("--ours-option", action="append", metavar="KEY=VALUE", help="our solver's options, repeatable")
     p.add_argument("--ours-term-option", action="append", metavar="KEY=VALUE",
                    help="our ptychography term's options, e.g. windows=band-limited, repeatable (--accuracy)")
@@ -248,7 +253,7 @@ def main():
     p.add_argument("--np", type=int, default=128)
     p.add_argument("--step", type=int, default=37)
     p.add_argument("--epochs", type=int, help="epochs / iterations (default 5 for timing, 150 with --positions)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--dtype", choices=("float32", "float64"), help="ours (default float32; with --accuracy the CLI's)")
     p.add_argument("--engines", nargs="+", default=["lsqml", "epie"])
     p.add_argument("--positions", action="store_true",
                    help="position correction side by side on the paper's cases (jittered positions, true probe)")
@@ -278,11 +283,12 @@ def main():
     print(f"load {os.getloadavg()[0]:.2f}; {threads} thread(s) per code on {os.cpu_count()} cores")
     if args.epochs is None:
         args.epochs = 150 if args.positions or args.accuracy else 5  # a whole run; timing a few epochs
-    if args.accuracy:
+    if args.accuracy:  # ours: mmip reconstruct at its defaults (--ours-flags and the flags above change it)
         args.cases = args.cases or ["phantom", "cameraman", "multi-element", "phantom-large"]
         args.seeds = args.seeds or 5
         return accuracy_study(args, venv)
     args.cases, args.seeds = args.cases or ["phantom", "cameraman"], args.seeds or 3
+    args.dtype = args.dtype or "float32"
     args.jitter = 2.0 if args.jitter is None else args.jitter
     if args.positions:
         return positions_study(args, venv, threads)

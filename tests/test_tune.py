@@ -39,7 +39,7 @@ def test_tune_writes_table_figure_and_a_run_file_reconstruct_takes(data, tmp_pat
     assert table.count("**") == 2  # the chosen row is marked
     assert (out / "tune.png").stat().st_size > 1000
     chosen, held = (out / "chosen.toml").read_text(), (out / "chosen_validation.toml").read_text()
-    assert "[stopping]" not in chosen and 'rule = "validation"' in held
+    assert 'rule = "iterations"' in chosen and 'rule = "validation"' in held  # chosen: the plain run, explicitly
     assert "memory = 7" in chosen and "memory = 7" in held  # what the tune ran with (was dropped before)
     assert main(["reconstruct", str(data), "-o", str(tmp_path / "r.h5"), "--config", str(out / "chosen.toml")]) == 0
     refit = load_result(out / "refit.h5")

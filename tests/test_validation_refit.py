@@ -182,8 +182,9 @@ def test_refit_keeps_the_refinement_schedule_of_the_held_out_run():
     (not after 40 // 3): the refit follows the held-out run's path on all the data."""
     cfg = {"iterations": 200, "refine_after": None, "refine": ["probe"], "stopping": {"rule": "validation"}}
     refit = cli._refit_config(cfg, 40)
-    assert refit["iterations"] == 40 and refit["refine_after"] == 66 and refit["stopping"] == {}
-    assert cli._refit_config(dict(cfg, refine=[]), 0) == dict(cfg, refine=[], iterations=1, stopping={})
+    plain = {"rule": "iterations"}
+    assert refit["iterations"] == 40 and refit["refine_after"] == 66 and refit["stopping"] == plain
+    assert cli._refit_config(dict(cfg, refine=[]), 0) == dict(cfg, refine=[], iterations=1, stopping=plain)
 
 
 def _interrupt_after_checkpoints(monkeypatch, count):

@@ -66,8 +66,8 @@ def _check_stopping(spec: dict, where: str) -> None:
         if isinstance(v, bool) is not (want is bool) or not isinstance(v, accepted):
             msg = f"{where}: stopping setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
             raise ConfigError(msg)
-    if spec.get("rule", "iterations") not in ("iterations", "validation"):
-        msg = f"{where}: stopping rule must be 'iterations' or 'validation', got {spec['rule']!r}"
+    if spec.get("rule", "iterations") not in ("auto", "iterations", "validation"):
+        msg = f"{where}: stopping rule must be 'auto', 'iterations' or 'validation', got {spec['rule']!r}"
         raise ConfigError(msg)
     if "fraction" in spec and not 0 < spec["fraction"] < 1:
         msg = f"{where}: stopping fraction (held out for validation) must be in (0, 1), got {spec['fraction']!r}"
@@ -132,7 +132,8 @@ def _have(unused: list) -> str:
 def _unused_stopping(cfg: dict) -> str | None:
     stopping = cfg.get("stopping") or {}
     unused = [k for k in ("patience", "min_delta") if k in stopping]
-    if stopping.get("rule", "iterations") == "validation" or not unused or cfg.get("command") == "tune":
+    rule = stopping.get("rule", "auto" if cfg.get("command") == "reconstruct" else "iterations")
+    if rule in ("auto", "validation") or not unused or cfg.get("command") == "tune":
         return None
     return f"{_have(unused)} no effect without --stop validation (run file: [stopping] rule = \"validation\")"
 

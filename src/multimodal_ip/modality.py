@@ -36,6 +36,9 @@ attribute / method         default                      meaning
 ``refinable``              ``()``                       names of calibration unknowns the term can read
 ``split_unknowns``         ``()``                       calibration unknowns with one entry per split index
                                                         (they cannot be refined across MPI ranks)
+``models``                 ``()``                       model alternatives ``mmip tune`` tries by default after
+                                                        its grid, at the chosen setting (``--models`` entries:
+                                                        refinable unknowns joined by ``+``, ``@KEY=VALUE``)
 ``variables(td)``          ``[]``                       the :class:`~multimodal_ip.Variable` s the term's data
                                                         determine (so ``/variables`` may be omitted from a file)
 ``calibration(td)``        ``{}``                       start values this term offers for refinable unknowns
@@ -60,6 +63,8 @@ attribute / method         default                      meaning
 =========================  ===========================  ==========================================================
 
 ``photon_weighted`` in ``options`` declares a photon-count likelihood (``--likelihood poisson``).
+Built terms may carry offers the solvers use: ``DataTerm(curvature=...)`` and ``DataTerm(estimator=...)`` (a
+:class:`~multimodal_ip.problem.CalibrationEstimator`, called by the staged solver): see docs/plugins.md.
 A term that is split over parts (MPI ranks, chunks, the conformance kit) gets two attributes: ``split_total``, the
 length of the whole split axis, so it can normalise by the whole, not by its part; and ``split_offset``, the global
 index of the part's first entry, so that whatever depends on the global index (per-index weights or masks,
@@ -160,6 +165,8 @@ class ModalityInfo:
         Datasets of its group the term reads (``None``: all).
     measurements : :obj:`tuple` of :obj:`str`, optional
         Datasets of measured values.
+    models : :obj:`tuple` of :obj:`str`, optional
+        Model alternatives ``mmip tune`` tries by default (``--models`` entries).
     """
 
     obj: Any
@@ -171,6 +178,7 @@ class ModalityInfo:
     inputs: tuple = ()
     datasets: tuple | None = None
     measurements: tuple = ()
+    models: tuple = ()
 
     def variables(self, td) -> list:
         fn = getattr(self.obj, "variables", None)
@@ -256,7 +264,8 @@ def check_modality_contract(obj) -> ModalityInfo:
                         _strings(getattr(obj, "inputs", ()), f"{name}.inputs"),
                         None if getattr(obj, "datasets", None) is None
                         else _strings(obj.datasets, f"{name}.datasets"),
-                        _strings(getattr(obj, "measurements", ()), f"{name}.measurements"))
+                        _strings(getattr(obj, "measurements", ()), f"{name}.measurements"),
+                        _strings(getattr(obj, "models", ()), f"{name}.models"))
 
 
 def capabilities(obj) -> ModalityInfo:

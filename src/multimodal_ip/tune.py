@@ -15,7 +15,8 @@ makes them unitless, by one of :data:`SCORES`:
   score before models were tuned, measured in docs/validation.md). A term whose loss falls by orders of magnitude
   from the start (XRF maps) then outweighs one whose held-out loss grows many times (docs/real_samples.md).
 
-The lowest score wins.
+The lowest score wins. With ``alternatives`` (``mmip tune``'s default), :func:`tune` first fits the grid, then each
+alternative model once at the setting chosen on the grid, and scores all trials together.
 """
 
 __all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose", "score_trials", "explain", "SCORES"]
@@ -187,8 +188,10 @@ def choose(trials: list, tolerance: float = 0.0) -> "Trial":
     return min(near, key=order)
 
 
-def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=None, score="worst") -> list:
-    """Fit every setting of ``grid`` with validation stopping; return the :class:`Trial` list in grid order.
+def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=None, score="worst",
+         alternatives=(), tolerance=0.0) -> list:
+    """Fit every setting of ``grid`` with validation stopping, then every model of ``alternatives`` at the setting
+    chosen among them (:func:`choose`); return the :class:`Trial` list in that order, all scored together.
 
     ``build(setting, validation, seed, score=False) -> JointProblem`` and ``solve(problem, x0, stopping) -> Result``
     are the caller's (the CLI passes its run configuration). Every fit starts from the flat start, so that its best
@@ -219,12 +222,18 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
         Time budget in seconds (at least one setting is always tried).
     score : :obj:`str`, optional
         The rule of :func:`score_trials` (one of :data:`SCORES`).
+    alternatives : sequence of :obj:`tuple`, optional
+        Models ``(unknowns, ((term option, value), ...))`` tried after the grid, each once, at the grid's chosen
+        setting (its ``c``, likelihood and strengths): the second stage of ``mmip tune``'s default. Empty: the grid
+        alone.
+    tolerance : :obj:`float`, optional
+        The tolerance of :func:`choose` for the grid's choice.
 
     Returns
     -------
     trials : :obj:`list` of ``Trial``
-        One per setting tried, in grid order, scored by :func:`score_trials` once all are done (``progress``
-        sees each one's held-out losses, scored against the start).
+        One per setting tried, grid order then the alternatives, scored together by :func:`score_trials` once all
+        are done (``progress`` sees each one's held-out losses, scored against the start).
 
     Raises
     ------
@@ -256,9 +265,8 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
     scorer_of(grid[0])
     trials: list = []
     started = time.perf_counter()
-    for setting in grid:
-        if budget_s is not None and trials and time.perf_counter() - started > budget_s:
-            break
+
+    def trial(setting):
         t0 = time.perf_counter()
         scorer, reference = scorer_of(setting)
         problem = build(setting, fraction, seed)
@@ -273,6 +281,20 @@ def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=N
                             dict(reference)))
         if progress is not None:
             progress(trials[-1])
+
+    def in_budget():
+        return budget_s is None or not trials or time.perf_counter() - started <= budget_s
+
+    for setting in grid:
+        if not in_budget():
+            break
+        trial(setting)
+    if alternatives:
+        chosen = choose(score_trials(trials, score), tolerance).setting
+        for refine, options in alternatives:
+            if not in_budget():
+                break
+            trial(replace(chosen, refine=tuple(refine), options=tuple(options)))
     return score_trials(trials, score)
 
 
@@ -314,7 +336,8 @@ def _ratio(value, reference) -> float:
 
 
 def explain(best, trials: list, names=()) -> str:
-    """One line saying why ``best`` was chosen: its score and worst term, and each other model's best score.
+    """One line saying why ``best`` was chosen: its score and worst term, and each other model's best score with the
+    term it predicts worst against ``best`` (e.g. ``tied 3.1 (...): held-out ptychography loss 3.1x the chosen's``).
 
     Parameters
     ----------
@@ -340,5 +363,14 @@ def explain(best, trials: list, names=()) -> str:
             others[t.setting.model] = t
     if others:
         text += "; best of the other models: " + "; ".join(
-            f"{m} {t.score:.4g} ({terms(t)})" for m, t in others.items())
+            f"{m} {t.score:.4g} ({terms(t)}){_against(t, best)}" for m, t in others.items())
     return text
+
+
+def _against(trial, best) -> str:
+    """``: held-out TERM loss R x the chosen's`` for the term ``trial`` predicts worst relative to ``best``."""
+    ratios = {k: _ratio(v, best.held[k]) for k, v in trial.held.items() if k in best.held}
+    if not ratios:
+        return ""
+    term = max(ratios, key=lambda k: ratios[k])
+    return f": held-out {term} loss {ratios[term]:.4g}x the chosen's"

@@ -65,11 +65,11 @@ def test_term_option_selects_and_refuses_in_one_line():
     td = ds.terms["ptychography"]
     jittered = replace(ds, terms={**ds.terms, "ptychography": replace(td, arrays={
         **td.arrays, "positions": td.arrays["positions"] + 0.3})})
-    assert build_problem(jittered).terms[0].operator.sampler_class is CubicPatches
-    chosen = build_problem(jittered, term_options={"ptychography": {"windows": "band-limited"}})
-    assert chosen.terms[0].operator.sampler_class is BandLimitedSampler
-    refined = {"windows": "band-limited", "refine": ("positions",)}
-    for opts, match in (({"windows": "sinc"}, r"option windows must be one of \['cubic', 'band-limited'\]; got 'sinc'"),
+    assert build_problem(jittered).terms[0].operator.sampler_class is BandLimitedSampler  # "auto": fixed positions
+    chosen = build_problem(jittered, term_options={"ptychography": {"windows": "cubic"}})
+    assert chosen.terms[0].operator.sampler_class is CubicPatches
+    refined = {"windows": "band-limited", "refine": ("affine",)}  # positions: tests/plugins/test_band_limited_alt*
+    for opts, match in (({"windows": "sinc"}, r"one of \['auto', 'cubic', 'band-limited'\]; got 'sinc'"),
                         (refined, "windows = 'band-limited' takes fixed")):
         with pytest.raises(ConfigError, match=match) as err:
             build_problem(jittered, term_options={"ptychography": opts})

@@ -3,9 +3,11 @@ bar, refitting, exit statuses, output folders, the flags of a run, and the warni
 starts. A plugin's command may use :func:`add_run_flags`, :func:`build`, :func:`start_values` and
 :func:`check_folder`."""
 
-__all__ = ["add_run_flags", "build", "check_folder", "refine_after", "start_values"]
+__all__ = ["add_run_flags", "build", "check_folder", "refine_after", "resolve_stop", "start_values"]
 
+import contextlib
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +107,7 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
 def _refit_config(cfg, best_iteration) -> dict:
     """The run configuration of a refit: ``cfg`` on all the data (no stopping rule, nothing held out) for the
     iteration count a held-out run chose, with the calibration refined after as many iterations as in that run."""
-    out = dict(cfg, iterations=max(int(best_iteration), 1), stopping={})
+    out = dict(cfg, iterations=max(int(best_iteration), 1), stopping={"rule": "iterations"})
     if cfg["refine"]:
         out["refine_after"] = refine_after(cfg)
     return out
@@ -128,6 +130,72 @@ def _refit(problem, cfg, best_iteration, desc="refit", show=True, start=None):
     t0 = time.perf_counter()
     res = _solve_with_progress(problem, refit_cfg, desc, show=show, start=start)
     return refit_cfg, res, time.perf_counter() - t0
+
+
+class _Counted(Exception):
+    """Ends :func:`_measured_values`'s read of a file once its terms' shapes are known."""
+
+
+def _measured_values(path, terms, allow_external) -> dict:
+    """``{term: number of measured values}`` of ``path`` (its ``data`` datasets' sizes, 0 without): no data read."""
+    from ..io import load_dataset
+
+    counts: dict = {}
+
+    def plan(space, lazy, nbytes):
+        counts.update({n: int(np.prod(t.arrays["data"].shape)) if "data" in t.arrays else 0 for n, t in lazy.items()})
+        raise _Counted
+
+    with contextlib.suppress(_Counted):
+        load_dataset(path, terms=terms, allow_external=allow_external, plan=plan)
+    return counts
+
+
+def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
+    """Decide the stopping rule ``auto`` (``mmip reconstruct``'s default): ``validation`` (then a refit on all the
+    data) when the run has **one** data term, more iterations than the patience and at least
+    :data:`~multimodal_ip.validation.MIN_HELD_OUT` values to hold out; ``iterations`` otherwise. Sets
+    ``cfg["stopping"]["rule"]`` to the decision. Joint runs keep their iterations: the weighted validation loss
+    follows the dominant term, and stops after a few iterations where the other carries the information
+    (docs/validation.md).
+
+    Parameters
+    ----------
+    path : :obj:`str`
+        The data file (only its structure is read).
+    cfg : :obj:`dict`
+        The run configuration; its ``stopping`` table is changed in place.
+    terms : :obj:`list`, optional
+        The run's data terms (default: every term of the file).
+    allow_external : :obj:`bool`, optional
+        Follow HDF5 external links.
+
+    Returns
+    -------
+    why : :obj:`str`
+        The decision and its reason (the result's ``config.stop_auto``), ``""`` when the rule was given.
+    """
+    from ..validation import DEFAULT_FRACTION, MIN_HELD_OUT
+
+    spec = dict(cfg["stopping"] or {})
+    if spec.get("rule", "auto") != "auto":
+        return ""
+    fraction = float(spec.get("fraction", DEFAULT_FRACTION))
+    patience = int(spec.get("patience", 10))
+    if len(counts := _measured_values(path, terms, allow_external)) != 1:
+        rule, why = "iterations", f"{len(counts)} data terms (the joint balance decides what validation follows)"
+    elif cfg["iterations"] <= patience:
+        rule, why = "iterations", f"{cfg['iterations']} iterations, not more than the patience {patience}"
+    elif min(counts.values()) * fraction < MIN_HELD_OUT:
+        rule, why = "iterations", f"{min(counts.values())} measured values, too few to hold {fraction:g} out"
+    else:
+        rule, why = "validation", f"one data term of {next(iter(counts.values()))} values, {fraction:g} held out"
+    cfg["stopping"] = dict(spec, rule=rule)
+    unused = [k for k in ("patience", "min_delta") if k in spec]
+    if rule == "iterations" and unused:
+        warnings.warn(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect: --stop auto runs "
+                      f"the iterations ({why})", stacklevel=2)
+    return f"auto: {rule} ({why})"
 
 
 def _chunk_bytes(text):
@@ -306,14 +374,15 @@ def add_run_flags(s) -> None:
     s.add_argument("--chunk-memory", dest="chunk_memory", metavar="SIZE",
                    help="memory for one part of a split term (e.g. a run of scan positions) evaluated at a "
                         "time: 256M, 1G; 0 never splits (default: a quarter of the memory budget)")
-    s.add_argument("--stop", choices=("iterations", "validation"),
-                   help="iterations: run them all (default); validation: hold out a share of every term's data, "
-                        "stop when its loss has not improved for --patience iterations, return the best iterate "
-                        "(run file: [stopping] rule, patience, fraction, seed)")
+    s.add_argument("--stop", choices=("auto", "iterations", "validation"),
+                   help="iterations: run them all; validation: hold out a share of every term's data, stop when its "
+                        "loss has not improved for --patience iterations, refit to the best one; auto (mmip "
+                        "reconstruct's default): validation for one data term with more --iterations than --patience "
+                        "and enough values, else iterations (run file: [stopping] rule, patience, fraction, seed)")
     s.add_argument("--patience", type=int, help="iterations without a better validation loss before stopping (10)")
     s.add_argument("--validation-fraction", dest="validation_fraction", type=float,
                    help="share of every term's measured values held out (default 0.1 with --stop validation; "
-                        "given alone, the validation loss is recorded without stopping)")
+                        "with --stop iterations the validation loss is recorded without stopping)")
     s.add_argument("--validation-seed", dest="validation_seed", type=int, help="which values are held out (0)")
     s.add_argument("--start", metavar="SOURCE[:VARS]",
                    help="start values instead of ones: 'truth' (the data file's /truth), a result file of mmip "

@@ -16,6 +16,7 @@ from .common import (
     add_run_flags,
     build,
     check_folder,
+    resolve_stop,
     start_values,
 )
 
@@ -102,6 +103,7 @@ def run(args) -> int:
 
     cfg = run_config(args)
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
+    resolve_stop(args.data, cfg, None, args.allow_external_links)  # only --stop auto: compare's default is iterations
     ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
     start = start_values(cfg, ds, joint, args.allow_external_links)  # every method from the same start
     methods = _methods(joint)

@@ -19,6 +19,7 @@ from .common import (
     _whole_data_problem,
     add_run_flags,
     build,
+    resolve_stop,
     start_values,
 )
 
@@ -34,9 +35,9 @@ def add_arguments(s) -> None:
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     s.add_argument("--resume", action="store_true", help="continue from <output>.ckpt.h5")
     s.add_argument("--no-refit", dest="no_refit", action="store_true",
-                   help="with --stop validation, return the held-out run's best iterate (fitted without the "
-                        "held-out values) instead of refitting on all the data to its iteration (run file: "
-                        "[stopping] refit = false)")
+                   help="with --stop validation (or auto's choice of it), return the held-out run's best iterate "
+                        "(fitted without the held-out values) instead of refitting on all the data to its iteration "
+                        "(run file: [stopping] refit = false)")
     s.add_argument("--mpi", action="store_true",
                    help="split the data over MPI ranks (automatic under mpiexec with more than one rank)")
 
@@ -59,8 +60,10 @@ def _resume_state(args, cfg, ckpt, problem, fingerprint):
         raise ConfigError(msg)
     for k in _RESUME_KEYS:
         mine, theirs = cfg.get(k), saved.get(k)
-        if k == "stopping":  # the checkpoint is of the held-out run, the same with or without a refit after it
-            mine, theirs = ({n: v for n, v in (d or {}).items() if n != "refit"} for d in (mine, theirs))
+        if k == "stopping":  # the checkpoint is of the held-out run, the same with or without a refit after it;
+            # no rule: a checkpoint written before --stop auto, whose default was the iterations
+            mine, theirs = ({"rule": "iterations", **{n: v for n, v in (d or {}).items() if n != "refit"}}
+                            for d in (mine, theirs))
         if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
             msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
             raise ConfigError(msg)
@@ -124,13 +127,14 @@ def run(args) -> int:
     from ..start import start_file
 
     cfg = run_config(args)
-    refit = _refit_setting(args, cfg)
     regular_input(args.data, "data file")
     inputs = [args.data, args.config, start_file(cfg["start"])]  # the start file too: never the output
     check_outputs([args.output], inputs)
     out = Path(args.output)
     ckpt = out.with_name(out.name + ".ckpt.h5")
     check_outputs([ckpt], inputs)
+    auto = resolve_stop(args.data, cfg, cfg["terms"], args.allow_external_links)  # the default rule, decided
+    refit = _refit_setting(args, cfg)
     comm = get_comm() if args.mpi or mpi_world_size() > 1 else None
     lead = comm is None or comm.Get_rank() == 0
     ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
@@ -140,11 +144,13 @@ def run(args) -> int:
     resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint) if args.resume else None
     on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead)
     res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead, start=start)
-    meta = {"returned_iteration": res.returned_iteration}
+    meta = {"returned_iteration": res.returned_iteration, **({"stop_auto": auto} if auto else {})}
     held = None
-    if refit and res.returned_iteration is not None and res.status != "failed":
+    # a held-out run that stalled or failed is the result (its status and diagnosis), never hidden by a refit
+    if refit and res.returned_iteration is not None and res.status not in ("failed", "stalled"):
         held, problem = res, None  # the held-out problem's memory is freed before the whole data are built
-        problem, res, meta = _refit_all(args, cfg, ds, comm, held, lead, start)
+        problem, res, record = _refit_all(args, cfg, ds, comm, held, lead, start)
+        meta.update(record)
     if not lead:
         return 0
     arrays = {k: to_numpy(v) for k, v in res.arrays.items()}

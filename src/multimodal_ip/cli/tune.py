@@ -5,6 +5,7 @@ __all__ = ["COMMAND"]
 
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,11 @@ def add_arguments(s) -> None:
     s.add_argument("--likelihoods", default="balanced", help="comma-separated: balanced, poisson")
     s.add_argument("--strength", action="append", metavar="INDEX:v1,v2,...",
                    help="strengths to try for the INDEX-th --regularizer (0, 1, ...); repeatable")
-    s.add_argument("--models", default="tied",
-                   help="models to try, comma-separated: 'tied' (the run's own) or unknowns refined besides the "
+    s.add_argument("--models", default="auto",
+                   help="auto (default): the grid on the run's own model, then the model alternatives the data's "
+                        "modalities offer (ptychography: matrix, coupling, ...) at the chosen setting, all scored "
+                        "together; or the models to try with every setting of the grid, comma-separated: 'tied' "
+                        "(the run's own; 'tied' alone: the grid only) or unknowns refined besides the "
                         "run's, joined by '+' (e.g. tied,matrix,coupling,matrix+coupling; names the modalities "
                         "offer, see `mmip plugins`), each optionally followed by term options of the model, "
                         "@KEY=VALUE (e.g. matrix@matrix_smoothing_px=2: given to every term whose modality takes KEY)")
@@ -104,11 +108,15 @@ def run(args) -> int:
                    f"--regularizer among the {len(cfg['regularizers'])} given")
             raise ConfigError(msg)
         grids[int(index)] = _number_list(values, f"--strength {index}", positive=False)
-    grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids, _models(args.models, cfg["refine"]))
+    auto = args.models.strip() == "auto"
+    grid = settings_grid(_number_list(args.c, "--c"), likelihoods, grids,
+                         [((), ())] if auto else _models(args.models, cfg["refine"]))
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
     ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"])
-    takes = _option_terms(ds, {k for s in grid for k, _ in s.options}, args.models)
+    alternatives = _alternatives(ds, cfg["refine"]) if auto else []
+    takes = _option_terms(ds, {k for s in grid for k, _ in s.options} | {k for _, o in alternatives for k, _ in o},
+                          args.models)
     names = [spec["name"] for spec in cfg["regularizers"]]
     common = _build_options(cfg)
 
@@ -136,13 +144,20 @@ def run(args) -> int:
                              regularizers=_regularizers(own["regularizers"]), validation=validation,
                              validation_seed=vseed, refine=refine, term_options=own["term_options"])
 
-    starts: dict = {}  # --start: read once, against the first problem's variables (every setting has the same)
+    starts: dict = {}  # --start, read against each model's own problem (its variables), once per model
+    optional = {n for s in grid for n in s.refine} | {n for r, _ in alternatives for n in r}
+
+    def start_of(problem):
+        key = tuple(problem.space.names)
+        if key not in starts:
+            spec = _own_start(cfg["start"], problem.space, optional)
+            starts[key] = start_values(dict(cfg, start=spec), ds, problem, args.allow_external_links)
+        return starts[key]
 
     def solve(problem, x0, stop):
-        if cfg["start"] is not None and not starts:
-            starts["values"] = start_values(cfg, ds, problem, args.allow_external_links)
+        values = start_of(problem)
         problem = freeze(problem, cfg["freeze"])
-        x0 = start_point(problem, starts.get("values")) if starts else x0
+        x0 = start_point(problem, values) if values is not None else x0
         return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
                             refine_after=refine_after(dict(cfg, refine_after=_model_after(cfg, problem.calibration))),
                             stopping=stop, **opts)
@@ -154,16 +169,27 @@ def run(args) -> int:
                                                             f", true error {trial.error:.4f}"), flush=True)
 
     _HELD.release()
-    trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget, args.score)
+    trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget, args.score, alternatives,
+                  args.tolerance)
     best = choose(trials, args.tolerance)
-    print(f"chosen {explain(best, trials, names)}")
+    if len(trials) > len(grid):
+        at = replace(trials[len(grid)].setting, refine=(), options=()).label(names)
+        models = (f"the run's model over the grid, then {', '.join(t.setting.model for t in trials[len(grid):])} "
+                  f"at its choice ({at}); --models tied: the grid alone")
+    elif auto:
+        models = "the run's model over the grid " + ("(the budget ran out before the model alternatives)"
+                                                     if alternatives else "(no model alternatives offered)")
+    else:
+        models = f"{args.models}, each over the grid"
+    print(f"models: {models}\nchosen {explain(best, trials, names)}")
     outdir = Path(args.output)
     chosen = setting_cfg(best.setting)
     with staged_folder(outdir, [args.data, args.config]) as stage:  # never through a link already there
-        _write_tune(stage, trials, best, names, chosen, (fraction, seed, patience, args.score), ds, shown=outdir)
+        _write_tune(stage, trials, best, names, chosen, (fraction, seed, patience, args.score, models), ds,
+                    shown=outdir)
     if args.refit:  # what chosen.toml runs: all the data, the chosen iteration count
         problem = build(best.setting, None, seed)
-        refit_cfg, res, _ = _refit(problem, chosen, best.best_iteration, show=False, start=starts.get("values"))
+        refit_cfg, res, _ = _refit(problem, chosen, best.best_iteration, show=False, start=start_of(problem))
         err = problem.relative_errors(res.x).get("total", np.nan)
         print(f"refit on all the data, {refit_cfg['iterations']} iterations: {res.status}"
               + ("" if np.isnan(err) else f", true error {err:.4f} (tuned fit: {best.error:.4f})"))
@@ -222,6 +248,34 @@ def _models(text, refine) -> list:
     return models
 
 
+def _alternatives(ds, refine) -> list:
+    """The second stage of ``--models auto``: the model alternatives the data's modalities offer (capability
+    ``models``), as :func:`_models` parses them; those adding an unknown the run refines itself left out. None for
+    a single term: the alternatives loosen what ties a term to the others, and alone there is nothing to trade."""
+    from ..modality import capabilities
+    from ..plugins import get_registry
+
+    if len(ds.terms) < 2:
+        return []
+    offered = [m for td in ds.terms.values() for m in capabilities(get_registry().get("modality", td.modality)).models]
+    keep = [m for m in dict.fromkeys(offered) if not set(m.split("@")[0].split("+")) & set(refine)]
+    return _models(",".join(keep), refine) if keep else []
+
+
+def _own_start(spec, space, optional):
+    """``--start`` for one model's problem: the variables it names that another model has but this one lacks
+    (``optional``: the models' unknowns) left out; ``None`` when none is left (that model starts flat)."""
+    from ..start import parse_start
+
+    if spec is None:
+        return None
+    source, names = parse_start(spec)
+    if names is None:
+        return spec
+    own = [n for n in names if n in space or n not in optional]
+    return f"{source}:{','.join(own)}" if own else None
+
+
 def _model_option(text, models) -> tuple:
     """``KEY=VALUE`` of a ``--models`` entry: ``(KEY, finite float VALUE)``."""
     key, _, value = text.partition("=")
@@ -255,7 +309,7 @@ def _write_tune(outdir, trials, best, names, chosen, rule, ds, shown=None) -> No
     from ..report import markdown_table
     from ..tune import explain
 
-    fraction, seed, patience, score = rule
+    fraction, seed, patience, score, models = rule
     truth = bool(ds.truth)
     header = ["setting", "score", *(f"held-out {t}" for t in best.per_term), "best iteration", "status", "time (s)"] \
         + (["true error"] if truth else [])
@@ -265,11 +319,12 @@ def _write_tune(outdir, trials, best, names, chosen, rule, ds, shown=None) -> No
     table = markdown_table(header, rows)
     # the default: all the data, as many iterations as the validation chose (measured better than the held-out fit
     # itself on every case of docs/validation.md); the held-out fit as chosen_validation.toml
-    _write_run_file(outdir / "chosen.toml", _refit_config(chosen, best.best_iteration), {})
+    _write_run_file(outdir / "chosen.toml", _refit_config(chosen, best.best_iteration), {"rule": "iterations"})
     _write_run_file(outdir / "chosen_validation.toml", chosen, {"rule": "validation", "patience": patience,
                                                                 "fraction": fraction, "seed": seed, "refit": False})
     text = (f"# mmip tune\n\nscore ({score}): {_SCORE_TEXT[score]} (default losses; lower is better; the held-out "
             f"columns are each term's ratio); {fraction:g} of every term held out (seed {seed}), patience {patience}."
+            f"\n\nmodels: {models}."
             f"\n\n{table}\n\nchosen: {best.setting.label(names)}, {max(best.best_iteration, 1)} iterations on all the "
             f"data -> chosen.toml (the held-out fit itself: chosen_validation.toml)\n\nwhy: "
             f"{explain(best, trials, names)}\n")

@@ -69,6 +69,10 @@ class DataTerm:
         matrix at input ``u`` (as :meth:`linearize_input` gets it), per input variable: a diagonal over the
         variable's packed real entries or ``(m // k, k, k)`` blocks (:class:`~multimodal_ip.problem.Curvature`).
         Solvers use it as a preconditioner (option ``precondition``); ``None``: the term offers none.
+    estimator : :class:`~multimodal_ip.problem.CalibrationEstimator`, optional
+        The term's own estimator of calibration unknowns only it reads, every other variable fixed: the staged
+        solver calls it for those unknowns instead of gradient steps (solver option ``calibration``,
+        :mod:`multimodal_ip.solvers.alternating`); ``None``: the term offers none.
     """
 
     operator: NonlinearOperator
@@ -81,6 +85,7 @@ class DataTerm:
     holdout: Any = None
     invariance: Invariance | None = None
     curvature: Callable[[Any], Any] | None = None
+    estimator: Any = None
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
@@ -136,6 +141,7 @@ class DataTerm:
             return val, jac.rmatvec(gy.ravel()), held
         op: Any = self.operator
         state = op.stream_prepare(u)
+        del u  # a copy of the joint point when the term's variables are not adjacent in packing order: freed here
         acc = op.stream_accumulator(state)
         val, held = 0.0, None
         for rows in op.blocks():

@@ -60,10 +60,13 @@ def check_solver_options(name: str, fn, options: dict) -> None:
         An unknown option, or a value of the wrong type or sign.
     """
     from ..errors import ConfigError
+    from .alternating import STAGED_OPTIONS, check_staged_options
 
+    check_staged_options(options)  # the staged run's own options (calibration by a term's estimator)
     known = getattr(fn, "options", None)
     if known is None:  # a third-party solver that declares nothing: it checks its own options
         return
+    known = dict(STAGED_OPTIONS, **known)
     for k, v in options.items():
         if k not in known:
             msg = f"solver {name!r} has no option {k!r}; it takes: {', '.join(sorted(known))}"

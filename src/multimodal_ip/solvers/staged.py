@@ -1,5 +1,6 @@
 __all__ = ["solve_staged"]
 
+from ..errors import ConfigError
 from ..problem import Objective
 from .base import History, Result, SolverState
 
@@ -57,7 +58,9 @@ def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 1
     resume_state : :obj:`dict`, optional
         Such a checkpoint: the run continues in whichever stage it was saved.
     **options
-        The solver's other options.
+        The solver's other options, and the staged run's own: ``calibration`` (``auto``, ``estimator`` or
+        ``gradient``), ``calibration_round`` and ``estimator_iterations``: calibration unknowns by their term's own
+        estimator (:func:`~multimodal_ip.solvers.alternating.solve_alternating`; ``auto`` when nothing else moves).
 
     Returns
     -------
@@ -72,7 +75,14 @@ def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 1
 
 def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callback, resume_state, **options):
     from . import get_solver
+    from .alternating import STAGED_OPTIONS, plan_estimators, solve_alternating
 
+    staged = {k: options.pop(k, v) for k, v in STAGED_OPTIONS.items()}
+    plans = plan_estimators(problem, staged.pop("calibration"))
+    _check_derivatives(problem, {n for p in plans for n in p.names})
+    if plans:  # calibration unknowns a term estimates itself (docs/refinement.md, "Known-object calibration")
+        return solve_alternating(problem, x0, plans, solver, maxiter, refine_after, callback, resume_state,
+                                 **staged, **options)
     fixed = tuple(problem.frozen)  # held fixed by the caller in both stages (``--freeze``)
     frozen = tuple(n for n in problem.calibration if n not in fixed)
     free = set(problem.space.names) - {*fixed, *frozen}  # nothing would move in the first stage: no first stage
@@ -106,3 +116,16 @@ def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callbac
     message = f"reached maxiter={maxiter} in two stages: {k} + {maxiter - k}" if res.status == "maxiter" \
         else res.message  # the second stage's own count is not the run's
     return Result(res.x, _merge(first, res.history), res.status, message, res.arrays, res.returned_iteration)
+
+
+def _check_derivatives(problem, estimated) -> None:
+    """Refuse, in one line, a run that would move an input a term's operator has no derivatives in (its
+    ``no_derivatives``, e.g. ptychography's band-limited windows at moving positions) by gradient steps: such an
+    input is held (``--freeze``) or estimated by its term's estimator (``calibration=estimator``)."""
+    moving = set(problem.space.names) - set(problem.frozen) - set(estimated)
+    for t in getattr(problem, "terms", ()):
+        bad = sorted(set(getattr(t.operator, "no_derivatives", ())) & moving & set(t.inputs))
+        if bad:
+            msg = (f"term {t.name!r} has no derivatives in {', '.join(bad)} (its model); move them by its estimator "
+                   "(--solver-option calibration=estimator) or hold them (--freeze)")
+            raise ConfigError(msg)

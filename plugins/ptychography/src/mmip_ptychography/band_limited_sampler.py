@@ -11,8 +11,9 @@ from mmip_scanprobe.scatter import scatter_patches_
 
 from multimodal_ip.backend import fft2, get_array_module, ifft2
 
-#: the object-window models of the ptychography term (option ``windows``)
-WINDOWS = ("cubic", "band-limited")
+#: the object-window models of the ptychography term (option ``windows``; ``"auto"``: band-limited while the positions
+#: are fixed, cubic when they move)
+WINDOWS = ("auto", "cubic", "band-limited")
 
 
 class BandLimitedSampler(EdgePadding):

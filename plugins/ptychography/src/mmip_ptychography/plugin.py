@@ -57,12 +57,15 @@ class Ptychography:
     :math:`4p`, the variance-stabilised Poisson likelihood; Poisson is the exact one), ``matrix_smoothing_px``
     (the Gaussian smoothing of a refined ``matrix``, :mod:`~mmip_ptychography.phase_matrix`), ``dtype``. ``refine``
     also takes ``"coupling"`` and ``"matrix"``: the phase the element maps do not explain (docs/real_samples.md).
-    ``windows``: how fractional windows are sampled, ``"cubic"`` (default) or ``"band-limited"`` (Fourier-shifted,
-    as the paper's simulator makes jittered data; fixed positions only).
+    ``windows``: how fractional windows are sampled, ``"cubic"`` or ``"band-limited"`` (Fourier-shifted, as the
+    paper's simulator makes jittered data; fixed positions only); ``"auto"`` (default): band-limited while the
+    positions are fixed, cubic when they are refined (whole-pixel fixed positions take plain windows either way).
     """
 
     inputs = ("x", "w")
     refinable = (*REFINABLE, *MODEL_UNKNOWNS)
+    #: model alternatives ``mmip tune`` tries after its grid (docs/real_samples.md: the 2 px matrix for a rough one)
+    models = ("matrix", "coupling", "matrix+coupling", "matrix+coupling@matrix_smoothing_px=2")
     #: keyword options of :meth:`build_term`
     options = ("loss", "dtype", "refine", "calibration", "coupling", "photon_weighted", "matrix_smoothing_px",
                "implementation", "windows")
@@ -146,7 +149,7 @@ class Ptychography:
 
     def build_term(self, td, space, loss="amplitude", xp=None, dtype=None, refine=(), calibration=None,
                    coupling=None, photon_weighted=False, matrix_smoothing_px=DEFAULT_MATRIX_SMOOTHING_PX,
-                   implementation="hand-written", windows="cubic", **options):
+                   implementation="hand-written", windows="auto", **options):
         from multimodal_ip import DataTerm
         from multimodal_ip.io.dataset import compact_dtype
 
@@ -189,7 +192,8 @@ class Ptychography:
             return self._loosened(td, space, (op, xp.asarray(data), lossfn), model, coef, matrix_smoothing_px)
         data = xp.asarray(data)
         return DataTerm(op, data, lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne),
-                        curvature=None if implementation == "jax" else PtychographyCurvature(op, lossfn, data))
+                        curvature=None if implementation == "jax" else PtychographyCurvature(op, lossfn, data),
+                        estimator=_position_offer(op, data, td) if "positions" in op.refine else None)
 
     def _loosened(self, td, space, built, model, coef, smoothing):
         """The term of :meth:`build_term` with ``coupling``/``matrix`` refined: :class:`PhaseCoupling` in front of
@@ -267,17 +271,19 @@ class Ptychography:
             1 + rng.random(24 * 24 * 2)
 
 
-def _check_implementation(td, implementation, refine, windows="cubic"):
+def _check_implementation(td, implementation, refine, windows="auto"):
     """``implementation``: ``"hand-written"`` (:class:`PtychographyModel`) or ``"jax"`` (:mod:`.jax_model`; whole-pixel
-    positions, nothing refined but the probe); ``windows``: ``"cubic"`` or ``"band-limited"`` (fixed positions)."""
+    positions, nothing refined but the probe); ``windows``: ``"auto"``, ``"cubic"`` or ``"band-limited"`` (fixed
+    positions, or positions moved by the term's estimator only: not the affine map)."""
     from .band_limited_sampler import WINDOWS
 
     if windows not in WINDOWS:
         msg = f"{td.where()}: ptychography option windows must be one of {list(WINDOWS)}; got {windows!r}"
         raise ConfigError(msg)
-    if windows != "cubic" and (implementation == "jax" or {"positions", "affine"} & set(refine)):
-        msg = (f"{td.where()}: ptychography option windows = {windows!r} takes fixed positions and the hand-written "
-               f"implementation; got refine {list(refine)}, implementation {implementation!r} (use windows 'cubic')")
+    if windows == "band-limited" and (implementation == "jax" or "affine" in refine):
+        msg = (f"{td.where()}: ptychography option windows = {windows!r} takes fixed or estimated positions and the "
+               f"hand-written implementation; got refine {list(refine)}, implementation {implementation!r} (use "
+               "windows 'cubic')")
         raise ConfigError(msg)
     if implementation not in ("hand-written", "jax"):
         msg = f"{td.where()}: ptychography implementation must be 'hand-written' or 'jax'; got {implementation!r}"
@@ -286,6 +292,16 @@ def _check_implementation(td, implementation, refine, windows="cubic"):
         msg = (f"{td.where()}: ptychography implementation 'jax' refines only the probe; got refine {list(refine)} "
                "(the hand-written implementation refines the rest)")
         raise ConfigError(msg)
+
+
+def _position_offer(op, data, td):
+    """The term's estimator of its positions (:class:`~mmip_ptychography.position_offer.PositionOffer`)."""
+    from multimodal_ip.problem import CalibrationEstimator
+
+    from .position_offer import PositionOffer
+
+    offer = PositionOffer(op, data, td.attrs.get("photons_per_unit"))
+    return CalibrationEstimator(offer, offer.unknowns, "ptychography positions")
 
 
 @hookimpl

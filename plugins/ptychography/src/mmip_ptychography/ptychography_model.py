@@ -5,7 +5,7 @@ from mmip_scanprobe import CalibrationLayout, ComplexCoupling, CubicPatches, ext
 from mmip_scanprobe.scatter import scatter_patches_
 
 from multimodal_ip.backend import fft2, fft2c, get_array_module, ifft2, ifft2c, to_numpy
-from multimodal_ip.errors import ConfigError
+from multimodal_ip.errors import ConfigError, SolverError
 from multimodal_ip.operators import Streamed
 
 from .far_field import validate_positions
@@ -47,7 +47,11 @@ class PtychographyModel(Streamed):
         Positions per block (default: about 4 MB of spectra, :class:`~multimodal_ip.operators.Streamed`).
     windows : :obj:`str`, optional
         How fractional windows are sampled: ``"cubic"`` (default) or ``"band-limited"``
-        (``mmip_ptychography.band_limited_sampler.BandLimitedSampler``, fixed positions only).
+        (``mmip_ptychography.band_limited_sampler.BandLimitedSampler``: fixed positions, or refined positions
+        moved only by the term's estimator, the model having no derivatives in them, ``no_derivatives``; not the
+        affine map); ``"auto"`` (the term's default): band-limited when the positions are fixed, cubic when they
+        move. Whole-pixel fixed
+        positions take plain windows whatever the option.
 
     Notes
     -----
@@ -82,7 +86,15 @@ class PtychographyModel(Streamed):
         self.layout = CalibrationLayout(self.coupling.shape[1], self.window, len(self.positions), refine, dtype,
                                         nominal=self.positions, object_shape=self.object_shape)
         self.refine = self.layout.refine
-        self.windows, self.sampler_class = windows, _sampler_class(windows, self.layout.moves)
+        self.sampler_class = _sampler_class(windows, self.layout.moves)
+        self.windows = "cubic" if self.sampler_class is CubicPatches else "band-limited"
+        if self.windows == "band-limited" and "affine" in self.refine:
+            msg = ("ptychography option windows = 'band-limited' takes fixed positions or positions its estimator "
+                   "moves (not the affine map: use 'cubic')")
+            raise ConfigError(msg)
+        #: refined inputs this model has no derivatives in (band-limited windows at moving positions: a run moves
+        #: them by the term's estimator only, the staged solver refuses anything else)
+        self.no_derivatives = ("positions",) if self.layout.moves and self.windows == "band-limited" else ()
         #: windows are sampled (cubic) when a position is fractional or the positions move (refined or affine)
         self.sampled = self.layout.moves or bool(np.any(self.fractions != 0))
         # even windows: fftshift(fft2(a)) = fft2(C a) and ifft2(ifftshift(b)) = C ifft2(b) with the checkerboard
@@ -152,7 +164,11 @@ class PtychographyModel(Streamed):
         dpsi = self._probed(state, dz, rows)
         if dprobe is not None:
             dpsi += self.fold(dprobe)[None] * self._patches(state, state["z"], rows)
-        if dpos is not None:
+        if dpos is not None and self.no_derivatives:  # held positions only (a frozen tangent is zero)
+            if bool(state["xp"].any(dpos != 0)):
+                msg = "ptychography windows = 'band-limited' have no derivatives in the positions (use 'cubic')"
+                raise SolverError(msg)
+        elif dpos is not None:
             d0, d1 = state["sampler"].derivatives(state["z"], rows)
             d0 *= dpos[rows, 0, None, None]
             d0 += d1 * dpos[rows, 1, None, None]
@@ -176,8 +192,8 @@ class PtychographyModel(Streamed):
             return
         b *= state["folded"].conj()  # the windows' cotangent
         sampler.scatter(acc["z"], b, rows)
-        if self.layout.moves:
-            acc["positions"][rows] = sampler.position_gradient(state["z"], rows, b)
+        if self.layout.moves and not self.no_derivatives:  # band-limited: zeros (a run must hold these positions,
+            acc["positions"][rows] = sampler.position_gradient(state["z"], rows, b)  # solve_staged checks it)
 
     def stream_release(self, state):
         return None  # finishing reads the accumulators only
@@ -189,15 +205,15 @@ class PtychographyModel(Streamed):
 
 
 def _sampler_class(windows, moves):
-    """The window sampler of the option ``windows``; band-limited windows take fixed positions only."""
+    """The window sampler of the option ``windows`` (``"auto"``: band-limited unless the positions move; band-limited
+    windows at moving positions have no derivatives in them: moved by the term's estimator only)."""
     from .band_limited_sampler import WINDOWS, BandLimitedSampler
 
     if windows not in WINDOWS:
         msg = f"ptychography option windows must be one of {list(WINDOWS)}; got {windows!r}"
         raise ConfigError(msg)
-    if windows == "band-limited" and moves:
-        msg = "ptychography option windows = 'band-limited' takes fixed positions (refining them needs 'cubic')"
-        raise ConfigError(msg)
+    if windows == "auto":
+        windows = "cubic" if moves else "band-limited"
     return CubicPatches if windows == "cubic" else BandLimitedSampler
 
 
