@@ -16,10 +16,12 @@ makes them unitless, by one of :data:`SCORES`:
   from the start (XRF maps) then outweighs one whose held-out loss grows many times (docs/real_samples.md).
 
 The lowest score wins. With ``alternatives`` (``mmip tune``'s default), :func:`tune` first fits the grid, then each
-alternative model once at the setting chosen on the grid, and scores all trials together.
+alternative model once at the setting chosen on the grid, scores all trials together, and :func:`choose_model` keeps
+the run's own model unless an alternative beats it by :data:`MODEL_MARGIN`.
 """
 
-__all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose", "score_trials", "explain", "SCORES"]
+__all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose", "choose_model", "score_trials", "explain",
+           "SCORES", "MODEL_MARGIN"]
 
 import itertools
 import math
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import ConfigError
+from .tune_choice import MODEL_MARGIN, _ratio, choose, choose_model, explain
 
 #: the rules :func:`score_trials` scores by (module docstring)
 SCORES = ("worst", "sum", "start")
@@ -153,39 +156,6 @@ def validation_score(scorer, x, reference: dict) -> tuple:
 def _start_ratios(held, reference) -> dict:
     """``{term: held-out loss / its flat-start value}`` (``inf`` where that value is zero)."""
     return {t: held[t] / reference[t] if reference[t] > 0 else math.inf for t in reference}
-
-
-def choose(trials: list, tolerance: float = 0.0) -> "Trial":
-    """The chosen trial: the lowest score, or with ``tolerance`` > 0 the most conservative trial whose score is within
-    ``tolerance`` (relative) of the lowest: the model with the fewest refined unknowns, the balanced likelihood before
-    Poisson, then the smallest ``c`` (the least
-    weight on the terms balanced against the reference), then the smallest strengths. Near the optimum the held-out
-    score is flat to about 1 % while the true error still varies by several percent (docs/validation.md); among
-    settings the data cannot tell apart this prefers the one that trusts the weighted terms least.
-
-    Parameters
-    ----------
-    trials : :obj:`list` of ``Trial``
-        Trials returned by :func:`tune` (at least one).
-    tolerance : :obj:`float`, optional
-        Relative score tolerance; ``0`` picks the lowest score.
-
-    Returns
-    -------
-    trial : ``Trial``
-        The chosen trial.
-    """
-    best = min(trials, key=lambda t: t.score)
-    if tolerance <= 0:
-        return best
-    near = [t for t in trials if t.score <= best.score * (1 + tolerance)]
-
-    def order(t):  # the model with the fewest unknowns first
-        c = t.setting.balance_c if t.setting.balance_c is not None else math.inf
-        return (len(t.setting.refine), t.setting.likelihood != "balanced", c,
-                tuple(v for _, v in t.setting.strengths), t.score)
-
-    return min(near, key=order)
 
 
 def tune(build, solve, grid, fraction, seed, patience, progress=None, budget_s=None, score="worst",
@@ -324,53 +294,3 @@ def score_trials(trials: list, rule: str = "worst") -> list:
         value = max(ratios.values()) if rule == "worst" else sum(ratios.values())
         out.append(replace(t, per_term=ratios, score=float(value)))
     return out
-
-
-def _ratio(value, reference) -> float:
-    """``value / reference``; 1 when both are 0, ``inf`` when only the reference is (or either is not finite)."""
-    if not (np.isfinite(value) and np.isfinite(reference)):
-        return math.inf
-    if reference > 0:
-        return float(value / reference)
-    return 1.0 if value == 0 else math.inf
-
-
-def explain(best, trials: list, names=()) -> str:
-    """One line saying why ``best`` was chosen: its score and worst term, and each other model's best score with the
-    term it predicts worst against ``best`` (e.g. ``tied 3.1 (...): held-out ptychography loss 3.1x the chosen's``).
-
-    Parameters
-    ----------
-    best : ``Trial``
-        The chosen trial (:func:`choose`).
-    trials : :obj:`list` of ``Trial``
-        Every scored trial.
-    names : sequence of :obj:`str`, optional
-        Regularizer names for the labels.
-
-    Returns
-    -------
-    :obj:`str`
-    """
-    def terms(t):
-        return ", ".join(f"{k} {v:.3g}" for k, v in t.per_term.items())
-
-    text = f"model {best.setting.model} ({best.setting.label(names)}): score {best.score:.4g} ({terms(best)})"
-    others: dict = {}
-    for t in trials:
-        if t.setting.model != best.setting.model and (t.setting.model not in others
-                                                      or t.score < others[t.setting.model].score):
-            others[t.setting.model] = t
-    if others:
-        text += "; best of the other models: " + "; ".join(
-            f"{m} {t.score:.4g} ({terms(t)}){_against(t, best)}" for m, t in others.items())
-    return text
-
-
-def _against(trial, best) -> str:
-    """``: held-out TERM loss R x the chosen's`` for the term ``trial`` predicts worst relative to ``best``."""
-    ratios = {k: _ratio(v, best.held[k]) for k, v in trial.held.items() if k in best.held}
-    if not ratios:
-        return ""
-    term = max(ratios, key=lambda k: ratios[k])
-    return f": held-out {term} loss {ratios[term]:.4g}x the chosen's"

@@ -70,7 +70,6 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
     :func:`~multimodal_ip.start.read_start`) where given and the problem's own start elsewhere."""
     from ..solvers import solve_staged
     from ..start import freeze, start_point
-
     bar = _progress(cfg["iterations"], 0 if resume_state is None else resume_state["iteration"], desc) if show else None
 
     def callback(state):
@@ -136,28 +135,28 @@ class _Counted(Exception):
     """Ends :func:`_measured_values`'s read of a file once its terms' shapes are known."""
 
 
-def _measured_values(path, terms, allow_external) -> dict:
-    """``{term: number of measured values}`` of ``path`` (its ``data`` datasets' sizes, 0 without): no data read."""
+def _measured_values(path, terms, allow_external) -> tuple:
+    """``({term: its data's size (0 without)}, variable names)`` of ``path``: no data read."""
     from ..io import load_dataset
 
-    counts: dict = {}
+    counts, names = dict[str, int](), list[str]()
 
     def plan(space, lazy, nbytes):
         counts.update({n: int(np.prod(t.arrays["data"].shape)) if "data" in t.arrays else 0 for n, t in lazy.items()})
+        names.extend(space.names)
         raise _Counted
 
     with contextlib.suppress(_Counted):
         load_dataset(path, terms=terms, allow_external=allow_external, plan=plan)
-    return counts
+    return counts, names
 
 
 def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
-    """Decide the stopping rule ``auto`` (``mmip reconstruct``'s default): ``validation`` (then a refit on all the
-    data) when the run has **one** data term, more iterations than the patience and at least
-    :data:`~multimodal_ip.validation.MIN_HELD_OUT` values to hold out; ``iterations`` otherwise. Sets
-    ``cfg["stopping"]["rule"]`` to the decision. Joint runs keep their iterations: the weighted validation loss
-    follows the dominant term, and stops after a few iterations where the other carries the information
-    (docs/validation.md).
+    """Decide the stopping rule ``auto`` (``mmip reconstruct``'s default), set as ``cfg["stopping"]["rule"]``:
+    ``validation`` (then a refit) for **one** data term, a variable not frozen (a known object runs its iterations),
+    no ``calibration=estimator``, more iterations than the patience and
+    :data:`~multimodal_ip.validation.MIN_HELD_OUT` values to hold out; else ``iterations`` (joint runs: the
+    validation loss follows the dominant term, docs/validation.md).
 
     Parameters
     ----------
@@ -180,10 +179,14 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
     spec = dict(cfg["stopping"] or {})
     if spec.get("rule", "auto") != "auto":
         return ""
-    fraction = float(spec.get("fraction", DEFAULT_FRACTION))
-    patience = int(spec.get("patience", 10))
-    if len(counts := _measured_values(path, terms, allow_external)) != 1:
+    fraction, patience = float(spec.get("fraction", DEFAULT_FRACTION)), int(spec.get("patience", 10))
+    counts, names = _measured_values(path, terms, allow_external)
+    if len(counts) != 1:
         rule, why = "iterations", f"{len(counts)} data terms (the joint balance decides what validation follows)"
+    elif names and set(names) <= set(cfg.get("freeze") or ()):  # a known object: held-out values stop nothing
+        rule, why = "iterations", f"{', '.join(names)} frozen: only calibration unknowns move"
+    elif (cfg.get("solver_options") or {}).get("calibration") == "estimator":  # rounds of estimates: none held out
+        rule, why = "iterations", "calibration=estimator alternates with the term's estimator"
     elif cfg["iterations"] <= patience:
         rule, why = "iterations", f"{cfg['iterations']} iterations, not more than the patience {patience}"
     elif min(counts.values()) * fraction < MIN_HELD_OUT:
@@ -191,8 +194,7 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
     else:
         rule, why = "validation", f"one data term of {next(iter(counts.values()))} values, {fraction:g} held out"
     cfg["stopping"] = dict(spec, rule=rule)
-    unused = [k for k in ("patience", "min_delta") if k in spec]
-    if rule == "iterations" and unused:
+    if rule == "iterations" and (unused := [k for k in ("patience", "min_delta") if k in spec]):
         warnings.warn(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect: --stop auto runs "
                       f"the iterations ({why})", stacklevel=2)
     return f"auto: {rule} ({why})"

@@ -103,7 +103,8 @@ def run(args) -> int:
 
     cfg = run_config(args)
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
-    resolve_stop(args.data, cfg, None, args.allow_external_links)  # only --stop auto: compare's default is iterations
+    if (cfg["stopping"] or {}).get("rule") == "auto":  # only --stop auto: compare's default is iterations
+        resolve_stop(args.data, cfg, None, args.allow_external_links)
     ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
     start = start_values(cfg, ds, joint, args.allow_external_links)  # every method from the same start
     methods = _methods(joint)

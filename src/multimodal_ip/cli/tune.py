@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import run_config, validation_settings
 from ..errors import ConfigError
+from ..tune import MODEL_MARGIN
 from .command import Command
 from .common import (
     _HELD,
@@ -51,6 +52,9 @@ def add_arguments(s) -> None:
     s.add_argument("--tolerance", type=float, default=0.0,
                    help="scores within this fraction of the best count as equal; among them the balanced likelihood "
                         "and the smallest c are chosen (default 0: the lowest score; docs/validation.md compares)")
+    s.add_argument("--model-margin", type=float, default=MODEL_MARGIN,
+                   help=f"with --models auto, a model alternative is chosen only when its score is below 1 - this "
+                        f"times the grid's choice on the run's own model (default {MODEL_MARGIN})")
     s.add_argument("--refit", action="store_true",
                    help="also run chosen.toml (the chosen setting on all the data for its best iteration count): "
                         "refit.h5")
@@ -85,16 +89,17 @@ def run(args) -> int:
     from ..io.problem_builder import LIKELIHOODS
     from ..solvers import check_solver_options, get_solver, solve_staged
     from ..start import freeze, start_file, start_point
-    from ..tune import choose, explain, settings_grid, tune
+    from ..tune import choose, choose_model, explain, settings_grid, tune
     from ..validation import DEFAULT_FRACTION
 
     cfg = run_config(args)
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
     fraction, seed, _, patience, _ = validation_settings(cfg)
     fraction = fraction if fraction is not None else DEFAULT_FRACTION
-    if not (math.isfinite(args.tolerance) and 0 <= args.tolerance < 1):
-        msg = f"--tolerance must be in [0, 1); got {args.tolerance}"
-        raise ConfigError(msg)
+    for flag, value in (("--tolerance", args.tolerance), ("--model-margin", args.model_margin)):
+        if not (math.isfinite(value) and 0 <= value < 1):
+            msg = f"{flag} must be in [0, 1); got {value}"
+            raise ConfigError(msg)
     likelihoods = _distinct([v.strip() for v in args.likelihoods.split(",") if v.strip()], "--likelihoods")
     bad = [v for v in likelihoods if v not in LIKELIHOODS]
     if bad or not likelihoods:
@@ -171,7 +176,8 @@ def run(args) -> int:
     _HELD.release()
     trials = tune(build, solve, grid, fraction, seed, patience, progress, args.budget, args.score, alternatives,
                   args.tolerance)
-    best = choose(trials, args.tolerance)
+    best = choose_model(trials, len(grid), args.tolerance, args.model_margin) if auto else choose(trials,
+                                                                                                 args.tolerance)
     if len(trials) > len(grid):
         at = replace(trials[len(grid)].setting, refine=(), options=()).label(names)
         models = (f"the run's model over the grid, then {', '.join(t.setting.model for t in trials[len(grid):])} "

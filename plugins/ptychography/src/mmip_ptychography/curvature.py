@@ -109,7 +109,7 @@ class PtychographyCurvature:
                 p = op._patches(state, state["z"], rows)
                 acc += (p.real**2 + p.imag**2).sum(axis=0)
             out["probe"] = ncp.repeat(self.factor * acc.ravel(), 2)
-        if "positions" in op.refine:
+        if "positions" in op.refine and "positions" not in getattr(op, "no_derivatives", ()):  # else held (ones)
             out["positions"] = self.position_blocks(state)
         return out
 

@@ -58,8 +58,9 @@ class Ptychography:
     (the Gaussian smoothing of a refined ``matrix``, :mod:`~mmip_ptychography.phase_matrix`), ``dtype``. ``refine``
     also takes ``"coupling"`` and ``"matrix"``: the phase the element maps do not explain (docs/real_samples.md).
     ``windows``: how fractional windows are sampled, ``"cubic"`` or ``"band-limited"`` (Fourier-shifted, as the
-    paper's simulator makes jittered data; fixed positions only); ``"auto"`` (default): band-limited while the
-    positions are fixed, cubic when they are refined (whole-pixel fixed positions take plain windows either way).
+    paper's simulator makes jittered data; fixed positions, or refined ``positions`` that only the term's estimator
+    moves, ``--solver-option calibration=estimator``); ``"auto"`` (default): band-limited while the positions are
+    fixed, cubic when they are refined (whole-pixel fixed positions take plain windows either way).
     """
 
     inputs = ("x", "w")
