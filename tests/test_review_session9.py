@@ -99,3 +99,16 @@ def test_curvature_preconditioner_with_estimated_band_limited_positions(jittered
     history = load_result(out)["history"]
     assert "estimator_iterations" in history
     assert history["objective"][-1] < history["objective"][0]
+
+
+@pytest.mark.parametrize(("bound", "how"), [("1.5", "posterior mean"), ("6", "per-position Levenberg-Marquardt")])
+def test_the_posterior_mean_only_within_its_radius(jittered, tmp_path, bound, how):
+    """The known-object estimate takes the posterior mean within ``MEAN_RADIUS_PX`` of the file's positions; a wider
+    ``--refine-bound`` takes the whole-pixel search (the posterior's grid grows with the radius squared)."""
+    both, _ = jittered
+    out = tmp_path / "r.h5"
+    assert main(["reconstruct", str(both), "-o", str(out), "--terms", "ptychography", "--refine", "positions",
+                 "--freeze", "x,w", "--start", "truth:x,w", "--iterations", "10", "--refine-bound",
+                 f"positions={bound}", "--dtype", "float64"]) == 0
+    with h5py.File(out) as f:
+        assert f["results"].attrs["message"].startswith(f"positions by {how}"), f["results"].attrs["message"]

@@ -4,7 +4,7 @@ scan positions at the current object and probe, each a two-parameter fit of its 
 scale is known, on the first call each position's posterior mean over the search box (with the Poisson likelihood)
 or a whole-pixel search around the file's positions, then per-position Levenberg-Marquardt)."""
 
-__all__ = ["PositionOffer", "SEARCH_RADIUS_PX"]
+__all__ = ["PositionOffer", "SEARCH_RADIUS_PX", "MEAN_RADIUS_PX"]
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from multimodal_ip.backend import to_numpy
 #: half-width of the whole-pixel search around the file's positions when the run sets no ``--refine-bound``
 #: (pixels): the scan errors the search looks for (the paper's cases jitter by up to 2 px)
 SEARCH_RADIUS_PX = 2.0
+#: largest search radius for which the first call takes the posterior mean (its grid grows with the radius squared:
+#: a wider box takes the whole-pixel search and Levenberg-Marquardt)
+MEAN_RADIUS_PX = 4.0
 
 
 class PositionOffer:
@@ -23,11 +26,11 @@ class PositionOffer:
     :meth:`PositionEstimator.fit <mmip_ptychography.PositionEstimator.fit>` in float64. With ``search`` (the run's
     first call) and the Poisson likelihood, each position is the mean of its posterior over the box within the radius
     of the file's positions (``estimate="mean"``: the least mean-square error where the box holds several minima,
-    docs/refinement.md); with the amplitude misfit it searches every whole-pixel offset within the radius and keeps
-    the best of three Levenberg-Marquardt fits from the best offsets. Otherwise it runs Levenberg-Marquardt from the
-    current positions. The radius is the bound's half-width when the run bounds the positions (``--refine-bound
-    positions=D``), else :data:`SEARCH_RADIUS_PX`; every estimate stays within the radius + 1/2 px of the file's
-    positions (the search's box).
+    docs/refinement.md); with the amplitude misfit, or a radius over :data:`MEAN_RADIUS_PX`, it searches every
+    whole-pixel offset within the radius and keeps the best of three Levenberg-Marquardt fits from the best offsets.
+    Otherwise it runs Levenberg-Marquardt from the current positions. The radius is the bound's half-width when the
+    run bounds the positions (``--refine-bound positions=D``), else :data:`SEARCH_RADIUS_PX`; every estimate stays
+    within the radius + 1/2 px of the file's positions (the search's box).
 
     Parameters
     ----------
@@ -94,7 +97,7 @@ class PositionOffer:
                          bounds["positions"])
             radius = float(np.max(high - low)) / 2
         if search:
-            estimate = "mean" if self.photons is not None else "local"
+            estimate = "mean" if self.photons is not None and radius <= MEAN_RADIUS_PX else "local"
             fit = est.fit(nominal, iterations=iterations, radius=radius, starts=self.starts, estimate=estimate)
         else:
             start = np.asarray(to_numpy(values["positions"]), dtype=float).reshape(nominal.shape)
@@ -103,7 +106,7 @@ class PositionOffer:
         post = fit.posterior
         converged = fit.iterations < iterations if post is None else not np.any(post.unconverged)
         likelihood = "Poisson" if self.photons is not None else "amplitude"
-        how = ("posterior mean" if search and self.photons is not None else "per-position Levenberg-Marquardt")
+        how = "posterior mean" if post is not None else "per-position Levenberg-Marquardt"
         message = (f"positions by {how} (band-limited windows, {likelihood} likelihood"
                    f"{f', search box within {radius:g} px' if search else ''}): "
                    + (f"{int(np.sum(post.evaluations))} likelihood evaluations on its grids, "
