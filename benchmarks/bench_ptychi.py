@@ -4,6 +4,7 @@ correction (CPU).
     python benchmarks/bench_ptychi.py --install               # once: pty-chi + CPU torch in .ptychi-venv/
     python benchmarks/bench_ptychi.py [--n 1306 --np 128 --step 37] [--epochs 5] [--dtype float32]
     python benchmarks/bench_ptychi.py --positions [--cases phantom cameraman] [--seeds 3] [--epochs 150]
+    python benchmarks/bench_ptychi.py --positions --bound|--known-object [--step 10 20] [--first-seed 4 --seeds 1]
     python benchmarks/bench_ptychi.py --accuracy [--cases ...] [--noise 0.03 0.1] [--seeds 5] [--threads 1]
         [--ours-flags '--stop iterations --iterations 150'] [--solver lbfgs --dtype float32 --ours-option K=V ...]
         [--ptychi-option reconstructor_options.batch_size=100 ...] [--json rows.json] [--figure fig.png]
@@ -22,6 +23,9 @@ nominal raster, the true probe is given and fixed); pty-chi LSQML with its posit
 the same flat start; final object error over [x; w], positions rms against the truth, wall time; and both codes with
 the true positions fixed, which shows that the two set up the same problem (pty-chi's unnormalised FFT, its
 first-epoch probe rescaling and its object-probe ambiguity removal are accounted for in its script).
+``--bound`` / ``--known-object`` (:mod:`_ptychi_bound`): each code's rms per position against the rms of the
+band-limited Cramer-Rao bound over the positions with a finite bound of at most the jitter, object unknown (common
+shift removed) or known (given, not optimised), per case and ``--step``.
 
 pty-chi is not a dependency of this project: ``--install`` creates its own virtual environment
 (``benchmarks/.ptychi-venv``, or ``--venv``) with ``torch==2.14.1``, ``torchvision==0.29.1`` and ``ptychi``,
@@ -46,12 +50,14 @@ from pathlib import Path
 
 import numpy as np
 from _ptychi_accuracy import accuracy_study, replot, set_threads
+from _ptychi_bound import bound_study
 
 HERE = Path(__file__).resolve().parent
 
 #: what runs inside pty-chi's environment: reads the .npz written below, runs one engine, prints JSON.
 #: argv: npz, engine, epochs, threads, correct_from (-1: time epochs, positions fixed; -2: a whole run with the
-#: positions fixed; >= 0: a whole run with position correction from that epoch)
+#: positions fixed; >= 0: a whole run with position correction from that epoch), optionally a .npy of the known
+#: object (given as the start and not optimised)
 PTYCHI_SCRIPT = r"""
 import json, sys, time
 import numpy as np, torch
@@ -67,9 +73,11 @@ options = {"lsqml": api.LSQMLOptions, "epie": api.EPIEOptions}[engine]()
 # ours; the same start (1 + 1j: x = w = 1); the probe is the given one, so pty-chi must not rescale it to the data's
 # power in the first epoch nor move the object's mean transmission to 1 (both change the object's scale)
 options.data_options.data = data * float(probe.size)
-options.object_options.initial_guess = torch.full((1, n, n), 1 + 1j, dtype=torch.complex64)
+known = len(sys.argv) > 6
+options.object_options.initial_guess = (torch.as_tensor(np.load(sys.argv[6])[None], dtype=torch.complex64) if known
+                                        else torch.full((1, n, n), 1 + 1j, dtype=torch.complex64))
 options.object_options.pixel_size_m = 1.0
-options.object_options.optimizable = True
+options.object_options.optimizable = not known
 options.object_options.optimizer = api.Optimizers.SGD
 options.object_options.step_size = 1.0 if engine == "lsqml" else 0.1
 options.object_options.remove_object_probe_ambiguity.enabled = False
@@ -239,7 +247,8 @@ def _accuracy_flags(p):
                    help="our ptychography term's options, e.g. windows=band-limited, repeatable (--accuracy)")
     p.add_argument("--ptychi-option", action="append", metavar="PATH=VALUE",
                    help="pty-chi LSQMLOptions field, e.g. reconstructor_options.batch_size=100, repeatable")
-    p.add_argument("--json", help="write every row (with its error-vs-time trace) to this JSON file")
+    p.add_argument("--json", help="write every row (with its error-vs-time trace; with --bound its positions and "
+                                  "bounds) to this JSON file")
     p.add_argument("--figure", help="draw error against wall time per case to this PNG "
                                     "(e.g. docs/ptychi_time_to_accuracy.png)")
     p.add_argument("--replot", nargs="+", metavar="JSON", help="table and figure of saved --json files; no run")
@@ -251,7 +260,8 @@ def main():
     p.add_argument("--venv", default=str(HERE / ".ptychi-venv"))
     p.add_argument("--n", type=int, default=1306)
     p.add_argument("--np", type=int, default=128)
-    p.add_argument("--step", type=int, default=37)
+    p.add_argument("--step", type=int, nargs="+", help="raster step (px): timing 37 (one value); with --bound each "
+                   "value, passed to mmip simulate (default: the case's)")
     p.add_argument("--epochs", type=int, help="epochs / iterations (default 5 for timing, 150 with --positions)")
     p.add_argument("--dtype", choices=("float32", "float64"), help="ours (default float32; with --accuracy the CLI's)")
     p.add_argument("--engines", nargs="+", default=["lsqml", "epie"])
@@ -263,6 +273,10 @@ def main():
                    "--positions, 0 with --accuracy, where the true positions are given)")
     p.add_argument("--correct-from", type=int, default=10, help="pty-chi: first epoch of position correction")
     p.add_argument("--refine-after", type=int, default=50, help="ours: iterations before the positions move")
+    p.add_argument("--bound", action="store_true", help="with --positions: both codes' rms per position against "
+                   "the Cramer-Rao bound (:mod:`_ptychi_bound`; object unknown: common shift removed)")
+    p.add_argument("--known-object", action="store_true", help="with --positions: --bound with the true object "
+                   "given and fixed (ours: mmip reconstruct --freeze x,w --start truth:x,w)")
     _accuracy_flags(p)
     args = p.parse_args()
     venv = Path(args.venv)
@@ -290,8 +304,12 @@ def main():
     args.cases, args.seeds = args.cases or ["phantom", "cameraman"], args.seeds or 3
     args.dtype = args.dtype or "float32"
     args.jitter = 2.0 if args.jitter is None else args.jitter
+    if args.positions and (args.bound or args.known_object):
+        args.steps = args.step or [None]  # seeds --first-seed.. (--accuracy's flag)
+        return bound_study(args, venv, threads, PTYCHI_SCRIPT, ours_positions)
     if args.positions:
         return positions_study(args, venv, threads)
+    args.step = (args.step or [37])[0]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.h5"
         save_dataset(path, simulate("phantom", seed=0, noise=0.03, n=args.n, probe_size=args.np, step=args.step))
