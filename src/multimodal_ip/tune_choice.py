@@ -45,7 +45,7 @@ def choose(trials: list, tolerance: float = 0.0) -> "Trial":
 
 
 #: relative score by which a model alternative of ``--models auto`` must beat the run's own model to be chosen
-MODEL_MARGIN = 0.02
+MODEL_MARGIN = 0.01
 
 
 def choose_model(trials: list, grid_size: int, tolerance: float = 0.0, margin: float = MODEL_MARGIN) -> "Trial":
