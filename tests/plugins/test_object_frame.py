@@ -41,3 +41,19 @@ def test_exporters_refuse_an_unusable_frame(attrs):
         maps_frame(context, "r.h5")
     assert product_frame({**context, "dataset": SimpleNamespace(attrs=GOOD)}) == maps_frame(
         {**context, "dataset": SimpleNamespace(attrs=GOOD)}, "r.h5") == ObjectFrame.from_attrs(GOOD)
+
+
+@pytest.mark.parametrize("attrs", [None, *UNUSABLE])
+def test_the_refusal_says_what_is_wrong(attrs):
+    """The exporters' one line names what is wrong with the frame: missing, the count, or the value found."""
+    why = ObjectFrame.why_not(attrs)
+    assert why and ObjectFrame.why_not(GOOD) == ""
+    attrs = attrs or {}
+    if "pixel_size_m" not in attrs or "origin_m" not in attrs:
+        assert "missing" in why
+    elif np.size(attrs["pixel_size_m"]) == 1 and np.size(attrs["origin_m"]) == 2:
+        assert any(repr(v) in why or str(v) in why for v in (attrs["pixel_size_m"],)), why
+    context = {"dataset": SimpleNamespace(attrs=attrs), "data": "d.h5"}
+    with pytest.raises(DataError) as err:
+        product_frame(context)
+    assert str(err.value).endswith(why) and len(str(err.value).splitlines()) == 1

@@ -11,11 +11,12 @@ from multimodal_ip.errors import DataError
 
 def _frame(context, where) -> ObjectFrame:
     """Where object pixel (r, c) sits: the data file's root attributes ``pixel_size_m`` and ``origin_m``."""
-    frame = ObjectFrame.from_attrs(getattr(context.get("dataset"), "attrs", None))
+    attrs = getattr(context.get("dataset"), "attrs", None)
+    frame = ObjectFrame.from_attrs(attrs)
     if frame is None:
         found = context.get("data") or "the run's data file (not found: give --data FILE)"
         msg = (f"{where}: XRF-Maps axes need the object frame, root attributes pixel_size_m and origin_m of "
-               f"{found} (`mmip import` writes them)")
+               f"{found} (`mmip import` writes them): {ObjectFrame.why_not(attrs)}")
         raise DataError(msg)
     return frame
 

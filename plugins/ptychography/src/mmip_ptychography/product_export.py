@@ -30,7 +30,8 @@ def _frame(context) -> ObjectFrame:
     frame = ObjectFrame.from_attrs(context["dataset"].attrs)
     if frame is None:
         msg = (f"{context.get('data')}: no object frame (root attributes pixel_size_m and origin_m, which `mmip "
-               "import` writes): a product needs positions in metres")
+               f"import` writes): a product needs positions in metres; "
+               f"{ObjectFrame.why_not(context['dataset'].attrs)}")
         raise DataError(msg)
     return frame
 

@@ -37,14 +37,39 @@ class ObjectFrame(NamedTuple):
         frame : :obj:`ObjectFrame` or :obj:`None`
             ``(pixel_size_m, origin_m)``.
         """
+        frame, _ = cls._read(attrs)
+        return frame
+
+    @classmethod
+    def why_not(cls, attrs) -> str:
+        """Why :meth:`from_attrs` finds no frame in ``attrs`` (e.g. ``pixel_size_m is 'abc', not a number``), ``""``
+        when it finds one.
+
+        Parameters
+        ----------
+        attrs : :obj:`dict` or :obj:`None`
+            The data file's root attributes.
+
+        Returns
+        -------
+        :obj:`str`
+        """
+        return cls._read(attrs)[1]
+
+    @classmethod
+    def _read(cls, attrs) -> tuple:
         attrs = attrs or {}
         pixel, origin = attrs.get("pixel_size_m"), attrs.get("origin_m")
-        if pixel is None or origin is None or np.size(pixel) != 1 or np.size(origin) != 2:
-            return None
+        missing = [k for k, v in (("pixel_size_m", pixel), ("origin_m", origin)) if v is None]
+        if missing:
+            return None, f"{' and '.join(missing)} missing"
+        if np.size(pixel) != 1 or np.size(origin) != 2:
+            return None, (f"expected one pixel_size_m and two origin_m values, got {np.size(pixel)} and "
+                          f"{np.size(origin)}")
         try:
             pixel, origin = float(np.ravel(pixel)[0]), tuple(float(v) for v in np.ravel(origin))
         except (TypeError, ValueError):  # not numbers: no frame
-            return None
+            return None, f"pixel_size_m {attrs.get('pixel_size_m')!r} or origin_m {attrs.get('origin_m')!r} not numbers"
         if not (np.all(np.isfinite(origin)) and np.isfinite(pixel) and pixel > 0):
-            return None
-        return cls(pixel, origin)
+            return None, f"expected a finite pixel_size_m > 0 and a finite origin_m, got {pixel!r} and {origin!r}"
+        return cls(pixel, origin), ""
