@@ -31,3 +31,12 @@ def test_model_margin_out_of_range_is_one_line(tmp_path, capsys, value):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--model-margin must be in [0, 1)" in err, err
     assert not (tmp_path / "t").exists()
+
+
+def test_models_auto_in_a_list_is_one_line(tmp_path, capsys):
+    data = tmp_path / "d.h5"
+    assert main(["simulate", "phantom", "-o", str(data), "--n", "32", "--probe-size", "16", "--step", "8"]) == 0
+    capsys.readouterr()
+    assert main(["tune", str(data), "-o", str(tmp_path / "t"), "--models", "auto,matrix"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--models auto stands alone" in err, err

@@ -236,6 +236,9 @@ def _models(text, refine) -> list:
         model, *extra = item.split("@")
         names = () if model.strip() == "tied" else tuple(n.strip() for n in model.split("+"))
         options = tuple(_model_option(e, text) for e in extra)
+        if "auto" in names:
+            msg = f"--models auto stands alone (the grid, then the modalities' alternatives); got {text!r}"
+            raise ConfigError(msg)
         if not model.strip() or not all(n.isidentifier() for n in names) or len(set(names)) != len(names) \
                 or len({k for k, _ in options}) != len(options):
             msg = (f"--models takes 'tied' or unknowns joined by '+', each optionally with @KEY=VALUE term options "
