@@ -40,3 +40,15 @@ def test_models_auto_in_a_list_is_one_line(tmp_path, capsys):
     assert main(["tune", str(data), "-o", str(tmp_path / "t"), "--models", "auto,matrix"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--models auto stands alone" in err, err
+
+
+def test_a_start_value_a_model_lacks_is_refused_before_the_first_fit(tmp_path, capsys):
+    """``--start truth:x,w,matrix`` with no ``/truth/matrix``: one line before any setting is fitted (it failed only
+    when the matrix model's turn came, after the whole grid)."""
+    data = tmp_path / "d.h5"
+    assert main(["simulate", "phantom", "-o", str(data), "--n", "32", "--probe-size", "16", "--step", "8"]) == 0
+    capsys.readouterr()
+    assert main(["tune", str(data), "-o", str(tmp_path / "t"), "--start", "truth:x,w,matrix"]) == 2
+    out, err = capsys.readouterr()
+    assert "held-out" not in out, out  # no setting was fitted
+    assert len(err.strip().splitlines()) == 1 and "/truth/matrix: missing" in err, err

@@ -167,6 +167,11 @@ def run(args) -> int:
                             refine_after=refine_after(dict(cfg, refine_after=_model_after(cfg, problem.calibration))),
                             stopping=stop, **opts)
 
+    if cfg["start"] is not None:  # every model's start values read (or refused) before the first fit
+        for refine, options in dict.fromkeys([(x.refine, x.options) for x in grid] + [tuple(map(tuple, a)) for a in
+                                                                                      alternatives]):
+            start_of(build(replace(grid[0], refine=refine, options=options), fraction, seed))
+
     def progress(trial):
         held = ", ".join(f"{k} {v:.4g}" for k, v in trial.held.items())
         print(f"{trial.setting.label(names)}: held-out {held} at iteration {trial.best_iteration} "
