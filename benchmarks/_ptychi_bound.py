@@ -79,6 +79,7 @@ def bound_study(args, venv, threads, script_text, ours_unknown):
 
 def _one(args, venv, threads, script, ours_unknown, tmp, case, step, seed):
     """One case, step and seed: the bound, both codes; a row (dict), or None when pty-chi failed."""
+    from _ptychi_accuracy import complex_object
     from mmip_paper import simulate
     from mmip_ptychography.fisher import fisher_weight, position_bounds, position_fisher
 
@@ -87,7 +88,7 @@ def _one(args, venv, threads, script, ours_unknown, tmp, case, step, seed):
     ds = simulate(case, seed=seed, noise=0.03, step=step, position_jitter_px=args.jitter)
     td = ds.terms["ptychography"]
     truth = np.asarray(ds.truth["positions"], dtype=float)
-    z = ds.truth["x"] + 1j * ds.truth["w"][0]
+    z, _ = complex_object(ds)  # with the term's coupling coefficients (the paper's cases: ones, one element)
     probe = ds.truth.get("probe", td.arrays["probe"])
     weight = fisher_weight(photons_per_unit=float(td.attrs["photons_per_unit"]))
     bound, _ = position_bounds(position_fisher(z, probe, truth, weight, "fourier"))
