@@ -241,14 +241,14 @@ class _Run:
 
         def cb(st):
             if self.callback is not None:
-                history = _joined(before, st.history, offset, t_offset)
+                history = before.then(st.history, offset, t_offset)
                 self.callback(SolverState(st.iteration + offset, st.x, history,
                                           _RoundCheckpoint(st.solver, offset, t_offset, before)))
 
         max_time = options.get("max_time_s")
         opts = dict(options) if max_time is None else dict(options, max_time_s=max(max_time - self.elapsed, 0.0))
         res = run(held, self.x, maxiter=k, callback=cb, resume_state=resume_state, **opts)
-        self.history = _joined(before, res.history, offset, t_offset)
+        self.history = before.then(res.history, offset, t_offset)
         self.x = res.x
         self.iteration = offset + int(res.history.last().get("iteration", 0))
         self.elapsed = t_offset + float(res.history.last().get("time_s", 0.0))
@@ -275,12 +275,6 @@ class _Run:
         self.x = self.problem.xp.asarray(arrays["x"])
         self.searched = self.iteration > first
         return inner
-
-
-def _joined(before, rows, offset, t_offset) -> History:
-    """``before`` and a round's history ``rows`` (its row 0 repeats the round's start), in the run's numbering."""
-    return History(before.rows + [dict(r, iteration=r["iteration"] + offset, time_s=r["time_s"] + t_offset)
-                                  for r in rows.rows[1:]])
 
 
 def _checked(plan, est, space, xp) -> dict:

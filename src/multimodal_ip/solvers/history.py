@@ -18,6 +18,27 @@ class History:
     def append(self, row: dict) -> None:
         self.rows.append(dict(row))
 
+    def then(self, later: "History", iteration=None, time_s=None) -> "History":
+        """This history followed by ``later``'s rows after its row 0 (which repeats where ``later`` started), their
+        ``iteration`` and ``time_s`` shifted by ``iteration`` and ``time_s`` (default: this history's last row's).
+
+        Parameters
+        ----------
+        later : :class:`History`
+            The next stage's or round's history.
+        iteration, time_s : :obj:`int` and :obj:`float`, optional
+            Offsets of ``later``'s numbering and clock.
+
+        Returns
+        -------
+        :class:`History`
+        """
+        last = self.last()
+        n = last.get("iteration", 0) if iteration is None else iteration
+        t = last.get("time_s", 0.0) if time_s is None else time_s
+        return History(self.rows + [dict(r, iteration=r["iteration"] + n, time_s=r["time_s"] + t)
+                                    for r in later.rows[1:]])
+
     @property
     def columns(self) -> list:
         cols: list[str] = []

@@ -22,13 +22,6 @@ class _StageSolver:
         return state
 
 
-def _merge(first: History, second: History) -> History:
-    n, t = first.last().get("iteration", 0), first.last().get("time_s", 0.0)
-    # row 0 of the second stage repeats the first stage's last point
-    return History(first.rows + [dict(r, iteration=r["iteration"] + n, time_s=r["time_s"] + t)
-                                 for r in second.rows[1:]])
-
-
 def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 100, refine_after: int = 0,
                  callback=None, resume_state=None, **options) -> Result:
     """Solve with the calibration unknowns (``problem.calibration``) frozen for the first
@@ -108,14 +101,14 @@ def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callbac
         options["stopping"].offset = offset
 
     def second_callback(st):
-        callback(SolverState(st.iteration + offset, st.x, _merge(first, st.history),
+        callback(SolverState(st.iteration + offset, st.x, first.then(st.history),
                              _StageSolver(st.solver, 2, first)))
 
     res = run(problem, x0, maxiter=maxiter - k, callback=None if callback is None else second_callback,
               resume_state=resume_state, **options)
     message = f"reached maxiter={maxiter} in two stages: {k} + {maxiter - k}" if res.status == "maxiter" \
         else res.message  # the second stage's own count is not the run's
-    return Result(res.x, _merge(first, res.history), res.status, message, res.arrays, res.returned_iteration)
+    return Result(res.x, first.then(res.history), res.status, message, res.arrays, res.returned_iteration)
 
 
 def _check_derivatives(problem, estimated) -> None:
