@@ -301,7 +301,7 @@ def _position_offer(op, data, td):
 
     from .position_offer import PositionOffer
 
-    offer = PositionOffer(op, data, td.attrs.get("photons_per_unit"))
+    offer = PositionOffer(op, data, td.attrs.get("photons_per_unit"), where=td.where())
     return CalibrationEstimator(offer, offer.unknowns, "ptychography positions")
 
 

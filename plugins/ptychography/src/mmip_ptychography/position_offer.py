@@ -40,20 +40,31 @@ class PositionOffer:
         The term's measured intensities ``(J, Np0, Np1)``.
     photons_per_unit : :obj:`float`, optional
         The data's photon scale (counts = ``photons_per_unit * data``): the Poisson likelihood; ``None``: the
-        amplitude misfit.
+        amplitude misfit. A value that is not a finite positive number is refused (one line, naming ``where``) when
+        the estimator is first called, not taken for the amplitude misfit.
     starts : :obj:`int`, optional
         Levenberg-Marquardt fits per position from the search's best offsets.
+    where : :obj:`str`, optional
+        The term's place in its file, for that message.
     """
 
     unknowns = ("positions",)
 
-    def __init__(self, model, data, photons_per_unit=None, starts=3):
+    def __init__(self, model, data, photons_per_unit=None, starts=3, where="ptychography term"):
         self.model, self.data = model, data
-        try:
-            photons = float(photons_per_unit)
-        except (TypeError, ValueError):  # none, or not a number: the amplitude misfit
-            photons = float("nan")
-        self.photons = photons if np.isfinite(photons) and photons > 0 else None
+        self._bad_photons = None
+        self.photons = None
+        if photons_per_unit is not None:
+            try:
+                photons = float(photons_per_unit)
+            except (TypeError, ValueError):
+                photons = float("nan")
+            if np.isfinite(photons) and photons > 0:
+                self.photons = photons
+            else:  # refused when the estimator runs (a run that never calls it does not need the attribute)
+                self._bad_photons = (f"{where}: attribute photons_per_unit = {photons_per_unit!r} must be finite and "
+                                     "> 0 for the position estimator's Poisson likelihood (remove the attribute for "
+                                     "the amplitude misfit)")
         self.starts = int(starts)
         self._data64 = None  # the data in float64, converted on the first call
 
@@ -82,10 +93,13 @@ class PositionOffer:
         -------
         :class:`~multimodal_ip.problem.CalibrationEstimate`
         """
+        from multimodal_ip.errors import ConfigError
         from multimodal_ip.problem import CalibrationEstimate
 
         from .position_estimator import PositionEstimator
 
+        if self._bad_photons is not None:
+            raise ConfigError(self._bad_photons)
         op = self.model
         probe = np.asarray(to_numpy(values["probe"] if "probe" in values else op.probe), dtype=complex)
         est = PositionEstimator(self._object(values), probe.reshape(op.window), self._data(),
