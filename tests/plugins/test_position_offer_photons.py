@@ -34,11 +34,16 @@ def test_a_bad_photon_scale_is_refused_in_one_line(sim, tmp_path, capsys, value)
     assert not Path(out).exists() and bad.read_bytes() == before
 
 
-def test_without_the_attribute_the_amplitude_misfit_is_used(sim, tmp_path):
+@pytest.mark.parametrize("value", [None, float("inf")])
+def test_without_a_photon_scale_the_amplitude_misfit_is_used(sim, tmp_path, value):
+    """No attribute, or ``inf`` (noise-free data, as ``mmip simulate --noise 0`` writes)."""
     plain = tmp_path / "plain.h5"
     shutil.copy(sim, plain)
     with h5py.File(plain, "r+") as f:
-        del f["terms/ptychography"].attrs["photons_per_unit"]
+        if value is None:
+            del f["terms/ptychography"].attrs["photons_per_unit"]
+        else:
+            f["terms/ptychography"].attrs["photons_per_unit"] = value
     out = tmp_path / "r.h5"
     assert main(["reconstruct", str(plain), "-o", str(out), "--terms", "ptychography", "--refine", "positions",
                  "--freeze", "x,w", "--start", "truth:x,w", "--iterations", "5", "--dtype", "float64"]) == 0

@@ -40,8 +40,8 @@ class PositionOffer:
         The term's measured intensities ``(J, Np0, Np1)``.
     photons_per_unit : :obj:`float`, optional
         The data's photon scale (counts = ``photons_per_unit * data``): the Poisson likelihood; ``None``: the
-        amplitude misfit. A value that is not a finite positive number is refused (one line, naming ``where``) when
-        the estimator is first called, not taken for the amplitude misfit.
+        amplitude misfit (also for ``inf``, noise-free data). Any other value that is not a finite positive number is
+        refused (one line, naming ``where``) when the estimator is first called, not taken for the amplitude misfit.
     starts : :obj:`int`, optional
         Levenberg-Marquardt fits per position from the search's best offsets.
     where : :obj:`str`, optional
@@ -61,7 +61,8 @@ class PositionOffer:
                 photons = float("nan")
             if np.isfinite(photons) and photons > 0:
                 self.photons = photons
-            else:  # refused when the estimator runs (a run that never calls it does not need the attribute)
+            elif photons != np.inf:  # inf: noise-free data, the amplitude misfit; the rest is refused when the
+                # estimator runs (a run that never calls it does not need the attribute)
                 self._bad_photons = (f"{where}: attribute photons_per_unit = {photons_per_unit!r} must be finite and "
                                      "> 0 for the position estimator's Poisson likelihood (remove the attribute for "
                                      "the amplitude misfit)")
