@@ -280,7 +280,53 @@ class DistributedProblem:
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
 
 
-def build_distributed_problem(path, comm, terms=None, options=None, allow_external=False, **overrides):
+class _Share:
+    """An unread h5py dataset's share along one axis: its shape and dtype, its values read only when asked."""
+
+    def __init__(self, d, axis, sl):
+        self.d, self.axis, self.sl, self.dtype = d, axis, sl, d.dtype
+        self.shape = tuple(len(range(*sl.indices(n))) if i == axis else n for i, n in enumerate(d.shape))
+        self.ndim, self.size = len(self.shape), int(np.prod(self.shape))
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.d[tuple(self.sl if i == self.axis else slice(None) for i in range(self.ndim))]
+        return a if dtype is None else a.astype(dtype)
+
+    def __getitem__(self, key):
+        return np.asarray(self)[key]
+
+
+def _share_plan(plan, part, precision):
+    """The loader's ``plan`` for rank ``part = (rank, size)``: ``plan`` sees the terms and bytes of this rank's
+    share of the split data (what it reads); the estimate it returns is kept (its blocks size the build)."""
+    from dataclasses import replace
+
+    from .io._reader import _nbytes, compact_dtype
+    from .io._schema import split_slice
+    from .modality import capabilities
+    from .plugins import get_registry
+
+    kept: list = []
+
+    def share(space, terms, nbytes):
+        mine = {}
+        for name, td in terms.items():
+            info = capabilities(get_registry().get("modality", td.modality))
+            sl, total = split_slice(td.where(), td.arrays, info.split_axes, part)
+            arrays = dict(td.arrays)
+            for k, axis in (info.split_axes.items() if sl is not None else ()):
+                if k in arrays:
+                    as_dtype = compact_dtype(arrays[k].dtype, precision) if k in info.measurements else None
+                    nbytes -= _nbytes(arrays[k], None, as_dtype) - _nbytes(arrays[k], (axis, sl), as_dtype)
+                    arrays[k] = _Share(arrays[k], axis, sl)
+            mine[name] = td if sl is None else replace(td, arrays=arrays, attrs=dict(
+                td.attrs, split_total=int(total or 0), split_offset=int(sl.start)))
+        kept.append(plan(space, mine, nbytes))
+
+    return share, kept
+
+
+def build_distributed_problem(path, comm, terms=None, options=None, allow_external=False, plan=None, **overrides):
     """Each rank loads its share of the split data of ``path`` and builds its local terms; the paper's
     balancing is computed on the whole (reduced) problem, so it equals the single-process weights.
     Shared calibration unknowns may be refined (gradients summed over ranks); those a modality lists in
@@ -301,6 +347,10 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
         How to build it (default ``BuildOptions()``).
     allow_external : :obj:`bool`, optional
         Accept external links and external storage in the file.
+    plan : callable, optional
+        The loader's ``plan`` (:func:`~multimodal_ip.io.load_dataset`), called on every rank with the terms and
+        bytes of its own share before any array is read (e.g. :func:`~multimodal_ip.run_budget.run_planner`); the
+        chunk size of an estimate it returns sizes this rank's blocks.
     **overrides
         Fields of ``BuildOptions`` that replace those of ``options``.
 
@@ -328,8 +378,9 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
 
     def build_local():
         """This rank's share: read, checked and built (every rank then agrees before any reduction)."""
-        ds = load_dataset(path, terms=terms, part=(comm.Get_rank(), comm.Get_size()), allow_external=allow_external,
-                          precision=o.dtype)
+        part = (comm.Get_rank(), comm.Get_size())
+        share, kept = _share_plan(plan, part, o.dtype) if plan is not None else (None, [])
+        ds = load_dataset(path, terms=terms, part=part, allow_external=allow_external, precision=o.dtype, plan=share)
         _check_ranks(ds, comm.Get_size())
         split = {u for td in ds.terms.values()
                  for u in capabilities(get_registry().get("modality", td.modality)).split_unknowns}
@@ -337,7 +388,8 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
         if bad:
             msg = f"refining {bad} is not available with MPI (each rank holds only its share of them)"
             raise ConfigError(msg)
-        return ds, build_problem(ds, options=replace(o, balance=False))
+        blocks = getattr(kept[0], "chunk_bytes", o.chunk_bytes) if kept else o.chunk_bytes
+        return ds, build_problem(ds, options=replace(o, balance=False, chunk_bytes=blocks))
 
     ds, local = agree(comm, build_local)
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)

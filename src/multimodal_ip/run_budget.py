@@ -11,7 +11,7 @@ is 80 % of the memory still available (or of an address-space limit), which the 
 already left, so only ``PROGRAM_MARGIN`` counts for it.
 """
 
-__all__ = ["RunEstimate", "estimate_run", "fit_run", "run_planner", "default_working_memory"]
+__all__ = ["RunEstimate", "estimate_run", "fit_run", "run_planner", "default_working_memory", "measured_values"]
 
 import os
 import warnings
@@ -26,9 +26,9 @@ from .memory import ENV_MEMORY, memory_budget_bytes, parse_size
 PROGRAM_MARGIN = 48 << 20
 #: unknown-sized work vectors of a solver besides its history and the joint evaluation's: L-BFGS holds its iterate,
 #: gradient, direction and trial point (the trial's gradient is the joint evaluation's;
-#: ``multimodal_ip.solvers.lbfgs.WORK_VECTORS``, counted by tests/solvers/test_lbfgs_memory.py), and the run's start
-#: point stays with its caller (docs/performance.md, "Memory budget of a run")
-SOLVER_VECTORS = {"lbfgs": 5}
+#: ``multimodal_ip.solvers.lbfgs.WORK_VECTORS``, counted by tests/solvers/test_lbfgs_memory.py); the run's start
+#: point is handed over as the first iterate (tests/test_run_peak.py; docs/performance.md, "Memory budget of a run")
+SOLVER_VECTORS = {"lbfgs": 4}
 #: work vectors of a solver not in ``SOLVER_VECTORS``
 DEFAULT_SOLVER_VECTORS = 12
 #: solvers that keep a history of correction pairs (two unknown-sized vectors each): ``{solver: (option, default)}``
@@ -41,6 +41,8 @@ CHUNK_STEPS = (16 << 20, 4 << 20, 1 << 20)
 #: blocks from this size on cost no time (the ptychography default is 4 MB of spectra); smaller ones are tried only
 #: once the solver keeps a single correction pair
 SMALLEST_FAST_CHUNK = 4 << 20
+#: unknown-sized vectors an MPI rank adds for the sums over ranks (the stacked copy of a gradient and the sum)
+MPI_VECTORS = 2
 
 
 def _gib(nbytes) -> str:
@@ -138,7 +140,7 @@ def _offer(modality_obj, td, space, dtype, chunk_bytes) -> int:
 
 
 def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None, chunk_bytes=None, budget,
-                 program=0, registry=None) -> RunEstimate:
+                 program=0, registry=None, extra=None, vectors=None) -> RunEstimate:
     """The peak memory of a run, by part (nothing is read or allocated).
 
     Parameters
@@ -163,6 +165,11 @@ def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None,
         The program's own memory counted against the budget.
     registry : :class:`~multimodal_ip.plugins.Registry`, optional
         Where the modalities are looked up.
+    extra : :obj:`dict`, optional
+        More parts ``{what: bytes}`` of a command (kept results, validation masks, dense Hessians, ...).
+    vectors : :obj:`int`, optional
+        Unknown-sized work vectors besides the history and the joint evaluation's (default the solver's,
+        ``SOLVER_VECTORS``; a command that runs no solver gives its own).
 
     Returns
     -------
@@ -174,9 +181,10 @@ def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None,
     registry = registry or get_registry()
     real = np.ones(1, dtype).real.dtype
     vector = space.size * real.itemsize
-    vectors = SOLVER_VECTORS.get(solver, DEFAULT_SOLVER_VECTORS) + JOINT_VECTORS + 2 * (pairs or 0)
+    own = SOLVER_VECTORS.get(solver, DEFAULT_SOLVER_VECTORS) if vectors is None else int(vectors)
     parts = {"program": int(program) + PROGRAM_MARGIN, "data": int(data_bytes),
-             "unknowns and solver": int(vectors * vector)}
+             "unknowns and solver": int((own + JOINT_VECTORS + 2 * (pairs or 0)) * vector),
+             **{k: int(v) for k, v in (extra or {}).items()}}
     for name, td in terms.items():
         parts[f"term {name!r}"] = _offer(registry.get("modality", td.modality), td, space, real, chunk_bytes)
     return RunEstimate(int(budget), parts, pairs, chunk_bytes)
@@ -193,14 +201,14 @@ def _resident_bytes() -> int:
 
 
 def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, chunk_bytes=None, budget=None,
-            program=None, registry=None) -> RunEstimate:
+            program=None, registry=None, extra=None, vectors=None, comm=None) -> RunEstimate:
     """The setting under which a run fits its memory budget: its own, else smaller blocks (the chunk sizes of
     ``CHUNK_STEPS`` below its own, down to ``SMALLEST_FAST_CHUNK``), then fewer correction pairs, then the
     smallest blocks; :class:`~multimodal_ip.errors.ConfigError` when none fits.
 
     Parameters
     ----------
-    space, terms, data_bytes, dtype, solver, registry
+    space, terms, data_bytes, dtype, solver, registry, extra, vectors
         As for :func:`estimate_run`.
     iterations : :obj:`int`
         The run's iterations (a history never holds more pairs).
@@ -209,10 +217,14 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     chunk_bytes : :obj:`int`, optional
         The run's chunk size (``None``: default; ``0``: never split).
     budget : :obj:`int`, optional
-        Default ``MMIP_MAX_MEMORY``, else 80 % of the available memory.
+        Default ``MMIP_MAX_MEMORY`` (per process), else 80 % of the available memory (shared by the MPI ranks of
+        one machine under ``comm``).
     program : :obj:`int`, optional
         The program's memory counted; default its present resident memory when ``MMIP_MAX_MEMORY`` is set, else 0
         (the available memory already excludes it).
+    comm : :obj:`mpi4py.MPI.Comm`, optional
+        The ranks of an MPI run: each fits its own share, then all keep the most cautious setting any rank needs
+        (their solvers run in lockstep) or all refuse. Every rank must call this.
 
     Returns
     -------
@@ -225,8 +237,9 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
         Nothing fits: one line naming the budget, the parts of the smallest setting and the budget it needs.
     """
     explicit = bool(os.environ.get(ENV_MEMORY, "").strip())
+    ranks = _local_ranks(comm) if comm is not None and not explicit else 1
     if budget is None:
-        budget = memory_budget_bytes()
+        budget = memory_budget_bytes() // ranks
     if program is None:
         program = _resident_bytes() if explicit else 0
     has_history = solver in HISTORY
@@ -235,7 +248,7 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
 
     def at(p, c):
         return estimate_run(space, terms, data_bytes, dtype=dtype, solver=solver, pairs=p, chunk_bytes=c,
-                            budget=budget, program=program, registry=registry)
+                            budget=budget, program=program, registry=registry, extra=extra, vectors=vectors)
 
     chunks = [chunk_bytes] + [c for c in CHUNK_STEPS if not chunk_bytes or c < chunk_bytes]
     # blocks that cost no time (a user's --chunk-memory below them is kept: it is what was asked for)
@@ -243,11 +256,18 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     pair_steps = list(range(first, 0, -1)) if first is not None else [None]
     tried = ([at(first, c) for c in coarse] + [at(p, coarse[-1]) for p in pair_steps[1:]]
              + [at(pair_steps[-1], c) for c in chunks[len(coarse):]])
-    for est in tried:
-        if est.fits:
-            return est
+    def first_from(start):
+        return next((i for i in range(start, len(tried)) if tried[i].fits), len(tried))
+
+    index, agreed = first_from(0), -1
+    while comm is not None and agreed != index:  # the first setting every rank fits (all see the same maximum)
+        agreed = index
+        index = max(comm.allgather(first_from(agreed)))
+    if index < len(tried):
+        return tried[index]
     least = tried[-1]
-    where = f"{ENV_MEMORY}={os.environ[ENV_MEMORY].strip()}" if explicit else "80 % of the available memory"
+    where = f"{ENV_MEMORY}={os.environ[ENV_MEMORY].strip()}" if explicit else "80 % of the available memory" + (
+        f" over {ranks} MPI ranks" if ranks > 1 else "")
     history = f" with {least.pairs} L-BFGS pair(s)" if least.pairs else ""
     msg = (f"memory budget of the run ({where}: {_gib(budget)} GiB) is too small: it needs at least "
            f"{_gib(least.total)} GiB{history} and blocks of {least.chunk_bytes / 2**20:g} MiB ({least.shown()} MiB); "
@@ -255,33 +275,105 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     raise ConfigError(msg)
 
 
-def run_planner(cfg):
+def measured_values(terms) -> int:
+    """The number of measured values of ``terms`` (their ``data`` arrays; unread h5py datasets are not read).
+
+    Parameters
+    ----------
+    terms : :obj:`dict`
+        ``{name: TermData}``.
+
+    Returns
+    -------
+    count : :obj:`int`
+        The entries of every term's ``data``.
+    """
+    return int(sum(np.prod(np.shape(td.arrays["data"]), dtype=np.float64) for td in terms.values()
+                   if "data" in td.arrays))
+
+
+def _refined_space(space, terms, names, registry):
+    """``space`` with the calibration unknowns ``names`` appended, shaped as the terms offer their start values (an
+    unknown no term offers, or a term whose offer fails on its unchecked input, adds nothing: the build refuses it
+    in one line)."""
+    from .variables import Variable, VariableSpace
+
+    added: dict = {}
+    for td in terms.values() if names else ():
+        try:
+            offers = registry.get("modality", td.modality).calibration(td)
+        except Exception:  # noqa: BLE001, S112 - unchecked input, reported by the build in one line
+            continue
+        for k in names:
+            a = np.asarray(offers[k]) if k in offers and k not in added and k not in space else None
+            if a is not None and a.dtype.kind in "fc":
+                added[k] = Variable(k, a.shape, np.complex128 if a.dtype.kind == "c" else np.float64)
+    return VariableSpace([*space.variables, *added.values()]) if added else space
+
+
+def _local_ranks(comm) -> int:
+    """The MPI ranks on this machine (the launcher's count, else every rank): they share its available memory."""
+    for var in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        text = os.environ.get(var, "").strip()
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return int(comm.Get_size())
+
+
+def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None):
     """The ``plan`` of :func:`~multimodal_ip.io.load_dataset` for a run configuration: it fits the run into the
     memory budget before the data are read and writes the setting it needs into ``cfg`` (``solver_options``
-    ``memory``, ``chunk_memory``; with one warning line) when the run's own does not fit.
+    ``memory``, ``chunk_memory``; with one warning line) when the run's own does not fit. The unknowns are the
+    file's and those ``cfg["refine"]`` adds; a validation run adds its held-out masks (a byte per measured value)
+    and, stopping on them, its best iterate.
 
     Parameters
     ----------
     cfg : :obj:`dict`
         The run configuration (``multimodal_ip.config.run_config``); changed in place when the run is fitted.
+    models : callable, optional
+        ``models(terms)``: the calibration unknowns each model a command tries refines besides the run's
+        (``mmip tune``); the largest model's unknowns are counted.
+    extra : callable, optional
+        ``extra(space, terms, vector)``: a command's own parts ``{what: bytes}`` (``vector``: the bytes of one
+        unknown-sized vector), e.g. the results ``mmip compare`` keeps.
+    comm : :obj:`mpi4py.MPI.Comm`, optional
+        An MPI run: each rank plans its share (``terms`` and ``nbytes`` are its share's), adds the sums over
+        ranks, and every rank keeps the same setting (:func:`fit_run`).
+    vectors : :obj:`int`, optional
+        A command that runs no solver: its unknown-sized work vectors (no solver history, no solver options).
 
     Returns
     -------
     plan : callable
-        ``plan(space, terms, nbytes)``; raises :class:`~multimodal_ip.errors.ConfigError` when the run cannot fit.
+        ``plan(space, terms, nbytes)``, returning the :class:`RunEstimate` kept; raises
+        :class:`~multimodal_ip.errors.ConfigError` when the run cannot fit.
     """
 
     def plan(space, terms, nbytes):
+        from .config import validation_settings
+        from .plugins import get_registry
         from .solvers import check_solver_options, get_solver
 
-        solver = cfg["solver"]
-        # the options are read here before the solver sees them: the same one-line check as the solve
-        check_solver_options(solver, get_solver(solver), cfg["solver_options"] or {})
+        solver = cfg["solver"] if vectors is None else None
+        if solver is not None:  # the options are read here before the solver sees them: the solve's one-line check
+            check_solver_options(solver, get_solver(solver), cfg["solver_options"] or {})
+        registry = get_registry()
+        own = tuple(cfg.get("refine") or ())
+        space = max((_refined_space(space, terms, (*own, *m), registry)
+                     for m in [(), *(models(terms) if models else ())]), key=lambda sp: sp.size)
+        vector = space.size * np.ones(1, cfg["dtype"]).real.itemsize
+        parts = dict(extra(space, terms, vector) if extra else {})
+        fraction, _, rule = validation_settings(cfg)[:3]
+        if fraction is not None:
+            parts["validation"] = parts.get("validation", 0) + measured_values(terms) + (rule == "validation") * vector
+        if comm is not None and comm.Get_size() > 1:
+            parts["MPI sums"] = MPI_VECTORS * vector
         option = HISTORY.get(solver, (None, None))[0]
         asked = (cfg["solver_options"] or {}).get(option) if option else None
         chunk = None if cfg["chunk_memory"] is None else parse_size(cfg["chunk_memory"], allow_zero=True)
         est = fit_run(space, terms, nbytes, dtype=cfg["dtype"], solver=solver, iterations=cfg["iterations"],
-                      pairs=asked, chunk_bytes=chunk)
+                      pairs=asked, chunk_bytes=chunk, extra=parts, vectors=vectors, comm=comm, registry=registry)
         changed = []
         if est.chunk_bytes != chunk:
             cfg["chunk_memory"] = str(est.chunk_bytes)
@@ -290,8 +382,9 @@ def run_planner(cfg):
         if option and est.pairs is not None and est.pairs < max(first, 1):
             cfg["solver_options"] = dict(cfg["solver_options"] or {}, **{option: est.pairs})
             changed.append(f"{est.pairs} L-BFGS pair(s) instead of {first}")
-        if changed:
+        if changed and (comm is None or comm.Get_rank() == 0):
             warnings.warn(f"memory budget ({_gib(est.budget)} GiB): the run keeps {' and '.join(changed)} to fit "
                           f"(estimated peak {_gib(est.total)} GiB: {est.shown()} MiB)", stacklevel=2)
+        return est
 
     return plan

@@ -21,7 +21,7 @@ the run's own model unless an alternative beats it by :data:`MODEL_MARGIN`.
 """
 
 __all__ = ["Setting", "settings_grid", "validation_score", "tune", "choose", "choose_model", "score_trials", "explain",
-           "SCORES", "MODEL_MARGIN"]
+           "SCORES", "MODEL_MARGIN", "tune_planner"]
 
 import itertools
 import math
@@ -294,3 +294,42 @@ def score_trials(trials: list, rule: str = "worst") -> list:
         value = max(ratios.values()) if rule == "worst" else sum(ratios.values())
         out.append(replace(t, per_term=ratios, score=float(value)))
     return out
+
+
+def tune_planner(cfg, grid, fraction, alternatives=None) -> tuple:
+    """The memory plan of a tune (:func:`~multimodal_ip.run_budget.run_planner`, before the data are read) and the
+    configuration it fits (its ``chunk_memory`` and ``solver_options`` are the tune's setting): every fit holds
+    ``fraction`` out and keeps its best iterate, the largest model's unknowns count (the grid's and the
+    alternatives'), and every model's scoring problem keeps its masks (and its start values with ``start``).
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        The run configuration of the tune (not changed).
+    grid : :obj:`list` of ``Setting``
+        The settings tried (:func:`settings_grid`).
+    fraction : :obj:`float`
+        The share of the values held out.
+    alternatives : callable, optional
+        ``alternatives(terms)``: the model alternatives ``[(refine, options), ...]`` tried after the grid.
+
+    Returns
+    -------
+    plan : callable
+        The loader's ``plan``.
+    planned : :obj:`dict`
+        The configuration the plan fits in place.
+    """
+    from .run_budget import measured_values, run_planner
+
+    own = dict(cfg, stopping={"rule": "validation", "fraction": fraction})
+    grid_models = {(s.refine, s.options) for s in grid}
+
+    def models(terms):
+        return [m[0] for m in grid_models] + [r for r, _ in (alternatives(terms) if alternatives else [])]
+
+    def extra(space, terms, vector):
+        n = len(models(terms))  # a scoring problem per model, kept to the end
+        return {"scoring problems": n * (measured_values(terms) + (vector if cfg.get("start") is not None else 0))}
+
+    return run_planner(own, models=models, extra=extra), own

@@ -66,7 +66,10 @@ class VariableSpace:
     Parameters
     ----------
     variables : iterable of :class:`Variable`
-        The unknowns, in packing order.
+        The unknowns (the order of ``names``, of :meth:`unpack` and of tables), in packing order unless
+        ``packing`` says otherwise.
+    packing : sequence of :obj:`str`, optional
+        The variables' names in the order their entries lie in the packed vector (:meth:`grouped`).
 
     Examples
     --------
@@ -76,15 +79,21 @@ class VariableSpace:
     (2, 4, 4)
     """
 
-    def __init__(self, variables: Iterable[Variable]):
+    def __init__(self, variables: Iterable[Variable], packing=None):
         self.variables = tuple(variables)
         names = [v.name for v in self.variables]
         if len(set(names)) != len(names):
             msg = f"duplicate variable names in {names}"
             raise ValueError(msg)
         self._by_name = {v.name: v for v in self.variables}
-        offsets = np.cumsum([0] + [v.real_size for v in self.variables])
-        self._slices = {v.name: slice(int(a), int(b)) for v, a, b in zip(self.variables, offsets[:-1], offsets[1:])}
+        #: the names in the order their entries lie in the packed vector
+        self.packing = tuple(names) if packing is None else tuple(packing)
+        if sorted(self.packing) != sorted(names):
+            msg = f"packing order {list(self.packing)} is not an order of the variables {names}"
+            raise ValueError(msg)
+        packed = [self._by_name[n] for n in self.packing]
+        offsets = np.cumsum([0] + [v.real_size for v in packed])
+        self._slices = {v.name: slice(int(a), int(b)) for v, a, b in zip(packed, offsets[:-1], offsets[1:])}
         self.size = int(offsets[-1])
         rdts = {real_dtype(v.dtype) for v in self.variables}
         self.dtype = np.result_type(*rdts) if rdts else np.dtype("float64")
@@ -112,6 +121,56 @@ class VariableSpace:
     def subspace(self, names) -> "VariableSpace":
         """The space of the variables ``names`` (in that order)."""
         return VariableSpace([self[n] for n in names])
+
+    def grouped(self, groups: Iterable) -> "VariableSpace":
+        """The same variables (and ``names``) packed so that each group's (e.g. a data term's inputs) entries
+        are adjacent and in its order where possible: the largest group first, then each other's variables not yet
+        placed, in its order, then the remaining ones in this space's packing order. A term then reads its input
+        as a view of the packed vector, not a concatenated copy (docs/performance.md, "XRF at the scan
+        positions").
+
+        Parameters
+        ----------
+        groups : iterable of sequences of :obj:`str`
+            Variable names, each group in the order it is read.
+
+        Returns
+        -------
+        :class:`VariableSpace`
+            This space when its order already is that one, else a new one in that order.
+        """
+        order: list = []
+        for g in sorted((tuple(dict.fromkeys(g)) for g in groups), key=len, reverse=True):  # stable: ties in order
+            if len(g) > 1:
+                order += [n for n in g if n not in order]
+        order += [n for n in self.packing if n not in order]
+        return self if tuple(order) == self.packing else VariableSpace(self.variables, packing=order)
+
+    def repacked(self, vector, names):
+        """``vector``, packed by the same variables in the order ``names`` (e.g. a checkpoint's), in this space's
+        ``packing`` order (a new array; ``vector`` itself when the orders agree). Leading axes are kept
+        (stacked vectors).
+
+        Parameters
+        ----------
+        vector : array
+            Packed vector(s) along the last axis, of ``size`` entries.
+        names : sequence of :obj:`str`
+            This space's variable names, in the order ``vector`` packs them.
+
+        Returns
+        -------
+        array
+            The same values in this space's packing.
+        """
+        if tuple(names) == self.packing:
+            return vector
+        if sorted(names) != sorted(self.names):
+            msg = f"packed by variables {list(names)}; this space has: {', '.join(self.names)}"
+            raise UnknownVariableError(msg)
+        theirs = VariableSpace(self.variables, packing=names)
+        ncp = get_array_module(vector)
+        return ncp.concatenate([vector[..., theirs.slice(n)] for n in self.packing], axis=-1)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{v.name}{list(v.shape)}:{v.dtype}" for v in self.variables)

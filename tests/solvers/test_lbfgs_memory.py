@@ -56,14 +56,15 @@ def _peak_vectors(problem, x0, **options):
 @pytest.mark.parametrize(("iterations", "memory", "dtype"),
                          [(3, 10, np.float64), (6, 2, np.float64), (4, 10, np.float32)])
 def test_a_step_holds_its_pairs_and_the_working_vectors(iterations, memory, dtype):
-    """Peak of a few iterations <= 2 x the pairs held during the last step + ``WORK_VECTORS`` (x0 is the caller's)
-    + the blocks; the run goes all its iterations (no early convergence hides a step)."""
+    """Peak of a few iterations <= 2 x the pairs held during the step before the last (with ``release_last``, as
+    ``mmip`` runs, the last one's search holds none) + ``WORK_VECTORS`` (x0 is the caller's) + the blocks; the run
+    goes all its iterations (no early convergence hides a step)."""
     n = 2_000_000
     problem = _Diagonal(n, dtype)
     x0 = np.zeros(n, dtype)
-    res, peak = _peak_vectors(problem, x0, maxiter=iterations, memory=memory)
+    res, peak = _peak_vectors(problem, x0, maxiter=iterations, memory=memory, release_last=True)
     assert res.status == "maxiter" and len(res.history) == iterations + 1
-    pairs = min(memory, iterations - 1)
+    pairs = min(memory, iterations - 2)
     assert peak <= 2 * pairs + WORK_VECTORS + SLACK, f"{peak:.2f} vectors of {x0.nbytes} bytes at the peak"
     assert peak >= 2 * pairs + WORK_VECTORS - 1 - SLACK  # the count is the working set, not a loose bound
     np.testing.assert_array_equal(x0, 0)  # the caller's start is not written to
@@ -106,6 +107,22 @@ def test_in_place_updates_round_as_the_whole_vector_expressions():
             assert write_step(buf, x, alpha, p)
             np.testing.assert_array_equal(buf, (x + alpha * p).astype(dtype))
             assert not write_step(buf, x, alpha, p)  # the same point again: nothing to evaluate
+
+
+def test_the_last_step_without_its_pairs_is_the_same_step():
+    """``release_last``: the last step (``maxiter``) lets its pairs go once its direction is made; the iterates and
+    the history of a 3-iteration run are bit for bit those of the first 3 iterations of a longer run, whose third
+    step kept them."""
+    problem = _Diagonal(50_000, np.float32)
+    short = LBFGS(problem, maxiter=3, memory=4, release_last=True).solve(np.zeros(50_000, np.float32))
+    assert len(short.history) == 4
+    kept = []
+    long = LBFGS(problem, maxiter=6, memory=4, callback=lambda st: kept.append((st.x, len(st.solver.s_list)))
+                 ).solve(np.zeros(50_000, np.float32))
+    np.testing.assert_array_equal(short.x, kept[2][0])
+    assert kept[2][1] == 3 and kept[3][1] == 4  # the longer run held its pairs through the third step
+    for column in ("objective", "grad_norm"):
+        np.testing.assert_array_equal(short.history[column], long.history[column][:4])
 
 
 def test_iterates_a_callback_keeps_are_not_overwritten():

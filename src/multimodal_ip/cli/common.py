@@ -81,19 +81,19 @@ def _solve_with_progress(problem, cfg, desc, resume_state=None, on_iteration=Non
         if on_iteration is not None:
             on_iteration(state)
 
-    from ..solvers import check_solver_options, get_solver
+    from ..solvers import Handover, check_solver_options, get_solver
 
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
-    _, _, rule, patience, min_delta = validation_settings(cfg)
-    if rule == "validation":
-        from ..validation import StopOnValidation
+    if "release_last" in (getattr(get_solver(cfg["solver"]), "options", None) or {}):
+        opts.setdefault("release_last", True)  # checkpoints are saved before the last iteration only
+    from ..validation import stopping_rule
 
-        opts["stopping"] = StopOnValidation(patience, min_delta)
     problem = freeze(problem, cfg.get("freeze"))
-    x0 = start_point(problem, start)
+    opts["stopping"] = stopping_rule(cfg, problem)  # None: the iterations
+    x0 = Handover(start_point(problem, start))  # the solver's first iterate, kept by no frame through the run
     if resume_state is None:
-        _check_start(problem, desc, x0)
+        _check_start(problem, desc, x0.array)
     _HELD.release()  # the inputs are read and checked: the run's warnings now, before its progress
     try:
         return solve_staged(problem, x0, solver=cfg["solver"], maxiter=cfg["iterations"],
@@ -153,10 +153,10 @@ def _measured_values(path, terms, allow_external) -> tuple:
 
 def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
     """Decide the stopping rule ``auto`` (``mmip reconstruct``'s default), set as ``cfg["stopping"]["rule"]``:
-    ``validation`` (then a refit) for **one** data term, a variable not frozen (a known object runs its iterations),
-    no ``calibration=estimator``, more iterations than the patience and
-    :data:`~multimodal_ip.validation.MIN_HELD_OUT` values to hold out; else ``iterations`` (joint runs: the
-    validation loss follows the dominant term, docs/validation.md).
+    ``validation`` for **one** data term, a variable not frozen (a known object runs its iterations), no
+    ``calibration=estimator``, more iterations than the patience and :data:`~multimodal_ip.validation.MIN_HELD_OUT`
+    values to hold out (``AUTO_FRACTION`` held out, then ``AUTO_REFIT_FROM``'s refit unless the run sets them); else
+    ``iterations`` (joint runs: the validation loss follows the dominant term, docs/validation.md).
 
     Parameters
     ----------
@@ -174,12 +174,12 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
     why : :obj:`str`
         The decision and its reason (the result's ``config.stop_auto``), ``""`` when the rule was given.
     """
-    from ..validation import DEFAULT_FRACTION, MIN_HELD_OUT
+    from ..validation import AUTO_FRACTION, AUTO_REFIT_FROM, MIN_HELD_OUT
 
     spec = dict(cfg["stopping"] or {})
     if spec.get("rule", "auto") != "auto":
         return ""
-    fraction, patience = float(spec.get("fraction", DEFAULT_FRACTION)), int(spec.get("patience", 10))
+    fraction, patience = float(spec.get("fraction", AUTO_FRACTION)), int(spec.get("patience", 10))
     counts, names = _measured_values(path, terms, allow_external)
     if len(counts) != 1:
         rule, why = "iterations", f"{len(counts)} data terms (the joint balance decides what validation follows)"
@@ -193,7 +193,8 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
         rule, why = "iterations", f"{min(counts.values())} measured values, too few to hold {fraction:g} out"
     else:
         rule, why = "validation", f"one data term of {next(iter(counts.values()))} values, {fraction:g} held out"
-    cfg["stopping"] = dict(spec, rule=rule)
+    cfg["stopping"] = dict(spec, rule=rule) if rule == "iterations" else \
+        {"fraction": fraction, "refit_from": AUTO_REFIT_FROM, **spec, "rule": rule}  # the run's own kept
     if rule == "iterations" and (unused := [k for k in ("patience", "min_delta") if k in spec]):
         warnings.warn(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect: --stop auto runs "
                       f"the iterations ({why})", stacklevel=2)
@@ -284,21 +285,19 @@ def start_values(cfg, ds, problem, allow_external=False) -> dict | None:
                       coupling=cfg.get("coupling"))
 
 
-def build(args_data, cfg, terms=None, comm=None, allow_external=False, fit_budget=True):
+def build(args_data, cfg, terms=None, comm=None, allow_external=False, fit_budget=True, plan=None):
     from dataclasses import replace
 
+    from ..distributed import build_distributed_problem
     from ..io import build_problem, load_dataset
     from ..run_budget import run_planner
 
     terms = terms if terms is not None else cfg["terms"]
     options = _build_options(cfg)
-    if comm is not None:  # each rank reads only its share of the split data
-        from ..distributed import build_distributed_problem
-
-        return build_distributed_problem(args_data, comm, terms=terms, allow_external=allow_external, options=options)
-    # fit_budget: the run fits MMIP_MAX_MEMORY (or refuses) before its data are read (multimodal_ip.run_budget)
-    ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"],
-                      plan=run_planner(cfg) if fit_budget else None)
+    plan = plan or (run_planner(cfg, comm=comm) if fit_budget else None)  # MMIP_MAX_MEMORY fitted before the read
+    if comm is not None:  # each rank reads only its share of the split data, and plans for it
+        return build_distributed_problem(args_data, comm, terms, options, allow_external, plan=plan)
+    ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"], plan=plan)
     return ds, build_problem(ds, options=replace(options, chunk_bytes=_chunk_bytes(cfg["chunk_memory"])))
 
 
@@ -376,11 +375,12 @@ def add_run_flags(s) -> None:
     s.add_argument("--chunk-memory", dest="chunk_memory", metavar="SIZE",
                    help="memory for one part of a split term (e.g. a run of scan positions) evaluated at a "
                         "time: 256M, 1G; 0 never splits (default: a quarter of the memory budget)")
-    s.add_argument("--stop", choices=("auto", "iterations", "validation"),
+    s.add_argument("--stop", choices=("auto", "iterations", "validation", "noise"),
                    help="iterations: run them all; validation: hold out a share of every term's data, stop when its "
                         "loss has not improved for --patience iterations, refit to the best one; auto (mmip "
                         "reconstruct's default): validation for one data term with more --iterations than --patience "
-                        "and enough values, else iterations (run file: [stopping] rule, patience, fraction, seed)")
+                        "and enough values, else iterations; noise: stop once the data misfit is what the noise leaves "
+                        "(the terms' photons_per_unit) (run file: [stopping] rule, patience, fraction, seed)")
     s.add_argument("--patience", type=int, help="iterations without a better validation loss before stopping (10)")
     s.add_argument("--validation-fraction", dest="validation_fraction", type=float,
                    help="share of every term's measured values held out (default 0.1 with --stop validation; "

@@ -85,7 +85,8 @@ def _write(outdir, args, cfg, ds, joint, methods, results) -> list:
     plot_histories({k: r.history for k, r in results.items()}, outdir / "convergence.png")
     maps = plot_reconstructions(arrays, truth, outdir / "reconstructions.png", objects)
     report = [f"# mmip compare: {args.data}", "",
-              f"solver `{cfg['solver']}`, {cfg['iterations']} iterations, weights {joint.weights}", "", table, "",
+              f"solver `{cfg['solver']}` {json.dumps(cfg['solver_options'] or {})}, {cfg['iterations']} iterations, "
+              f"weights {joint.weights}, chunk memory {cfg['chunk_memory'] or 'default'}", "", table, "",
               "![convergence](convergence.png)", ""]
     report += ["![reconstructions](reconstructions.png)", ""] if maps else []
     report += extras_lines
@@ -98,6 +99,7 @@ def _write(outdir, args, cfg, ds, joint, methods, results) -> list:
 
 def run(args) -> int:
     from ..atomic import staged_folder
+    from ..run_budget import run_planner
     from ..start import start_file
     from .reconstruct import _refit_setting
 
@@ -105,10 +107,15 @@ def run(args) -> int:
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
     if (cfg["stopping"] or {}).get("rule") == "auto":  # only --stop auto: compare's default is iterations
         resolve_stop(args.data, cfg, None, args.allow_external_links)
-    ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links)
+    refit = _refit_setting(args, cfg)
+
+    def kept(space, terms, vector):  # the other methods' results beside the one running (and the held-out ones)
+        return {"results kept": (len(terms) + (len(terms) + 1 if refit else 0)) * vector}
+
+    ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links,
+                      plan=run_planner(cfg, extra=kept))
     start = start_values(cfg, ds, joint, args.allow_external_links)  # every method from the same start
     methods = _methods(joint)
-    refit = _refit_setting(args, cfg)
     results = {name: _solve_with_progress(problem, cfg, name, start=start) for name, problem in methods.items()}
     if refit:
         del methods, joint  # the held-out problems go before the whole-data ones are built (one problem's memory)

@@ -7,6 +7,7 @@ import math
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def run(args) -> int:
     from ..io.problem_builder import LIKELIHOODS
     from ..solvers import check_solver_options, get_solver, solve_staged
     from ..start import freeze, start_file, start_point
-    from ..tune import choose, choose_model, explain, settings_grid, tune
+    from ..tune import choose, choose_model, explain, settings_grid, tune, tune_planner
     from ..validation import DEFAULT_FRACTION
 
     cfg = run_config(args)
@@ -118,7 +119,12 @@ def run(args) -> int:
                          [((), ())] if auto else _models(args.models, cfg["refine"]))
     opts = dict(cfg["solver_options"])
     check_solver_options(cfg["solver"], get_solver(cfg["solver"]), opts)
-    ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"])
+    plan, planned = tune_planner(cfg, grid, fraction, (lambda terms: _alternatives(SimpleNamespace(terms=terms),
+                                                                                  cfg["refine"])) if auto else None)
+    ds = load_dataset(args.data, terms=cfg["terms"], allow_external=args.allow_external_links, precision=cfg["dtype"],
+                      plan=plan)
+    cfg.update(chunk_memory=planned["chunk_memory"], solver_options=planned["solver_options"])  # what it fitted
+    opts = dict(cfg["solver_options"])
     alternatives = _alternatives(ds, cfg["refine"]) if auto else []
     takes = _option_terms(ds, {k for s in grid for k, _ in s.options} | {k for _, o in alternatives for k, _ in o},
                           args.models)

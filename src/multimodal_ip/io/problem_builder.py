@@ -122,6 +122,7 @@ def build_problem(dataset, terms=None, options: BuildOptions | None = None, regi
     for n in names:
         opts, mine = _term_build_options(dataset.terms[n], n, modalities[n], o, calibration, offers, term_options)
         built.extend(_build_parts(dataset.terms[n], modalities[n], space, o, mine, opts))
+    space = space.grouped(t.inputs for t in built)  # each term's inputs adjacent: a view, not a copy of them
     truth = _checked_truth(dataset, space, calibration, o.xp)
     if o.coupling is not None and not any("coupling" in m.options for m in modalities.values()):
         msg = f"coupling {o.coupling!r}: no term of {dataset.source} takes the option 'coupling'"

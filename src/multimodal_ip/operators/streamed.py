@@ -49,6 +49,13 @@ class Streamed(NonlinearOperator):
         """The shared state at input ``u`` (e.g. the complex object)."""
         raise NotImplementedError
 
+    def stream_prepare_transient(self, u):
+        """The shared state at ``u`` for one evaluation during which ``u`` stays unchanged (a loss and its gradient,
+        an objective; not a Jacobian kept for later products): it may hold views of ``u`` instead of what it derives
+        from them (e.g. each block's complex windows formed from the real unknowns, no complex object). Default:
+        :meth:`stream_prepare`."""
+        return self.stream_prepare(u)
+
     def stream_tangent(self, state, du):
         """The shared state's tangent :math:`J_S\\,du`."""
         raise NotImplementedError
@@ -180,6 +187,10 @@ class StreamedAfter(Streamed):
     def stream_prepare(self, u):
         s, jac = self.right.linearize(u)
         return s, jac, self.left.stream_prepare(s.reshape(self.left.dims))
+
+    def stream_prepare_transient(self, u):
+        s, jac = self.right.linearize(u)  # s is the state's own (unchanged while it is used)
+        return s, jac, self.left.stream_prepare_transient(s.reshape(self.left.dims))
 
     def stream_tangent(self, state, du):
         _, jac, inner = state

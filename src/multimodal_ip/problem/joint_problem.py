@@ -241,7 +241,7 @@ class JointProblem:
         """Objective, per-term objectives and gradient at ``v``, with a lazy Jacobian/GN operator."""
         v = self.at_precision(v)
         ncp = get_array_module(v)
-        grad = ncp.zeros_like(v)
+        grad = ncp.zeros(v.shape, dtype=v.dtype)  # calloc'd: a variable's pages are resident once a term adds to it
         objectives: dict = {}
         validation: dict = {}
         for i, t in enumerate(self.terms):

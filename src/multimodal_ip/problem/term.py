@@ -73,6 +73,9 @@ class DataTerm:
         The term's own estimator of calibration unknowns only it reads, every other variable fixed: the staged
         solver calls it for those unknowns instead of gradient steps (solver option ``calibration``,
         :mod:`multimodal_ip.solvers.alternating`); ``None``: the term offers none.
+    photons_per_unit : :obj:`float`, optional
+        The noise level of ``data``: counts :math:`\sim` Poisson are ``photons_per_unit * data``. With it the loss
+        predicts the misfit the noise leaves (``noise_input``, ``--stop noise``); ``None``: the term offers none.
     """
 
     operator: NonlinearOperator
@@ -86,6 +89,7 @@ class DataTerm:
     invariance: Invariance | None = None
     curvature: Callable[[Any], Any] | None = None
     estimator: Any = None
+    photons_per_unit: float | None = None
 
     def __post_init__(self):
         self.inputs = tuple([self.inputs] if isinstance(self.inputs, str) else self.inputs)
@@ -140,8 +144,8 @@ class DataTerm:
             del y
             return val, jac.rmatvec(gy.ravel()), held
         op: Any = self.operator
-        state = op.stream_prepare(u)
-        del u  # a copy of the joint point when the term's variables are not adjacent in packing order: freed here
+        state = op.stream_prepare_transient(u)  # used within this call only (u unchanged meanwhile)
+        del u  # a copy of the joint point when the term's variables are not adjacent: freed here (unless in state)
         acc = op.stream_accumulator(state)
         val, held = 0.0, None
         for rows in op.blocks():
@@ -149,6 +153,7 @@ class DataTerm:
             val += v
             held = h if held is None else held + h
             op.stream_vjp(state, rows, g, acc)
+            del g  # not alive beside the next block's windows
         state = op.stream_release(state)  # e.g. the complex object: freed before the finishing adjoint allocates
         return val, op.stream_finish(state, acc), held
 
@@ -157,8 +162,27 @@ class DataTerm:
         if not self.streamed:
             return self.fit_value(self.operator.forward(u))
         op: Any = self.operator
-        state = op.stream_prepare(u)
+        state = op.stream_prepare_transient(u)
         return sum(self.fit_value(op.stream_forward(state, rows), rows) for rows in op.blocks())
+
+    def noise_input(self, u) -> tuple:
+        """``(fit value, its expectation under the noise)`` of the unweighted loss at input ``u`` over the values not
+        held out, from one prediction (block by block for a streamed operator): the expectation is
+        the loss's ``noise_misfit`` at that prediction, ``None`` when the term or its loss offers no noise model."""
+        def one(y, rows=slice(None)):
+            keep = None if self.holdout is None else ~self.holdout[rows]
+            y_fit = y if keep is None else y[keep.reshape(y.shape)]
+            expected = None if self.photons_per_unit is None else self.loss.noise_misfit(y_fit, self.photons_per_unit)
+            return self.fit_value(y, rows), expected
+
+        if not self.streamed:
+            return one(self.operator.forward(u))
+        op: Any = self.operator
+        state = op.stream_prepare(u)
+        parts = [one(op.stream_forward(state, rows), rows) for rows in op.blocks()]
+        if any(e is None for _, e in parts):
+            return sum(v for v, _ in parts), None
+        return sum(v for v, _ in parts), sum(e for _, e in parts)
 
     def gauss_newton_input(self, state, du):
         r""":math:`J^H M J\,du` of a streamed term at ``state`` (from ``operator.stream_prepare``), block by block:

@@ -1,8 +1,8 @@
 __all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled", "solve", "solve_staged",
            "get_solver",
-           "declare_options", "check_solver_options"]
+           "declare_options", "check_solver_options", "Handover"]
 
-from .base import STATUSES, History, Result, Solver, SolverState, Stop, stalled
+from .base import STATUSES, Handover, History, Result, Solver, SolverState, Stop, stalled
 from .staged import solve_staged
 
 

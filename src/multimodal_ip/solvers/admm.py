@@ -133,6 +133,9 @@ def solve_admm(problem: Objective, x0, resume_state=None, **options):
     return ADMMSolver(problem, **options).solve(x0, resume_state=resume_state)
 
 
+solve_admm.takes_handover = True  # type: ignore[attr-defined]  # Solver.solve takes a Handover's array
+
+
 @hookimpl
 def mmip_register_solvers(register):
     """Register the ``admm`` solver (hook ``mmip_register_solvers``).

@@ -163,14 +163,16 @@ class _Checkpoint:
     """What an alternating run's callback sees as ``state.solver`` after an estimate: its checkpoint is the iterate
     and the history (the next step of the schedule starts afresh)."""
 
-    def __init__(self, iteration, x, history, elapsed):
+    def __init__(self, iteration, x, history, elapsed, packing=()):
         self.iteration, self.x, self.history, self.elapsed = iteration, x, history, elapsed
+        self.packing = list(packing)
 
     def state_dict(self) -> dict:
         from ..backend import to_numpy
 
         return {"solver": "alternating", "iteration": self.iteration, "elapsed": self.elapsed,
-                "arrays": {"x": to_numpy(self.x)}, "scalars": {}, "history": self.history.as_arrays()}
+                "arrays": {"x": to_numpy(self.x)}, "scalars": {"packing": self.packing},
+                "history": self.history.as_arrays()}
 
 
 class _RoundCheckpoint:
@@ -211,7 +213,8 @@ class _Run:
     def notify(self) -> None:
         if self.callback is not None:
             self.callback(SolverState(self.iteration, self.x, self.history,
-                                      _Checkpoint(self.iteration, self.x, self.history, self.elapsed)))
+                                      _Checkpoint(self.iteration, self.x, self.history, self.elapsed,
+                                                  getattr(self.problem.space, "packing", ()))))
 
     def estimate(self, iterations, count=1):
         """Every plan's estimator at the current iterate (``count``: the iterations the call adds to the run)."""
@@ -357,9 +360,10 @@ def solve_alternating(problem, x0, plans, solver="lbfgs", maxiter=100, refine_af
     :class:`~multimodal_ip.solvers.Result`
     """
     from . import get_solver
+    from .base import take_start
 
     run = _Run(problem, plans, callback)
-    run.x = x0
+    run.x = take_start(x0)  # a Handover's array: the run's iterate, held by no caller
     moving = set(problem.space.names) - {*problem.frozen, *run.names}
     first = int(refine_after) if refine_after > 0 else int(calibration_round)
     if not set(moving) - set(problem.calibration):  # nothing but calibration moves: no first stage

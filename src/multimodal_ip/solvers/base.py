@@ -1,5 +1,5 @@
 __all__ = ["Solver", "Result", "History", "SolverState", "Stop", "STATUSES", "stalled", "machine_epsilon",
-           "unresolved", "ROUNDOFF_ULPS", "STEP_ULPS", "same_point"]
+           "unresolved", "ROUNDOFF_ULPS", "STEP_ULPS", "same_point", "Handover", "take_start"]
 
 import logging
 import time
@@ -23,6 +23,58 @@ from .status import (
 )
 
 log = logging.getLogger("multimodal_ip.solvers")
+
+
+class Handover:
+    """A start point handed over to a solver, not lent: the solver takes the array as its first iterate
+    (``take_start``) and this box lets go of it, so that no caller's frame keeps it through the run (one
+    unknown-sized vector fewer from the first step on: docs/performance.md, "Memory budget of a run"). The callers
+    between (:func:`~multimodal_ip.solvers.solve_staged`, a solve function) pass the box on; a solve function
+    that takes one says so with the attribute ``takes_handover = True`` (else it is given the array).
+
+    Parameters
+    ----------
+    x : array
+        The packed start point; nothing else should keep it once it is handed over.
+    """
+
+    __slots__ = ("_x",)
+
+    def __init__(self, x):
+        self._x = x
+
+    @property
+    def array(self):
+        """The start point while it is not taken (``None`` after), without taking it."""
+        return self._x
+
+    def take(self):
+        """The start point, which this box no longer holds.
+
+        Returns
+        -------
+        x : array
+            The array handed over (``None`` when it was taken already).
+        """
+        x, self._x = self._x, None
+        return x
+
+
+def take_start(x0):
+    """The start point of a solve: the array of a :class:`~multimodal_ip.solvers.Handover` (taken from it), else
+    ``x0`` itself.
+
+    Parameters
+    ----------
+    x0 : array, :class:`~multimodal_ip.solvers.Handover` or ``None``
+        The start point as a solve function was given it.
+
+    Returns
+    -------
+    x : array or ``None``
+        The array.
+    """
+    return x0.take() if isinstance(x0, Handover) else x0
 
 
 class Solver:
@@ -84,7 +136,7 @@ class Solver:
         self.max_time_s = max_time_s
         self.callback = callback
         self.stopping = stopping
-        if stopping is not None and not problem.has_holdout:
+        if stopping is not None and getattr(stopping, "needs_holdout", True) and not problem.has_holdout:
             msg = "stopping on validation needs held-out values: build the problem with validation on"
             raise SolverError(msg)
         self.history = History()
@@ -194,12 +246,13 @@ class Solver:
         return Result(x, self.history, status, message, self.problem.space.unpack(x), best)
 
     def solve(self, x0=None, resume_state=None) -> Result:
-        """Run from ``x0``, or continue from a state saved by :meth:`state_dict`."""
+        """Run from ``x0`` (an array, or a :class:`~multimodal_ip.solvers.Handover`: its array becomes the first
+        iterate), or continue from a state saved by :meth:`state_dict`."""
         t0 = time.perf_counter()
         if resume_state is not None:
             self.load_state_dict(resume_state)
         else:
-            self.setup(x0)
+            self.setup(take_start(x0))  # a hand-over: the first iterate is the start point, held by no caller
             self.elapsed = time.perf_counter() - t0
             self._early_stop(self.record())
         status, message = "maxiter", f"reached maxiter={self.maxiter}"
@@ -221,8 +274,7 @@ class Solver:
             if self.callback is not None:
                 self.callback(SolverState(self.iteration, self.x, self.history, self))
             if self._early_stop(row):
-                status = "validation"
-                message = f"validation loss did not improve for {self.stopping.patience} iterations"
+                status, message = self.stopping.reason()
                 break
             if stop:
                 status, message = (stop.status, stop.message) if isinstance(stop, Stop) else ("converged", str(stop))
@@ -251,7 +303,8 @@ class Solver:
                 arrays[n] = np.stack([to_numpy(v) for v in val]) if val else np.zeros((0, self.x.size))
             else:
                 arrays[n] = to_numpy(val)
-        scalars = dict(self._state_scalars(), **{f"align_step_{n}": v for n, v in self.align_steps.items()})
+        scalars = dict(self._state_scalars(), **{f"align_step_{n}": v for n, v in self.align_steps.items()},
+                       packing=list(getattr(self.problem.space, "packing", ())))  # resumed by variable name
         if self.stopping is not None and self.stopping.best_x is not None:
             arrays["stopping_best_x"] = to_numpy(self.stopping.best_x)
             scalars = dict(scalars, **{f"stopping_{k}": v for k, v in self.stopping.state().items()})

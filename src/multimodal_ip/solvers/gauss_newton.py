@@ -196,6 +196,9 @@ def solve_gauss_newton(problem: Objective, x0, resume_state=None, **options):
     return GaussNewton(problem, **options).solve(x0, resume_state=resume_state)
 
 
+solve_gauss_newton.takes_handover = True  # type: ignore[attr-defined]  # Solver.solve takes a Handover's array
+
+
 @hookimpl
 def mmip_register_solvers(register):
     """Register the ``gauss-newton`` solver (hook ``mmip_register_solvers``).

@@ -11,7 +11,7 @@ from ..hookspecs import hookimpl
 from ..problem import Objective
 from ..problem.curvature import DEFAULT_FLOOR
 from ._inplace import blocks, same_blocks, writable, write_step
-from .base import Result, Solver, stalled
+from .base import Handover, Result, Solver, stalled
 from .precondition import check_precondition, resolve_precondition
 
 if TYPE_CHECKING:
@@ -129,14 +129,20 @@ class LBFGS(Solver):
     curvature_floor : :obj:`float`, optional
         Added to each variable's curvature before it is inverted, as a fraction of its largest entry
         (:meth:`~multimodal_ip.problem.Curvature.solve`).
+    release_last : :obj:`bool`, optional
+        The last step (``maxiter``) lets its correction pairs go once its direction is made: no later direction
+        uses them, so its line search holds two vectors per pair fewer (the iterates are the same), but its final
+        state cannot be continued exactly (a state saved after an earlier iteration can). ``mmip``'s run commands
+        set it: they save checkpoints before the last iteration only.
     """
 
     name = "lbfgs"
     _list_states = ("s_list", "y_list")
 
     def __init__(self, problem: Objective, memory=10, c1=1e-4, c2=0.9, precondition="none",
-                 curvature_floor=DEFAULT_FLOOR, **kw):
+                 curvature_floor=DEFAULT_FLOOR, release_last=False, **kw):
         super().__init__(problem, **kw)
+        self.release_last = bool(release_last)
         _check_smooth(problem, self.name)
         self.memory, self.c1, self.c2 = int(memory), float(c1), float(c2)
         self.precondition = check_precondition(self.name, precondition)
@@ -218,12 +224,15 @@ class LBFGS(Solver):
         if float(ncp.vdot(p, g)) >= 0:  # not a descent direction: reset memory
             self.s_list, self.y_list = [], []
             p = self._direction(g, out=p)
+        steepest = not self.s_list  # p: the unit steepest-descent direction
+        if self.release_last and self.iteration + 1 >= self.maxiter:  # the last step: no direction follows that
+            self.s_list, self.y_list = [], []  # would use the pairs; its search runs without them (same iterates)
         p = self._finite_reach(p)
         x_new = self._trial(self._line_search(p, g), p)
         if x_new is None or not self._at_trial().objective < self.lin.objective:  # no step, one too short to
             x_new = self._trial(self._backtrack(p, g), p)  # change the iterate, or one that left the objective
         decrease, step = -float(ncp.vdot(p, g)), p  # as it was (round-off)
-        if x_new is None and not self.s_list:
+        if x_new is None and steepest:
             # p is the unit steepest-descent direction, maybe far longer than a small gradient warrants: its model
             # step needs the curvature, and is tried before giving up
             decrease, step = self._steepest_model(p, g, decrease)
@@ -317,7 +326,8 @@ def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **opti
     problem : :class:`~multimodal_ip.problem.objective.Objective`
         What is minimised.
     x0 : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
-        Start point (packed); ``None`` for the problem's start.
+        Start point (packed), or a :class:`~multimodal_ip.solvers.Handover` of one (the solver's first
+        iterate, held by no caller); ``None`` for the problem's start.
     method : :obj:`str`, optional
         ``"auto"``, ``"native"`` (:class:`LBFGS`) or ``"scipy"`` (:class:`ScipyLBFGSB`).
     resume_state : :obj:`dict`, optional
@@ -341,7 +351,9 @@ def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **opti
         raise SolverError(msg)
     if method == "auto":
         constrained = problem.space.bounds() is not None or any(r.is_constraint for r in problem.regularizers)
-        xp = problem.xp if x0 is None else get_array_module(x0)
+        start = x0.array if isinstance(x0, Handover) else x0  # looked at, not taken
+        xp = problem.xp if start is None else get_array_module(start)
+        del start
         method = "scipy" if constrained and xp is np else "native"
     if method == "scipy":  # L-BFGS-B keeps its own initial Hessian
         if options.get("precondition", "none") not in ("none", "auto"):
@@ -350,10 +362,14 @@ def solve_lbfgs(problem: Objective, x0, method="auto", resume_state=None, **opti
             raise SolverError(msg)
         options.pop("precondition", None)
         options.pop("curvature_floor", None)
+        options.pop("release_last", None)  # L-BFGS-B keeps its own history
     from .scipy_lbfgsb import ScipyLBFGSB
 
     cls = ScipyLBFGSB if method == "scipy" else LBFGS
     return cls(problem, **options).solve(x0, resume_state=resume_state)
+
+
+solve_lbfgs.takes_handover = True  # type: ignore[attr-defined]
 
 
 @hookimpl

@@ -7,7 +7,7 @@ import numpy as np
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError
 from ..problem import Objective
-from .base import Result, Solver
+from .base import Result, Solver, take_start
 from .base import same_point as _same
 from .lbfgs import _Cache, _check_smooth, fit_memory, two_loop
 
@@ -114,6 +114,7 @@ class ScipyLBFGSB(Solver):
         if resume_state is not None:
             self.load_state_dict(resume_state)
             return
+        x0 = take_start(x0)  # a Handover's array (solve_lbfgs passes one on)
         if get_array_module(x0) is not np:
             msg = "lbfgs-b runs on numpy arrays only; use method='native' for cupy"
             raise SolverError(msg)
@@ -135,8 +136,7 @@ class ScipyLBFGSB(Solver):
         budget = self.iteration >= self.maxiter or res.status == 1  # 1: iteration or evaluation budget
         timed = self.max_time_s is not None and self.elapsed >= self.max_time_s
         if early:
-            status = "validation"
-            message = f"validation loss did not improve for {self.stopping.patience} iterations"
+            status, message = self.stopping.reason()
         elif not np.isfinite(self.lin.objective):
             status = "failed"
         elif res.success and not same_f:

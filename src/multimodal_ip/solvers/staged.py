@@ -2,7 +2,7 @@ __all__ = ["solve_staged"]
 
 from ..errors import ConfigError
 from ..problem import Objective
-from .base import History, Result, SolverState
+from .base import Handover, History, Result, SolverState, take_start
 
 _PREFIX = "stage1_history."
 
@@ -37,8 +37,9 @@ def solve_staged(problem: Objective, x0, solver: str = "lbfgs", maxiter: int = 1
     ----------
     problem : :class:`~multimodal_ip.problem.objective.Objective`
         The objective (a :class:`~multimodal_ip.JointProblem` or a composition around one).
-    x0 : :obj:`numpy.ndarray`
-        The packed start point.
+    x0 : :obj:`numpy.ndarray` or :class:`~multimodal_ip.solvers.Handover`
+        The packed start point; handed over (a :class:`~multimodal_ip.solvers.Handover`), it is the solver's
+        first iterate and no frame of the run keeps it.
     solver : :obj:`str`, optional
         The registered solver both stages run.
     maxiter : :obj:`int`, optional
@@ -81,6 +82,9 @@ def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callbac
     free = set(problem.space.names) - {*fixed, *frozen}  # nothing would move in the first stage: no first stage
     k = min(max(int(refine_after), 0), int(maxiter)) if frozen and free else 0
     run = get_solver(solver)
+    takes = bool(getattr(run, "takes_handover", False))
+    if not takes:  # a solve function of the plugin protocol is given the array
+        x0 = take_start(x0)
     if k == 0:
         return run(problem, x0, maxiter=maxiter, callback=callback, resume_state=resume_state, **options)
     stage = int((resume_state or {}).get("scalars", {}).get("stage", 1))
@@ -93,9 +97,10 @@ def _solve_staged(problem: Objective, x0, solver, maxiter, refine_after, callbac
             lambda st: callback(SolverState(st.iteration, st.x, st.history, _StageSolver(st.solver, 1))))
         res = run(problem.with_frozen((*fixed, *frozen)), x0, maxiter=k, callback=wrapped, resume_state=resume_state,
                   **options)
-        if maxiter - k == 0 or res.status in ("failed", "validation"):
+        if maxiter - k == 0 or res.status in ("failed", "validation", "noise"):
             return res
-        first, x0, resume_state = res.history, res.x, None
+        first, x0, resume_state = res.history, Handover(res.x) if takes else res.x, None
+        del res  # the second stage's start is handed over too
     offset = int(first.last().get("iteration", 0))
     if options.get("stopping") is not None:  # one validation record over both stages, in overall iterations
         options["stopping"].offset = offset

@@ -18,6 +18,8 @@ STATUSES = {
                "iteration that changed neither the iterate nor the objective) while its model promised a "
                "resolvable decrease: not a convergence test, often a wrong gradient",
     "failed": "the objective or gradient is not finite (at the start or during the run)",
+    "noise": "the data misfit reached the misfit the noise alone leaves, as the terms' losses predict it from "
+             "their noise level (--stop noise, multimodal_ip.validation.StopOnNoise); the last iterate is returned",
     "validation": "the held-out validation loss did not improve for `patience` iterations; the iterate with the "
                   "lowest validation loss is returned (see multimodal_ip.validation)",
 }

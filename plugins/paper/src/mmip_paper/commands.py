@@ -35,7 +35,7 @@ def run(args) -> int:
     if cfg["refine"]:
         msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
         raise ConfigError(msg)
-    ds, joint = build(args.data, cfg, allow_external=args.allow_external_links, fit_budget=False)  # no solver run
+    ds, joint = build(args.data, cfg, allow_external=args.allow_external_links, plan=_planner(cfg, args))  # no solver
     reference = balance_reference(joint.term_names, ds, cfg["balance_reference"]) if len(joint.term_names) > 1 \
         else joint.term_names[0]
     with staged_folder(args.output, [args.data, args.config]) as stage:  # never through a link already there
@@ -43,6 +43,22 @@ def run(args) -> int:
                                 reference=reference)
     print(summary.replace(f"wrote {stage}/", f"wrote {args.output}/"))
     return 0
+
+
+def _planner(cfg, args):
+    """The memory plan of the study (before the data are read): its Hessian blocks, no solver (fitted with smaller
+    term blocks, or refused in one line, as a run is: :func:`~multimodal_ip.run_budget.run_planner`)."""
+    from multimodal_ip.run_budget import run_planner
+
+    from .hessian import STUDY_VECTORS, study_bytes
+
+    def blocks(space, terms, vector):
+        n, landscape = space.size, 40 * args.grid * args.grid  # the parts named as the study's own checks name them
+        kind = f"the dense Hessian of {n} unknowns (--dense-max)" if n <= args.dense_max else "Lanczos vectors (--k)"
+        return {kind: study_bytes(n, args.dense_max, args.k, args.grid) - landscape,
+                f"a loss landscape of {args.grid} x {args.grid} points (--grid)": landscape}
+
+    return run_planner(cfg, extra=blocks, vectors=STUDY_VECTORS)
 
 
 #: ``mmip hessian DATA -o FOLDER``: the run flags, ``--dense-max``, ``--k``, ``--grid``

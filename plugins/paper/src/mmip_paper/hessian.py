@@ -1,6 +1,6 @@
 """The paper's Hessian study: eigenvalue spectra and 2-D loss landscapes at the true point."""
 
-__all__ = ["hessian_spectrum", "loss_landscape", "hessian_study"]
+__all__ = ["hessian_spectrum", "loss_landscape", "hessian_study", "study_bytes"]
 
 import json
 from pathlib import Path
@@ -9,6 +9,34 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from multimodal_ip.errors import DataError
+
+#: unknown-sized vectors of the study besides its Hessian blocks: the true point, a product's input and output, and
+#: a landscape point with its two scaled directions
+STUDY_VECTORS = 6
+
+
+def study_bytes(n, dense_max=9000, k=40, grid=21) -> int:
+    """Bytes the study's blocks take for ``n`` unknowns (float64), besides the data, the problem's vectors and its
+    terms' temporaries: dense (``n <= dense_max``), the second problem's matrix, identity, symmetrised copy and
+    eigenvectors with ``eigh``'s workspace beside the first's eigenvectors; else the Lanczos basis and work vectors
+    of ``eigsh`` beside the eigenvectors kept; and the landscapes.
+
+    Parameters
+    ----------
+    n : :obj:`int`
+        Unknowns (real entries of the packed vector).
+    dense_max, k, grid : :obj:`int`, optional
+        As in :func:`hessian_study`.
+
+    Returns
+    -------
+    nbytes : :obj:`int`
+        The estimate.
+    """
+    if n <= dense_max:
+        return int(6 * 8 * n * n + 40 * grid * grid)
+    ncv = min(n, max(2 * k + 1, 20))
+    return int(8 * n * (2 * k + max(ncv + 3 + k, 6 * k)) + 40 * grid * grid)
 
 
 def hessian_spectrum(problem, v, dense_max=9000, k=40):

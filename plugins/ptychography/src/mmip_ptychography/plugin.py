@@ -194,7 +194,8 @@ class Ptychography:
         data = xp.asarray(data)
         return DataTerm(op, data, lossfn, 1.0, inputs, td.name, invariance=global_phase(coef, ne),
                         curvature=None if implementation == "jax" else PtychographyCurvature(op, lossfn, data),
-                        estimator=_position_offer(op, data, td) if "positions" in op.refine else None)
+                        estimator=_position_offer(op, data, td) if "positions" in op.refine else None,
+                        photons_per_unit=_photon_scale(td))
 
     def _loosened(self, td, space, built, model, coef, smoothing):
         """The term of :meth:`build_term` with ``coupling``/``matrix`` refined: :class:`PhaseCoupling` in front of
@@ -217,7 +218,7 @@ class Ptychography:
         rest = single.layout.size - single.layout.bounds["main"][1]
         phase = PhaseCoupling(op.object_shape, ne, coef, model, nk, smoothing, rest, op.dtype)
         return DataTerm(compose(single, phase), data, lossfn, 1.0, (*self.inputs, *model, *op.refine),
-                        td.name, invariance=phase_invariance(phase))
+                        td.name, invariance=phase_invariance(phase), photons_per_unit=_photon_scale(td))
 
     def _object_shape(self, td, space, refine):
         """``(n_shape, ne)``: the object's shape and element count of ``space``, checked to hold this term's
@@ -293,6 +294,12 @@ def _check_implementation(td, implementation, refine, windows="auto"):
         msg = (f"{td.where()}: ptychography implementation 'jax' refines only the probe; got refine {list(refine)} "
                "(the hand-written implementation refines the rest)")
         raise ConfigError(msg)
+
+
+def _photon_scale(td):
+    """The term's noise level offer: ``photons_per_unit`` where finite and > 0 (counts = p * data), else ``None``."""
+    p = float(td.attrs.get("photons_per_unit", np.inf))
+    return p if np.isfinite(p) and p > 0 else None
 
 
 def _position_offer(op, data, td):

@@ -97,6 +97,9 @@ class PtychographyModel(Streamed):
         self.no_derivatives = ("positions",) if self.layout.moves and self.windows == "band-limited" else ()
         #: windows are sampled (cubic) when a position is fractional or the positions move (refined or affine)
         self.sampled = self.layout.moves or bool(np.any(self.fractions != 0))
+        #: one evaluation (``stream_prepare_transient``) forms each block's windows from views of ``x`` and ``w``, no
+        #: complex object: whole-pixel windows of a fixed probe and one element map (the same values, bit for bit)
+        self.windows_from_input = not self.sampled and "probe" not in self.refine and self.coupling.ne == 1
         # even windows: fftshift(fft2(a)) = fft2(C a) and ifft2(ifftshift(b)) = C ifft2(b) with the checkerboard
         # C = (-1)^(r+c); folding C into the probes and patches skips the two shifted copies of every batch
         self.checker = None
@@ -125,13 +128,35 @@ class PtychographyModel(Streamed):
         v = v.astype(self.dtype, copy=False)  # compute in the model's precision (float32 runs)
         main, current, positions = self.layout.split(v)
         probe = self.probe if current is None else current
-        z = self.coupling.matvec(main).reshape(self.object_shape)
         sampler = None
         if self.sampled:
             sampler = self.sampler_class(self.positions if positions is None else to_numpy(positions), self.window,
                                    self.object_shape)
-            z = sampler.pad(z)  # windows are sampled from the edge-extended object
+        z = self._object(main, sampler)
         return {"z": z, "probe": probe, "folded": self.fold(probe)[None], "sampler": sampler, "xp": ncp}
+
+    def stream_prepare_transient(self, v):
+        """:meth:`stream_prepare` for one evaluation while ``v`` is unchanged (the
+        :class:`~multimodal_ip.operators.Streamed` contract): with ``windows_from_input``, views of ``x`` and
+        ``w`` instead of the complex object (one object's memory less while the adjoint accumulates)."""
+        if not self.windows_from_input:
+            return self.stream_prepare(v)
+        main = self.layout.split(v.astype(self.dtype, copy=False))[0]
+        n = self.coupling.npix
+        parts = (main[:n].reshape(self.object_shape), main[n:].reshape(1, *self.object_shape))
+        return {"z": None, "parts": parts, "probe": self.probe, "folded": self.fold(self.probe)[None],
+                "sampler": None, "xp": get_array_module(v)}
+
+    def _object(self, main, sampler):
+        """The complex object of ``main`` (the packed ``[x; w]``), edge-extended when windows are sampled: one
+        complex array and no object-sized temporary (formed in place; the padded one formed in its own buffer and
+        extended there, :meth:`~mmip_scanprobe.EdgePadding.pad_in_place`)."""
+        if sampler is None:
+            return self.coupling.form(main).reshape(self.object_shape)
+        ncp = get_array_module(main)
+        zp = ncp.empty(sampler.padded_shape(), dtype=self.coupling.dtype)
+        self.coupling.form(main, out=zp.reshape(-1)[: self.coupling.npix])
+        return sampler.pad_in_place(zp)
 
     def _patches(self, s, a, rows):
         """The block's windows of ``a`` (an object-shaped array, edge-extended when sampled): a fresh array."""
@@ -151,12 +176,17 @@ class PtychographyModel(Streamed):
     def stream_tangent(self, state, dv):
         dv = dv.astype(self.dtype, copy=False)
         main, dprobe, dpos = self.layout.split(dv, tangent=True)
-        dz = self.coupling.matvec(main).reshape(self.object_shape)
-        if state["sampler"] is not None:
-            dz = state["sampler"].pad(dz)
+        dz = self._object(main, state["sampler"])
         return dz, dprobe, None if dpos is None else state["xp"].asarray(dpos, dtype=self.dtype)
 
     def stream_forward(self, state, rows):
+        if state["z"] is None:  # a transient state: the block's windows of x and w, combined, times the probe
+            x, w = state["parts"]
+            corners = self.corners_xp[rows]
+            windows = self.coupling.combine(extract_patches(x, corners, self.window),
+                                            extract_patches(w[0], corners, self.window)[None])
+            windows *= state["folded"]
+            return self.transform(windows)
         return self.transform(self._probed(state, state["z"], rows))
 
     def stream_jvp(self, state, tangent, rows):
@@ -177,7 +207,8 @@ class PtychographyModel(Streamed):
 
     def stream_accumulator(self, state):
         ncp = state["xp"]
-        return {"z": ncp.zeros(state["z"].shape, dtype=self.dtyped),
+        shape = self.object_shape if state["z"] is None else state["z"].shape
+        return {"z": ncp.zeros(shape, dtype=self.dtyped),
                 "probe": ncp.zeros(self.window, dtype=self.dtyped) if "probe" in self.refine else None,
                 "positions": ncp.zeros((len(self.positions), 2), dtype=self.dtype) if self.layout.moves else None}
 
@@ -200,8 +231,16 @@ class PtychographyModel(Streamed):
 
     def stream_finish(self, state, acc):
         z = self.sampler_class.unpad_adjoint(acc["z"]) if self.sampled else acc["z"]
-        main = self.coupling.rmatvec(z.ravel())
-        return self.layout.join(main, acc["probe"], acc["positions"])
+        if not self.refine and self.coupling.ne == 1:  # the gradient in the accumulator's own memory
+            return self.coupling.adjoint_in_place(acc["z"], pad=self.sampler_class.PAD if self.sampled else 0)
+        if not self.refine:
+            return self.coupling.adjoint(z)  # the cropped view as it is (no flattened copy)
+        # refined unknowns: the object's adjoint written straight into the whole gradient (no joined copy of it)
+        n = self.layout.bounds["main"][1]
+        out = get_array_module(z).empty(self.layout.size, dtype=z.real.dtype)
+        self.coupling.adjoint(z, out=out[:n])
+        out[n:] = self.layout.join(out[:0], acc["probe"], acc["positions"])
+        return out
 
 
 def _sampler_class(windows, moves):

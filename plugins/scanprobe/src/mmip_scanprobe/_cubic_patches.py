@@ -112,6 +112,8 @@ class EdgePadding:
     sampler (:class:`CubicPatches`, the ptychography plugin's band-limited sampler) samples from and scatters into."""
 
     PAD = 0
+    #: ``(n0, n1)``, set by the sampler
+    object_shape: tuple = ()
 
     def pad(self, z):
         """The object extended by its edge values (the array every block samples from).
@@ -128,6 +130,38 @@ class EdgePadding:
         """
         ncp = get_array_module(z)
         return ncp.pad(z, self.PAD, mode="edge")
+
+    def padded_shape(self) -> tuple:
+        """``(n0 + 2 PAD, n1 + 2 PAD)`` of the sampler's ``object_shape``: the shape :meth:`pad` returns."""
+        return tuple(int(n) + 2 * self.PAD for n in self.object_shape)
+
+    def pad_in_place(self, zp):
+        """:meth:`pad` inside one buffer (no second object-sized array): the object, held row-major in the first
+        ``n0 * n1`` elements of ``zp``, is moved row by row (last row first, each through a one-row copy) to the
+        interior, then the border is filled with the edge values; equal to :meth:`pad` bit for bit.
+
+        Parameters
+        ----------
+        zp : array
+            C-contiguous, :meth:`padded_shape`; overwritten.
+
+        Returns
+        -------
+        array
+            ``zp``.
+        """
+        p = self.PAD
+        if not p:
+            return zp
+        n0, n1 = self.object_shape
+        flat = zp.reshape(-1)
+        for r in range(n0 - 1, -1, -1):  # each row's target starts after its source: later rows are already moved
+            zp[p + r, p : p + n1] = flat[r * n1 : (r + 1) * n1].copy()
+        zp[:p, p : p + n1] = zp[p, p : p + n1]
+        zp[p + n0 :, p : p + n1] = zp[p + n0 - 1, p : p + n1]
+        zp[:, :p] = zp[:, p : p + 1]
+        zp[:, p + n1 :] = zp[:, p + n1 - 1 : p + n1]
+        return zp
 
     @classmethod
     def unpad_adjoint(cls, acc):
