@@ -6,8 +6,10 @@ At the defaults a run of one data term stops on held-out validation and refits o
 chose (``--stop auto``, docs/validation.md). Its trace is the refit's, offset by what came before it: the held-out
 run's wall time (its solver clock) and the build of the whole-data problem. So the time to an error counts the
 held-out run in full plus the refit until it reaches that error; the held-out run's own errors (fitted on 90 % of
-the data, never returned) are kept as ``held_trace`` and not scored. With ``--stop iterations`` the trace is the
-one run's.
+the data, never returned) are kept as ``held_trace`` and not scored. With ``--refit-from best`` the refit continues
+from the held-out run's best iterate: the trace is the held-out run's up to that iterate, then the refit's after
+the whole held-out run and the build. With ``--stop iterations``, ``--stop noise`` or ``--no-refit`` the trace is
+the one run's (up to the returned iterate).
 """
 
 import shlex
@@ -41,16 +43,18 @@ def cli_config(path, args):
     return cfg, resolve_stop(path, cfg, cfg["terms"]), cli
 
 
-def _traced(problem, cfg, error, desc):
-    """Solve as the command does, the error after every iteration: ``(result, [[s, error], ...])``."""
+def _traced(problem, cfg, error, desc, start=None):
+    """Solve as the command does (from ``start``, ``{variable: array}``, where given), the error after every
+    iteration: ``(result, [[s, error], ...])``."""
     from multimodal_ip.cli.common import _solve_with_progress
+    from multimodal_ip.start import start_point
 
-    errors = {0: error(problem, problem.start())}
+    errors = {0: error(problem, start_point(problem, start))}
 
     def on_iteration(state):
         errors[int(state.iteration)] = error(problem, state.x)
 
-    res = _solve_with_progress(problem, cfg, desc, on_iteration=on_iteration, show=False)
+    res = _solve_with_progress(problem, cfg, desc, on_iteration=on_iteration, show=False, start=start)
     h = res.history
     trace = [[float(t), errors[int(k)]] for k, t in zip(h["iteration"], h["time_s"], strict=True) if int(k) in errors]
     return res, trace
@@ -60,7 +64,7 @@ def ours_cli_trace(path, z, coef, args):
     """``mmip reconstruct`` at its defaults on the data file ``path`` (truth ``z``, coupling ``coef``):
     ``{"trace", "wall_s", "status", "stop", ...}`` (see the module's docstring for what the times count)."""
     from multimodal_ip.cli.common import _refit_config, _whole_data_problem, build
-    from multimodal_ip.cli.reconstruct import _refit_setting
+    from multimodal_ip.cli.reconstruct import _refit_setting, continue_iterations
 
     norm = float(np.linalg.norm(z))
 
@@ -84,8 +88,15 @@ def ours_cli_trace(path, z, coef, args):
     t0 = time.perf_counter()
     whole = _whole_data_problem(ds, cfg)
     offset = held_wall + time.perf_counter() - t0
-    res, refit_trace = _traced(whole, _refit_config(cfg, held.returned_iteration), error, "refit")
-    shifted = [[offset + t, e] for t, e in refit_trace]
+    best = held.returned_iteration
+    if cfg["stopping"].get("refit_from", "start") == "best":  # on from the best iterate: the held-out run's path
+        # up to it is the returned path's first part
+        ccfg = dict(cfg, iterations=continue_iterations(cfg, best), stopping={"rule": "iterations"})
+        res, refit_trace = _traced(whole, ccfg, error, "refit", start=dict(held.arrays))
+        shifted = trace[:best + 1] + [[offset + t, e] for t, e in refit_trace[1:]]
+    else:
+        res, refit_trace = _traced(whole, _refit_config(cfg, best), error, "refit")
+        shifted = [[offset + t, e] for t, e in refit_trace]
     return dict(out, trace=shifted, wall_s=shifted[-1][0], status=res.status, held_trace=trace,
-                held_iterations=int(held.history.last()["iteration"]), returned_iteration=held.returned_iteration)
+                held_iterations=int(held.history.last()["iteration"]), returned_iteration=best)
 

@@ -14,8 +14,9 @@ RUN_KEYS = {
     "regularizers": list, "chunk_memory": str, "stopping": dict, "refine_bound": dict, "start": str, "freeze": list,
 }
 #: keys of the run file's ``[stopping]`` table (flags --stop, --patience, --validation-fraction, --validation-seed,
-#: --no-refit)
-STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float, "refit": bool}
+#: --no-refit, --refit-from, --refit-iterations)
+STOPPING_KEYS = {"rule": str, "patience": int, "fraction": float, "seed": int, "min_delta": float, "refit": bool,
+                 "refit_from": str, "refit_iterations": int, "noise_factor": float}
 #: the largest size of a numeric setting that is squared or divided by (a regularizer's eps, a solver's tau)
 _MAX_SETTING = 1e100
 #: term options the problem builder sets itself, and where a user sets them
@@ -66,13 +67,19 @@ def _check_stopping(spec: dict, where: str) -> None:
         if isinstance(v, bool) is not (want is bool) or not isinstance(v, accepted):
             msg = f"{where}: stopping setting {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}"
             raise ConfigError(msg)
-    if spec.get("rule", "iterations") not in ("auto", "iterations", "validation"):
-        msg = f"{where}: stopping rule must be 'auto', 'iterations' or 'validation', got {spec['rule']!r}"
+    if spec.get("rule", "iterations") not in ("auto", "iterations", "validation", "noise"):
+        msg = f"{where}: stopping rule must be 'auto', 'iterations', 'validation' or 'noise', got {spec['rule']!r}"
+        raise ConfigError(msg)
+    if "noise_factor" in spec and not (math.isfinite(spec["noise_factor"]) and spec["noise_factor"] > 0):
+        msg = f"{where}: stopping noise_factor must be finite and > 0, got {spec['noise_factor']!r}"
         raise ConfigError(msg)
     if "fraction" in spec and not 0 < spec["fraction"] < 1:
         msg = f"{where}: stopping fraction (held out for validation) must be in (0, 1), got {spec['fraction']!r}"
         raise ConfigError(msg)
-    for k, lo in (("patience", 1), ("seed", 0), ("min_delta", 0)):
+    if spec.get("refit_from", "start") not in ("start", "best"):
+        msg = f"{where}: stopping refit_from must be 'start' or 'best', got {spec['refit_from']!r}"
+        raise ConfigError(msg)
+    for k, lo in (("patience", 1), ("seed", 0), ("min_delta", 0), ("refit_iterations", 1)):
         if k in spec and not (math.isfinite(spec[k]) and spec[k] >= lo):
             msg = f"{where}: stopping {k} must be >= {lo}, got {spec[k]!r}"
             raise ConfigError(msg)

@@ -5,7 +5,7 @@ prediction the gradient is the complex array :math:`g` with
 :math:`\delta L = \Re\langle g, \delta y\rangle`.
 """
 
-__all__ = ["Loss", "LeastSquares", "Amplitude", "Poisson", "get_loss", "LOSSES"]
+__all__ = ["Loss", "LeastSquares", "Amplitude", "Poisson", "get_loss", "LOSSES", "root_poisson_misfit"]
 
 import numpy as np
 
@@ -54,6 +54,12 @@ class Loss:
         root = self.scale**0.5
         return lambda delta: root * delta
 
+    def noise_misfit(self, y, photons_per_unit: float):
+        r"""The expected value of this loss if ``y`` were the truth and the data counts :math:`k \sim
+        \mathrm{Poisson}(p\,\mu)` divided by :math:`p` = ``photons_per_unit`` (:math:`\mu` the intensity ``y``
+        predicts): the misfit the noise alone leaves (``--stop noise``). ``None``: this loss has no such noise model."""
+        return None
+
     def elementwise(self, y, d):
         """``(values, gradient)``: the loss of every measured value (an array shaped like ``d``, summing to
         :meth:`Loss.value`) and the gradient. Needed for held-out validation; a loss that is not a sum over the
@@ -98,6 +104,13 @@ class LeastSquares(Loss):
         r = y - d
         return 0.5 * self.scale * (r.real**2 + r.imag**2 if get_array_module(r).iscomplexobj(r) else r * r), \
             self.scale * r
+
+    def noise_misfit(self, y, photons_per_unit: float):
+        # E (d - mu)^2 = mu / p for Poisson counts / p, mu = y (a real intensity); a complex prediction has none
+        ncp = get_array_module(y)
+        if ncp.iscomplexobj(y):
+            return None
+        return 0.5 * self.scale * float(ncp.sum(ncp.maximum(y, 0))) / float(photons_per_unit)
 
     def split(self, y, d, held):
         # the residual zeroed where held out: two extra reductions, no per-value array of losses
@@ -169,6 +182,12 @@ class Amplitude(Loss):
         r[held.reshape(r.shape)] = 0
         fit = float(ncp.vdot(r, r).real)
         return 0.5 * self.scale * fit, self._gradient(y, a, r), 0.5 * self.scale * (total - fit)
+
+    def noise_misfit(self, y, photons_per_unit: float):
+        # E (sqrt(k) - sqrt(lam))^2 / p per value, lam = p |y|^2: about 1/4 for bright values, 2 lam for dark ones
+        p = float(photons_per_unit)
+        lam = get_array_module(y).abs(y).astype(float) ** 2 * p
+        return 0.5 * self.scale * float(root_poisson_misfit(lam).sum()) / p
 
     def curvature_sqrt(self, y, d):
         # GN of | |y| - a |^2: projection onto the phase direction u = y/|y| (idempotent, so M^1/2 = M)
@@ -265,6 +284,40 @@ class Poisson(Loss):
 
     def __repr__(self) -> str:
         return f"Poisson(photons_per_unit={self.photons_per_unit:g}, scale={self.scale:g})"
+
+
+#: the table of :func:`root_poisson_misfit`: rates and values (built on first use)
+_ROOT_TABLE: list = []
+#: above this rate the expansion 1/4 + 7/(64 lam) is used (its error is below 1e-5 there)
+_ROOT_EXPANSION = 1000.0
+
+
+def root_poisson_misfit(lam):
+    r""":math:`E(\sqrt{k} - \sqrt{\lambda})^2` for :math:`k \sim \mathrm{Poisson}(\lambda)`, elementwise: what the
+    amplitude misfit of one value is in expectation at the truth (:math:`2\lambda` for :math:`\lambda \ll 1`, about
+    1/4 above 10).
+
+    Parameters
+    ----------
+    lam : array
+        Expected counts :math:`\lambda \ge 0` (numpy, or cupy: computed on the host).
+
+    Returns
+    -------
+    values : :obj:`numpy.ndarray`
+        The expectations, shaped like ``lam``; exact sums over :math:`k` tabulated on 1 200 rates up to 1000 and
+        interpolated, the expansion :math:`1/4 + 7/(64\lambda)` above.
+    """
+    if not _ROOT_TABLE:
+        rates = np.logspace(-8, np.log10(_ROOT_EXPANSION), 1200)[:, None]
+        k = np.arange(int(_ROOT_EXPANSION + 40 * _ROOT_EXPANSION**0.5 + 60))
+        log_factorial = np.concatenate([[0.0], np.cumsum(np.log(k[1:]))])
+        pmf = np.exp(k * np.log(rates) - rates - log_factorial)
+        values = np.sum(pmf * (np.sqrt(k) - np.sqrt(rates)) ** 2, axis=1)
+        _ROOT_TABLE.extend([np.concatenate([[0.0], rates[:, 0]]), np.concatenate([[0.0], values])])
+    lam = np.asarray(lam.get() if hasattr(lam, "get") else lam, dtype=float)
+    high = np.maximum(lam, _ROOT_EXPANSION)
+    return np.where(lam > _ROOT_EXPANSION, 0.25 + 7 / (64 * high), np.interp(lam, *_ROOT_TABLE))
 
 
 def _phase_projection(y, factor):

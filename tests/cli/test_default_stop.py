@@ -1,7 +1,7 @@
-"""``mmip reconstruct``'s default run (issue 34): ``--stop auto`` stops one data term on held-out validation and
-refits on all the data; joint runs, short runs and tiny files run their iterations; ``--stop iterations`` is the
-plain run; the ptychography term's ``windows = "auto"`` is band-limited for fixed fractional positions and the plain
-windows (bit for bit the cubic option's) on the raster."""
+"""``mmip reconstruct``'s default run (issue 34): ``--stop auto`` stops one data term on held-out validation (2 %)
+and continues on all the data from the best iterate; joint runs, short runs and tiny files run their iterations;
+``--stop iterations`` is the plain run; the ptychography term's ``windows = "auto"`` is band-limited for fixed
+fractional positions and the plain windows (bit for bit the cubic option's) on the raster."""
 
 import numpy as np
 import pytest
@@ -25,16 +25,34 @@ def _run(path, out, *flags):
     return load_result(out)
 
 
-def test_default_stops_on_validation_and_refits(small, tmp_path):
+def test_default_stops_on_validation_and_continues_from_the_best(small, tmp_path):
+    """2 % held out (``AUTO_FRACTION``), then on all the data from the held-out run's best iterate."""
+    from multimodal_ip.cli.reconstruct import continue_iterations
+
     r = _run(small, tmp_path / "d.h5", "--terms", "ptychography", "--iterations", "40")
     cfg = r["config"]
-    assert cfg["stopping"]["rule"] == "validation"
-    assert cfg["stop_auto"].startswith("auto: validation (one data term of 6400 values")
+    assert cfg["stopping"]["rule"] == "validation" and cfg["stopping"]["fraction"] == 0.02
+    assert cfg["stop_auto"].startswith("auto: validation (one data term of 6400 values, 0.02 held out")
     held = cfg["validation_run"]
-    assert 1 <= held["returned_iteration"] <= held["iterations"] <= 40
+    best = held["returned_iteration"]
+    assert 1 <= best <= held["iterations"] <= 40
+    assert cfg["refit"]["start"] == "best" and cfg["refit"]["from_iteration"] == best
+    assert cfg["refit"]["iterations"] == continue_iterations(cfg, best) == min(max(best // 4, 1), 10)
+    assert len(r["history"]["iteration"]) == cfg["refit"]["iterations"] + 1  # the continuation's own history
+    assert "validation_total" not in r["history"]  # the refit holds nothing out
+
+
+def test_the_run_s_own_stopping_settings_win(small, tmp_path):
+    """``--validation-fraction`` and ``--refit-from start`` over auto's: the refit from the start to the best
+    iteration (the rule before the default continued from the best iterate)."""
+    r = _run(small, tmp_path / "s.h5", "--terms", "ptychography", "--iterations", "40", "--validation-fraction", "0.1",
+             "--refit-from", "start")
+    cfg = r["config"]
+    assert cfg["stopping"]["fraction"] == 0.1 and cfg["stop_auto"].startswith("auto: validation (one data term of "
+                                                                                "6400 values, 0.1 held out")
+    held = cfg["validation_run"]
     assert cfg["refit"]["iterations"] == held["returned_iteration"]
     assert len(r["history"]["iteration"]) == held["returned_iteration"] + 1  # the refit's own history
-    assert "validation_total" not in r["history"]  # the refit holds nothing out
 
 
 @pytest.mark.parametrize(("flags", "why"), [
@@ -50,7 +68,7 @@ def test_falls_back_to_the_iterations(small, tmp_path, flags, why):
 
 
 def test_a_tiny_file_runs_its_iterations(tmp_path, rng):
-    """One 8 x 8 pattern: 64 values, 6.4 to hold out at the default 10 % (fewer than 10): a plain run."""
+    """One 8 x 8 pattern: 64 values, 1.3 to hold out at auto's 2 % (fewer than 10): a plain run."""
     from multimodal_ip.io import Dataset, TermData
     from multimodal_ip.variables import Variable
 
@@ -61,7 +79,7 @@ def test_a_tiny_file_runs_its_iterations(tmp_path, rng):
     save_dataset(tmp_path / "tiny.h5", Dataset([Variable("x", (8, 8)), Variable("w", (1, 8, 8))],
                                                {"ptychography": term}))
     r = _run(tmp_path / "tiny.h5", tmp_path / "r.h5", "--iterations", "15")
-    assert r["config"]["stop_auto"].startswith("auto: iterations (64 measured values, too few to hold 0.1 out")
+    assert r["config"]["stop_auto"].startswith("auto: iterations (64 measured values, too few to hold 0.02 out")
     assert "validation_run" not in r["config"] and "validation_total" not in r["history"]
 
 
@@ -129,7 +147,8 @@ def test_patience_warns_once_where_auto_runs_the_iterations(small, tmp_path, cap
 
 def test_the_pty_chi_benchmark_runs_the_cli_default(small, tmp_path):
     """``bench_ptychi.py --accuracy``'s "ours" is ``mmip reconstruct`` at its defaults: its final error is the
-    command's result's, and its trace (the refit's) starts after the held-out run's wall time."""
+    command's result's, and its trace is the held-out run's up to its best iterate, then the continuation's after
+    the held-out run's wall time."""
     import sys
     from argparse import Namespace
     from pathlib import Path
@@ -148,4 +167,6 @@ def test_the_pty_chi_benchmark_runs_the_cli_default(small, tmp_path):
     assert row["trace"][-1][1] == pytest.approx(
         np.linalg.norm(got - z) / np.linalg.norm(z), rel=1e-6)
     assert row["returned_iteration"] == r["config"]["validation_run"]["returned_iteration"]
-    assert row["trace"][0][0] >= row["held_trace"][-1][0] and row["stop"].startswith("auto: validation")
+    best = row["returned_iteration"]
+    assert row["trace"][:best + 1] == row["held_trace"][:best + 1] and row["stop"].startswith("auto: validation")
+    assert row["trace"][best + 1][0] >= row["held_trace"][-1][0]

@@ -1,7 +1,7 @@
 """``mmip reconstruct``: one run on a dataset (checkpoints, ``--resume``, MPI, ``--stop validation`` and its refit);
 writes a result file."""
 
-__all__ = ["COMMAND"]
+__all__ = ["COMMAND", "continue_iterations"]
 
 import json
 import sys
@@ -23,6 +23,13 @@ from .common import (
     start_values,
 )
 
+#: where a refit after the held-out run starts: the start point (to the chosen iteration) or the best iterate
+REFIT_FROM = ("start", "best")
+#: iterations on all the data after the held-out run's best iterate b (``refit_from = "best"``) unless given:
+#: b // 4, at least 1, at most this (a small problem best at b = 4 over-fits within 2 more; docs/validation.md)
+REFIT_ITERATIONS = 10
+#: the stopping settings of what comes after the held-out run (a checkpoint of that run resumes with any of them)
+_AFTER_HELD = ("refit", "refit_from", "refit_iterations")
 #: the settings a checkpoint must share with the run that resumes it
 _RESUME_KEYS = ("solver", "terms", "dtype", "solver_options", "term_options", "balance_c", "refine", "refine_after",
                 "likelihood", "coupling", "stopping", "refine_bound", "start", "freeze")
@@ -38,13 +45,21 @@ def add_arguments(s) -> None:
                    help="with --stop validation (or auto's choice of it), return the held-out run's best iterate "
                         "(fitted without the held-out values) instead of refitting on all the data to its iteration "
                         "(run file: [stopping] refit = false)")
+    s.add_argument("--refit-from", dest="refit_from", choices=REFIT_FROM,
+                   help="with --stop validation: 'start' (default) refits from the start to the chosen iteration; "
+                        "'best' continues from the held-out run's best iterate on all the data for --refit-iterations "
+                        "(run file: [stopping] refit_from)")
+    s.add_argument("--refit-iterations", dest="refit_iterations", type=int,
+                   help=f"iterations of --refit-from best on all the data (default: a quarter of the best "
+                        f"iteration, 1 to {REFIT_ITERATIONS}; run file: [stopping] refit_iterations)")
     s.add_argument("--mpi", action="store_true",
                    help="split the data over MPI ranks (automatic under mpiexec with more than one rank)")
 
 
-def _resume_state(args, cfg, ckpt, problem, fingerprint):
+def _resume_state(args, cfg, ckpt, problem, fingerprint, ds):
     """The solver state of ``ckpt`` for ``--resume``: refused when missing, made from another input, of another
-    size or with other settings."""
+    size or with other settings; its packed vectors in the problem's packing order (a solver's state records its
+    own, ``packing``; one without it packed the file's variables, then the refined unknowns)."""
     from ..io.results import load_checkpoint
 
     if not ckpt.exists():
@@ -58,11 +73,14 @@ def _resume_state(args, cfg, ckpt, problem, fingerprint):
         msg = (f"--resume: {ckpt} holds x of shape {resume_state['arrays']['x'].shape}, the problem has "
                f"{problem.space.size} unknowns")
         raise ConfigError(msg)
+    space, names = problem.space, resume_state["scalars"].get("packing") or [*ds.space.names, *problem.calibration]
+    resume_state["arrays"] = {k: space.repacked(a, names) if a.shape[-1:] == (space.size,) and "history." not in k
+                              else a for k, a in resume_state["arrays"].items()}  # the unknowns by name
     for k in _RESUME_KEYS:
         mine, theirs = cfg.get(k), saved.get(k)
         if k == "stopping":  # the checkpoint is of the held-out run, the same with or without a refit after it;
             # no rule: a checkpoint written before --stop auto, whose default was the iterations
-            mine, theirs = ({"rule": "iterations", **{n: v for n, v in (d or {}).items() if n != "refit"}}
+            mine, theirs = ({"rule": "iterations", **{n: v for n, v in (d or {}).items() if n not in _AFTER_HELD}}
                             for d in (mine, theirs))
         if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
             msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
@@ -101,8 +119,49 @@ def _refit_all(args, cfg, ds, comm, held, lead, start=None):
         problem = _whole_data_problem(ds, cfg)
     else:
         ds, problem = build(args.data, dict(cfg, stopping={}), comm=comm, allow_external=args.allow_external_links)
+    if (cfg["stopping"] or {}).get("refit_from", "start") == "best":
+        return problem, *_continue(problem, cfg, held, lead)
     refit_cfg, res, wall = _refit(problem, cfg, held.returned_iteration, show=lead, start=start)
     return problem, res, _refit_record(held, refit_cfg, res, wall)
+
+
+def continue_iterations(cfg, best: int) -> int:
+    """Iterations of ``refit_from = "best"`` after a held-out run best at iteration ``best``: ``[stopping]
+    refit_iterations``, else ``best // 4`` clipped to ``[1, REFIT_ITERATIONS]``.
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        The run configuration (its ``stopping`` table).
+    best : :obj:`int`
+        The held-out run's best iteration.
+
+    Returns
+    -------
+    iterations : :obj:`int`
+        At least 1.
+    """
+    given = (cfg["stopping"] or {}).get("refit_iterations")
+    return int(given) if given is not None else min(max(int(best) // 4, 1), REFIT_ITERATIONS)
+
+
+def _continue(problem, cfg, held, lead):
+    """``refit_from = "best"``: a fresh run on all the data (``problem``) from the held-out run's best iterate for
+    ``refit_iterations``, calibration unknowns refined once the held-out run would have refined them:
+    ``(result, record)``."""
+    import time
+
+    from .common import refine_after
+
+    best = int(held.returned_iteration)
+    out = dict(cfg, iterations=continue_iterations(cfg, best), stopping={"rule": "iterations"})
+    if cfg["refine"]:
+        out["refine_after"] = max(refine_after(cfg) - best, 0)
+    t0 = time.perf_counter()
+    res = _solve_with_progress(problem, out, "refit", show=lead, start={k: v for k, v in held.arrays.items()})
+    record = _refit_record(held, out, res, time.perf_counter() - t0)
+    record["refit"].update(start="best", from_iteration=best)
+    return res, record
 
 
 def _summary(out, res, held, meta) -> str:
@@ -113,7 +172,9 @@ def _summary(out, res, held, meta) -> str:
     which = "" if res.returned_iteration is None else f"; iterate {res.returned_iteration} returned (best validation)"
     if held is not None:
         run = meta["validation_run"]
-        which = (f"; refit on all the data to iteration {held.returned_iteration}, the best validation of the "
+        how = (f"continued on all the data for {meta['refit']['iterations']} iterations from iterate"
+               if meta["refit"].get("start") == "best" else "refit on all the data to iteration")
+        which = (f"; {how} {held.returned_iteration}, the best validation of the "
                  f"held-out run ({run['status']} after {run['iterations']} iterations, {run['wall_s']:.1f} s)")
     return (f"wrote {out}: {res.status} after {last['iteration']:.0f} iterations ({last['time_s']:.1f} s){which}; "
             f"{summary}")
@@ -141,7 +202,7 @@ def run(args) -> int:
     start = start_values(cfg, ds, problem, args.allow_external_links)
     every = max(int(cfg["checkpoint_every"]), 0)
     fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
-    resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint) if args.resume else None
+    resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint, ds) if args.resume else None
     on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead)
     res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead, start=start)
     meta = {"returned_iteration": res.returned_iteration, **({"stop_auto": auto} if auto else {})}
@@ -173,10 +234,18 @@ def _refit_setting(args, cfg) -> bool:
     keep the held-out fit); records ``--no-refit`` in ``cfg``."""
     if getattr(args, "no_refit", False):
         cfg["stopping"] = dict(cfg["stopping"] or {}, refit=False)
+    for k in ("refit_from", "refit_iterations"):
+        if getattr(args, k, None) is not None:
+            cfg["stopping"] = dict(cfg["stopping"] or {}, **{k: getattr(args, k)})
+    if int((cfg["stopping"] or {}).get("refit_iterations", 1)) < 1:
+        msg = f"--refit-iterations must be >= 1; got {cfg['stopping']['refit_iterations']}"
+        raise ConfigError(msg)
     spec = cfg["stopping"] or {}
     if spec.get("rule", "iterations") != "validation":
-        if "refit" in spec:
-            warnings.warn("--no-refit / [stopping] refit does nothing without --stop validation", stacklevel=2)
+        given = {"refit": "--no-refit / [stopping] refit", "refit_from": "--refit-from",
+                 "refit_iterations": "--refit-iterations"}
+        for k in (k for k in _AFTER_HELD if k in spec):
+            warnings.warn(f"{given[k]} does nothing without --stop validation", stacklevel=2)
         return False
     return bool(spec.get("refit", True))
 
