@@ -257,11 +257,11 @@ def test_mpi_ranks_refuse_before_reading(data, tmp_path):
     line (the rank named), having read nothing."""
     proc = _mpi(data, tmp_path / "r.h5", "1M")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 2 and len(set(lines)) == 1, proc.stderr
-    assert "memory budget of the run (MMIP_MAX_MEMORY=1M" in lines[0] and "MPI sums" in lines[0]
-    assert "(MPI rank 0 of 2)" in lines[0]
-    assert proc.stdout.split() == ["reads", "0", "reads", "0"] and not (tmp_path / "r.h5").exists()
+    err = proc.stderr  # the two ranks' lines may interleave on a loaded machine: counted, not split
+    assert err.count("mmip reconstruct: error: memory budget of the run (MMIP_MAX_MEMORY=1M") == 2, err
+    assert err.count("MPI sums") == 2 and err.count("(MPI rank 0 of 2)") == 2 and err.count("Traceback") == 0, err
+    assert proc.stdout.count("reads") == 2 and set(proc.stdout.replace("reads", " ").split()) == {"0"}, proc.stdout
+    assert not (tmp_path / "r.h5").exists()
 
 
 @pytest.mark.slow

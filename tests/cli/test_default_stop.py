@@ -25,34 +25,52 @@ def _run(path, out, *flags):
     return load_result(out)
 
 
-def test_default_stops_on_validation_and_continues_from_the_best(small, tmp_path):
-    """2 % held out (``AUTO_FRACTION``), then on all the data from the held-out run's best iterate."""
-    from multimodal_ip.cli.reconstruct import continue_iterations
-
+def test_default_stops_on_validation_and_refits(small, tmp_path):
+    """A small file (128 values at 2 %, under ``AUTO_MIN_HELD_OUT``): 10 % held out, the refit from the start."""
     r = _run(small, tmp_path / "d.h5", "--terms", "ptychography", "--iterations", "40")
     cfg = r["config"]
-    assert cfg["stopping"]["rule"] == "validation" and cfg["stopping"]["fraction"] == 0.02
-    assert cfg["stop_auto"].startswith("auto: validation (one data term of 6400 values, 0.02 held out")
+    assert cfg["stopping"]["rule"] == "validation" and cfg["stopping"]["fraction"] == 0.1
+    assert cfg["stop_auto"].startswith("auto: validation (one data term of 6400 values, 0.1 held out")
+    held = cfg["validation_run"]
+    assert 1 <= held["returned_iteration"] <= held["iterations"] <= 40
+    assert cfg["refit"]["iterations"] == held["returned_iteration"] and cfg["stopping"]["refit_from"] == "start"
+    assert len(r["history"]["iteration"]) == held["returned_iteration"] + 1  # the refit's own history
+    assert "validation_total" not in r["history"]  # the refit holds nothing out
+
+
+@pytest.mark.parametrize(("values", "fraction", "refit_from"), [(50_000, 0.02, "best"), (49_999, 0.1, "start")])
+def test_auto_holds_two_percent_out_of_a_large_term_and_continues_from_the_best(small, monkeypatch, values, fraction,
+                                                                              refit_from):
+    """From ``AUTO_MIN_HELD_OUT`` (1000) values at 2 % on (the paper's 409 600-value cases): 2 % and the continuation
+    from the best iterate; the run's own settings win."""
+    import multimodal_ip.cli.common as common
+    from multimodal_ip.validation import AUTO_MIN_HELD_OUT
+
+    assert 50_000 * 0.02 == AUTO_MIN_HELD_OUT
+    monkeypatch.setattr(common, "_measured_values", lambda *a: ({"ptychography": values}, ["x", "w"]))
+    cfg = {"stopping": {}, "iterations": 100, "terms": None}
+    assert common.resolve_stop(str(small), cfg).startswith(f"auto: validation (one data term of {values} values, "
+                                                           f"{fraction:g} held out")
+    assert (cfg["stopping"]["fraction"], cfg["stopping"]["refit_from"]) == (fraction, refit_from)
+    cfg = {"stopping": {"fraction": 0.05, "refit_from": "start"}, "iterations": 100, "terms": None}
+    common.resolve_stop(str(small), cfg)
+    assert (cfg["stopping"]["fraction"], cfg["stopping"]["refit_from"]) == (0.05, "start")
+
+
+def test_refit_from_best_continues_from_the_best_iterate(small, tmp_path):
+    """``--validation-fraction 0.02 --refit-from best``: on all the data from the held-out run's best iterate."""
+    from multimodal_ip.cli.reconstruct import continue_iterations
+
+    r = _run(small, tmp_path / "b.h5", "--terms", "ptychography", "--iterations", "40", "--validation-fraction",
+             "0.02", "--refit-from", "best")
+    cfg = r["config"]
     held = cfg["validation_run"]
     best = held["returned_iteration"]
     assert 1 <= best <= held["iterations"] <= 40
     assert cfg["refit"]["start"] == "best" and cfg["refit"]["from_iteration"] == best
     assert cfg["refit"]["iterations"] == continue_iterations(cfg, best) == min(max(best // 4, 1), 10)
     assert len(r["history"]["iteration"]) == cfg["refit"]["iterations"] + 1  # the continuation's own history
-    assert "validation_total" not in r["history"]  # the refit holds nothing out
-
-
-def test_the_run_s_own_stopping_settings_win(small, tmp_path):
-    """``--validation-fraction`` and ``--refit-from start`` over auto's: the refit from the start to the best
-    iteration (the rule before the default continued from the best iterate)."""
-    r = _run(small, tmp_path / "s.h5", "--terms", "ptychography", "--iterations", "40", "--validation-fraction", "0.1",
-             "--refit-from", "start")
-    cfg = r["config"]
-    assert cfg["stopping"]["fraction"] == 0.1 and cfg["stop_auto"].startswith("auto: validation (one data term of "
-                                                                                "6400 values, 0.1 held out")
-    held = cfg["validation_run"]
-    assert cfg["refit"]["iterations"] == held["returned_iteration"]
-    assert len(r["history"]["iteration"]) == held["returned_iteration"] + 1  # the refit's own history
+    assert "validation_total" not in r["history"]
 
 
 @pytest.mark.parametrize(("flags", "why"), [
@@ -68,7 +86,7 @@ def test_falls_back_to_the_iterations(small, tmp_path, flags, why):
 
 
 def test_a_tiny_file_runs_its_iterations(tmp_path, rng):
-    """One 8 x 8 pattern: 64 values, 1.3 to hold out at auto's 2 % (fewer than 10): a plain run."""
+    """One 8 x 8 pattern: 64 values, 6.4 to hold out at the small files' 10 % (fewer than 10): a plain run."""
     from multimodal_ip.io import Dataset, TermData
     from multimodal_ip.variables import Variable
 
@@ -79,7 +97,7 @@ def test_a_tiny_file_runs_its_iterations(tmp_path, rng):
     save_dataset(tmp_path / "tiny.h5", Dataset([Variable("x", (8, 8)), Variable("w", (1, 8, 8))],
                                                {"ptychography": term}))
     r = _run(tmp_path / "tiny.h5", tmp_path / "r.h5", "--iterations", "15")
-    assert r["config"]["stop_auto"].startswith("auto: iterations (64 measured values, too few to hold 0.02 out")
+    assert r["config"]["stop_auto"].startswith("auto: iterations (64 measured values, too few to hold 0.1 out")
     assert "validation_run" not in r["config"] and "validation_total" not in r["history"]
 
 
@@ -145,10 +163,11 @@ def test_patience_warns_once_where_auto_runs_the_iterations(small, tmp_path, cap
     assert err.count("warning: patience has no effect: --stop auto runs the iterations (3 iterations") == 1, err
 
 
-def test_the_pty_chi_benchmark_runs_the_cli_default(small, tmp_path):
+@pytest.mark.parametrize("flags", [(), ("--validation-fraction", "0.02", "--refit-from", "best")])
+def test_the_pty_chi_benchmark_runs_the_cli_default(small, tmp_path, flags):
     """``bench_ptychi.py --accuracy``'s "ours" is ``mmip reconstruct`` at its defaults: its final error is the
-    command's result's, and its trace is the held-out run's up to its best iterate, then the continuation's after
-    the held-out run's wall time."""
+    command's result's, and its trace is the refit's after the held-out run's wall time, or with ``--refit-from
+    best`` the held-out run's up to its best iterate, then the continuation's after the held-out run's wall time."""
     import sys
     from argparse import Namespace
     from pathlib import Path
@@ -158,15 +177,20 @@ def test_the_pty_chi_benchmark_runs_the_cli_default(small, tmp_path):
 
     from multimodal_ip.io import load_dataset
 
-    r = _run(small, tmp_path / "cli.h5", "--terms", "ptychography", "--iterations", "30")
+    r = _run(small, tmp_path / "cli.h5", "--terms", "ptychography", "--iterations", "30", *flags)
     truth = load_dataset(small).truth
     z = truth["x"] + 1j * truth["w"][0]
-    args = Namespace(ours_flags="--iterations 30", solver=None, dtype=None, likelihood=None, loss=None)
+    args = Namespace(ours_flags=" ".join(("--iterations", "30", *flags)), solver=None, dtype=None, likelihood=None,
+                     loss=None)
     row = ours_cli_trace(small, z, np.ones(1), args)
     got = r["variables"]["x"] + 1j * r["variables"]["w"][0]
     assert row["trace"][-1][1] == pytest.approx(
         np.linalg.norm(got - z) / np.linalg.norm(z), rel=1e-6)
     assert row["returned_iteration"] == r["config"]["validation_run"]["returned_iteration"]
+    assert row["stop"].startswith("auto: validation")
+    if not flags:
+        assert row["trace"][0][0] >= row["held_trace"][-1][0]
+        return
     best = row["returned_iteration"]
-    assert row["trace"][:best + 1] == row["held_trace"][:best + 1] and row["stop"].startswith("auto: validation")
+    assert row["trace"][:best + 1] == row["held_trace"][:best + 1]
     assert row["trace"][best + 1][0] >= row["held_trace"][-1][0]

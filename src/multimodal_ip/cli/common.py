@@ -155,7 +155,7 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
     """Decide the stopping rule ``auto`` (``mmip reconstruct``'s default), set as ``cfg["stopping"]["rule"]``:
     ``validation`` for **one** data term, a variable not frozen (a known object runs its iterations), no
     ``calibration=estimator``, more iterations than the patience and :data:`~multimodal_ip.validation.MIN_HELD_OUT`
-    values to hold out (``AUTO_FRACTION`` held out, then ``AUTO_REFIT_FROM``'s refit unless the run sets them); else
+    values to hold out (:func:`~multimodal_ip.validation.auto_validation`'s share and refit); else
     ``iterations`` (joint runs: the validation loss follows the dominant term, docs/validation.md).
 
     Parameters
@@ -174,13 +174,14 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
     why : :obj:`str`
         The decision and its reason (the result's ``config.stop_auto``), ``""`` when the rule was given.
     """
-    from ..validation import AUTO_FRACTION, AUTO_REFIT_FROM, MIN_HELD_OUT
+    from ..validation import MIN_HELD_OUT, auto_validation
 
     spec = dict(cfg["stopping"] or {})
     if spec.get("rule", "auto") != "auto":
         return ""
-    fraction, patience = float(spec.get("fraction", AUTO_FRACTION)), int(spec.get("patience", 10))
     counts, names = _measured_values(path, terms, allow_external)
+    spec, patience = auto_validation(spec, min(counts.values(), default=0)), int(spec.get("patience", 10))
+    fraction = float(spec["fraction"])
     if len(counts) != 1:
         rule, why = "iterations", f"{len(counts)} data terms (the joint balance decides what validation follows)"
     elif names and set(names) <= set(cfg.get("freeze") or ()):  # a known object: held-out values stop nothing
@@ -193,8 +194,7 @@ def resolve_stop(path, cfg, terms=None, allow_external=False) -> str:
         rule, why = "iterations", f"{min(counts.values())} measured values, too few to hold {fraction:g} out"
     else:
         rule, why = "validation", f"one data term of {next(iter(counts.values()))} values, {fraction:g} held out"
-    cfg["stopping"] = dict(spec, rule=rule) if rule == "iterations" else \
-        {"fraction": fraction, "refit_from": AUTO_REFIT_FROM, **spec, "rule": rule}  # the run's own kept
+    cfg["stopping"] = dict(spec if rule == "validation" else cfg["stopping"] or {}, rule=rule)  # auto's: validation
     if rule == "iterations" and (unused := [k for k in ("patience", "min_delta") if k in spec]):
         warnings.warn(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect: --stop auto runs "
                       f"the iterations ({why})", stacklevel=2)

@@ -4,6 +4,7 @@ the output folder."""
 __all__ = ["COMMAND"]
 
 import json
+import warnings
 
 import numpy as np
 
@@ -105,8 +106,12 @@ def run(args) -> int:
 
     cfg = run_config(args)
     check_folder(args, [args.data, args.config, start_file(cfg["start"])])
+    if (cfg["stopping"] or {}).get("refit_from", "start") != "start":  # a run file's: mmip reconstruct's rule
+        warnings.warn("mmip compare refits every method from its start ([stopping] refit_from = 'best' is mmip "
+                      "reconstruct's)", stacklevel=2)
     if (cfg["stopping"] or {}).get("rule") == "auto":  # only --stop auto: compare's default is iterations
-        resolve_stop(args.data, cfg, None, args.allow_external_links)
+        resolve_stop(args.data, cfg, cfg["terms"], args.allow_external_links)
+    cfg["stopping"] = {k: v for k, v in (cfg["stopping"] or {}).items() if k not in ("refit_from", "refit_iterations")}
     refit = _refit_setting(args, cfg)
 
     def kept(space, terms, vector):  # the other methods' results beside the one running (and the held-out ones)

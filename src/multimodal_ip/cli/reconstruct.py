@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config import run_config
 from ..errors import ConfigError, MultimodalIPError
 from ..errors import one_line as _one_line
+from ..validation import DEFAULT_FRACTION
 from .command import Command
 from .common import (
     _final_status,
@@ -82,15 +83,20 @@ def _resume_state(args, cfg, ckpt, problem, fingerprint, ds):
             # no rule: a checkpoint written before --stop auto, whose default was the iterations
             mine, theirs = ({"rule": "iterations", **{n: v for n, v in (d or {}).items() if n not in _AFTER_HELD}}
                             for d in (mine, theirs))
+            for d in (mine, theirs):
+                if d["rule"] == "validation":  # a validation rule that names no share held the default out
+                    d.setdefault("fraction", DEFAULT_FRACTION)
         if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
-            msg = f"--resume: setting {k!r} differs from the checkpoint ({saved.get(k)!r} vs {cfg.get(k)!r})"
+            hint = "; --stop, --validation-fraction and --refit-from set it" if k == "stopping" else ""
+            msg = f"--resume: setting {k!r} differs from the checkpoint ({theirs!r} vs {mine!r}){hint}"
             raise ConfigError(msg)
     return resume_state
 
 
-def _checkpointer(ckpt, cfg, fingerprint, lead):
+def _checkpointer(ckpt, cfg, fingerprint, lead, packing=()):
     """The per-iteration callback writing a checkpoint every ``checkpoint_every`` iterations (on the lead rank); a
-    write that fails warns once and the run goes on."""
+    write that fails warns once and the run goes on. Its scalars hold the problem's ``packing`` when the solver's
+    state does not (a third-party solver's): ``--resume`` reads the vectors by variable name."""
     from ..io.results import save_checkpoint
     from ..safety import deferred_interrupts
 
@@ -101,7 +107,9 @@ def _checkpointer(ckpt, cfg, fingerprint, lead):
         if lead and every and state.iteration % every == 0 and state.iteration < cfg["iterations"]:
             try:
                 with deferred_interrupts():
-                    save_checkpoint(ckpt, state.solver.state_dict(), cfg, fingerprint)
+                    sd = state.solver.state_dict()  # the packing recorded whatever solver wrote the state
+                    sd["scalars"] = {"packing": list(packing), **sd["scalars"]}
+                    save_checkpoint(ckpt, sd, cfg, fingerprint)
             except MultimodalIPError as exc:  # a full disk must not end a long run: warn once, go on
                 if not failed_writes:
                     print(f"mmip reconstruct: warning: checkpoint not written ({_one_line(exc)}); the run goes on",
@@ -197,13 +205,16 @@ def run(args) -> int:
     auto = resolve_stop(args.data, cfg, cfg["terms"], args.allow_external_links)  # the default rule, decided
     refit = _refit_setting(args, cfg)
     comm = get_comm() if args.mpi or mpi_world_size() > 1 else None
+    if comm is not None and (cfg["stopping"] or {}).get("rule") == "noise":  # refused before any read
+        msg = "--stop noise runs in one process (not on MPI ranks); use --stop validation there"
+        raise ConfigError(msg)
     lead = comm is None or comm.Get_rank() == 0
     ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
     start = start_values(cfg, ds, problem, args.allow_external_links)
     every = max(int(cfg["checkpoint_every"]), 0)
     fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
     resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint, ds) if args.resume else None
-    on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead)
+    on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead, problem.space.packing)
     res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead, start=start)
     meta = {"returned_iteration": res.returned_iteration, **({"stop_auto": auto} if auto else {})}
     held = None

@@ -53,7 +53,18 @@ class Streamed(NonlinearOperator):
         """The shared state at ``u`` for one evaluation during which ``u`` stays unchanged (a loss and its gradient,
         an objective; not a Jacobian kept for later products): it may hold views of ``u`` instead of what it derives
         from them (e.g. each block's complex windows formed from the real unknowns, no complex object). Default:
-        :meth:`stream_prepare`."""
+        :meth:`stream_prepare`.
+
+        Parameters
+        ----------
+        u : array
+            The operator's input, not changed until the evaluation ends.
+
+        Returns
+        -------
+        state
+            What :meth:`stream_forward` and :meth:`stream_finish` take, as :meth:`stream_prepare`'s.
+        """
         return self.stream_prepare(u)
 
     def stream_tangent(self, state, du):

@@ -168,7 +168,19 @@ class DataTerm:
     def noise_input(self, u) -> tuple:
         """``(fit value, its expectation under the noise)`` of the unweighted loss at input ``u`` over the values not
         held out, from one prediction (block by block for a streamed operator): the expectation is
-        the loss's ``noise_misfit`` at that prediction, ``None`` when the term or its loss offers no noise model."""
+        the loss's ``noise_misfit`` at that prediction, ``None`` when the term or its loss offers no noise model.
+
+        Parameters
+        ----------
+        u : array
+            The term's input (the joint problem restricts the joint point to it).
+
+        Returns
+        -------
+        value, expected : :obj:`float`, :obj:`float` or :obj:`None`
+            The fit's loss and what the noise alone would leave at this prediction.
+        """
+
         def one(y, rows=slice(None)):
             keep = None if self.holdout is None else ~self.holdout[rows]
             y_fit = y if keep is None else y[keep.reshape(y.shape)]
