@@ -87,3 +87,10 @@ def test_stop_noise_on_mpi_ranks_is_refused_before_the_read(sim, tmp_path, monke
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--stop noise runs in one process" in err, err
     assert not reads and not (tmp_path / "m.h5").exists()
+
+
+def test_refit_from_with_no_refit_warns(sim, tmp_path, capsys):
+    assert main(["reconstruct", str(sim), "-o", str(tmp_path / "n.h5"), "--terms", "ptychography", "--iterations",
+                 "12", "--stop", "validation", "--no-refit", "--refit-from", "best"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("--refit-from / --refit-iterations do nothing with --no-refit") == 1, err

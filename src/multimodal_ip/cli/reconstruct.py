@@ -258,6 +258,10 @@ def _refit_setting(args, cfg) -> bool:
         for k in (k for k in _AFTER_HELD if k in spec):
             warnings.warn(f"{given[k]} does nothing without --stop validation", stacklevel=2)
         return False
+    if not spec.get("refit", True) and any(getattr(args, k, None) is not None for k in ("refit_from",
+                                                                                       "refit_iterations")):
+        warnings.warn("--refit-from / --refit-iterations do nothing with --no-refit (the held-out fit is returned)",
+                      stacklevel=2)
     return bool(spec.get("refit", True))
 
 
