@@ -9,83 +9,40 @@ import time
 
 import numpy as np
 import scipy.fft as sfft
-from mmip_scanprobe import CubicPatches, extract_patches, scatter_patches_
+from mmip_scanprobe import BandLimitedWindows, CubicPatches
 
 from multimodal_ip.errors import ConfigError
 
+from .band_limited_sampler import BandLimitedSampler
 from .curvature import window_illumination
 
 #: the window models :class:`ObjectGaussNewton` knows (as :data:`mmip_ptychography.fisher.MODELS`)
 MODELS = ("cubic", "fourier")
 
 
-def _fold_edges(acc, p):
-    """Adjoint of ``numpy.pad(z, p, mode="edge")``: the border's sums folded into the edge pixels, then cropped."""
-    acc[p, :] += acc[:p, :].sum(axis=0)
-    acc[-p - 1, :] += acc[-p:, :].sum(axis=0)
-    acc[:, p] += acc[:, :p].sum(axis=1)
-    acc[:, -p - 1] += acc[:, -p:].sum(axis=1)
-    return acc[p:-p, p:-p]
+class _Windows:
+    """A window model as a linear map of the object, its position derivatives and its adjoint: the sampler's
+    ``sample`` and ``scatter`` over the edge-padded object (:class:`~mmip_scanprobe.CubicPatches`, the
+    reconstruction's; :class:`~mmip_ptychography.band_limited_sampler.BandLimitedSampler`, the data's)."""
 
-
-class _Cubic:
-    """The reconstruction's windows (:class:`~mmip_scanprobe.CubicPatches`) as a linear map and its adjoint."""
-
-    def __init__(self, shape, window, positions):
-        self.patches, self.shape = CubicPatches(positions, window, shape), shape
-        self.count = len(positions)
+    def __init__(self, model, shape, window, positions):
+        cls = CubicPatches if model == "cubic" else BandLimitedSampler
+        self.sampler, self.model, self.window = cls(positions, window, shape), model, tuple(window)
+        self.positions = np.asarray(positions, dtype=float)
+        self.rows = slice(0, len(self.positions))
 
     def forward(self, z):
-        return self.patches.sample(self.patches.pad(z), slice(0, self.count))
+        return self.sampler.sample(self.sampler.pad(z), self.rows)
 
     def derivatives(self, z):
-        return self.patches.derivatives(self.patches.pad(z), slice(0, self.count))
+        if self.model == "cubic":
+            return self.sampler.derivatives(self.sampler.pad(z), self.rows)
+        return BandLimitedWindows(z, self.window)(self.positions, derivatives=True)[1:]
 
     def adjoint(self, g, rows):
-        p = self.patches.PAD
-        acc = np.zeros((self.shape[0] + 2 * p, self.shape[1] + 2 * p), dtype=g.dtype)
-        self.patches.scatter(acc, np.ascontiguousarray(g), rows)
-        return self.patches.unpad_adjoint(acc).copy()
-
-
-class _BandLimited:
-    """The data's windows (as :class:`~mmip_scanprobe.BandLimitedWindows`: an enlarged edge-extended patch,
-    Fourier-shifted, cropped) as a linear map of the object and its adjoint."""
-
-    def __init__(self, shape, window, positions, margin=8, reach=8):
-        self.shape, self.window, self.m, self.reach = shape, tuple(window), int(margin), int(reach)
-        hi = np.array(shape) - np.array(window) + reach - 1
-        pos = np.clip(np.asarray(positions, dtype=float), -reach, hi)
-        self.corners = np.floor(pos).astype(np.int64) + reach
-        f = pos - np.floor(pos)
-        self.size = (window[0] + 2 * self.m, window[1] + 2 * self.m)
-        self.k0 = np.fft.fftfreq(self.size[0])[None, :, None]
-        self.k1 = np.fft.fftfreq(self.size[1])[None, None, :]
-        self.ramp = np.exp(2j * np.pi * (f[:, 0, None, None] * self.k0 + f[:, 1, None, None] * self.k1))
-        self.crop = (slice(None), slice(self.m, self.m + window[0]), slice(self.m, self.m + window[1]))
-        self.count = len(pos)
-
-    def _spectrum(self, z):
-        zp = np.pad(z, self.m + self.reach, mode="edge")
-        return sfft.fft2(extract_patches(zp, self.corners, self.size), workers=1) * self.ramp.astype(z.dtype)
-
-    def forward(self, z):
-        return sfft.ifft2(self._spectrum(z), workers=1)[self.crop]
-
-    def derivatives(self, z):
-        s = self._spectrum(z)
-        return tuple(sfft.ifft2(s * (2j * np.pi * k), workers=1)[self.crop] for k in (self.k0, self.k1))
-
-    def adjoint(self, g, rows):
-        big = np.zeros((len(g), *self.size), dtype=g.dtype)
-        big[self.crop] = g
-        back = sfft.ifft2(sfft.fft2(big, workers=1) * self.ramp[rows].conj().astype(g.dtype), workers=1)
-        p = self.m + self.reach
-        acc = np.zeros((self.shape[0] + 2 * p, self.shape[1] + 2 * p), dtype=g.dtype)
-        c = self.corners[rows]
-        scatter_patches_(acc, np.ascontiguousarray(back), None, np.ascontiguousarray(c[:, 0]),
-                         np.ascontiguousarray(c[:, 1]))
-        return _fold_edges(acc, p).copy()
+        acc = np.zeros(self.sampler.padded_shape(), dtype=g.dtype)
+        self.sampler.scatter(acc, np.ascontiguousarray(g), rows)
+        return self.sampler.unpad_adjoint(acc).copy()
 
 
 class ObjectGaussNewton:
@@ -131,8 +88,7 @@ class ObjectGaussNewton:
         self.obj, self.probe = np.asarray(obj, dtype=complex), np.asarray(probe, dtype=complex)
         self.positions = np.asarray(positions, dtype=float)
         self.weight, self.imag_fisher = float(weight), imag_fisher
-        cls = _Cubic if model == "cubic" else _BandLimited
-        self.windows = cls(self.obj.shape, self.probe.shape, self.positions)
+        self.windows = _Windows(model, self.obj.shape, self.probe.shape, self.positions)
         psi = self._far(self.windows.forward(self.obj))
         a = np.abs(psi)
         self.u = np.where(a > 0, psi / np.where(a > 0, a, 1), 0)
