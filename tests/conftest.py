@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from multimodal_ip import Variable, VariableSpace
+from multimodal_ip.problem import Linearization
+
 settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
 
@@ -89,3 +92,35 @@ def mpiexec():
     if exe is None:
         pytest.skip("no mpiexec on PATH (pip install mpich)")
     return exe
+
+
+class DiagonalObjective:
+    """``f(x) = sum d (x - b)^2 / 2`` on ``n`` unknowns: the gradient is its one unknown-sized allocation (the
+    value goes a block at a time). Only the members of :class:`~multimodal_ip.problem.Objective` L-BFGS and a staged
+    run use (the memory tests count unknown vectors with it)."""
+
+    def __init__(self, n, dtype=np.float64):
+        rng = np.random.default_rng(0)
+        self.space = VariableSpace([Variable("x", (n,), dtype=dtype)])
+        self.d = (1 + rng.random(n)).astype(dtype)
+        self.b = rng.random(n).astype(dtype)
+        self.xp, self.regularizers, self.calibration, self.has_holdout, self.frozen = np, (), {}, False, ()
+
+    def at_precision(self, v):
+        return v
+
+    def linearize(self, v):
+        g = np.subtract(v, self.b)
+        value = sum(0.5 * float((g[k:k + 65536] * self.d[k:k + 65536] * g[k:k + 65536]).sum())
+                    for k in range(0, g.size, 65536))
+        g *= self.d
+        return Linearization(value, {"fit": value}, g, v, None)
+
+    def relative_errors(self, v):
+        return {}
+
+
+@pytest.fixture(scope="session")
+def diagonal_objective():
+    """:class:`DiagonalObjective`, called ``diagonal_objective(n, dtype=np.float64)``."""
+    return DiagonalObjective

@@ -74,34 +74,6 @@ def test_a_handed_over_start_is_the_result_of_the_same_run(sim, tmp_path):
     np.testing.assert_array_equal(lent, problem.start())  # a lent start is not written to
 
 
-class _Diagonal:
-    """``f(x) = sum d (x - b)^2 / 2``: the gradient is its only unknown-sized allocation (as in
-    tests/solvers/test_lbfgs_memory.py), with the members a staged run asks of a problem."""
-
-    def __init__(self, n):
-        from multimodal_ip import Variable, VariableSpace
-
-        rng = np.random.default_rng(0)
-        self.space = VariableSpace([Variable("x", (n,))])
-        self.d, self.b = 1 + rng.random(n), rng.random(n)
-        self.xp, self.regularizers, self.calibration, self.has_holdout, self.frozen = np, (), {}, False, ()
-
-    def at_precision(self, v):
-        return v
-
-    def linearize(self, v):
-        from multimodal_ip.problem import Linearization
-
-        g = np.subtract(v, self.b)
-        value = sum(0.5 * float((g[k:k + 65536] * self.d[k:k + 65536] * g[k:k + 65536]).sum())
-                    for k in range(0, g.size, 65536))
-        g *= self.d
-        return Linearization(value, {"fit": value}, g, v, None)
-
-    def relative_errors(self, v):
-        return {}
-
-
 def _peak(problem, n, handed) -> float:
     """Peak traced memory of 3 iterations from a start made inside the traced region, in unknown vectors."""
     tracemalloc.start()
@@ -117,11 +89,11 @@ def _peak(problem, n, handed) -> float:
     return peak / (8 * n)
 
 
-def test_a_handed_over_start_is_one_vector_fewer_at_the_peak():
+def test_a_handed_over_start_is_one_vector_fewer_at_the_peak(diagonal_objective):
     """Through ``solve_staged`` (what the CLI calls): lent, the start point stays with the caller for the whole
     run, the working set's 2 pairs and ``WORK_VECTORS`` plus one; handed over, it is the working set alone."""
     n = 2_000_000
-    problem = _Diagonal(n)
+    problem = diagonal_objective(n)
     solve_staged(problem, np.zeros(n), maxiter=1)  # the solver plugins imported outside the traced runs
     lent, handed = _peak(problem, n, False), _peak(problem, n, True)
     assert handed <= 2 * 2 + WORK_VECTORS + 0.5, handed

@@ -8,38 +8,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from multimodal_ip import Variable, VariableSpace
-from multimodal_ip.problem import Linearization
 from multimodal_ip.run_budget import JOINT_VECTORS, SOLVER_VECTORS
 from multimodal_ip.solvers.lbfgs import LBFGS, WORK_VECTORS, two_loop
 
 #: what the in-place updates' blocks (and the objective's) may add, in unknown vectors (2 MB blocks of 16 MB)
 SLACK = 0.5
-
-
-class _Diagonal:
-    """``f(x) = sum d (x - b)^2 / 2`` on ``n`` unknowns: the gradient is its one unknown-sized allocation (the
-    value goes a block at a time). Only the members of :class:`~multimodal_ip.problem.Objective` L-BFGS uses."""
-
-    def __init__(self, n, dtype=np.float64):
-        rng = np.random.default_rng(0)
-        self.space = VariableSpace([Variable("x", (n,), dtype=dtype)])
-        self.d = (1 + rng.random(n)).astype(dtype)
-        self.b = rng.random(n).astype(dtype)
-        self.xp, self.regularizers, self.calibration, self.has_holdout, self.frozen = np, (), {}, False, ()
-
-    def at_precision(self, v):
-        return v
-
-    def linearize(self, v):
-        g = np.subtract(v, self.b)
-        value = sum(0.5 * float((g[k:k + 65536] * self.d[k:k + 65536] * g[k:k + 65536]).sum())
-                    for k in range(0, g.size, 65536))
-        g *= self.d
-        return Linearization(value, {"fit": value}, g, v, None)
-
-    def relative_errors(self, v):
-        return {}
 
 
 def _peak_vectors(problem, x0, **options):
@@ -55,12 +28,12 @@ def _peak_vectors(problem, x0, **options):
 
 @pytest.mark.parametrize(("iterations", "memory", "dtype"),
                          [(3, 10, np.float64), (6, 2, np.float64), (4, 10, np.float32)])
-def test_a_step_holds_its_pairs_and_the_working_vectors(iterations, memory, dtype):
+def test_a_step_holds_its_pairs_and_the_working_vectors(diagonal_objective, iterations, memory, dtype):
     """Peak of a few iterations <= 2 x the pairs held during the step before the last (with ``release_last``, as
     ``mmip`` runs, the last one's search holds none) + ``WORK_VECTORS`` (x0 is the caller's) + the blocks; the run
     goes all its iterations (no early convergence hides a step)."""
     n = 2_000_000
-    problem = _Diagonal(n, dtype)
+    problem = diagonal_objective(n, dtype)
     x0 = np.zeros(n, dtype)
     res, peak = _peak_vectors(problem, x0, maxiter=iterations, memory=memory, release_last=True)
     assert res.status == "maxiter" and len(res.history) == iterations + 1
@@ -109,11 +82,11 @@ def test_in_place_updates_round_as_the_whole_vector_expressions():
             assert not write_step(buf, x, alpha, p)  # the same point again: nothing to evaluate
 
 
-def test_the_last_step_without_its_pairs_is_the_same_step():
+def test_the_last_step_without_its_pairs_is_the_same_step(diagonal_objective):
     """``release_last``: the last step (``maxiter``) lets its pairs go once its direction is made; the iterates and
     the history of a 3-iteration run are bit for bit those of the first 3 iterations of a longer run, whose third
     step kept them."""
-    problem = _Diagonal(50_000, np.float32)
+    problem = diagonal_objective(50_000, np.float32)
     short = LBFGS(problem, maxiter=3, memory=4, release_last=True).solve(np.zeros(50_000, np.float32))
     assert len(short.history) == 4
     kept = []
@@ -125,10 +98,10 @@ def test_the_last_step_without_its_pairs_is_the_same_step():
         np.testing.assert_array_equal(short.history[column], long.history[column][:4])
 
 
-def test_iterates_a_callback_keeps_are_not_overwritten():
+def test_iterates_a_callback_keeps_are_not_overwritten(diagonal_objective):
     """The pairs go into the spent direction's and the old gradient's buffers, never into an iterate: what a
     callback keeps of ``state.x`` (and the returned iterate) stays as it was."""
-    problem = _Diagonal(1000)
+    problem = diagonal_objective(1000)
     kept = []
     res = LBFGS(problem, maxiter=8, memory=2, callback=lambda st: kept.append((st.x, st.x.copy()))).solve(
         np.zeros(1000))
