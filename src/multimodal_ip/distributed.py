@@ -6,15 +6,19 @@ objective values, gradients and Gauss-Newton products are summed
 over ranks through pylops-mpi (the adjoint of an ``MPIVStack`` over a ``SCATTER``
 ``DistributedArray``), so every rank holds the same numbers and the solvers run unchanged,
 in lockstep. Regularizers are evaluated once, on rank 0. Reading, checking and building each rank's share end in
-one agreement (:func:`agree`): bad input that only one rank reads ends every rank with the same error.
+one agreement (:func:`agree`): bad input that only one rank reads ends every rank with the same error. No collective
+runs inside an agreement (the memory plan is agreed between two; the balancing agrees each local gradient before
+its sum).
 """
 
 __all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size", "agree"]
 
+import contextlib
 import os
 
 import numpy as np
 
+from ._run_plan import share_plan as _share_plan
 from .backend import get_array_module
 from .errors import ConfigError
 from .problem import JointProblem, Linearization, align
@@ -95,11 +99,12 @@ def agree(comm, fn, *args, **kwargs):
     ------
     MultimodalIPError, MemoryError
         This rank's or another rank's failure (the message names that rank). A bug (any other exception) is
-        re-raised as is on its rank and as a ``RuntimeError`` naming it on the others.
+        re-raised as is on its rank and as a ``RuntimeError`` naming it on the others. A failure an agreement
+        inside ``fn`` raised (on every rank) is raised again as is.
     """
     from . import errors
 
-    outcome = None
+    outcome, mine = None, None
     try:
         value = fn(*args, **kwargs)
     except (errors.MultimodalIPError, MemoryError) as exc:
@@ -111,18 +116,17 @@ def agree(comm, fn, *args, **kwargs):
     if not failed:
         return value
     rank, (kind, text) = failed[0]
-    if rank == comm.Get_rank() and kind == "bug":
-        raise mine
+    if mine is not None and ((rank == comm.Get_rank() and kind == "bug") or getattr(mine, "mmip_agreed", False)):
+        mine.mmip_agreed = True  # type: ignore[union-attr]
+        raise mine  # a bug, on its rank; or a failure an agreement inside ``fn`` already ended every rank with
     where = f" (MPI rank {rank} of {comm.Get_size()})"
-    if kind == "MemoryError":
-        raise MemoryError(text + where)
-    if kind == "bug":
-        msg = f"MPI rank {rank} of {comm.Get_size()} failed: {text}"
-        raise RuntimeError(msg)
     cls = getattr(errors, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, errors.MultimodalIPError)):
         cls = errors.MultimodalIPError
-    raise cls(text + where) from None
+    failure = MemoryError(text + where) if kind == "MemoryError" else RuntimeError(
+        f"MPI rank {rank} of {comm.Get_size()} failed: {text}") if kind == "bug" else cls(text + where)
+    failure.mmip_agreed = True  # type: ignore[union-attr]  # (an agreement around this one raises it as is)
+    raise failure from None
 
 
 def _check_ranks(ds, size) -> None:
@@ -148,10 +152,13 @@ class DistributedProblem:
     comm : ``mpi4py.MPI.Comm``
     replicated : sequence of :obj:`str`, optional
         Terms every rank holds whole (their modality declares no split): counted once, on rank 0.
+    agreed : :obj:`bool`, optional
+        Each linearization's local work ends in an agreement (:func:`agree`) before its sums, so that a rank's failure
+        ends every rank instead of leaving the others in a sum (the balancing's; a solve's linearizations are not).
     """
 
-    def __init__(self, local: JointProblem, comm, replicated=()):
-        self.comm = comm
+    def __init__(self, local: JointProblem, comm, replicated=(), agreed=False):
+        self.comm, self.agreed = comm, bool(agreed)
         self.rank = comm.Get_rank()
         self.replicated = tuple(replicated)
         self.whole = local  # this rank's terms at their true weights: the one state every property reads
@@ -244,7 +251,8 @@ class DistributedProblem:
     __call__ = value
 
     def linearize(self, v) -> Linearization:
-        return self.local.linearize(v).reduced(self._sum_array)
+        share = agree(self.comm, self.local.linearize, v) if self.agreed else self.local.linearize(v)
+        return share.reduced(self._sum_array)
 
     def gradient(self, v):
         return self.linearize(v).gradient
@@ -262,68 +270,26 @@ class DistributedProblem:
 
     # ---- construction helpers: the same split, another problem -------------------------
     def with_terms(self, names) -> "DistributedProblem":
-        return DistributedProblem(self.whole.with_terms(names), self.comm, self.replicated)
+        return DistributedProblem(self.whole.with_terms(names), self.comm, self.replicated, self.agreed)
 
     def alone(self, name) -> "DistributedProblem":
-        return DistributedProblem(self.whole.alone(name), self.comm, self.replicated)
+        return DistributedProblem(self.whole.alone(name), self.comm, self.replicated, self.agreed)
 
     def with_weights(self, weights) -> "DistributedProblem":
-        return DistributedProblem(self.whole.with_weights(weights), self.comm, self.replicated)
+        return DistributedProblem(self.whole.with_weights(weights), self.comm, self.replicated, self.agreed)
 
     def with_frozen(self, names) -> "DistributedProblem":
-        return DistributedProblem(self.whole.with_frozen(names), self.comm, self.replicated)
+        return DistributedProblem(self.whole.with_frozen(names), self.comm, self.replicated, self.agreed)
 
     def with_regularizers(self, regularizers) -> "DistributedProblem":
-        return DistributedProblem(self.whole.with_regularizers(regularizers), self.comm, self.replicated)
+        return DistributedProblem(self.whole.with_regularizers(regularizers), self.comm, self.replicated, self.agreed)
 
     def __repr__(self) -> str:
         return f"DistributedProblem(rank {self.rank}/{self.comm.Get_size()}, {self.local!r})"
 
 
-class _Share:
-    """An unread h5py dataset's share along one axis: its shape and dtype, its values read only when asked."""
-
-    def __init__(self, d, axis, sl):
-        self.d, self.axis, self.sl, self.dtype = d, axis, sl, d.dtype
-        self.shape = tuple(len(range(*sl.indices(n))) if i == axis else n for i, n in enumerate(d.shape))
-        self.ndim, self.size = len(self.shape), int(np.prod(self.shape))
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.d[tuple(self.sl if i == self.axis else slice(None) for i in range(self.ndim))]
-        return a if dtype is None else a.astype(dtype)
-
-    def __getitem__(self, key):
-        return np.asarray(self)[key]
-
-
-def _share_plan(plan, part, precision):
-    """The loader's ``plan`` for rank ``part = (rank, size)``: ``plan`` sees the terms and bytes of this rank's
-    share of the split data (what it reads); the estimate it returns is kept (its blocks size the build)."""
-    from dataclasses import replace
-
-    from .io._reader import _nbytes, compact_dtype
-    from .io._schema import split_slice
-    from .modality import capabilities
-    from .plugins import get_registry
-
-    kept: list = []
-
-    def share(space, terms, nbytes):
-        mine = {}
-        for name, td in terms.items():
-            info = capabilities(get_registry().get("modality", td.modality))
-            sl, total = split_slice(td.where(), td.arrays, info.split_axes, part)
-            arrays = dict(td.arrays)
-            for k, axis in (info.split_axes.items() if sl is not None else ()):
-                if k in arrays:
-                    as_dtype = compact_dtype(arrays[k].dtype, precision) if k in info.measurements else None
-                    nbytes -= _nbytes(arrays[k], None, as_dtype) - _nbytes(arrays[k], (axis, sl), as_dtype)
-                    arrays[k] = _Share(arrays[k], axis, sl)
-            mine[name] = td if sl is None else replace(td, arrays=arrays, attrs=dict(
-                td.attrs, split_total=int(total or 0), split_offset=int(sl.start)))
-        kept.append(plan(space, mine, nbytes))
-
-    return share, kept
+class _Surveyed(Exception):  # noqa: N818 - not an error: ends a survey of the file's structure before any read
+    """Ends the first phase of an MPI rank's build once its plan has seen the structure."""
 
 
 def build_distributed_problem(path, comm, terms=None, options=None, allow_external=False, plan=None, **overrides):
@@ -350,7 +316,9 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
     plan : callable, optional
         The loader's ``plan`` (:func:`~multimodal_ip.io.load_dataset`), called on every rank with the terms and
         bytes of its own share before any array is read (e.g. :func:`~multimodal_ip.run_budget.run_planner`); the
-        chunk size of an estimate it returns sizes this rank's blocks.
+        chunk size of an estimate it returns sizes this rank's blocks. It runs inside an agreement (:func:`agree`)
+        and must not communicate; a plan with phases (``fits``, ``agreed``: ``run_planner``'s) runs them in two
+        agreements, the ranks agreeing on its setting between them (the file's structure is read twice).
     **overrides
         Fields of ``BuildOptions`` that replace those of ``options``.
 
@@ -373,12 +341,29 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
     from .io.problem_builder import BuildOptions, apply_balance
     from .modality import capabilities
     from .plugins import get_registry
+    from .run_budget import _agreed
 
     o = replace(options or BuildOptions(), **overrides)
+    part = (comm.Get_rank(), comm.Get_size())
+
+    def survey():
+        """Which settings of the run's plan this rank's share fits: the file's structure read, no array."""
+        fits: list = []
+
+        def stop(space, found, nbytes):
+            fits.append(plan.fits(space, found, nbytes))
+            raise _Surveyed
+
+        with contextlib.suppress(_Surveyed):
+            load_dataset(path, terms=terms, part=part, allow_external=allow_external, precision=o.dtype,
+                         plan=_share_plan(stop, part, o.dtype)[0])
+        return fits[0]
+
+    if hasattr(plan, "fits"):  # no collective inside an agreement: the ranks agree on the plan's setting between two
+        plan = plan.agreed(_agreed(comm, agree(comm, survey)))
 
     def build_local():
         """This rank's share: read, checked and built (every rank then agrees before any reduction)."""
-        part = (comm.Get_rank(), comm.Get_size())
         share, kept = _share_plan(plan, part, o.dtype) if plan is not None else (None, [])
         ds = load_dataset(path, terms=terms, part=part, allow_external=allow_external, precision=o.dtype, plan=share)
         _check_ranks(ds, comm.Get_size())
@@ -394,6 +379,20 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
     ds, local = agree(comm, build_local)
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)
     problem = DistributedProblem(local, comm, replicated=unsplit)
-    if o.balance and o.likelihood == "balanced":  # every rank takes part in the reductions, then agrees on it
-        problem = agree(comm, apply_balance, problem, ds, o.balance_c, o.reference, xp=o.xp)
+    if o.balance and o.likelihood == "balanced":
+        # the balancing sums each term's gradient over the ranks: each rank's local gradient is agreed before its sum
+        # (no collective inside an agreement), the balancing's outcome after the sums
+        try:
+            balanced: object = apply_balance(DistributedProblem(local, comm, unsplit, agreed=True), ds, o.balance_c,
+                                             o.reference, xp=o.xp)
+        except Exception as exc:  # noqa: BLE001 - agreed just below (a bug stays a bug)
+            balanced = exc
+        problem = DistributedProblem(agree(comm, _outcome, balanced).whole, comm, replicated=unsplit)
     return ds, problem
+
+
+def _outcome(value):
+    """``value``, raised when it is an exception (the outcome of work whose sums took every rank)."""
+    if isinstance(value, BaseException):
+        raise value
+    return value

@@ -14,13 +14,12 @@ already left, so only ``PROGRAM_MARGIN`` counts for it.
 __all__ = ["RunEstimate", "estimate_run", "fit_run", "run_planner", "default_working_memory", "measured_values"]
 
 import os
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ConfigError
-from .memory import ENV_MEMORY, memory_budget_bytes, parse_size
+from .memory import ENV_MEMORY, memory_budget_bytes
 
 #: bytes the program adds after the check (modules a solver imports, allocator slack)
 PROGRAM_MARGIN = 48 << 20
@@ -201,7 +200,7 @@ def _resident_bytes() -> int:
 
 
 def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, chunk_bytes=None, budget=None,
-            program=None, registry=None, extra=None, vectors=None, comm=None) -> RunEstimate:
+            program=None, registry=None, extra=None, vectors=None, comm=None, setting=None) -> RunEstimate:
     """The setting under which a run fits its memory budget: its own, else smaller blocks (the chunk sizes of
     ``CHUNK_STEPS`` below its own, down to ``SMALLEST_FAST_CHUNK``), then fewer correction pairs, then the
     smallest blocks; :class:`~multimodal_ip.errors.ConfigError` when none fits.
@@ -224,7 +223,11 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
         (the available memory already excludes it).
     comm : :obj:`mpi4py.MPI.Comm`, optional
         The ranks of an MPI run: each fits its own share, then all keep the most cautious setting any rank needs
-        (their solvers run in lockstep) or all refuse. Every rank must call this.
+        (their solvers run in lockstep) or all refuse. Every rank must call this (a collective: never inside
+        :func:`~multimodal_ip.distributed.agree`; an MPI build agrees between two of them, with ``setting``).
+    setting : :obj:`int`, optional
+        The index, in the order tried, of the setting the ranks agreed on beforehand: kept without communication
+        (the refusal when it is past the last).
 
     Returns
     -------
@@ -236,6 +239,16 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     ConfigError
         Nothing fits: one line naming the budget, the parts of the smallest setting and the budget it needs.
     """
+    tried, where = _settings(space, terms, data_bytes, dtype=dtype, solver=solver, iterations=iterations, pairs=pairs,
+                             chunk_bytes=chunk_bytes, budget=budget, program=program, registry=registry, extra=extra,
+                             vectors=vectors, comm=comm)
+    return _kept(tried, where, _agreed(comm, [t.fits for t in tried]) if setting is None else int(setting))
+
+
+def _settings(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, chunk_bytes=None, budget=None,
+              program=None, registry=None, extra=None, vectors=None, comm=None) -> tuple:
+    """``(tried, where)``: the settings :func:`fit_run` tries, in order, and the budget's name; no communication
+    (``comm`` only counts the ranks sharing the machine's memory)."""
     explicit = bool(os.environ.get(ENV_MEMORY, "").strip())
     ranks = _local_ranks(comm) if comm is not None and not explicit else 1
     if budget is None:
@@ -256,20 +269,31 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     pair_steps = list(range(first, 0, -1)) if first is not None else [None]
     tried = ([at(first, c) for c in coarse] + [at(p, coarse[-1]) for p in pair_steps[1:]]
              + [at(pair_steps[-1], c) for c in chunks[len(coarse):]])
+    where = f"{ENV_MEMORY}={os.environ[ENV_MEMORY].strip()}" if explicit else "80 % of the available memory" + (
+        f" over {ranks} MPI ranks" if ranks > 1 else "")
+    return tried, where
+
+
+def _agreed(comm, fits) -> int:
+    """The index of the first setting every rank fits (``len(fits)``: none); a collective under ``comm`` (every rank
+    calls it, outside :func:`~multimodal_ip.distributed.agree`), this rank's first fit without."""
     def first_from(start):
-        return next((i for i in range(start, len(tried)) if tried[i].fits), len(tried))
+        return next((i for i in range(start, len(fits)) if fits[i]), len(fits))
 
     index, agreed = first_from(0), -1
-    while comm is not None and agreed != index:  # the first setting every rank fits (all see the same maximum)
+    while comm is not None and agreed != index:  # all ranks see the same maximum
         agreed = index
         index = max(comm.allgather(first_from(agreed)))
+    return index
+
+
+def _kept(tried, where, index) -> RunEstimate:
+    """``tried[index]``, else (``index == len(tried)``) the refusal naming the smallest setting's need."""
     if index < len(tried):
         return tried[index]
     least = tried[-1]
-    where = f"{ENV_MEMORY}={os.environ[ENV_MEMORY].strip()}" if explicit else "80 % of the available memory" + (
-        f" over {ranks} MPI ranks" if ranks > 1 else "")
     history = f" with {least.pairs} L-BFGS pair(s)" if least.pairs else ""
-    msg = (f"memory budget of the run ({where}: {_gib(budget)} GiB) is too small: it needs at least "
+    msg = (f"memory budget of the run ({where}: {_gib(least.budget)} GiB) is too small: it needs at least "
            f"{_gib(least.total)} GiB{history} and blocks of {least.chunk_bytes / 2**20:g} MiB ({least.shown()} MiB); "
            f"set {ENV_MEMORY} to at least {int(np.ceil(least.total / 2**20))}M")
     raise ConfigError(msg)
@@ -290,25 +314,6 @@ def measured_values(terms) -> int:
     """
     return int(sum(np.prod(np.shape(td.arrays["data"]), dtype=np.float64) for td in terms.values()
                    if "data" in td.arrays))
-
-
-def _refined_space(space, terms, names, registry):
-    """``space`` with the calibration unknowns ``names`` appended, shaped as the terms offer their start values (an
-    unknown no term offers, or a term whose offer fails on its unchecked input, adds nothing: the build refuses it
-    in one line)."""
-    from .variables import Variable, VariableSpace
-
-    added: dict = {}
-    for td in terms.values() if names else ():
-        try:
-            offers = registry.get("modality", td.modality).calibration(td)
-        except Exception:  # noqa: BLE001, S112 - unchecked input, reported by the build in one line
-            continue
-        for k in names:
-            a = np.asarray(offers[k]) if k in offers and k not in added and k not in space else None
-            if a is not None and a.dtype.kind in "fc":
-                added[k] = Variable(k, a.shape, np.complex128 if a.dtype.kind == "c" else np.float64)
-    return VariableSpace([*space.variables, *added.values()]) if added else space
 
 
 def _local_ranks(comm) -> int:
@@ -339,7 +344,10 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None):
         unknown-sized vector), e.g. the results ``mmip compare`` keeps.
     comm : :obj:`mpi4py.MPI.Comm`, optional
         An MPI run: each rank plans its share (``terms`` and ``nbytes`` are its share's), adds the sums over
-        ranks, and every rank keeps the same setting (:func:`fit_run`).
+        ranks, and every rank keeps the same setting (:func:`fit_run`). Called as is, the plan is a collective; an
+        MPI build (:func:`~multimodal_ip.distributed.build_distributed_problem`) runs it in two phases without one,
+        each inside an agreement: ``plan.fits(space, terms, nbytes)`` (which settings this rank's share fits), then,
+        once the ranks agreed on the first setting they all fit, ``plan.agreed(index)`` as the plan of the read.
     vectors : :obj:`int`, optional
         A command that runs no solver: its unknown-sized work vectors (no solver history, no solver options).
 
@@ -349,42 +357,6 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None):
         ``plan(space, terms, nbytes)``, returning the :class:`RunEstimate` kept; raises
         :class:`~multimodal_ip.errors.ConfigError` when the run cannot fit.
     """
+    from ._run_plan import Planner
 
-    def plan(space, terms, nbytes):
-        from .config import validation_settings
-        from .plugins import get_registry
-        from .solvers import check_solver_options, get_solver
-
-        solver = cfg["solver"] if vectors is None else None
-        if solver is not None:  # the options are read here before the solver sees them: the solve's one-line check
-            check_solver_options(solver, get_solver(solver), cfg["solver_options"] or {})
-        registry = get_registry()
-        own = tuple(cfg.get("refine") or ())
-        space = max((_refined_space(space, terms, (*own, *m), registry)
-                     for m in [(), *(models(terms) if models else ())]), key=lambda sp: sp.size)
-        vector = space.size * np.ones(1, cfg["dtype"]).real.itemsize
-        parts = dict(extra(space, terms, vector) if extra else {})
-        fraction, _, rule = validation_settings(cfg)[:3]
-        if fraction is not None:
-            parts["validation"] = parts.get("validation", 0) + measured_values(terms) + (rule == "validation") * vector
-        if comm is not None and comm.Get_size() > 1:
-            parts["MPI sums"] = MPI_VECTORS * vector
-        option = HISTORY.get(solver, (None, None))[0]
-        asked = (cfg["solver_options"] or {}).get(option) if option else None
-        chunk = None if cfg["chunk_memory"] is None else parse_size(cfg["chunk_memory"], allow_zero=True)
-        est = fit_run(space, terms, nbytes, dtype=cfg["dtype"], solver=solver, iterations=cfg["iterations"],
-                      pairs=asked, chunk_bytes=chunk, extra=parts, vectors=vectors, comm=comm, registry=registry)
-        changed = []
-        if est.chunk_bytes != chunk:
-            cfg["chunk_memory"] = str(est.chunk_bytes)
-            changed.append(f"blocks of {est.chunk_bytes / 2**20:g} MiB (--chunk-memory)")
-        first = min(int(asked if asked is not None else HISTORY[solver][1]), int(cfg["iterations"])) if option else 0
-        if option and est.pairs is not None and est.pairs < max(first, 1):
-            cfg["solver_options"] = dict(cfg["solver_options"] or {}, **{option: est.pairs})
-            changed.append(f"{est.pairs} L-BFGS pair(s) instead of {first}")
-        if changed and (comm is None or comm.Get_rank() == 0):
-            warnings.warn(f"memory budget ({_gib(est.budget)} GiB): the run keeps {' and '.join(changed)} to fit "
-                          f"(estimated peak {_gib(est.total)} GiB: {est.shown()} MiB)", stacklevel=2)
-        return est
-
-    return plan
+    return Planner(cfg, models=models, extra=extra, comm=comm, vectors=vectors)

@@ -104,7 +104,7 @@ def test_refit_from_best_continues_from_the_held_out_best(small, tmp_path):
     r = _run(small, tmp_path / "c.h5", "--stop", "validation", "--iterations", "40", "--refit-from", "best",
              "--refit-iterations", "3")
     assert r["config"]["refit"]["start"] == "best" and r["config"]["refit"]["from_iteration"] == best
-    assert list(r["history"]["iteration"]) == [0, 1, 2, 3]
+    assert list(r["history"]["iteration"]) == [best, best + 1, best + 2, best + 3]  # numbered on from the best
     assert r["history"]["error_total"][0] == pytest.approx(held["history"]["error_total"][best], rel=1e-6)
     assert r["history"]["objective"][3] < r["history"]["objective"][0]
 

@@ -156,9 +156,11 @@ def continue_iterations(cfg, best: int) -> int:
 def _continue(problem, cfg, held, lead):
     """``refit_from = "best"``: a fresh run on all the data (``problem``) from the held-out run's best iterate for
     ``refit_iterations``, calibration unknowns refined once the held-out run would have refined them:
-    ``(result, record)``."""
+    ``(result, record)``; its history numbers the iterations on from the best iterate's (docs/validation.md)."""
     import time
+    from dataclasses import replace
 
+    from ..solvers.history import History
     from .common import refine_after
 
     best = int(held.returned_iteration)
@@ -167,6 +169,7 @@ def _continue(problem, cfg, held, lead):
         out["refine_after"] = max(refine_after(cfg) - best, 0)
     t0 = time.perf_counter()
     res = _solve_with_progress(problem, out, "refit", show=lead, start={k: v for k, v in held.arrays.items()})
+    res = replace(res, history=History([dict(r, iteration=r["iteration"] + best) for r in res.history.rows]))
     record = _refit_record(held, out, res, time.perf_counter() - t0)
     record["refit"].update(start="best", from_iteration=best)
     return res, record
@@ -190,7 +193,7 @@ def _summary(out, res, held, meta) -> str:
 
 def run(args) -> int:
     from ..backend import to_numpy
-    from ..distributed import get_comm, mpi_world_size
+    from ..distributed import agree, get_comm, mpi_world_size
     from ..io import save_result
     from ..safety import check_outputs, deferred_interrupts, file_fingerprint, regular_input
     from ..start import start_file
@@ -202,12 +205,14 @@ def run(args) -> int:
     out = Path(args.output)
     ckpt = out.with_name(out.name + ".ckpt.h5")
     check_outputs([ckpt], inputs)
-    auto = resolve_stop(args.data, cfg, cfg["terms"], args.allow_external_links)  # the default rule, decided
-    refit = _refit_setting(args, cfg)
     comm = get_comm() if args.mpi or mpi_world_size() > 1 else None
     if comm is not None and (cfg["stopping"] or {}).get("rule") == "noise":  # refused before any read
         msg = "--stop noise runs in one process (not on MPI ranks); use --stop validation there"
         raise ConfigError(msg)
+    # the default rule, decided from the file's structure (on MPI ranks in an agreement: one rank's failure ends all)
+    stop_args = (args.data, cfg, cfg["terms"], args.allow_external_links)
+    auto = resolve_stop(*stop_args) if comm is None else agree(comm, resolve_stop, *stop_args)
+    refit = _refit_setting(args, cfg)
     lead = comm is None or comm.Get_rank() == 0
     ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
     start = start_values(cfg, ds, problem, args.allow_external_links)

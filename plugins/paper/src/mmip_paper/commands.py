@@ -35,12 +35,14 @@ def run(args) -> int:
     if cfg["refine"]:
         msg = "--refine: the Hessian study is over the object (x, w) at the true point; run it without --refine"
         raise ConfigError(msg)
+    asked = cfg["chunk_memory"]
     ds, joint = build(args.data, cfg, allow_external=args.allow_external_links, plan=_planner(cfg, args))  # no solver
     reference = balance_reference(joint.term_names, ds, cfg["balance_reference"]) if len(joint.term_names) > 1 \
         else joint.term_names[0]
     with staged_folder(args.output, [args.data, args.config]) as stage:  # never through a link already there
         summary = hessian_study(ds, joint, stage, dense_max=args.dense_max, k=args.k, grid=args.grid,
-                                reference=reference)
+                                reference=reference,
+                                run={"chunk_memory": cfg["chunk_memory"], "fitted": cfg["chunk_memory"] != asked})
     print(summary.replace(f"wrote {stage}/", f"wrote {args.output}/"))
     return 0
 

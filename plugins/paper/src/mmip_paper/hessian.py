@@ -117,7 +117,7 @@ def loss_landscape(problem, v, d1, d2, radius, grid=21):
     return t, np.array([[problem.value(v + a * d1 + b * d2) for b in t] for a in t])
 
 
-def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, reference=None):
+def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, reference=None, run=None):
     """Spectra and landscapes for ``reference`` alone versus joint; writes PNGs and ``hessian.json``.
 
     Parameters
@@ -134,6 +134,9 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
         Points per side of each landscape.
     reference : :obj:`str`, optional
         Term studied alone (default the first term).
+    run : :obj:`dict`, optional
+        The run's setting, recorded as ``hessian.json``'s entry ``run`` beside the problems' (``mmip hessian``: the
+        chunk size its blocks were built with, ``chunk_memory``, and whether the memory budget fitted it, ``fitted``).
 
     Returns
     -------
@@ -194,7 +197,7 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
     fig.tight_layout()
     fig.savefig(outdir / "landscapes.png", dpi=100)
     plt.close(fig)
-    (outdir / "hessian.json").write_text(json.dumps(summary, indent=2))
+    (outdir / "hessian.json").write_text(json.dumps({**summary, **({"run": run} if run is not None else {})}, indent=2))
     lines = [f"{name}: {s['n_eigenvalues']} eigenvalues, largest {s['largest']:.3g}, "
              f"condition (positive part) {s['condition_positive']:.3g}, "
              f"fraction < 1e-6 * largest {s['fraction_below_1e-6']:.3f}" for name, s in summary.items()]
