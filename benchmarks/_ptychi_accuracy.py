@@ -19,11 +19,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _ptychi_metrics import final_errors
 from _ptychi_ours import ours_cli_trace
 
 #: runs inside pty-chi's environment. argv: npz (data, probe, positions, n, truth, start), epochs, threads, seed,
 #: options as JSON ({"reconstructor_options.batch_size": 50, ...}: dotted paths into LSQMLOptions; an enum field
-#: takes its member's name). Prints one JSON line: trace [[seconds, error], ...] (epoch 0 = the start), wall_s.
+#: takes its member's name), optionally a .npy path the final object is saved to. Prints one JSON line: trace
+#: [[seconds, error], ...] (epoch 0 = the start), wall_s.
 TRACE_SCRIPT = r"""
 import enum, json, sys, time
 import numpy as np, torch
@@ -78,6 +80,8 @@ for _ in range(epochs):
     task.run(n_epochs=1)
     spent += time.perf_counter() - t0
     trace.append([spent, error()])
+if len(sys.argv) > 6:  # --save-objects: the final object
+    np.save(sys.argv[6], np.asarray(task.get_data_to_cpu("object", as_numpy=True))[0])
 print(json.dumps({"trace": trace, "wall_s": spent}))
 """
 
@@ -104,11 +108,13 @@ def complex_object(ds):
     return ds.truth["x"] + 1j * np.tensordot(coef, ds.truth["w"], axes=1), coef
 
 
-def ptychi_trace(venv, script, npz, args, seed, options):
-    """pty-chi LSQML on ``npz`` in its environment: ``{"trace", "wall_s"}``, or ``None`` and its last error line."""
+def ptychi_trace(venv, script, npz, args, seed, options, save=None):
+    """pty-chi LSQML on ``npz`` in its environment: ``{"trace", "wall_s"}``, or ``None`` and its last error line;
+    its final object saved to ``save`` (a .npy path) where given."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     out = subprocess.run([str(venv / "bin" / "python"), str(script), str(npz), str(args.epochs), str(args.threads),
-                          str(seed), json.dumps(options)], capture_output=True, text=True, check=False, env=env)
+                          str(seed), json.dumps(options), *([str(save)] if save else [])], capture_output=True,
+                         text=True, check=False, env=env)
     if out.returncode:
         return None, (out.stderr.strip().splitlines() or ["(no message)"])[-1]
     return json.loads(out.stdout.strip().splitlines()[-1]), None
@@ -204,12 +210,15 @@ def _one(ds, case, noise, seed, args, venv, script, tmp, ours_opts, pc_opts):
     common = {"case": case, "noise": noise, "seed": seed, "threads": args.threads, "epochs": args.epochs,
               "jitter": args.jitter or 0.0, "data_model": args.data_model if args.jitter else "raster"}
     found = []
+    keep = Path(getattr(args, "save_objects", None) or tmp)  # --save-objects DIR: the final objects kept there
+    keep.mkdir(parents=True, exist_ok=True)
+    saved = {c: keep / f"{c}.{case}.{noise:g}.{seed}.npy" for c in ("ptychi", "ours")}
     if "ptychi" in args.codes:
         np.savez(npz, data=np.asarray(td.arrays["data"], dtype=np.float32), probe=td.arrays["probe"],
                  positions=td.arrays["positions"], n=z.shape[0], truth=z.astype(np.complex64),
                  start=1 + 1j * complex_object(ds)[1].sum())
         load = os.getloadavg()[0]
-        r, err = ptychi_trace(venv, script, npz, args, seed, pc_opts)
+        r, err = ptychi_trace(venv, script, npz, args, seed, pc_opts, saved["ptychi"])
         if r is None:
             return f"pty-chi failed on {case} seed {seed}: {err}"
         found.append(dict(common, code="pty-chi", label=_label("pty-chi", args, pc_opts), options=pc_opts,
@@ -221,15 +230,18 @@ def _one(ds, case, noise, seed, args, venv, script, tmp, ours_opts, pc_opts):
         save_dataset(h5, ds)
         load = os.getloadavg()[0]
         found.append(dict(common, code="ours", label=_label("ours", args, {}), options=dict(args.ours_options_in),
-                          load=load, **ours_cli_trace(h5, z, complex_object(ds)[1], args)))
+                          load=load, **ours_cli_trace(h5, z, complex_object(ds)[1], args, saved["ours"])))
     target = next((r["trace"][-1][1] for r in found if r["code"] == "pty-chi"), None)
     for r in found:
         errs = [e for _, e in r["trace"]]
         r.update(best=min(errs), best_iteration=int(np.argmin(errs)), final=errs[-1], ptychi_final=target,
-                 t_to_ptychi_final_s=None if target is None else time_to(r["trace"], target))
+                 t_to_ptychi_final_s=None if target is None else time_to(r["trace"], target),
+                 **final_errors(np.load(saved["ptychi" if r["code"] == "pty-chi" else "ours"]), z,
+                                td.arrays["probe"], td.arrays["positions"]))
         print(f"{case} {noise:g} seed {seed} {r['label']}: best {r['best']:.4f} (#{r['best_iteration']}), final "
-              f"{r['final']:.4f}, {r['wall_s']:.1f} s, to pty-chi's final {_fmt_t(r['t_to_ptychi_final_s'])} "
-              f"(load {r['load']:.1f})", flush=True)
+              f"{r['final']:.4f} (phase removed {r['final_aligned']:.4f}, lit pixels {r['final_lit']:.4f}), "
+              f"{r['wall_s']:.1f} s, to pty-chi's final {_fmt_t(r['t_to_ptychi_final_s'])} (load {r['load']:.1f})",
+              flush=True)
     return found
 
 
@@ -262,8 +274,8 @@ def report(rows, figure_path=None):
     for r in rows:
         groups.setdefault((_case(r), r["noise"], r["label"]), []).append(r)
     print("\n| case | noise | code | best error | final error | wall time (s) | time to pty-chi's final (s) | "
-          "time to pty-chi's best (s) | speed-up to pty-chi's final |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "time to pty-chi's best (s) | speed-up to pty-chi's final | final, phase removed | its lit pixels |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (case, noise, label), rs in groups.items():
         best, final, wall = (np.array([r[k] for r in rs], dtype=float) for k in ("best", "final", "wall_s"))
         cols = []
@@ -273,7 +285,8 @@ def report(rows, figure_path=None):
             cols.append("-" if not targets else f"{np.mean(reached):.1f} ({len(reached)}/{len(targets)})"
                         if reached else f"not reached (0/{len(targets)})")
         print(f"| {case} | {noise * 100:g} % | {label} | {_ms(best)} | {_ms(final)} | {wall.mean():.1f} | "
-              f"{cols[0]} | {cols[1]} | {_speedup(rs, ref)} |")
+              f"{cols[0]} | {cols[1]} | {_speedup(rs, ref)} | {_ms_of(rs, 'final_aligned')} | "
+              f"{_ms_of(rs, 'final_lit')} |")
     loads = [r["load"] for r in rows]
     print(f"\n{len(rows)} runs on {rows[0]['threads']} thread(s) each; load {min(loads):.1f}-{max(loads):.1f}; "
           "times to pty-chi's errors: mean over the seeds that reach them (reached/seeds); speed-up: median over "
@@ -306,6 +319,12 @@ def _case(r):
         return r["case"]
     made = "" if r.get("data_model", "band-limited") == "band-limited" else f", {r['data_model']} data"
     return f"{r['case']} (jitter ±{r['jitter']:g} px{made})"
+
+
+def _ms_of(rs, key):
+    """:func:`_ms` of ``key`` over the rows that have it (rows of earlier runs may not: ``-``)."""
+    v = np.array([r[key] for r in rs if key in r], dtype=float)
+    return _ms(v) if len(v) else "-"
 
 
 def _ms(v):

@@ -60,18 +60,25 @@ def _traced(problem, cfg, error, desc, start=None):
     return res, trace
 
 
-def ours_cli_trace(path, z, coef, args):
+def ours_cli_trace(path, z, coef, args, save=None):
     """``mmip reconstruct`` at its defaults on the data file ``path`` (truth ``z``, coupling ``coef``):
-    ``{"trace", "wall_s", "status", "stop", ...}`` (see the module's docstring for what the times count)."""
+    ``{"trace", "wall_s", "status", "stop", ...}`` (see the module's docstring for what the times count); the
+    returned complex object ``x + i sum_e a_e w_e`` saved to ``save`` (a .npy path) where given."""
     from multimodal_ip.cli.common import _refit_config, _whole_data_problem, build
     from multimodal_ip.cli.reconstruct import _refit_setting, continue_iterations
 
     norm = float(np.linalg.norm(z))
 
+    def complex_of(a):
+        return np.asarray(a["x"], dtype=float) + 1j * np.tensordot(coef, np.asarray(a["w"], dtype=float), axes=1)
+
     def error(problem, v):
-        a = problem.space.unpack(v)
-        zz = np.asarray(a["x"], dtype=float) + 1j * np.tensordot(coef, np.asarray(a["w"], dtype=float), axes=1)
-        return float(np.linalg.norm(zz - z) / norm)
+        return float(np.linalg.norm(complex_of(problem.space.unpack(v)) - z) / norm)
+
+    def saved(result, out):
+        if save:
+            np.save(save, complex_of(result.arrays))
+        return out
 
     cfg, why, cli = cli_config(path, args)
     refit = _refit_setting(cli, cfg)
@@ -80,10 +87,10 @@ def ours_cli_trace(path, z, coef, args):
     held_wall = float(held.history.last()["time_s"])
     out = {"stop": why or cfg["stopping"].get("rule", "iterations"), "status": held.status}
     if held.returned_iteration is None:
-        return dict(out, trace=trace, wall_s=held_wall)
+        return saved(held, dict(out, trace=trace, wall_s=held_wall))
     if not refit or held.status == "failed":  # the held-out iterate itself, returned at the end of its run
         kept = [p for p, k in zip(trace, range(len(trace))) if k <= held.returned_iteration]
-        return dict(out, trace=[*kept, [held_wall, kept[-1][1]]], wall_s=held_wall, held_trace=trace)
+        return saved(held, dict(out, trace=[*kept, [held_wall, kept[-1][1]]], wall_s=held_wall, held_trace=trace))
     del problem
     t0 = time.perf_counter()
     whole = _whole_data_problem(ds, cfg)
@@ -97,6 +104,6 @@ def ours_cli_trace(path, z, coef, args):
     else:
         res, refit_trace = _traced(whole, _refit_config(cfg, best), error, "refit")
         shifted = [[offset + t, e] for t, e in refit_trace]
-    return dict(out, trace=shifted, wall_s=shifted[-1][0], status=res.status, held_trace=trace,
-                held_iterations=int(held.history.last()["iteration"]), returned_iteration=best)
+    return saved(res, dict(out, trace=shifted, wall_s=shifted[-1][0], status=res.status, held_trace=trace,
+                           held_iterations=int(held.history.last()["iteration"]), returned_iteration=best))
 

@@ -8,12 +8,14 @@ correction (CPU).
     python benchmarks/bench_ptychi.py --accuracy [--cases ...] [--noise 0.03 0.1] [--seeds 5] [--threads 1]
         [--ours-flags '--stop iterations --iterations 150'] [--solver lbfgs --dtype float32 --ours-option K=V ...]
         [--ptychi-option reconstructor_options.batch_size=100 ...] [--json rows.json] [--figure fig.png]
+        [--save-objects DIR]
     python benchmarks/bench_ptychi.py --replot rows.json [more.json ...] --figure fig.png
 
 ``--accuracy`` (:mod:`_ptychi_accuracy`): time to accuracy on the paper's cases (all four by default), ptychography
 alone with the true positions and probe, both codes from the flat start, ``--epochs`` epochs / iterations; per case,
 noise level and seed each code's best and final object error, its wall time and the time it needs to reach
-pty-chi's final error, with the error-vs-time traces in the JSON rows; both codes on ``--threads`` threads. Ours is
+pty-chi's final error, with the error-vs-time traces in the JSON rows, and each final object's error with the global
+phase removed and over the lit pixels (:mod:`_ptychi_metrics`); both codes on ``--threads`` threads. Ours is
 ``mmip reconstruct FILE --terms ptychography`` at the CLI's defaults (:mod:`_ptychi_ours`: held-out stopping and the
 refit, whose time counts the held-out run plus the refit until it reaches an error).
 
@@ -252,6 +254,8 @@ def _accuracy_flags(p):
     p.add_argument("--figure", help="draw error against wall time per case to this PNG "
                                     "(e.g. docs/ptychi_time_to_accuracy.png)")
     p.add_argument("--replot", nargs="+", metavar="JSON", help="table and figure of saved --json files; no run")
+    p.add_argument("--save-objects", metavar="DIR", help="save each code's final complex object to "
+                                                        "DIR/CODE.CASE.NOISE.SEED.npy (--accuracy)")
 
 
 def main():

@@ -37,10 +37,13 @@ def test_ptychi_accuracy_rows_traces_and_figure_of_our_side(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks/bench_ptychi.py"), "--venv", str(tmp_path / "none"), "--accuracy",
            "--codes", "ours", "--cases", "hessian", "--noise", "0.03", "--seeds", "1", "--first-seed", "2",
            "--epochs", "4", "--threads", "1", "--ours-option", "memory=3", "--json", str(out),
-           "--ours-flags", "--stop iterations --iterations 4"]  # ours: mmip reconstruct with these flags
+           "--ours-flags", "--stop iterations --iterations 4",  # ours: mmip reconstruct with these flags
+           "--save-objects", str(tmp_path / "objects")]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     assert res.returncode == 0, res.stderr
     (row,) = json.loads(out.read_text())
+    assert (tmp_path / "objects/ours.hessian.0.03.2.npy").exists()  # the final object, its errors below
+    assert row["final_aligned"] <= row["final"] + 1e-6 and 0 < row["lit_fraction"] <= 1 and row["final_lit"] > 0
     assert (row["code"], row["case"], row["seed"], row["threads"], row["options"]) == ("ours", "hessian", 2, 1,
                                                                                       {"memory": 3})
     t, e = zip(*row["trace"], strict=True)
