@@ -14,6 +14,7 @@ the scan and the global phase of the object projected off; the pieces are those 
 :class:`mmip_ptychography.nuisance_full.ObjectGaussNewton` (cubic windows, as the reconstruction's), built at the
 current point. A step that raises the misfit is refused and ``lambda`` raised. The truth in the data file is used
 only to score: the rms position error per position after removing the common shift and the object's relative error.
+The joint run's own problem, the XRF included: ``joint_gauss_newton_xrf.py``.
 
     mmip simulate cameraman --noise 0.03 --seed 4 --position-jitter 2 --step 10 -o d4.h5
     mmip reconstruct d4.h5 -o r.h5 --refine positions --refine-after 50 --iterations 400
