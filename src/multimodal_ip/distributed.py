@@ -14,6 +14,7 @@ its sum).
 __all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size", "agree"]
 
 import contextlib
+import importlib
 import os
 
 import numpy as np
@@ -62,17 +63,18 @@ def get_comm():
     Raises
     ------
     ConfigError
-        mpi4py or pylops-mpi cannot be imported.
+        mpi4py cannot be imported (on this rank; the others wait in ``MPI_Init``), or pylops-mpi (any rank: all).
     """
-    try:
-        import pylops_mpi  # noqa: F401 - the reductions use it
-        from mpi4py import MPI
-    except ImportError as exc:
-        from .errors import ConfigError
+    def need(module):
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            msg = f"MPI runs need mpi4py and pylops-mpi: pip install mpich mpi4py pylops-mpi ({exc})"
+            raise ConfigError(msg) from exc
 
-        msg = f"MPI runs need mpi4py and pylops-mpi: pip install mpich mpi4py pylops-mpi ({exc})"
-        raise ConfigError(msg) from exc
-    return MPI.COMM_WORLD
+    comm = need("mpi4py.MPI").COMM_WORLD  # the ranks then agree: one rank without pylops-mpi ends every rank
+    agree(comm, need, "pylops_mpi")  # (the reductions use it)
+    return comm
 
 
 def agree(comm, fn, *args, **kwargs):

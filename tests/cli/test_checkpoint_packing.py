@@ -79,7 +79,9 @@ def test_stop_noise_on_mpi_ranks_is_refused_before_the_read(sim, tmp_path, monke
     import multimodal_ip.distributed as distributed
     import multimodal_ip.io as io
 
-    monkeypatch.setattr(distributed, "get_comm", lambda: object())
+    one = type("OneRank", (), {"allgather": lambda self, x: [x], "Get_rank": lambda self: 0,
+                               "Get_size": lambda self: 1})()  # a communicator of one rank (its agreements)
+    monkeypatch.setattr(distributed, "get_comm", lambda: one)
     reads = []
     monkeypatch.setattr(io, "load_dataset", lambda *a, **k: reads.append(a))
     code = main(["reconstruct", str(sim), "-o", str(tmp_path / "m.h5"), "--terms", "ptychography", "--stop", "noise",

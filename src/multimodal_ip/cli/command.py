@@ -24,9 +24,15 @@ class Command:
     folder_files : :obj:`tuple` of :obj:`str`, optional
         The files it writes into the folder ``-o`` names; each is checked like ``-o`` before any work
         (:func:`~multimodal_ip.cli.common.check_folder`). Empty: ``-o``, if any, names a file.
+    ranks : callable, optional
+        ``ranks(args)``: the MPI communicator its run joins (``None``: one process). On MPI ranks the check of ``-o``
+        before ``run`` ends in an agreement (:func:`~multimodal_ip.distributed.agree`), so that a folder only one
+        rank cannot write ends every rank; ``run`` agrees on its own work before each collective likewise
+        (docs/performance.md, "A rank that fails alone").
     """
 
     help: str
     add_arguments: Callable
     run: Callable[..., int]
     folder_files: tuple = ()
+    ranks: Callable | None = None

@@ -88,7 +88,8 @@ def plugin_commands(registry=None) -> tuple[dict, dict]:
 def _add_command(sub, name, command) -> None:
     s = sub.add_parser(name, help=command.help)
     command.add_arguments(s)
-    s.set_defaults(func=command.run, folder_files=tuple(getattr(command, "folder_files", ())))
+    s.set_defaults(func=command.run, folder_files=tuple(getattr(command, "folder_files", ())),
+                   run_ranks=getattr(command, "ranks", None))
 
 
 def build_parser(with_plugins: bool = False) -> argparse.ArgumentParser:

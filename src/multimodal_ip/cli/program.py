@@ -137,7 +137,13 @@ def main(argv=None) -> int:
             warnings.simplefilter("default")
             warnings.showwarning = lambda message, *_a, **_k: _HELD.show(
                 f"{command}: warning: {_one_line(message)}")
-            _check_output_path(args)
+            comm = args.run_ranks(args) if getattr(args, "run_ranks", None) else None  # on MPI ranks: all agree
+            if comm is None:
+                _check_output_path(args)
+            else:
+                from ..distributed import agree
+
+                agree(comm, _check_output_path, args)
             code = args.func(args)
         _HELD.release()
         return code

@@ -191,11 +191,18 @@ def _summary(out, res, held, meta) -> str:
             f"{summary}")
 
 
-def run(args) -> int:
-    from ..backend import to_numpy
-    from ..distributed import agree, get_comm, mpi_world_size
-    from ..io import save_result
-    from ..safety import check_outputs, deferred_interrupts, file_fingerprint, regular_input
+def _ranks(args):
+    """The communicator of the run's MPI ranks (``--mpi``, or under ``mpiexec`` with more than one rank), else
+    ``None``: what :func:`~multimodal_ip.cli.program.main` agrees its check of ``-o`` over."""
+    from ..distributed import get_comm, mpi_world_size
+
+    return get_comm() if args.mpi or mpi_world_size() > 1 else None
+
+
+def _inputs(args, comm):
+    """The run's settings and checkpoint path, with the inputs and outputs this rank sees checked (on MPI ranks in
+    one agreement: a run file or folder that only one rank cannot read ends every rank)."""
+    from ..safety import check_outputs, regular_input
     from ..start import start_file
 
     cfg = run_config(args)
@@ -205,20 +212,43 @@ def run(args) -> int:
     out = Path(args.output)
     ckpt = out.with_name(out.name + ".ckpt.h5")
     check_outputs([ckpt], inputs)
-    comm = get_comm() if args.mpi or mpi_world_size() > 1 else None
     if comm is not None and (cfg["stopping"] or {}).get("rule") == "noise":  # refused before any read
         msg = "--stop noise runs in one process (not on MPI ranks); use --stop validation there"
         raise ConfigError(msg)
-    # the default rule, decided from the file's structure (on MPI ranks in an agreement: one rank's failure ends all)
-    stop_args = (args.data, cfg, cfg["terms"], args.allow_external_links)
-    auto = resolve_stop(*stop_args) if comm is None else agree(comm, resolve_stop, *stop_args)
-    refit = _refit_setting(args, cfg)
+    return cfg, ckpt
+
+
+def _stopping(args, cfg):
+    """The default rule decided from the file's structure (``auto``'s record), then whether a refit follows."""
+    return resolve_stop(args.data, cfg, cfg["terms"], args.allow_external_links), _refit_setting(args, cfg)
+
+
+def _resumed(args, cfg, ckpt, ds, problem, lead):
+    """The start values, the input's fingerprint and the state ``--resume`` continues from (each rank's own reads)."""
+    from ..safety import file_fingerprint
+
+    start = start_values(cfg, ds, problem, args.allow_external_links)
+    fingerprint = file_fingerprint(args.data) if args.resume or (lead and int(cfg["checkpoint_every"]) > 0) else ""
+    resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint, ds) if args.resume else None
+    return start, fingerprint, resume_state
+
+
+def run(args) -> int:
+    from ..backend import to_numpy
+    from ..distributed import agree
+    from ..io import save_result
+    from ..safety import deferred_interrupts
+
+    def agreed(fn, *a):  # on MPI ranks each rank's own work before a collective ends in an agreement
+        return fn(*a) if comm is None else agree(comm, fn, *a)
+
+    comm = _ranks(args)
+    cfg, ckpt = agreed(_inputs, args, comm)
+    out = Path(args.output)
+    auto, refit = agreed(_stopping, args, cfg)
     lead = comm is None or comm.Get_rank() == 0
     ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links)
-    start = start_values(cfg, ds, problem, args.allow_external_links)
-    every = max(int(cfg["checkpoint_every"]), 0)
-    fingerprint = file_fingerprint(args.data) if args.resume or (lead and every) else ""
-    resume_state = _resume_state(args, cfg, ckpt, problem, fingerprint, ds) if args.resume else None
+    start, fingerprint, resume_state = agreed(_resumed, args, cfg, ckpt, ds, problem, lead)
     on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead, problem.space.packing)
     res = _solve_with_progress(problem, cfg, "reconstruct", resume_state, on_iteration, show=lead, start=start)
     meta = {"returned_iteration": res.returned_iteration, **({"stop_auto": auto} if auto else {})}
@@ -281,4 +311,5 @@ def _refit_record(held, refit_cfg, res, wall) -> dict:
                       "status": res.status, "wall_s": wall}}
 
 
-COMMAND = Command(help="reconstruct a dataset; writes a result file", add_arguments=add_arguments, run=run)
+COMMAND = Command(help="reconstruct a dataset; writes a result file", add_arguments=add_arguments, run=run,
+                  ranks=_ranks)
