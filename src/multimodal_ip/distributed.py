@@ -5,10 +5,9 @@ slice of the HDF5 file); terms whose modality declares no split are counted once
 objective values, gradients and Gauss-Newton products are summed
 over ranks through pylops-mpi (the adjoint of an ``MPIVStack`` over a ``SCATTER``
 ``DistributedArray``), so every rank holds the same numbers and the solvers run unchanged,
-in lockstep. Regularizers are evaluated once, on rank 0. Reading, checking and building each rank's share end in
-one agreement (:func:`agree`): bad input that only one rank reads ends every rank with the same error. No collective
-runs inside an agreement (the memory plan is agreed between two; the balancing agrees each local gradient before
-its sum).
+in lockstep. Regularizers are evaluated once, on rank 0. Reading, checking and building each rank's share, and each
+evaluation's local work, end in an agreement (:func:`agree`): a failure on one rank ends every rank with the same
+error. No collective runs inside an agreement (the memory plan is agreed between two).
 """
 
 __all__ = ["DistributedProblem", "build_distributed_problem", "get_comm", "mpi_world_size", "agree"]
@@ -155,11 +154,11 @@ class DistributedProblem:
     replicated : sequence of :obj:`str`, optional
         Terms every rank holds whole (their modality declares no split): counted once, on rank 0.
     agreed : :obj:`bool`, optional
-        Each linearization's local work ends in an agreement (:func:`agree`) before its sums, so that a rank's failure
-        ends every rank instead of leaving the others in a sum (the balancing's; a solve's linearizations are not).
+        Each evaluation's local work (objectives, linearization, term gradients) ends in an agreement (:func:`agree`)
+        before its sums, so that a rank's failure (its share out of memory) ends every rank instead of a hang.
     """
 
-    def __init__(self, local: JointProblem, comm, replicated=(), agreed=False):
+    def __init__(self, local: JointProblem, comm, replicated=(), agreed=True):
         self.comm, self.agreed = comm, bool(agreed)
         self.rank = comm.Get_rank()
         self.replicated = tuple(replicated)
@@ -244,8 +243,12 @@ class DistributedProblem:
         return total.local_array.reshape(a.shape)
 
     # ---- every sum over the split data is reduced ------------------------------------
+    def _mine(self, fn, v):
+        """``fn(v)`` on this rank's share, agreed before any sum when ``agreed``."""
+        return agree(self.comm, fn, v) if self.agreed else fn(v)
+
     def objectives(self, v) -> dict:
-        return _total_dict(self._sum_array, self.local.objectives(v))
+        return _total_dict(self._sum_array, self._mine(self.local.objectives, v))
 
     def value(self, v) -> float:
         return float(sum(self.objectives(v).values()))
@@ -253,8 +256,7 @@ class DistributedProblem:
     __call__ = value
 
     def linearize(self, v) -> Linearization:
-        share = agree(self.comm, self.local.linearize, v) if self.agreed else self.local.linearize(v)
-        return share.reduced(self._sum_array)
+        return self._mine(self.local.linearize, v).reduced(self._sum_array)
 
     def gradient(self, v):
         return self.linearize(v).gradient
@@ -264,7 +266,7 @@ class DistributedProblem:
         return lin.objective, lin.gradient
 
     def term_gradients(self, v) -> dict:
-        return {n: self._sum_array(g) for n, g in self.local.term_gradients(v).items()}
+        return {n: self._sum_array(g) for n, g in self._mine(self.local.term_gradients, v).items()}
 
     def align(self, v, steps=None) -> tuple:
         """``multimodal_ip.problem.align`` on the sum over ranks (every rank moves alike)."""
@@ -382,11 +384,8 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
     unsplit = tuple(n for n, td in ds.terms.items() if "split_total" not in td.attrs)
     problem = DistributedProblem(local, comm, replicated=unsplit)
     if o.balance and o.likelihood == "balanced":
-        # the balancing sums each term's gradient over the ranks: each rank's local gradient is agreed before its sum
-        # (no collective inside an agreement), the balancing's outcome after the sums
-        try:
-            balanced: object = apply_balance(DistributedProblem(local, comm, unsplit, agreed=True), ds, o.balance_c,
-                                             o.reference, xp=o.xp)
+        try:  # its sums run between agreements (each local gradient agreed before its sum), its outcome after them
+            balanced: object = apply_balance(problem, ds, o.balance_c, o.reference, xp=o.xp)
         except Exception as exc:  # noqa: BLE001 - agreed just below (a bug stays a bug)
             balanced = exc
         problem = DistributedProblem(agree(comm, _outcome, balanced).whole, comm, replicated=unsplit)

@@ -47,7 +47,9 @@ def test_the_cli_builds_one_options_object_for_both_paths(tmp_path, tiny_dataset
     monkeypatch.setattr(multimodal_ip.io, "build_problem", one_process)
     monkeypatch.setattr(multimodal_ip.distributed, "build_distributed_problem", distributed)
     build(str(tmp_path / "d.h5"), cfg)
-    build(str(tmp_path / "d.h5"), cfg, comm=object())
+    one_rank = type("OneRank", (), {"allgather": lambda self, x: [x], "Get_rank": lambda self: 0,
+                                    "Get_size": lambda self: 1})()  # a communicator of one rank (its agreements)
+    build(str(tmp_path / "d.h5"), cfg, comm=one_rank)
     (one, kw1), (mpi, kw2) = seen["one"], seen["mpi"]
     assert isinstance(one, BuildOptions) and kw1 == {} and set(kw2) == {"plan"}  # each rank plans its own share
     assert one == mpi and (one.dtype, one.balance_c, tuple(one.refine)) == ("float64", 0.02, ("probe",))

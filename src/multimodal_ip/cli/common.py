@@ -288,12 +288,12 @@ def start_values(cfg, ds, problem, allow_external=False) -> dict | None:
 def build(args_data, cfg, terms=None, comm=None, allow_external=False, fit_budget=True, plan=None):
     from dataclasses import replace
 
-    from ..distributed import build_distributed_problem
+    from ..distributed import agree, build_distributed_problem
     from ..io import build_problem, load_dataset
     from ..run_budget import run_planner
 
     terms = terms if terms is not None else cfg["terms"]
-    options = _build_options(cfg)
+    options = _build_options(cfg) if comm is None else agree(comm, _build_options, cfg)  # (one node without cupy)
     plan = plan or (run_planner(cfg, comm=comm) if fit_budget else None)  # MMIP_MAX_MEMORY fitted before the read
     if comm is not None:  # each rank reads only its share of the split data, and plans for it
         return build_distributed_problem(args_data, comm, terms, options, allow_external, plan=plan)
