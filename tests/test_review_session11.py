@@ -91,3 +91,33 @@ def test_a_rank_out_of_memory_in_the_solve_ends_both_ranks(data, tmp_path):
     assert proc.returncode == 2, (proc.returncode, errs)
     assert errs[0] == errs[1] and "out of memory" in errs[0] and "Traceback" not in errs[0], errs
     assert not out.exists()
+
+#: rank 1 alone fails in the balancing before its first agreed gradient (the reference term chosen on its node)
+BALANCE_REFERENCE = """
+import sys
+import multimodal_ip.io.problem_builder as builder
+from multimodal_ip.cli import main
+from multimodal_ip.errors import ConfigError
+
+def no_reference(*args, **kwargs):
+    raise ConfigError("no reference term on this node")
+
+builder.balance_reference = no_reference
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_rank_failing_in_the_balancing_before_its_first_sum_ends_both_ranks(data, tmp_path):
+    """Rank 1's last agreement of the balancing pairs with rank 0's first agreed gradient: rank 0 raises the agreed
+    failure at once instead of waiting in a last agreement rank 1 never joins."""
+    out = tmp_path / "r.h5"
+    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
+    parts: list = []
+    for rank, cmd in enumerate(([*CLI, *args], [sys.executable, "-c", BALANCE_REFERENCE, *args])):
+        parts += [":"] * bool(parts) + ["-n", "1", "timeout", "-s", "KILL", str(RANK_TIMEOUT_S),
+                                        "sh", "-c", 'exec "$@" 2>"$0"', str(tmp_path / f"stderr.{rank}"), *cmd]
+    proc = subprocess.run([MPIEXEC, *parts], capture_output=True, text=True, timeout=RANK_TIMEOUT_S + 30)
+    errs = [(tmp_path / f"stderr.{r}").read_text() if (tmp_path / f"stderr.{r}").exists() else "" for r in (0, 1)]
+    assert proc.returncode == 2, (proc.returncode, errs, proc.stderr[-2000:])
+    assert errs == ["mmip reconstruct: error: no reference term on this node (MPI rank 1 of 2)\n"] * 2, errs
+    assert not out.exists()

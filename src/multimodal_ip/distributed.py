@@ -336,8 +336,7 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
     Raises
     ------
     MultimodalIPError
-        On every rank, when any rank's input is invalid (a split that does not match the number of ranks, refining a
-        split unknown, a bad file or balance).
+        On every rank, when any rank's input is invalid (a split not matching the ranks, a bad file or balance, ...).
     """
     from dataclasses import replace
 
@@ -387,6 +386,8 @@ def build_distributed_problem(path, comm, terms=None, options=None, allow_extern
         try:  # its sums run between agreements (each local gradient agreed before its sum), its outcome after them
             balanced: object = apply_balance(problem, ds, o.balance_c, o.reference, xp=o.xp)
         except Exception as exc:  # noqa: BLE001 - agreed just below (a bug stays a bug)
+            if getattr(exc, "mmip_agreed", False):  # already every rank's (a failing rank's last agreement met ours)
+                raise
             balanced = exc
         problem = DistributedProblem(agree(comm, _outcome, balanced).whole, comm, replicated=unsplit)
     return ds, problem
