@@ -2,7 +2,7 @@
 phases under MPI (no collective inside :func:`~multimodal_ip.distributed.agree`), and an MPI rank's share of the
 terms a plan sees (:func:`share_plan`)."""
 
-__all__ = ["Planner", "share_plan"]
+__all__ = ["Planner", "share_plan", "releases_last"]
 
 import warnings
 
@@ -44,15 +44,15 @@ class Planner:
     ----------
     cfg : :obj:`dict`
         The run configuration, changed in place when the run is fitted.
-    models, extra, comm, vectors
+    models, extra, comm, vectors, release_last
         As for :func:`~multimodal_ip.run_budget.run_planner`.
     setting : :obj:`int`, optional
         The setting agreed by the ranks (an index in the order tried): kept without communication.
     """
 
-    def __init__(self, cfg, *, models=None, extra=None, comm=None, vectors=None, setting=None):
+    def __init__(self, cfg, *, models=None, extra=None, comm=None, vectors=None, setting=None, release_last=False):
         self.cfg, self.models, self.extra, self.comm, self.vectors = cfg, models, extra, comm, vectors
-        self.setting = setting
+        self.setting, self.release_last = setting, bool(release_last)
 
     def agreed(self, setting) -> "Planner":
         """This plan keeping the setting ``setting`` the ranks agreed on (no communication).
@@ -68,7 +68,7 @@ class Planner:
             The plan of the read.
         """
         return Planner(self.cfg, models=self.models, extra=self.extra, comm=self.comm, vectors=self.vectors,
-                       setting=int(setting))
+                       setting=int(setting), release_last=self.release_last)
 
     def fits(self, space, terms, nbytes) -> list:
         """Whether this rank's share fits each setting, in the order tried (no communication, ``cfg`` unchanged).
@@ -131,9 +131,47 @@ class Planner:
         option = run_budget.HISTORY.get(solver, (None, None))[0]
         asked = (cfg["solver_options"] or {}).get(option) if option else None
         chunk = None if cfg["chunk_memory"] is None else parse_size(cfg["chunk_memory"], allow_zero=True)
+        releases = self.release_last and solver is not None and releases_last(cfg, space, registry)
         return (dict(space=space, dtype=cfg["dtype"], solver=solver, iterations=cfg["iterations"], pairs=asked,
-                     chunk_bytes=chunk, extra=parts, vectors=self.vectors, comm=comm, registry=registry),
+                     chunk_bytes=chunk, extra=parts, vectors=self.vectors, comm=comm, registry=registry,
+                     release_last=releases),
                 (option, asked, chunk))
+
+
+def releases_last(cfg, space, registry) -> bool:
+    """Whether the solver of a run command (``cli.common._solve_with_progress``, which sets ``release_last`` where
+    the solver takes it and the run does not unset it) lets its correction pairs go before its last step's
+    evaluations: the native L-BFGS without a preconditioner (whose last direction would allocate more). Its
+    ``method="auto"`` takes scipy's L-BFGS-B, which keeps its own history, on bounded unknowns, a constraint
+    (``--regularizer``) or ``--refine-bound``: counted as not releasing.
+
+    Parameters
+    ----------
+    cfg : :obj:`dict`
+        The run configuration.
+    space : :class:`~multimodal_ip.VariableSpace`
+        The run's unknowns (their bounds).
+    registry : :class:`~multimodal_ip.plugins.Registry`
+        Where the regularizers are looked up.
+
+    Returns
+    -------
+    releases : :obj:`bool`
+        ``True`` when at most ``iterations - 2`` pairs are held at the solver's peak.
+    """
+    from .solvers import get_solver
+
+    opts = cfg["solver_options"] or {}
+    declared = getattr(get_solver(cfg["solver"]), "options", None) or {}
+    if "release_last" not in declared or not opts.get("release_last", True):
+        return False
+    if opts.get("precondition", declared.get("precondition", "none")) != "none":
+        return False
+    method = opts.get("method", declared.get("method", "auto"))
+    constrained = (space.bounds() is not None or bool(cfg.get("refine_bound"))
+                   or any(getattr(registry.get("regularizer", r["name"]), "is_constraint", True)
+                          for r in cfg.get("regularizers") or ()))
+    return method == "native" or (method == "auto" and not constrained)
 
 
 class _Share:

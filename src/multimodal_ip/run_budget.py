@@ -11,7 +11,8 @@ is 80 % of the memory still available (or of an address-space limit), which the 
 already left, so only ``PROGRAM_MARGIN`` counts for it.
 """
 
-__all__ = ["RunEstimate", "estimate_run", "fit_run", "run_planner", "default_working_memory", "measured_values"]
+__all__ = ["RunEstimate", "estimate_run", "fit_run", "run_planner", "default_working_memory", "measured_values",
+           "peak_pairs"]
 
 import os
 from dataclasses import dataclass, field
@@ -91,12 +92,15 @@ class RunEstimate:
         Correction pairs the solver keeps (``None``: it keeps none).
     chunk_bytes : :obj:`int` or ``None``
         The chunk size the terms' temporaries were estimated with.
+    peak_pairs : :obj:`int` or ``None``
+        Correction pairs counted at the solver's peak (``None``: ``pairs``; :func:`peak_pairs`).
     """
 
     budget: int
     parts: dict = field(default_factory=dict)
     pairs: int | None = None
     chunk_bytes: int | None = None
+    peak_pairs: int | None = None
 
     @property
     def total(self) -> int:
@@ -138,8 +142,30 @@ def _offer(modality_obj, td, space, dtype, chunk_bytes) -> int:
     return int(fn(td, space, dtype=np.dtype(dtype), chunk_bytes=chunk_bytes))
 
 
+def peak_pairs(pairs, iterations, release_last=False):
+    """The correction pairs a solver keeping ``pairs`` holds at its peak: ``pairs``, or with ``release_last`` (L-BFGS
+    lets them go once its last direction is made) at most ``iterations - 2``: the step before the last evaluates with
+    that many; the last direction is made with one more but no evaluation (docs/performance.md).
+
+    Parameters
+    ----------
+    pairs, iterations : :obj:`int`
+        The pairs kept (``None``: no history) and the run's iterations.
+    release_last : :obj:`bool`, optional
+        Whether the solver lets its pairs go before its last step's evaluations.
+
+    Returns
+    -------
+    held : :obj:`int` or ``None``
+        The pairs counted at the peak.
+    """
+    if pairs is None or not release_last:
+        return pairs
+    return max(0, min(int(pairs), int(iterations) - 2))
+
+
 def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None, chunk_bytes=None, budget,
-                 program=0, registry=None, extra=None, vectors=None) -> RunEstimate:
+                 program=0, registry=None, extra=None, vectors=None, held=None) -> RunEstimate:
     """The peak memory of a run, by part (nothing is read or allocated).
 
     Parameters
@@ -169,6 +195,8 @@ def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None,
     vectors : :obj:`int`, optional
         Unknown-sized work vectors besides the history and the joint evaluation's (default the solver's,
         ``SOLVER_VECTORS``; a command that runs no solver gives its own).
+    held : :obj:`int`, optional
+        Correction pairs the solver holds at its peak (default ``pairs``: :func:`peak_pairs`).
 
     Returns
     -------
@@ -181,12 +209,13 @@ def estimate_run(space, terms, data_bytes, *, dtype, solver="lbfgs", pairs=None,
     real = np.ones(1, dtype).real.dtype
     vector = space.size * real.itemsize
     own = SOLVER_VECTORS.get(solver, DEFAULT_SOLVER_VECTORS) if vectors is None else int(vectors)
+    held = pairs if held is None else held
     parts = {"program": int(program) + PROGRAM_MARGIN, "data": int(data_bytes),
-             "unknowns and solver": int((own + JOINT_VECTORS + 2 * (pairs or 0)) * vector),
+             "unknowns and solver": int((own + JOINT_VECTORS + 2 * (held or 0)) * vector),
              **{k: int(v) for k, v in (extra or {}).items()}}
     for name, td in terms.items():
         parts[f"term {name!r}"] = _offer(registry.get("modality", td.modality), td, space, real, chunk_bytes)
-    return RunEstimate(int(budget), parts, pairs, chunk_bytes)
+    return RunEstimate(int(budget), parts, pairs, chunk_bytes, held)
 
 
 def _resident_bytes() -> int:
@@ -200,7 +229,8 @@ def _resident_bytes() -> int:
 
 
 def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, chunk_bytes=None, budget=None,
-            program=None, registry=None, extra=None, vectors=None, comm=None, setting=None) -> RunEstimate:
+            program=None, registry=None, extra=None, vectors=None, comm=None, setting=None,
+            release_last=False) -> RunEstimate:
     """The setting under which a run fits its memory budget: its own, else smaller blocks (the chunk sizes of
     ``CHUNK_STEPS`` below its own, down to ``SMALLEST_FAST_CHUNK``), then fewer correction pairs, then the
     smallest blocks; :class:`~multimodal_ip.errors.ConfigError` when none fits.
@@ -228,6 +258,8 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     setting : :obj:`int`, optional
         The index, in the order tried, of the setting the ranks agreed on beforehand: kept without communication
         (the refusal when it is past the last).
+    release_last : :obj:`bool`, optional
+        The solver lets its pairs go before its last step's evaluations (:func:`peak_pairs`).
 
     Returns
     -------
@@ -241,12 +273,12 @@ def fit_run(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, 
     """
     tried, where = _settings(space, terms, data_bytes, dtype=dtype, solver=solver, iterations=iterations, pairs=pairs,
                              chunk_bytes=chunk_bytes, budget=budget, program=program, registry=registry, extra=extra,
-                             vectors=vectors, comm=comm)
+                             vectors=vectors, comm=comm, release_last=release_last)
     return _kept(tried, where, _agreed(comm, [t.fits for t in tried]) if setting is None else int(setting))
 
 
 def _settings(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None, chunk_bytes=None, budget=None,
-              program=None, registry=None, extra=None, vectors=None, comm=None) -> tuple:
+              program=None, registry=None, extra=None, vectors=None, comm=None, release_last=False) -> tuple:
     """``(tried, where)``: the settings :func:`fit_run` tries, in order, and the budget's name; no communication
     (``comm`` only counts the ranks sharing the machine's memory)."""
     explicit = bool(os.environ.get(ENV_MEMORY, "").strip())
@@ -261,12 +293,14 @@ def _settings(space, terms, data_bytes, *, dtype, solver, iterations, pairs=None
 
     def at(p, c):
         return estimate_run(space, terms, data_bytes, dtype=dtype, solver=solver, pairs=p, chunk_bytes=c,
-                            budget=budget, program=program, registry=registry, extra=extra, vectors=vectors)
+                            budget=budget, program=program, registry=registry, extra=extra, vectors=vectors,
+                            held=peak_pairs(p, iterations, release_last))
 
     chunks = [chunk_bytes] + [c for c in CHUNK_STEPS if not chunk_bytes or c < chunk_bytes]
     # blocks that cost no time (a user's --chunk-memory below them is kept: it is what was asked for)
     coarse = [c for c in chunks if c is None or c == 0 or c >= SMALLEST_FAST_CHUNK] or chunks[:1]
-    pair_steps = list(range(first, 0, -1)) if first is not None else [None]
+    held = peak_pairs(first, iterations, release_last) or 0  # fewer pairs are tried only below those held
+    pair_steps = [first, *range(min(first, held) - 1, 0, -1)] if first is not None else [None]
     tried = ([at(first, c) for c in coarse] + [at(p, coarse[-1]) for p in pair_steps[1:]]
              + [at(pair_steps[-1], c) for c in chunks[len(coarse):]])
     where = f"{ENV_MEMORY}={os.environ[ENV_MEMORY].strip()}" if explicit else "80 % of the available memory" + (
@@ -325,7 +359,7 @@ def _local_ranks(comm) -> int:
     return int(comm.Get_size())
 
 
-def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None):
+def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None, release_last=False):
     """The ``plan`` of :func:`~multimodal_ip.io.load_dataset` for a run configuration: it fits the run into the
     memory budget before the data are read and writes the setting it needs into ``cfg`` (``solver_options``
     ``memory``, ``chunk_memory``; with one warning line) when the run's own does not fit. The unknowns are the
@@ -350,6 +384,9 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None):
         once the ranks agreed on the first setting they all fit, ``plan.agreed(index)`` as the plan of the read.
     vectors : :obj:`int`, optional
         A command that runs no solver: its unknown-sized work vectors (no solver history, no solver options).
+    release_last : :obj:`bool`, optional
+        The command solves through ``cli.common._solve_with_progress`` (``release_last`` set; not ``mmip tune``):
+        the pairs held at the peak are counted (:func:`peak_pairs`) where its solver lets them go.
 
     Returns
     -------
@@ -359,4 +396,4 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None):
     """
     from ._run_plan import Planner
 
-    return Planner(cfg, models=models, extra=extra, comm=comm, vectors=vectors)
+    return Planner(cfg, models=models, extra=extra, comm=comm, vectors=vectors, release_last=release_last)

@@ -45,5 +45,5 @@ def test_the_fitted_block_size_is_in_hessian_json(data, tmp_path, monkeypatch, c
     assert fitted.chunk_bytes and fitted.fits and len(warned) == 1
     assert f"blocks of {fitted.chunk_bytes / 2**20:g} MiB" in warned[0]
     record = json.loads((tmp_path / "fitted" / "hessian.json").read_text())
-    assert record["run"] == {"chunk_memory": str(fitted.chunk_bytes), "fitted": True}
+    assert record["run"] == {"chunk_memory": fitted.chunk_bytes, "fitted": True}
     assert record["joint"]["n_eigenvalues"] == 288

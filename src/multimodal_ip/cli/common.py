@@ -294,7 +294,7 @@ def build(args_data, cfg, terms=None, comm=None, allow_external=False, fit_budge
 
     terms = terms if terms is not None else cfg["terms"]
     options = _build_options(cfg) if comm is None else agree(comm, _build_options, cfg)  # (one node without cupy)
-    plan = plan or (run_planner(cfg, comm=comm) if fit_budget else None)  # MMIP_MAX_MEMORY fitted before the read
+    plan = plan or (run_planner(cfg, comm=comm, release_last=True) if fit_budget else None)  # fitted before the read
     if comm is not None:  # each rank reads only its share of the split data, and plans for it
         return build_distributed_problem(args_data, comm, terms, options, allow_external, plan=plan)
     ds = load_dataset(args_data, terms=terms, allow_external=allow_external, precision=cfg["dtype"], plan=plan)

@@ -118,7 +118,7 @@ def run(args) -> int:
         return {"results kept": (len(terms) + (len(terms) + 1 if refit else 0)) * vector}
 
     ds, joint = build(args.data, cfg, terms=None, allow_external=args.allow_external_links,
-                      plan=run_planner(cfg, extra=kept))
+                      plan=run_planner(cfg, extra=kept, release_last=True))
     start = start_values(cfg, ds, joint, args.allow_external_links)  # every method from the same start
     methods = _methods(joint)
     results = {name: _solve_with_progress(problem, cfg, name, start=start) for name, problem in methods.items()}

@@ -136,7 +136,9 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
         Term studied alone (default the first term).
     run : :obj:`dict`, optional
         The run's setting, recorded as ``hessian.json``'s entry ``run`` beside the problems' (``mmip hessian``: the
-        chunk size its blocks were built with, ``chunk_memory``, and whether the memory budget fitted it, ``fitted``).
+        chunk size its blocks were built with, ``chunk_memory``, and whether the memory budget fitted it, ``fitted``);
+        ``chunk_memory`` is written in bytes (an :obj:`int`, ``null`` for the default blocks), whether given as the
+        user's text (``"64M"``) or as the fitted byte count.
 
     Returns
     -------
@@ -197,6 +199,10 @@ def hessian_study(dataset, joint, outdir: Path, dense_max=9000, k=40, grid=21, r
     fig.tight_layout()
     fig.savefig(outdir / "landscapes.png", dpi=100)
     plt.close(fig)
+    if run is not None and run.get("chunk_memory") is not None:  # the user's text ("64M") or a byte count: bytes
+        from multimodal_ip.memory import parse_size
+
+        run = {**run, "chunk_memory": parse_size(run["chunk_memory"], allow_zero=True)}
     (outdir / "hessian.json").write_text(json.dumps({**summary, **({"run": run} if run is not None else {})}, indent=2))
     lines = [f"{name}: {s['n_eigenvalues']} eigenvalues, largest {s['largest']:.3g}, "
              f"condition (positive part) {s['condition_positive']:.3g}, "
