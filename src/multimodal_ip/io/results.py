@@ -171,7 +171,12 @@ def save_checkpoint(path, state: dict, config: dict, fingerprint: str = "") -> N
         g.attrs["config"] = json.dumps(config, default=str)
         ga = g.create_group("arrays")
         for k, a in state["arrays"].items():
-            ga.create_dataset(k, data=a)
+            if hasattr(a, "ndim") and not isinstance(a, np.ndarray) and a.ndim == 2 and len(a):
+                rows = ga.create_dataset(k, shape=a.shape, dtype=a.dtype)  # a solver's history, one row at a time
+                for i, row in enumerate(a):
+                    rows[i] = row
+            else:
+                ga.create_dataset(k, data=np.asarray(a))
         gh = g.create_group("history")
         for k, a in state["history"].items():
             gh.create_dataset(k, data=a)

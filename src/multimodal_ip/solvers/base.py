@@ -9,6 +9,7 @@ import numpy as np
 from ..backend import get_array_module, to_numpy
 from ..errors import SolverError, one_line
 from ..problem import Objective
+from ._rows import Rows
 from .history import History
 from .result import Result, SolverState
 from .status import (
@@ -300,7 +301,7 @@ class Solver:
         for n in self._state_variable_names():
             val = getattr(self, n)
             if isinstance(val, list):
-                arrays[n] = np.stack([to_numpy(v) for v in val]) if val else np.zeros((0, self.x.size))
+                arrays[n] = Rows(val, self.x.size)  # written row by row: no stacked copy of the history
             else:
                 arrays[n] = to_numpy(val)
         scalars = dict(self._state_scalars(), **{f"align_step_{n}": v for n, v in self.align_steps.items()},
