@@ -43,6 +43,29 @@ def _data_path(args, res) -> Path | None:
     return Path(args.data) if args.data else named_data_file(args.result, res["config"])[1]
 
 
+#: copies of the result's variables an exporter without its own ``copies`` is counted to make (the largest the
+#: registered ones need: their format's dtype and layout, grids, the term they build)
+COPIES = 12
+
+
+def _plan(args) -> None:
+    """The result's arrays, the exporter's copies of its variables and the run's data, from the files' structure,
+    within the memory budget (``read_plan.ReadPlan``); refused in one line otherwise."""
+    from ..safety import regular_input
+    from .read_plan import ReadPlan
+
+    plan = ReadPlan(f"exporting {args.result}")
+    info = plan.result(args.result)
+    copies = getattr(_exporters().get(args.format), "copies", COPIES)  # the exporter's offer (docs/plugins.md)
+    plan.parts["exporter's copies"] = int(copies * sum(info["variables"].values()))
+    data = _data_path(args, info)
+    if data is not None:
+        regular_input(data, "data file")
+        plan.command = f"exporting {args.result} with {data}"
+        plan.dataset(data, terms=info["config"].get("terms"), allow_external=args.allow_external_links)
+    plan.check()
+
+
 def run(args) -> int:
     """Read the result (and the run's data file when found), check ``-o`` against both, then let the exporter
     write a temporary beside ``-o``, renamed over it once complete."""
@@ -52,6 +75,7 @@ def run(args) -> int:
 
     regular_input(args.result, "result file")
     check_outputs([args.output], [args.result, args.data])
+    _plan(args)  # the whole command within the memory budget, before any array is read
     res = load_result(args.result)
     data = _data_path(args, res)
     if data is not None:

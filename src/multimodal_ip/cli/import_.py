@@ -64,6 +64,21 @@ def _context(args, given) -> dict:
     return context
 
 
+def _plan(given, context) -> None:
+    """The bytes each importer offering ``read_bytes(path, context)`` (from its file's structure, nothing read)
+    holds, summed with the program against the memory budget; refused in one line when they exceed it. An importer
+    without the offer is not planned: its reads keep their own checks (``MemoryBudget``)."""
+    from .read_plan import ReadPlan
+
+    offers = [(name, imp, path) for name, imp, path in given if callable(getattr(imp, "read_bytes", None))]
+    if not offers:
+        return
+    plan = ReadPlan("importing " + " and ".join(str(path) for *_, path in offers))
+    for name, importer, path in offers:
+        plan.parts[f"importer {name!r}"] = int(importer.read_bytes(path, context))
+    plan.check()
+
+
 def run(args) -> int:
     """Each registered importer whose flag was given reads its file into a data term; the variables are those the
     modalities infer from the terms; the dataset is written without touching any input."""
@@ -78,6 +93,7 @@ def run(args) -> int:
         msg = f"--balance-c must be a finite number > 0, got {args.balance_c}"
         raise ConfigError(msg)
     context = _context(args, given)
+    _plan(given, context)  # the importers that offer their sizes, within the memory budget before any read
     terms = {}
     for _, importer, path in given:
         term = importer(path, context)

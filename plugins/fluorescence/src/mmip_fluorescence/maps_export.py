@@ -39,6 +39,8 @@ class MapsExporter:
     ``w``), not counts per second."""
 
     help = "the element maps w as XRF-Maps v10 (maps, channel names, x/y axes in um on the object grid)"
+    #: copies of the result's variables the export holds at its peak (``mmip export`` plans with it; measured)
+    copies = 12
 
     def __call__(self, result, context, path):
         from multimodal_ip.io import TermData

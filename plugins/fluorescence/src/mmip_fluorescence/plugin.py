@@ -245,6 +245,40 @@ class MapsImporter:
     #: options of this importer (flags of ``mmip import``)
     options = {"xrf_axis_unit": {"type": float, "default": 1e-6, "help": "metres per unit of the MAPS axes (um)"}}
 
+    def read_bytes(self, path, context) -> int:
+        """Bytes the import holds at its peak, from the file's structure (nothing read): the maps and channel names
+        as stored and the beam positions' grids (``maps._kernel_corners``: 9 float64 pairs per map pixel; ``mmip
+        import`` plans the command with it; docs/plugins.md).
+
+        Parameters
+        ----------
+        path : :obj:`str`
+            The XRF-Maps file.
+        context : :obj:`dict`
+            The import's context (``allow_external``).
+
+        Returns
+        -------
+        nbytes : :obj:`int`
+            The bytes; 0 when the file has no maps (the import refuses it by name).
+        """
+        import h5py
+
+        from multimodal_ip.io.dataset import open_h5, resolve
+
+        from .maps import CHANNELS, LAYOUTS
+
+        ext = context.get("allow_external", False)
+        with open_h5(path) as f:
+            layout = next(((d, n) for k, n in LAYOUTS if (d := resolve(path, f, k, ext)) is not None), (None, None))
+            d = layout[0]
+            if not isinstance(d, h5py.Dataset) or len(d.shape) != 3:
+                return 0
+            names = [resolve(path, f, k, ext) for k in (layout[1], CHANNELS)]  # their strings, as stored
+            text = sum(int(np.prod(n.shape, dtype=np.float64)) * n.dtype.itemsize for n in names
+                       if isinstance(n, h5py.Dataset))
+            return int(np.prod(d.shape, dtype=np.float64)) * d.dtype.itemsize + 144 * d.shape[1] * d.shape[2] + text
+
     def __call__(self, path, context):
         from .maps import import_maps
 

@@ -332,6 +332,32 @@ class CxiImporter:
                            "help": "a ptychodus product (.cxi or .h5) with the positions and probe of the --ptycho "
                                    "patterns (a diffraction file)"}}
 
+    def read_bytes(self, path, context) -> int:
+        """Bytes the import holds at its peak (the patterns as stored and as float64, the probe), from the file's
+        structure, nothing read: ``mmip import`` plans with it (docs/plugins.md).
+
+        Parameters
+        ----------
+        path, context
+            The CXI file; the import's context (``allow_external``).
+
+        Returns
+        -------
+        nbytes : :obj:`int`
+            0 when the file has no 3-D patterns (the import refuses it by name).
+        """
+        from multimodal_ip.io.dataset import open_h5, resolve
+
+        from .cxi import DATA_PATHS
+
+        with open_h5(path) as f:
+            d = next((d for d in (resolve(path, f, k, context.get("allow_external", False)) for k in DATA_PATHS)
+                      if d is not None), None)
+            shape = tuple(getattr(d, "shape", None) or ())
+            if d is None or len(shape) != 3:
+                return 0
+            return int(np.prod(shape, dtype=np.float64)) * (d.dtype.itemsize + 8) + 32 * shape[1] * shape[2]
+
     def __call__(self, path, context):
         from .cxi import import_cxi
 

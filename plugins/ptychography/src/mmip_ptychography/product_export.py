@@ -79,6 +79,9 @@ class ProductExporter:
         Write a CXI product (else ptychodus's ``.h5``).
     """
 
+    #: copies of the result's variables the export holds at its peak (``mmip export`` plans with it; measured)
+    copies = 6
+
     def __init__(self, cxi: bool):
         self.cxi = cxi
         what = "a CXI product (.cxi)" if cxi else "a ptychodus product (.h5, ptychodus's save_product layout)"
