@@ -1,6 +1,7 @@
 """A rank of ``mpiexec -n 2 mmip reconstruct`` that fails alone before any collective (its own run file, its own
 ``-o``, pylops-mpi missing on its node, its own start file read after the build) ends both ranks with exit 2 and
-the same one line naming it, never a hang: every rank gets its communicator first, then each step of its own before
+the same one line naming it, never a hang (as does a rank failing in the build's options, in the balancing, or
+out of memory in an evaluation of the solve): every rank gets its communicator first, then each step of its own before
 a collective ends in an agreement (docs/performance.md, "A rank that fails alone"). Each test fails (the hung rank
 killed) where the failing rank exits before joining the others."""
 
@@ -22,6 +23,49 @@ RANK_TIMEOUT_S = 60
 CLI = [sys.executable, "-m", "multimodal_ip.cli"]
 #: rank 1's node has no pylops-mpi (its import fails), then the command line runs
 NO_PYLOPS_MPI = "import sys; sys.modules['pylops_mpi'] = None; from multimodal_ip.cli import main; sys.exit(main())"
+#: rank 1's node has no usable GPU: its backend check fails (as ``_xp("cupy")`` does there), then the command runs
+NO_GPU = """
+import sys
+import multimodal_ip.cli.common as common
+from multimodal_ip.cli import main
+from multimodal_ip.errors import ConfigError
+
+def no_gpu(backend):
+    raise ConfigError("backend 'cupy' is not available here (no device); use --backend numpy")
+
+common._xp = no_gpu
+sys.exit(main(sys.argv[1:]))
+"""
+
+#: rank 1's share runs out of memory at the solve's first evaluation (after the build and the balancing)
+OUT_OF_MEMORY = """
+import sys
+import multimodal_ip.cli.common as common
+from multimodal_ip.cli import main
+
+real = common._check_start
+
+def out_of_memory(problem, *args):
+    problem.local.linearize = lambda v: (_ for _ in ()).throw(MemoryError("rank 1's share"))
+    return real(problem, *args)
+
+common._check_start = out_of_memory
+sys.exit(main(sys.argv[1:]))
+"""
+
+#: rank 1 alone fails in the balancing before its first agreed gradient (the reference term chosen on its node)
+BALANCE_REFERENCE = """
+import sys
+import multimodal_ip.io.problem_builder as builder
+from multimodal_ip.cli import main
+from multimodal_ip.errors import ConfigError
+
+def no_reference(*args, **kwargs):
+    raise ConfigError("no reference term on this node")
+
+builder.balance_reference = no_reference
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +147,31 @@ def test_a_rank_whose_start_file_is_bad_ends_both_ranks(data, tmp_path):
     assert str(start) in errs[1], errs
     _both_end_with(proc, errs, errs[1].removeprefix("mmip reconstruct: error: ").strip(), out)
     assert errs[0].endswith("(MPI rank 1 of 2)\n")
+
+
+def test_a_rank_failing_in_the_build_options_ends_both_ranks(data, tmp_path):
+    """Rank 1 alone fails its backend check (``cli.common._build_options``: no usable GPU on its node), before the
+    build's first agreement, while rank 0 goes on to it: both exit 2 with rank 1's line."""
+    out = tmp_path / "r.h5"
+    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
+    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", NO_GPU, *args])
+    _both_end_with(proc, errs, "backend 'cupy' is not available here (no device); use --backend numpy (MPI rank 1 of "
+                   "2)", out)
+
+
+def test_a_rank_out_of_memory_in_the_solve_ends_both_ranks(data, tmp_path):
+    """Rank 1 alone runs out of memory in an evaluation of the solve, while rank 0 goes on to its sums: every
+    evaluation is agreed before its sums, so both ranks stop with the same line (before: rank 0 hung)."""
+    out = tmp_path / "r.h5"
+    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
+    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", OUT_OF_MEMORY, *args])
+    _both_end_with(proc, errs, "out of memory (set MMIP_MAX_MEMORY lower, or use a smaller problem)", out)
+
+
+def test_a_rank_failing_in_the_balancing_before_its_first_sum_ends_both_ranks(data, tmp_path):
+    """Rank 1's last agreement of the balancing pairs with rank 0's first agreed gradient: rank 0 raises the agreed
+    failure at once instead of waiting in a last agreement rank 1 never joins."""
+    out = tmp_path / "r.h5"
+    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
+    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", BALANCE_REFERENCE, *args])
+    _both_end_with(proc, errs, "no reference term on this node (MPI rank 1 of 2)", out)
