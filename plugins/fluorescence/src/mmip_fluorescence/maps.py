@@ -19,6 +19,9 @@ CHANNELS = "MAPS/channel_names"  # v9 place of the channel names, read when the 
 #: the beam positions (v10, then v9)
 AXES = (("MAPS/Scan/x_axis", "MAPS/Scan/y_axis"), ("MAPS/x_axis", "MAPS/y_axis"))
 X_AXIS, Y_AXIS = AXES[0]
+#: attribute of the maps: ``"pixel"`` says each value is one object pixel (a 1 x 1 kernel: maps of the object,
+#: which ``mmip export --format xrf-maps`` writes), else the values are beam counts (kernel |probe|^2)
+KERNEL_ATTR = "kernel"
 
 
 def _first(path, f, keys, allow_external):
@@ -36,6 +39,19 @@ def _read_real(path, f, key, allow_external) -> np.ndarray:
         msg = f"{path}:/{key}: expected finite real numbers, got {a.dtype}"
         raise DataError(msg)
     return a.astype(float)
+
+
+def _pixel_maps(path, f, counts_key, allow_external) -> bool:
+    """Whether the maps declare one object pixel per value (attribute ``kernel = "pixel"``); another value is
+    refused by name."""
+    value = resolve(path, f, counts_key, allow_external).attrs.get(KERNEL_ATTR)
+    if value is None:
+        return False
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    if text not in ("pixel", "beam"):
+        msg = f'{path}:/{counts_key}: attribute {KERNEL_ATTR}: expected "pixel" or "beam", got {text!r}'
+        raise DataError(msg)
+    return text == "pixel"
 
 
 def _read_maps(path, f, allow_external) -> tuple:
@@ -75,7 +91,7 @@ def _check_maps(path, counts_key, counts, axes, xy, names_key, names) -> None:
         raise DataError(msg)
 
 
-def _kernel_corners(path, frame, kernel, y, x, axis_unit_m) -> np.ndarray:
+def _kernel_corners(path, frame, kernel, y, x, axis_unit_m, axes=AXES[0]) -> np.ndarray:
     """The kernel windows' top-left object pixels of the beam positions on the grid ``y`` x ``x`` (metres): inside
     the object and on its pixels (else a message naming what to check)."""
     yy, xx = np.meshgrid(y, x, indexing="ij")
@@ -90,8 +106,12 @@ def _kernel_corners(path, frame, kernel, y, x, axis_unit_m) -> np.ndarray:
     off = np.abs(corners - rounded)
     half = np.abs(off - 0.5) < 0.05  # an even window read with the other reference: (Np - 1)/2 is a half-integer
     if np.any(np.all(half, axis=0)) and np.all(half | (off < 0.05)):
-        msg = (f"{path}: the XRF beam positions fall half a pixel off the object pixels the CXI translations give: "
-               "the files locate the probe differently (window centre vs top-left corner); check --cxi-positions")
+        keys = ", ".join(f"/{k}" for k, h in zip(axes[::-1], np.all(half, axis=0)) if h)  # (y, x) order
+        msg = (f"{path}:{keys}: the XRF beam positions fall half a pixel off the object pixels the CXI translations "
+               f"give: the {kernel.shape[0]}x{kernel.shape[1]} beam window's top-left (y, x), expected whole "
+               f"pixels, got ({corners[0, 0]:g}, {corners[0, 1]:g}) at the first beam: the files locate the probe "
+               "differently (window centre vs top-left corner), check --cxi-positions; or the file holds maps of "
+               f'object pixels, not beam counts, and lacks their attribute {KERNEL_ATTR} = "pixel"')
         raise DataError(msg)
     if np.any(off > 0.05):
         msg = (f"{path}: XRF axes do not fall on object pixels of {frame.pixel_size_m:.4g} m; check the axis unit "
@@ -108,7 +128,9 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
     ``/MAPS/Scan/{x,y}_axis`` (v10) or ``/MAPS/{x,y}_axis`` (v9), in ``axis_unit_m`` metres (MAPS: um).
     The beam at axis position (y, x) is centred on object coordinates ``frame.to_pixels((y, x))``: the kernel
     window's geometric centre (pixel ``(k - 1)/2``, the CXI convention of the ptychography importer), so its
-    top-left is that minus ``(kernel.shape - 1) / 2``.
+    top-left is that minus ``(kernel.shape - 1) / 2``. Maps whose attribute ``kernel`` is ``"pixel"`` (what
+    :func:`export_maps` writes for maps of the object) hold one object pixel per value: the kernel is then 1 x 1,
+    whatever ``kernel`` is given.
 
     Parameters
     ----------
@@ -117,7 +139,7 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
     frame : :obj:`mmip_ptychography.cxi.Frame`
         The object-pixel frame of the ptychography scan (from :func:`~mmip_ptychography.cxi.import_cxi`).
     kernel : :obj:`numpy.ndarray`
-        The beam's intensity kernel (window) on object pixels.
+        The beam's intensity kernel (window) on object pixels (beam counts; a file's ``"pixel"`` maps override it).
     axis_unit_m : :obj:`float`, optional
         Length of one axis unit in metres (MAPS: micrometres, 1e-6).
     allow_external : :obj:`bool`, optional
@@ -141,9 +163,11 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
         raise DataError(msg)
     with open_h5(path) as f:
         counts_key, counts, axes, xy, names_key, names = _read_maps(path, f, allow_external)
+        if _pixel_maps(path, f, counts_key, allow_external):
+            kernel = np.ones((1, 1))  # maps of the object: one object pixel per value, centred on it
     x, y = (a * axis_unit_m for a in xy)
     _check_maps(path, counts_key, counts, axes, (x, y), names_key, names)
-    rounded = _kernel_corners(path, frame, kernel, y, x, axis_unit_m)
+    rounded = _kernel_corners(path, frame, kernel, y, x, axis_unit_m, axes)
     data = counts.reshape(counts.shape[0], -1)
     attrs = {"photons_per_unit": 1.0, "grid_shape": np.array([y.size, x.size]),
              "object_shape": np.array(frame.object_shape)}
@@ -156,7 +180,9 @@ def import_maps(path, frame, kernel, axis_unit_m=1e-6, allow_external=False):
 def export_maps(path, term: TermData, frame, axis_unit_m=1e-6):
     """Write a fluorescence term on a raster (``grid_shape`` attr) as an XRF-Maps v10 file: maps at
     ``/MAPS/XRF_Analyzed/Fitted/Counts_Per_Sec``, names at ``.../Fitted/Channel_Names``, beam positions (the
-    kernel windows' geometric centres) at ``/MAPS/Scan/{x,y}_axis`` in ``axis_unit_m`` metres.
+    kernel windows' geometric centres) at ``/MAPS/Scan/{x,y}_axis`` in ``axis_unit_m`` metres. The maps' attribute
+    ``kernel`` says what a value is: ``"pixel"`` for a 1 x 1 kernel (maps of the object, one pixel per value),
+    else ``"beam"`` (counts of the term's kernel); :func:`import_maps` reads it.
 
     Parameters
     ----------
@@ -179,6 +205,7 @@ def export_maps(path, term: TermData, frame, axis_unit_m=1e-6):
     with h5py.File(path, "w") as f:
         f["MAPS/version"] = 10.0
         f[COUNTS] = data.reshape(data.shape[0], rows, cols)
+        f[COUNTS].attrs[KERNEL_ATTR] = "pixel" if kernel_shape.tolist() == [1.0, 1.0] else "beam"
         names = term.attrs.get("elements", [f"E{e}" for e in range(data.shape[0])])
         f[NAMES] = np.array([str(e) for e in names], dtype="S256")
         f[Y_AXIS] = yx[:, 0].reshape(rows, cols)[:, 0] / axis_unit_m
