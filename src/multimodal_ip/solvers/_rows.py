@@ -1,9 +1,13 @@
 """A solver's list of state vectors seen as one ``(k, n)`` array without stacking them (a checkpoint writes it row by
 row: no second copy of an L-BFGS history at the moment it is saved)."""
 
+import weakref
+
 import numpy as np
 
 from ..backend import to_numpy
+
+_LIVE: "weakref.WeakSet[Rows]" = weakref.WeakSet()  # the Rows still held by someone (a checkpoint being kept)
 
 
 class Rows:
@@ -27,6 +31,7 @@ class Rows:
         self.dtype = np.dtype(self._rows[0].dtype if self._rows else (dtype or np.float64))
         self.shape = (len(self._rows), int(self._rows[0].size if self._rows else size))
         self.nbytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
+        _LIVE.add(self)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -40,3 +45,20 @@ class Rows:
     def __array__(self, dtype=None, copy=None):
         a = np.stack(list(self)) if self._rows else np.zeros(self.shape, dtype=self.dtype)
         return a if dtype is None else a.astype(dtype)
+
+
+def in_rows(buffer) -> bool:
+    """Whether a live :class:`Rows` (a ``state_dict()`` someone keeps) holds ``buffer``: a solver must then not
+    write into it (the state stays what it was when taken).
+
+    Parameters
+    ----------
+    buffer : :obj:`numpy.ndarray` or :obj:`cupy.ndarray`
+        A vector the solver would reuse.
+
+    Returns
+    -------
+    held : :obj:`bool`
+        ``True`` when some live ``Rows`` holds this very array.
+    """
+    return any(any(r is buffer for r in rows._rows) for rows in list(_LIVE))

@@ -364,7 +364,10 @@ class Solver:
         self.x = xp.asarray(arrays["x"])
         for n in self._state_variable_names():
             a = arrays[n]
-            setattr(self, n, [xp.asarray(r) for r in a] if n in self._list_states else xp.asarray(a))
+            if n in self._list_states:  # a state_dict's Rows in memory: copies (the solver writes into its pairs)
+                setattr(self, n, [xp.array(r) if isinstance(a, Rows) else xp.asarray(r) for r in a])
+            else:
+                setattr(self, n, xp.asarray(a))
         self._load_scalars(state["scalars"])
         self.align_steps = {k.removeprefix("align_step_"): float(v) for k, v in state["scalars"].items()
                             if k.startswith("align_step_")}

@@ -11,6 +11,7 @@ from ..hookspecs import hookimpl
 from ..problem import Objective
 from ..problem.curvature import DEFAULT_FLOOR
 from ._inplace import blocks, same_blocks, writable, write_step
+from ._rows import in_rows
 from .base import Handover, Result, Solver, stalled
 from .precondition import check_precondition, resolve_precondition
 
@@ -258,7 +259,8 @@ class LBFGS(Solver):
             self.s_list.append(s)
             self.y_list.append(y)
             if len(self.s_list) > self.memory:  # its buffers serve the next direction and trial point
-                self._spare = [b for b in (self.s_list.pop(0), self.y_list.pop(0)) if b.base is None]
+                self._spare = [b for b in (self.s_list.pop(0), self.y_list.pop(0))
+                               if b.base is None and not in_rows(b)]  # not a kept state_dict's
         self.x, self.lin = x_new, lin_new
         return None
 

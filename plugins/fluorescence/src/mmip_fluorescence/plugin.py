@@ -247,8 +247,8 @@ class MapsImporter:
 
     def read_bytes(self, path, context) -> int:
         """Bytes the import holds at its peak, from the file's structure (nothing read): the maps and channel names
-        as stored and the beam positions' grids (``maps._kernel_corners``: 9 float64 pairs per map pixel; ``mmip
-        import`` plans the command with it; docs/plugins.md).
+        as stored, the maps' float64 copy and the beam positions' grids (``maps._kernel_corners``: 9 float64 pairs
+        per map pixel; ``mmip import`` plans the command with it; docs/plugins.md).
 
         Parameters
         ----------
@@ -277,7 +277,8 @@ class MapsImporter:
             names = [resolve(path, f, k, ext) for k in (layout[1], CHANNELS)]  # their strings, as stored
             text = sum(int(np.prod(n.shape, dtype=np.float64)) * n.dtype.itemsize for n in names
                        if isinstance(n, h5py.Dataset))
-            return int(np.prod(d.shape, dtype=np.float64)) * d.dtype.itemsize + 144 * d.shape[1] * d.shape[2] + text
+            values = int(np.prod(d.shape, dtype=np.float64))  # as stored and their float64 copy (maps._read_real)
+            return values * (d.dtype.itemsize + 8) + 144 * d.shape[1] * d.shape[2] + text
 
     def __call__(self, path, context):
         from .maps import import_maps
