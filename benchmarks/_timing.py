@@ -1,5 +1,6 @@
-"""Shared timing helper of the benchmark scripts (imported from their folder)."""
+"""Shared timing and memory helpers of the benchmark scripts (imported from their folder)."""
 
+import resource
 import time
 
 
@@ -13,3 +14,14 @@ def best(fn, repeat, warmup=True):
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def peak_rss_bytes():
+    """This process's peak resident set size in bytes: ``VmHWM`` (Linux), else ``ru_maxrss``. A process's
+    ``ru_maxrss`` keeps the peak of the process it was started from (a benchmark launched by a large Python process
+    would report that one's), ``VmHWM`` only its own."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

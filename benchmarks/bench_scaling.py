@@ -18,13 +18,12 @@ Reported: data bytes (diffraction + fluorescence, in the run's precision), peak 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
-from _timing import best
+from _timing import best, peak_rss_bytes
 
 
 def build(j, npx, step, dtype, xrf="grid"):
@@ -89,7 +88,7 @@ def one(args):
         res = solve(problem, v0, "lbfgs", maxiter=args.lbfgs, method="native", gtol=0.0, memory=args.lbfgs_memory)
         row.update(lbfgs_iterations=len(res.history) - 1, lbfgs_s=time.perf_counter() - t1, status=res.status,
                    evaluations=int(getattr(res, "nfev", 0) or 0))
-    row["peak_GB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # before the floor's batches
+    row["peak_GB"] = peak_rss_bytes() / 1e9  # before the floor's batches
     row["floor_s"] = best(lambda: floor(args.j[0], args.np, args.dtype), args.repeat)
     row["ratio"] = t_grad / row["floor_s"]
     row["bound_GB"] = 1.5 * row["data_GB"] + 1.0

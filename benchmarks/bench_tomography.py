@@ -24,7 +24,6 @@ astra is not a dependency: ``--install`` makes its own environment (``benchmarks
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _timing import best
+from _timing import best, peak_rss_bytes
 from mmip_tomography.simulate import simulate
 
 from multimodal_ip.io import build_problem
@@ -143,7 +142,7 @@ def main():
         trans.radon.adjoint(rays, single=True)
 
     base = best(floor, args.repeat)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = peak_rss_bytes() / 2**20
     load = os.getloadavg()[0]
     print(f"n={args.n} angles={args.angles} elements={args.elements} dtype={args.dtype}: samples "
           f"{samples.shape[:3]} ({xrf.sampling.nnz / 1e6:.1f} M weights), set-up {setup:.1f} s")

@@ -16,7 +16,6 @@ alone (float64, random maps) at whole-pixel and at sub-pixel positions (uniform 
 """
 
 import argparse
-import resource
 import sys
 
 import numpy as np
@@ -60,7 +59,7 @@ def make(path, j, npx, step, seed=0):
 
 
 def time_terms(path, repeat, chunk_bytes=None):
-    from _timing import best
+    from _timing import best, peak_rss_bytes
 
     from multimodal_ip.io import build_problem, load_dataset
 
@@ -71,7 +70,7 @@ def time_terms(path, repeat, chunk_bytes=None):
         u = problem._term_input(i, v0)  # the term's input as the joint evaluation passes it
         times[term.name] = times.get(term.name, 0.0) + best(lambda t=term, u=u: t.linearize_input(u), repeat)
     joint = best(lambda: problem.value_and_gradient(v0), repeat)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    rss = peak_rss_bytes() / 1e9
     for name, t in times.items():
         print(f"{name:>14}: {t * 1e3:9.1f} ms per objective + gradient")
     if "ptychography" in times and "fluorescence" in times:
