@@ -11,6 +11,8 @@ data: there a code's value is what its path leaves of the start plus the noise i
 """
 
 import numpy as np
+from mmip_ptychography.curvature import window_illumination
+from mmip_ptychography.phase_error import best_phase_error
 
 #: the fraction of the brightest pixel's illumination below which ``final_lit`` leaves a pixel out
 LIT = 1e-3
@@ -18,17 +20,8 @@ LIT = 1e-3
 
 def illumination(probe, positions, shape):
     """The sum over positions (top-left corners, rounded to whole pixels) of ``|probe|^2`` at each object pixel."""
-    out = np.zeros(shape)
     p2 = np.abs(np.asarray(probe)) ** 2
-    k0, k1 = p2.shape
-    for r, c in np.rint(np.asarray(positions, dtype=float)).astype(int):
-        out[max(r, 0):r + k0, max(c, 0):c + k1] += p2[max(-r, 0):, max(-c, 0):][:shape[0] - r, :shape[1] - c]
-    return out
-
-
-def aligned(obj, truth):
-    """``obj`` times the global phase that brings it closest to ``truth``."""
-    return obj * np.exp(1j * np.angle(np.vdot(obj, truth)))
+    return window_illumination(tuple(shape), p2, np.rint(np.asarray(positions, dtype=float)).astype(np.int64))
 
 
 def final_errors(obj, truth, probe, positions):
@@ -37,8 +30,5 @@ def final_errors(obj, truth, probe, positions):
     obj, truth = np.asarray(obj), np.asarray(truth)
     ill = illumination(probe, positions, truth.shape)
     lit = ill >= LIT * ill.max()
-    a = aligned(obj, truth)
-    b = aligned(obj[lit], truth[lit])
-    return {"final_aligned": float(np.linalg.norm(a - truth) / np.linalg.norm(truth)),
-            "final_lit": float(np.linalg.norm(b - truth[lit]) / np.linalg.norm(truth[lit])),
+    return {"final_aligned": best_phase_error(obj, truth), "final_lit": best_phase_error(obj[lit], truth[lit]),
             "lit_fraction": float(lit.mean())}
