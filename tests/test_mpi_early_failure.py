@@ -127,15 +127,6 @@ def test_a_rank_that_cannot_write_its_output_ends_both_ranks(data, tmp_path):
     assert kept.read_bytes() == b"mine"
 
 
-def test_a_rank_without_pylops_mpi_ends_both_ranks(data, tmp_path):
-    """Rank 1's node lacks pylops-mpi: it still gets its communicator (mpi4py), so both ranks agree on its line."""
-    out = tmp_path / "r.h5"
-    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
-    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", NO_PYLOPS_MPI, *args])
-    _both_end_with(proc, errs, "MPI runs need mpi4py and pylops-mpi: pip install mpich mpi4py pylops-mpi (import of "
-                               "pylops_mpi halted; None in sys.modules) (MPI rank 1 of 2)", out)
-
-
 def test_a_rank_whose_start_file_is_bad_ends_both_ranks(data, tmp_path):
     """Rank 1 alone starts from a file that is not HDF5, read after the build, while rank 0 (no ``--start``) goes
     on to the solver's first sum: both exit 2 with rank 1's line."""
@@ -149,29 +140,31 @@ def test_a_rank_whose_start_file_is_bad_ends_both_ranks(data, tmp_path):
     assert errs[0].endswith("(MPI rank 1 of 2)\n")
 
 
-def test_a_rank_failing_in_the_build_options_ends_both_ranks(data, tmp_path):
-    """Rank 1 alone fails its backend check (``cli.common._build_options``: no usable GPU on its node), before the
-    build's first agreement, while rank 0 goes on to it: both exit 2 with rank 1's line."""
+#: rank 1's own failing step (the script it runs) and the line both ranks must end with
+RANK_ONE_FAILS = {
+    # its node lacks pylops-mpi: it still gets its communicator (mpi4py), so both ranks agree on its line
+    "no pylops-mpi": (NO_PYLOPS_MPI, "MPI runs need mpi4py and pylops-mpi: pip install mpich mpi4py pylops-mpi "
+                      "(import of pylops_mpi halted; None in sys.modules) (MPI rank 1 of 2)"),
+    # its backend check fails (``cli.common._build_options``: no usable GPU on its node) before the build's first
+    # agreement, while rank 0 goes on to it
+    "build options": (NO_GPU, "backend 'cupy' is not available here (no device); use --backend numpy (MPI rank 1 "
+                      "of 2)"),
+    # it runs out of memory in an evaluation of the solve while rank 0 goes on to its sums: every evaluation is
+    # agreed before its sums (before: rank 0 hung)
+    "out of memory in the solve": (OUT_OF_MEMORY, "out of memory (set MMIP_MAX_MEMORY lower, or use a smaller "
+                                   "problem)"),
+    # its last agreement of the balancing pairs with rank 0's first agreed gradient: rank 0 raises the agreed
+    # failure at once instead of waiting in a last agreement rank 1 never joins
+    "balancing": (BALANCE_REFERENCE, "no reference term on this node (MPI rank 1 of 2)"),
+}
+
+
+@pytest.mark.parametrize("case", list(RANK_ONE_FAILS))
+def test_a_rank_whose_own_step_fails_ends_both_ranks(data, tmp_path, case):
+    """Rank 1 alone fails a step of its own (``RANK_ONE_FAILS``) while rank 0 goes on: both exit 2 with the same
+    line, nothing written."""
+    script, line = RANK_ONE_FAILS[case]
     out = tmp_path / "r.h5"
     args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
-    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", NO_GPU, *args])
-    _both_end_with(proc, errs, "backend 'cupy' is not available here (no device); use --backend numpy (MPI rank 1 of "
-                   "2)", out)
-
-
-def test_a_rank_out_of_memory_in_the_solve_ends_both_ranks(data, tmp_path):
-    """Rank 1 alone runs out of memory in an evaluation of the solve, while rank 0 goes on to its sums: every
-    evaluation is agreed before its sums, so both ranks stop with the same line (before: rank 0 hung)."""
-    out = tmp_path / "r.h5"
-    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
-    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", OUT_OF_MEMORY, *args])
-    _both_end_with(proc, errs, "out of memory (set MMIP_MAX_MEMORY lower, or use a smaller problem)", out)
-
-
-def test_a_rank_failing_in_the_balancing_before_its_first_sum_ends_both_ranks(data, tmp_path):
-    """Rank 1's last agreement of the balancing pairs with rank 0's first agreed gradient: rank 0 raises the agreed
-    failure at once instead of waiting in a last agreement rank 1 never joins."""
-    out = tmp_path / "r.h5"
-    args = ["reconstruct", str(data), "-o", str(out), "--iterations", "2", "--stop", "iterations"]
-    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", BALANCE_REFERENCE, *args])
-    _both_end_with(proc, errs, "no reference term on this node (MPI rank 1 of 2)", out)
+    proc, errs = _two_ranks(tmp_path, [*CLI, *args], [sys.executable, "-c", script, *args])
+    _both_end_with(proc, errs, line, out)
