@@ -28,6 +28,27 @@ def rng():
 
 
 @pytest.fixture(scope="session")
+def phantom_file(tmp_path_factory):
+    """``phantom_file(n, probe_size, *flags)``: the path of ``mmip simulate phantom --n n --probe-size probe_size
+    --step 4 *flags`` (ptychography and XRF, with its truth), made once a session for each set of arguments (tests
+    read it, never write it)."""
+    from multimodal_ip.cli import main
+
+    made: dict = {}
+
+    def make(n, probe_size, *flags):
+        key = (n, probe_size, *flags)
+        if key not in made:
+            path = tmp_path_factory.mktemp("phantom") / "d.h5"
+            assert main(["simulate", "phantom", "-o", str(path), "--n", str(n), "--probe-size", str(probe_size),
+                         "--step", "4", *flags]) == 0
+            made[key] = path
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_dataset():
     """A small joint ptychography + XRF dataset (n=48, Np=16, step 8, 3 % noise)."""
     from mmip_paper import simulate

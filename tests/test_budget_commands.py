@@ -25,12 +25,9 @@ COMMANDS = {
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(phantom_file):
     """A tiny joint file with its truth (ptychography and XRF, 20 x 20 object): every command runs on it."""
-    path = tmp_path_factory.mktemp("budget") / "d.h5"
-    assert main(["simulate", "phantom", "-o", str(path), "--n", "20", "--probe-size", "12", "--step", "4",
-                 "--noise", "0.03"]) == 0
-    return path
+    return phantom_file(20, 12, "--noise", "0.03")
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from multimodal_ip.cli import main
-
 pytest.importorskip("mpi4py", reason="MPI needs mpi4py (make test installs mpich + mpi4py from wheels)")
 pytest.importorskip("pylops_mpi", reason="MPI runs need pylops-mpi (make test installs it)")
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
@@ -69,12 +67,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(phantom_file):
     """A tiny joint file (ptychography and XRF, 20 x 20 object), split over two ranks."""
-    path = tmp_path_factory.mktemp("early") / "d.h5"
-    assert main(["simulate", "phantom", "-o", str(path), "--n", "20", "--probe-size", "12", "--step", "4",
-                 "--noise", "0.03"]) == 0
-    return path
+    return phantom_file(20, 12, "--noise", "0.03")
 
 
 def _two_ranks(tmp_path, first, second):

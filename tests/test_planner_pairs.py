@@ -23,12 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
+def phantom(phantom_file):
     """A small joint file with its truth (12 x 12 object)."""
-    path = tmp_path_factory.mktemp("planner_pairs") / "p.h5"
-    assert main(["simulate", "phantom", "-o", str(path), "--n", "12", "--probe-size", "12", "--step", "4",
-                 "--noise", "0.03"]) == 0
-    return path
+    return phantom_file(12, 12, "--noise", "0.03")
 
 
 def _planned(path, plan):

@@ -16,12 +16,9 @@ from multimodal_ip.solvers.lbfgs import LBFGS, WORK_VECTORS
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
+def sim(phantom_file):
     """The smallest phantom case (32 x 32 object, x and w, ptychography and fluorescence)."""
-    path = tmp_path_factory.mktemp("sim") / "sim.h5"
-    assert main(["simulate", "phantom", "-o", str(path), "--n", "32", "--probe-size", "16", "--step", "4",
-                 "--seed", "1"]) == 0
-    return path
+    return phantom_file(32, 16, "--seed", "1")
 
 
 def _watch_start(monkeypatch):

@@ -14,11 +14,8 @@ from multimodal_ip.io import load_result
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    path = tmp_path_factory.mktemp("packing") / "sim.h5"
-    assert main(["simulate", "phantom", "-o", str(path), "--n", "32", "--probe-size", "16", "--step", "4",
-                 "--seed", "1"]) == 0
-    return path
+def sim(phantom_file):
+    return phantom_file(32, 16, "--seed", "1")
 
 
 def _keep_checkpoints(monkeypatch, ckpt):

@@ -10,12 +10,9 @@ from multimodal_ip.cli import main
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(phantom_file):
     """A small joint file with its truth (12 x 12 object: 288 unknowns, a dense study of a few seconds)."""
-    path = tmp_path_factory.mktemp("hessian_record") / "h.h5"
-    assert main(["simulate", "phantom", "-o", str(path), "--n", "12", "--probe-size", "12", "--step", "4",
-                 "--noise", "0.03"]) == 0
-    return path
+    return phantom_file(12, 12, "--noise", "0.03")
 
 
 def test_the_fitted_block_size_is_in_hessian_json(data, tmp_path, monkeypatch, capsys):
