@@ -44,15 +44,16 @@ class Planner:
     ----------
     cfg : :obj:`dict`
         The run configuration, changed in place when the run is fitted.
-    models, extra, comm, vectors, release_last
+    models, extra, comm, vectors, release_last, resumed
         As for :func:`~multimodal_ip.run_budget.run_planner`.
     setting : :obj:`int`, optional
         The setting agreed by the ranks (an index in the order tried): kept without communication.
     """
 
-    def __init__(self, cfg, *, models=None, extra=None, comm=None, vectors=None, setting=None, release_last=False):
+    def __init__(self, cfg, *, models=None, extra=None, comm=None, vectors=None, setting=None, release_last=False,
+                 resumed=False):
         self.cfg, self.models, self.extra, self.comm, self.vectors = cfg, models, extra, comm, vectors
-        self.setting, self.release_last = setting, bool(release_last)
+        self.setting, self.release_last, self.resumed = setting, bool(release_last), bool(resumed)
 
     def agreed(self, setting) -> "Planner":
         """This plan keeping the setting ``setting`` the ranks agreed on (no communication).
@@ -68,7 +69,7 @@ class Planner:
             The plan of the read.
         """
         return Planner(self.cfg, models=self.models, extra=self.extra, comm=self.comm, vectors=self.vectors,
-                       setting=int(setting), release_last=self.release_last)
+                       setting=int(setting), release_last=self.release_last, resumed=self.resumed)
 
     def fits(self, space, terms, nbytes) -> list:
         """Whether this rank's share fits each setting, in the order tried (no communication, ``cfg`` unchanged).
@@ -89,14 +90,12 @@ class Planner:
 
     def __call__(self, space, terms, nbytes):
         cfg = self.cfg
-        kw, (option, asked, chunk) = self._inputs(space, terms)
+        kw, (option, first, chunk) = self._inputs(space, terms)
         est = run_budget.fit_run(kw.pop("space"), terms, nbytes, setting=self.setting, **kw)
         changed = []
         if est.chunk_bytes != chunk:
             cfg["chunk_memory"] = str(est.chunk_bytes)
             changed.append(f"blocks of {est.chunk_bytes / 2**20:g} MiB (--chunk-memory)")
-        first = min(int(asked if asked is not None else run_budget.HISTORY[kw["solver"]][1]),
-                    int(cfg["iterations"])) if option else 0
         if option and est.pairs is not None and est.pairs < max(first, 1):
             cfg["solver_options"] = dict(cfg["solver_options"] or {}, **{option: est.pairs})
             changed.append(f"{est.pairs} L-BFGS pair(s) instead of {first}")
@@ -107,7 +106,8 @@ class Planner:
 
     def _inputs(self, space, terms):
         """The keywords of :func:`~multimodal_ip.run_budget.fit_run` (with ``space``: the largest model's) and
-        ``(option, asked, chunk)``: the solver's history option, the pairs asked for, the chunk size asked for."""
+        ``(option, first, chunk)``: the solver's history option, the pairs asked for (at most the iterations), the
+        chunk size asked for."""
         from .config import validation_settings
         from .plugins import get_registry
         from .solvers import check_solver_options, get_solver
@@ -130,12 +130,16 @@ class Planner:
             parts["MPI sums"] = run_budget.MPI_VECTORS * vector
         option = run_budget.HISTORY.get(solver, (None, None))[0]
         asked = (cfg["solver_options"] or {}).get(option) if option else None
+        first = min(int(asked if asked is not None else run_budget.HISTORY[solver][1]),
+                    int(cfg["iterations"])) if option else 0
+        if self.resumed:  # held through the resumed solve: the stacked pairs the restored ones are views of, x, best x
+            parts["resumed checkpoint"] = (2 * first + 2) * vector
         chunk = None if cfg["chunk_memory"] is None else parse_size(cfg["chunk_memory"], allow_zero=True)
         releases = self.release_last and solver is not None and releases_last(cfg, space, registry)
         return (dict(space=space, dtype=cfg["dtype"], solver=solver, iterations=cfg["iterations"], pairs=asked,
                      chunk_bytes=chunk, extra=parts, vectors=self.vectors, comm=comm, registry=registry,
                      release_last=releases),
-                (option, asked, chunk))
+                (option, first, chunk))
 
 
 def releases_last(cfg, space, registry) -> bool:

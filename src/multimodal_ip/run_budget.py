@@ -359,7 +359,7 @@ def _local_ranks(comm) -> int:
     return int(comm.Get_size())
 
 
-def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None, release_last=False):
+def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None, release_last=False, resumed=False):
     """The ``plan`` of :func:`~multimodal_ip.io.load_dataset` for a run configuration: it fits the run into the
     memory budget before the data are read and writes the setting it needs into ``cfg`` (``solver_options``
     ``memory``, ``chunk_memory``; with one warning line) when the run's own does not fit. The unknowns are the
@@ -377,16 +377,16 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None, releas
         ``extra(space, terms, vector)``: a command's own parts ``{what: bytes}`` (``vector``: the bytes of one
         unknown-sized vector), e.g. the results ``mmip compare`` keeps.
     comm : :obj:`mpi4py.MPI.Comm`, optional
-        An MPI run: each rank plans its share (``terms`` and ``nbytes`` are its share's), adds the sums over
-        ranks, and every rank keeps the same setting (:func:`fit_run`). Called as is, the plan is a collective; an
-        MPI build (:func:`~multimodal_ip.distributed.build_distributed_problem`) runs it in two phases without one,
-        each inside an agreement: ``plan.fits(space, terms, nbytes)`` (which settings this rank's share fits), then,
-        once the ranks agreed on the first setting they all fit, ``plan.agreed(index)`` as the plan of the read.
+        An MPI run: each rank plans its share, adds the sums over ranks, and every rank keeps the same setting. Called
+        as is, the plan is a collective; an MPI build runs it in two phases without one (``plan.fits``, then the
+        agreed ``plan.agreed(index)``: :class:`~multimodal_ip._run_plan.Planner`).
     vectors : :obj:`int`, optional
         A command that runs no solver: its unknown-sized work vectors (no solver history, no solver options).
     release_last : :obj:`bool`, optional
         The command solves through ``cli.common._solve_with_progress`` (``release_last`` set; not ``mmip tune``):
         the pairs held at the peak are counted (:func:`peak_pairs`) where its solver lets them go.
+    resumed : :obj:`bool`, optional
+        ``--resume``: the checkpoint it reads, held through the solve (part "resumed checkpoint": 2 pairs + 2).
 
     Returns
     -------
@@ -396,4 +396,5 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None, releas
     """
     from ._run_plan import Planner
 
-    return Planner(cfg, models=models, extra=extra, comm=comm, vectors=vectors, release_last=release_last)
+    return Planner(cfg, models=models, extra=extra, comm=comm, vectors=vectors, release_last=release_last,
+                   resumed=resumed)

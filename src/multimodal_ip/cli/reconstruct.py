@@ -233,21 +233,11 @@ def _resumed(args, cfg, ckpt, ds, problem, lead):
     return start, fingerprint, resume_state
 
 
-def _resume_planner(cfg, comm):
-    """The run's memory plan with the checkpoint ``--resume`` reads: held through the resumed solve (its stacked
-    L-BFGS pairs, of which the restored ones are views, its iterate and best iterate)."""
-    from ..run_budget import HISTORY, run_planner
-
-    option, default = HISTORY.get(cfg["solver"], (None, 0))
-    pairs = min(int((cfg["solver_options"] or {}).get(option, default)), int(cfg["iterations"])) if option else 0
-    return run_planner(cfg, comm=comm, release_last=True,
-                       extra=lambda space, terms, vector: {"resumed checkpoint": (2 * pairs + 2) * vector})
-
-
 def run(args) -> int:
     from ..backend import to_numpy
     from ..distributed import agree
     from ..io import save_result
+    from ..run_budget import run_planner
     from ..safety import deferred_interrupts
 
     def agreed(fn, *a):  # on MPI ranks each rank's own work before a collective ends in an agreement
@@ -258,7 +248,7 @@ def run(args) -> int:
     out = Path(args.output)
     auto, refit = agreed(_stopping, args, cfg)
     lead = comm is None or comm.Get_rank() == 0
-    plan = _resume_planner(cfg, comm) if args.resume else None
+    plan = run_planner(cfg, comm=comm, release_last=True, resumed=args.resume)  # (--resume: its checkpoint too)
     ds, problem = build(args.data, cfg, comm=comm, allow_external=args.allow_external_links, plan=plan)
     start, fingerprint, resume_state = agreed(_resumed, args, cfg, ckpt, ds, problem, lead)
     on_iteration = _checkpointer(ckpt, cfg, fingerprint, lead, problem.space.packing)
