@@ -379,7 +379,7 @@ def run_planner(cfg, *, models=None, extra=None, comm=None, vectors=None, releas
     comm : :obj:`mpi4py.MPI.Comm`, optional
         An MPI run: each rank plans its share, adds the sums over ranks, and every rank keeps the same setting. Called
         as is, the plan is a collective; an MPI build runs it in two phases without one (``plan.fits``, then the
-        agreed ``plan.agreed(index)``: :class:`~multimodal_ip._run_plan.Planner`).
+        agreed ``plan.agreed(index)``: ``multimodal_ip._run_plan.Planner``).
     vectors : :obj:`int`, optional
         A command that runs no solver: its unknown-sized work vectors (no solver history, no solver options).
     release_last : :obj:`bool`, optional
